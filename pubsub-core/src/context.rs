@@ -1,0 +1,146 @@
+//! [`Context`]: what a handler knows about the delivery it is handling.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::handler::HandlerError;
+use crate::metadata::{Message, Metadata};
+use crate::publish::{PublishOptions, Publisher};
+use crate::state::StateMap;
+
+/// Per-invocation context: the event's metadata, the attempt number, a publisher that keeps
+/// the conversation's correlation id, and the bus's shared state.
+///
+/// ```
+/// use pubsub::prelude::*;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "order", action = "placed")]
+/// struct OrderPlaced { id: u64 }
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "invoice", action = "requested")]
+/// struct InvoiceRequested { order: u64 }
+///
+/// struct Prices { vat_percent: u32 }
+///
+/// #[handler]
+/// async fn invoice(order: OrderPlaced, ctx: Context) -> Result<(), HandlerError> {
+///     let prices = ctx.state::<Prices>()?;
+///     tracing::info!(attempt = ctx.attempt(), vat = prices.vat_percent, "invoicing");
+///     // correlation id flows on, causation id = this event's id
+///     ctx.publish(&InvoiceRequested { order: order.id }).await?;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Context {
+    scope: Arc<DeliveryScope>,
+    handler: &'static str,
+    attempt: u32,
+}
+
+/// What every handler of one delivery shares.
+#[derive(Debug)]
+pub(crate) struct DeliveryScope {
+    pub(crate) message: Arc<Message>,
+    pub(crate) redelivered: bool,
+    pub(crate) publisher: Publisher,
+    pub(crate) state: Arc<StateMap>,
+}
+
+impl Context {
+    pub(crate) fn new(scope: Arc<DeliveryScope>, handler: &'static str, attempt: u32) -> Self {
+        Self {
+            scope,
+            handler,
+            attempt,
+        }
+    }
+
+    /// The envelope of the event being handled.
+    pub fn metadata(&self) -> &Metadata {
+        &self.scope.message.metadata
+    }
+
+    /// The event id (stable across retries and redeliveries: use it to de-duplicate).
+    pub fn event_id(&self) -> Uuid {
+        self.scope.message.metadata.id
+    }
+
+    /// The routing key.
+    pub fn key(&self) -> &str {
+        &self.scope.message.metadata.key
+    }
+
+    /// The payload version.
+    pub fn version(&self) -> u32 {
+        self.scope.message.metadata.version
+    }
+
+    /// The correlation id of the conversation, if the publisher set one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.scope.message.metadata.correlation_id.as_deref()
+    }
+
+    /// The id of the event that caused this one, if any.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.scope.message.metadata.causation_id.as_deref()
+    }
+
+    /// A free header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.scope.message.metadata.headers.get(name).map(String::as_str)
+    }
+
+    /// 1 on the first attempt, 2 on the first retry, and so on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the broker delivered this message before (to a consumer that did not settle it).
+    pub fn redelivered(&self) -> bool {
+        self.scope.redelivered
+    }
+
+    /// The name of the handler being run.
+    pub fn handler_name(&self) -> &'static str {
+        self.handler
+    }
+
+    /// The service (queue / consumer name) of the bus running the handler.
+    pub fn service(&self) -> &str {
+        &self.scope.publisher.service
+    }
+
+    /// Shared state registered with [`BusBuilder::state`](crate::BusBuilder::state).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, HandlerError> {
+        self.scope.state.get::<T>().ok_or_else(|| {
+            HandlerError::permanent(format!(
+                "no state of type {} was registered on the bus builder",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Publishes `event` in the same conversation: correlation id passed on, causation id set
+    /// to the event being handled. Returns once the transport confirmed it.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.publish_with(event, PublishOptions::new()).await
+    }
+
+    /// Like [`publish`](Self::publish) with extra options; correlation and causation ids
+    /// are filled from the event being handled unless `options` sets them.
+    pub async fn publish_with<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+        let cause = PublishOptions::caused_by(self.metadata());
+        let options = PublishOptions {
+            correlation_id: options.correlation_id.or(cause.correlation_id),
+            causation_id: options.causation_id.or(cause.causation_id),
+            ..options
+        };
+        self.scope.publisher.publish(event, options).await
+    }
+}

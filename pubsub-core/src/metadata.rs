@@ -1,0 +1,104 @@
+//! The envelope: what travels with every event besides its payload.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::codec::JSON;
+
+/// Header carrying the event version (`x-event-version`).
+pub const HEADER_VERSION: &str = "x-event-version";
+/// Header carrying the causation id (`x-causation-id`).
+pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
+/// Header on dead letters: why the message was dead-lettered.
+pub const HEADER_DEATH_REASON: &str = "x-death-reason";
+/// Header on dead letters: comma-separated names of the handlers that failed.
+pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
+
+/// Everything known about a message except its body.
+///
+/// On AMQP, `id` is `message_id`, `key` is `type`, `app_id` is the publishing service and
+/// `version` / `causation_id` are the headers `x-event-version` / `x-causation-id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    /// Event id, a UUID v7: stable across retries, redeliveries and dead-lettering.
+    pub id: Uuid,
+    /// Routing key, `domain.action`.
+    pub key: String,
+    /// Version of the payload schema.
+    pub version: u32,
+    /// MIME type of the body (`application/json`, `application/x-protobuf`).
+    pub content_type: String,
+    /// When the event was published.
+    pub timestamp: SystemTime,
+    /// Shared by every event of one conversation (defaults to the first event's id).
+    pub correlation_id: Option<String>,
+    /// Id of the event whose handler published this one.
+    pub causation_id: Option<String>,
+    /// Where a response should go (RPC).
+    pub reply_to: Option<String>,
+    /// Name of the publishing service.
+    pub app_id: Option<String>,
+    /// Free headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    /// Fresh metadata for a new event: new UUID v7 id, now as timestamp, JSON, version 1.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            key: key.into(),
+            version: 1,
+            content_type: JSON.to_owned(),
+            timestamp: SystemTime::now(),
+            correlation_id: None,
+            causation_id: None,
+            reply_to: None,
+            app_id: None,
+            headers: BTreeMap::new(),
+        }
+    }
+
+    /// The timestamp as whole milliseconds since the Unix epoch (0 before the epoch).
+    pub fn timestamp_millis(&self) -> u64 {
+        self.timestamp
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Builds a timestamp from milliseconds since the Unix epoch.
+    pub fn timestamp_from_millis(millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
+    /// The correlation id, or the event id when none was set: what a reply or a
+    /// follow-up event should carry.
+    pub fn correlation_or_id(&self) -> String {
+        self.correlation_id
+            .clone()
+            .unwrap_or_else(|| self.id.to_string())
+    }
+}
+
+/// An encoded event: metadata plus the payload bytes, as transports move it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Envelope.
+    pub metadata: Metadata,
+    /// Payload alone (no envelope inside the body).
+    pub body: Bytes,
+}
+
+impl Message {
+    /// A message with fresh metadata for `key` and the given body.
+    pub fn new(key: impl Into<String>, body: impl Into<Bytes>) -> Self {
+        Self {
+            metadata: Metadata::new(key),
+            body: body.into(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Items the macros' generated code names. Not public API: no semver guarantees.
+
+pub use crate::codec::Json;
+#[cfg(feature = "protobuf")]
+pub use crate::codec::Protobuf;
+pub use crate::context::Context;
+pub use crate::event::Event;
+pub use crate::handler::{
+    CallFn, FromContext, HandlerError, HandlerInput, HandlerRegistration, Input, IntoHandlerResult,
+};
+pub use crate::pattern::matches as pattern_matches;
+pub use futures::future::BoxFuture;
+pub use inventory;
+
+/// Boxes a handler future (keeps generated code short).
+pub fn boxed<F>(future: F) -> BoxFuture<'static, Result<(), HandlerError>>
+where
+    F: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    Box::pin(future)
+}
+
+/// Whether a handler's pattern can match its event's key (always true for `RawEvent`,
+/// whose key is `None`); `#[handler]` asserts it in a `const`.
+pub const fn pattern_can_match(pattern: &str, key: Option<&str>) -> bool {
+    match key {
+        Some(key) => crate::pattern::matches(pattern, key),
+        None => true,
+    }
+}

@@ -1,0 +1,119 @@
+//! Publishing: turning a typed event into a [`Message`] and handing it to the transport.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::codec::Codec;
+use crate::error::Result;
+use crate::event::Event;
+use crate::metadata::{Message, Metadata};
+use crate::transport::Transport;
+
+/// Optional envelope fields for one publish.
+///
+/// ```
+/// use pubsub::PublishOptions;
+/// let options = PublishOptions::new()
+///     .correlation_id("checkout-42")
+///     .header("tenant", "acme");
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) causation_id: Option<String>,
+    pub(crate) reply_to: Option<String>,
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+impl PublishOptions {
+    /// No options: a new conversation whose correlation id is the event's own id.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Joins an existing conversation.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Names the event that caused this one.
+    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Where a response should be sent.
+    pub fn reply_to(mut self, address: impl Into<String>) -> Self {
+        self.reply_to = Some(address.into());
+        self
+    }
+
+    /// Adds a free header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Options for an event published while handling `cause`: same correlation id,
+    /// causation id set to the cause's id.
+    pub fn caused_by(cause: &Metadata) -> Self {
+        Self {
+            correlation_id: Some(cause.correlation_or_id()),
+            causation_id: Some(cause.id.to_string()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The publishing half of a bus, shared with every handler context.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) service: Arc<str>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Encodes `event` into a message with fresh metadata and the given options.
+    pub(crate) fn message<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Message> {
+        let body = event.encode()?;
+        let mut metadata = Metadata::new(E::KEY);
+        metadata.version = E::VERSION;
+        metadata.content_type = <E::Codec as Codec<E>>::CONTENT_TYPE.to_owned();
+        metadata.correlation_id = Some(
+            options
+                .correlation_id
+                .unwrap_or_else(|| metadata.id.to_string()),
+        );
+        metadata.causation_id = options.causation_id;
+        metadata.reply_to = options.reply_to;
+        metadata.app_id = Some(self.service.to_string());
+        metadata.headers = options.headers;
+        Ok(Message { metadata, body })
+    }
+
+    /// Publishes and waits for the transport's confirmation; returns the event id.
+    pub(crate) async fn publish<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+        let message = self.message(event, options)?;
+        let id = message.metadata.id;
+        self.transport.publish(message).await?;
+        Ok(id)
+    }
+
+    /// Publishes an already encoded message.
+    pub(crate) async fn publish_message(&self, message: Message) -> Result<()> {
+        self.transport.publish(message).await?;
+        Ok(())
+    }
+}

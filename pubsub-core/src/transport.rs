@@ -1,0 +1,100 @@
+//! The [`Transport`] trait: how a bus reaches a broker (AMQP, Streams, or memory).
+//!
+//! A transport moves messages and settles deliveries. It knows nothing about handlers:
+//! the bus subscribes with a service name and the patterns its handlers need, and settles
+//! each delivery once every handler has finished.
+
+use async_trait::async_trait;
+
+use crate::error::TransportError;
+use crate::metadata::Message;
+
+/// A broker connection as the bus uses it.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// A short name for logs (`memory`, `amqp`, `streams`).
+    fn name(&self) -> &'static str;
+
+    /// Publishes `message` and returns only once the broker confirmed it (durably stored
+    /// or routed). Unconfirmed publishes are errors, never silently dropped.
+    async fn publish(&self, message: Message) -> Result<(), TransportError>;
+
+    /// Declares what `subscription` needs (queue per service bound to its patterns, dead
+    /// letter queue) and starts consuming with the given prefetch.
+    async fn subscribe(
+        &self,
+        subscription: Subscription,
+    ) -> Result<Box<dyn Consumer>, TransportError>;
+
+    /// Flushes outstanding work and closes connections.
+    async fn close(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// What a service consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Queue / consumer name: buses with the same service compete for its messages.
+    pub service: String,
+    /// Topic patterns the queue is bound to.
+    pub patterns: Vec<String>,
+    /// How many deliveries may be unsettled at once.
+    pub prefetch: u16,
+}
+
+/// A stream of deliveries for one subscription.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next delivery; `None` once the consumer is cancelled or the transport closed.
+    /// An `Err` is a transport problem the bus logs before asking again.
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>>;
+
+    /// Stops new deliveries. Deliveries already handed out can still be settled; those
+    /// never settled go back to the queue when the consumer is dropped.
+    async fn cancel(&mut self) -> Result<(), TransportError>;
+}
+
+/// One message handed to a consumer, to be settled exactly once.
+pub struct Delivery {
+    /// The message.
+    pub message: Message,
+    /// Whether the broker delivered it before.
+    pub redelivered: bool,
+    /// Settles the delivery.
+    pub acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settles one delivery with the broker.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Acks the delivery, or moves it to the service's dead-letter queue.
+    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError>;
+}
+
+/// How a delivery ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Every matching handler succeeded (or none matched).
+    Ack,
+    /// Handling failed for good: the message goes to the dead-letter queue with the reason.
+    DeadLetter(DeadLetter),
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Human-readable failure reason.
+    pub reason: String,
+    /// Names of the handlers that failed (empty for bad input that reached no handler).
+    pub failed_handlers: Vec<String>,
+}
