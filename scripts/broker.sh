@@ -82,10 +82,14 @@ docker_help() {
 broker.sh: cannot provision a broker on this machine (needs root and a Debian-like
 system with apt-get). Start RabbitMQ 4 with Docker instead:
 
-  docker run -d --name rabbitmq -p 5672:5672 -p 5552:5552 -p 15672:15672 rabbitmq:4-management
+  docker run -d --name rabbitmq -p 5672:5672 -p 5552:5552 -p 15672:15672 \
+    -e RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-rabbitmq_stream advertised_host localhost' \
+    rabbitmq:4-management
   docker exec rabbitmq rabbitmq-plugins enable rabbitmq_stream
 
-then point the tests at it and run this script (or scripts/test.sh) again:
+(advertised_host: stream clients reconnect to the host the node advertises, which is
+otherwise the container's name.) Then point the tests at it and run this script (or
+scripts/test.sh) again:
 
   export RABBITMQ_URL='amqp://guest:guest@127.0.0.1:5672/%2f'
   export RABBITMQ_STREAM_HOST=127.0.0.1 RABBITMQ_STREAM_PORT=5552
@@ -102,7 +106,7 @@ unmount_under() {
     while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
 }
 
-# provision: build the root into ROOT.tmp, configure it, write the marker, then move it in
+# provision: debootstrap into ROOT.tmp, write the marker last, then move it into
 # place, so an interrupted run never leaves a half-built ROOT that looks finished.
 provision() {
   [[ -f "$MARKER" ]] && return 0

@@ -39,7 +39,7 @@ use crate::state::StateMap;
 #[derive(Debug, Clone)]
 pub struct Context {
     scope: Arc<DeliveryScope>,
-    handler: &'static str,
+    handler: Arc<str>,
     attempt: u32,
 }
 
@@ -53,7 +53,7 @@ pub(crate) struct DeliveryScope {
 }
 
 impl Context {
-    pub(crate) fn new(scope: Arc<DeliveryScope>, handler: &'static str, attempt: u32) -> Self {
+    pub(crate) fn new(scope: Arc<DeliveryScope>, handler: Arc<str>, attempt: u32) -> Self {
         Self {
             scope,
             handler,
@@ -107,8 +107,8 @@ impl Context {
     }
 
     /// The name of the handler being run.
-    pub fn handler_name(&self) -> &'static str {
-        self.handler
+    pub fn handler_name(&self) -> &str {
+        &self.handler
     }
 
     /// The service (queue / consumer name) of the bus running the handler.

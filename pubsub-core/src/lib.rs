@@ -2,14 +2,21 @@
 //! the dispatcher, the [`Transport`] trait, the in-memory transport, the [`Bus`] and the
 //! test harness. Users depend on the `pubsub` facade, which re-exports all of it.
 
+mod bus;
 mod codec;
 mod context;
+mod dispatcher;
 mod error;
 mod event;
 mod handler;
+mod harness;
+mod memory;
 mod metadata;
 pub mod pattern;
 mod publish;
+mod registry;
+mod retry;
+mod router;
 mod state;
 mod transport;
 
@@ -17,6 +24,7 @@ mod transport;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use bus::{Bus, BusBuilder, BusStats};
 pub use codec::{Codec, JSON, Json, PROTOBUF};
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;
@@ -27,10 +35,15 @@ pub use handler::{
     FromContext, HandlerError, HandlerErrorKind, HandlerInput, HandlerRegistration,
     IntoHandlerResult, RawEvent, RetrySpec,
 };
+pub use harness::{HandlerCall, TestHarness};
+pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{
     HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, HEADER_VERSION, Message,
     Metadata,
 };
 pub use pattern::{Pattern, PatternError};
 pub use publish::PublishOptions;
+pub use registry::{Handler, HandlerInfo, HandlerSelection, registered_handlers};
+pub use retry::RetryPolicy;
+pub use router::Router;
 pub use transport::{Acker, Consumer, DeadLetter, Delivery, Settlement, Subscription, Transport};

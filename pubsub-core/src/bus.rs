@@ -1,0 +1,465 @@
+//! The [`Bus`]: publishes events and runs the handlers of one service.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::memory::MemoryTransport;
+use crate::metadata::Message;
+use crate::pattern::Pattern;
+use crate::publish::{PublishOptions, Publisher};
+use crate::registry::{self, Handler, HandlerSelection, RetrySpecOwned};
+use crate::retry::RetryPolicy;
+use crate::router::Router;
+use crate::state::StateMap;
+use crate::transport::{Consumer, Subscription, Transport};
+
+/// A running service's connection to the event world: publish events, run handlers.
+///
+/// Cheap to clone; clones share one consumer and one publisher.
+///
+/// ```
+/// use pubsub::prelude::*;
+/// use pubsub::{Bus, MemoryTransport};
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "doc", action = "written")]
+/// struct DocWritten { title: String }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub::Result<()> {
+/// let bus = Bus::builder()
+///     .service("docs")
+///     .transport(MemoryTransport::new())
+///     .build()
+///     .await?;
+/// let id = bus.publish(&DocWritten { title: "hello".into() }).await?;
+/// # let _ = id;
+/// bus.shutdown();
+/// bus.run_until(std::future::pending::<()>()).await // returns at once: shut down already
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<BusInner>,
+}
+
+struct BusInner {
+    publisher: Publisher,
+    dispatcher: Arc<Dispatcher>,
+    consumer: Mutex<Option<Box<dyn Consumer>>>,
+    handler_names: Vec<String>,
+    shutdown: watch::Sender<bool>,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("service", &self.service())
+            .field("transport", &self.inner.publisher.transport.name())
+            .field("handlers", &self.inner.handler_names)
+            .finish()
+    }
+}
+
+/// What a bus has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Deliveries taken from the transport.
+    pub deliveries: u64,
+    /// Deliveries acked (all handlers succeeded, or none matched).
+    pub acked: u64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: u64,
+    /// Deliveries no handler matched (acked).
+    pub unhandled: u64,
+    /// Failed handler attempts (each retry counts).
+    pub handler_failures: u64,
+    /// Settlements the transport refused (the broker redelivers those).
+    pub settle_errors: u64,
+}
+
+impl Bus {
+    /// Starts configuring a bus.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// The service name (queue and consumer name).
+    pub fn service(&self) -> &str {
+        &self.inner.publisher.service
+    }
+
+    /// Names of the handlers this bus runs.
+    pub fn handlers(&self) -> &[String] {
+        &self.inner.handler_names
+    }
+
+    /// Publishes `event` as the start of a new conversation (its correlation id is its own
+    /// id). Returns the event id once the transport confirmed the publish.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.inner.publisher.publish(event, PublishOptions::new()).await
+    }
+
+    /// Publishes `event` with explicit envelope options.
+    pub async fn publish_with<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+        self.inner.publisher.publish(event, options).await
+    }
+
+    /// Publishes an already encoded message as it is (gateways, bridges, tests of bad input).
+    pub async fn publish_message(&self, message: Message) -> Result<()> {
+        self.inner.publisher.publish_message(message).await
+    }
+
+    /// What the bus has done so far.
+    pub fn stats(&self) -> BusStats {
+        let c = &self.inner.dispatcher.counters;
+        BusStats {
+            deliveries: c.deliveries.load(Ordering::Relaxed),
+            acked: c.acked.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            unhandled: c.unhandled.load(Ordering::Relaxed),
+            handler_failures: c.handler_failures.load(Ordering::Relaxed),
+            settle_errors: c.settle_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks a running bus to stop: no new deliveries, in-flight ones finish (up to the
+    /// shutdown timeout) and are settled.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Runs the bus in a background task until [`shutdown`](Self::shutdown).
+    pub fn spawn(&self) -> tokio::task::JoinHandle<Result<()>> {
+        let bus = self.clone();
+        tokio::spawn(async move { bus.run_until(std::future::pending::<()>()).await })
+    }
+
+    /// Consumes and handles deliveries until `signal` completes (e.g.
+    /// `tokio::signal::ctrl_c()`) or [`shutdown`](Self::shutdown) is called, then shuts
+    /// down gracefully: stops taking deliveries, lets in-flight ones finish within the
+    /// shutdown timeout and settles them. Deliveries still running after the timeout are
+    /// abandoned unsettled, so the broker redelivers them.
+    pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
+        let mut stop = self.inner.shutdown.subscribe();
+        let consumer = lock(&self.inner.consumer).take();
+        let Some(mut consumer) = consumer else {
+            // Publish-only bus, or already running elsewhere: just wait for the signal.
+            tokio::select! {
+                _ = signal => {}
+                _ = stopped(&mut stop) => {}
+            }
+            return Ok(());
+        };
+        let mut tasks = JoinSet::new();
+        let mut signal = std::pin::pin!(signal);
+        tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut signal => break,
+                _ = stopped(&mut stop) => break,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        tasks.spawn(Arc::clone(&self.inner.dispatcher).dispatch(delivery));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "consumer error; continuing");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => {
+                        tracing::info!("consumer closed by the transport");
+                        break;
+                    }
+                },
+            }
+        }
+        self.drain(consumer, tasks).await;
+        Ok(())
+    }
+
+    async fn drain(&self, mut consumer: Box<dyn Consumer>, mut tasks: JoinSet<()>) {
+        if let Err(error) = consumer.cancel().await {
+            tracing::warn!(%error, "cancelling the consumer failed");
+        }
+        let in_flight = tasks.len();
+        let deadline = self.inner.shutdown_timeout;
+        let finished = tokio::time::timeout(deadline, async {
+            while let Some(joined) = tasks.join_next().await {
+                log_join(joined);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(remaining = tasks.len(), ?deadline, "shutdown timeout: abandoning in-flight deliveries unsettled (they will be redelivered)");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+        drop(consumer);
+        tracing::info!(service = %self.service(), in_flight, "bus stopped");
+    }
+}
+
+/// Completes once shutdown was requested.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        if error.is_panic() {
+            tracing::error!(%error, "a delivery task panicked");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Configures a [`Bus`]; consumed by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub::{Bus, HandlerSelection, MemoryTransport, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub::Result<()> {
+/// struct Db;
+/// let bus = Bus::builder()
+///     .service("billing")
+///     .transport(MemoryTransport::new())
+///     .select_handlers(HandlerSelection::None)
+///     .state(Db)
+///     .retry(RetryPolicy::exponential(5, Duration::from_millis(200)))
+///     .retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
+///     .handler_timeout(Duration::from_secs(10))
+///     .prefetch(32)
+///     .build()
+///     .await?;
+/// # let _ = bus;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `.build().await`"]
+pub struct BusBuilder {
+    service: Option<String>,
+    transport: Option<Arc<dyn Transport>>,
+    selection: HandlerSelection,
+    handlers: Vec<Handler>,
+    state: StateMap,
+    retry: RetryPolicy,
+    policies: HashMap<String, RetryPolicy>,
+    handler_timeout: Duration,
+    prefetch: u16,
+    max_message_size: usize,
+    shutdown_timeout: Duration,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Default for BusBuilder {
+    fn default() -> Self {
+        Self {
+            service: None,
+            transport: None,
+            selection: HandlerSelection::default(),
+            handlers: Vec::new(),
+            state: StateMap::default(),
+            retry: RetryPolicy::default(),
+            policies: HashMap::new(),
+            handler_timeout: Duration::from_secs(30),
+            prefetch: 100,
+            max_message_size: 4 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for BusBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusBuilder")
+            .field("service", &self.service)
+            .field("selection", &self.selection)
+            .field("handlers", &self.handlers)
+            .field("prefetch", &self.prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BusBuilder {
+    /// The service name: its queue, its consumer, the `app_id` of what it publishes.
+    /// Buses with the same service share (compete for) its messages.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// The transport (default: a fresh [`MemoryTransport`]).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// A transport already shared behind an `Arc`.
+    pub fn shared_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Which `#[handler]` functions this bus runs (default: [`HandlerSelection::ForService`]).
+    pub fn select_handlers(mut self, selection: HandlerSelection) -> Self {
+        self.selection = selection;
+        self
+    }
+
+    /// Adds a handler built at run time.
+    pub fn handler(mut self, handler: Handler) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    /// Registers shared state, read by handlers with [`Context::state`](crate::Context::state).
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The default retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// A named retry policy for `#[handler(retry = "name")]`.
+    pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
+        self.policies.insert(name.into(), policy);
+        self
+    }
+
+    /// Timeout of one handler attempt, unless the handler sets its own (default 30 s).
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// Unsettled deliveries at once; handlers of different deliveries run concurrently up
+    /// to this (default 100).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Largest body accepted; larger messages are dead-lettered (default 4 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How long shutdown waits for in-flight deliveries (default 10 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    pub(crate) fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub(crate) fn has_service(&self) -> bool {
+        self.service.is_some()
+    }
+
+    /// Checks the configuration, declares the service's queue and bindings with the
+    /// transport, and returns the bus (not yet consuming: see [`Bus::run_until`]).
+    pub async fn build(self) -> Result<Bus> {
+        let service = match self.service.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => return Err(Error::Config("a bus needs a service name: .service(\"orders\")".into())),
+        };
+        let mut handlers = registry::select(&self.selection, &service);
+        handlers.extend(self.handlers);
+        let mut names = BTreeSet::new();
+        let mut patterns = Vec::with_capacity(handlers.len());
+        let mut resolved = Vec::with_capacity(handlers.len());
+        for handler in handlers {
+            if !names.insert(handler.name.to_string()) {
+                return Err(Error::Config(format!(
+                    "two handlers are named `{}` on service {service}: rename one with #[handler(name = \"...\")]",
+                    handler.name
+                )));
+            }
+            patterns.push(Pattern::new(handler.pattern.as_str())?);
+            let policy = match &handler.retry {
+                RetrySpecOwned::Default => self.retry,
+                RetrySpecOwned::Retries(n) => self.retry.retries(*n),
+                RetrySpecOwned::Named(name) => *self.policies.get(name).ok_or_else(|| {
+                    Error::Config(format!(
+                        "handler `{}` uses retry policy `{name}`, which is not registered: .retry_policy(\"{name}\", ...)",
+                        handler.name
+                    ))
+                })?,
+            };
+            resolved.push(ResolvedHandler {
+                name: handler.name,
+                decoder: handler.decoder,
+                timeout: handler.timeout.unwrap_or(self.handler_timeout),
+                policy,
+                call: handler.call,
+            });
+        }
+        let transport = self
+            .transport
+            .unwrap_or_else(|| Arc::new(MemoryTransport::new()));
+        let publisher = Publisher {
+            transport: Arc::clone(&transport),
+            service: Arc::from(service.as_str()),
+        };
+        let consumer = if resolved.is_empty() {
+            None
+        } else {
+            let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
+            let subscription = Subscription {
+                service: service.clone(),
+                patterns: bindings.into_iter().collect(),
+                prefetch: self.prefetch,
+            };
+            Some(transport.subscribe(subscription).await?)
+        };
+        let handler_names = resolved.iter().map(|h| h.name.to_string()).collect();
+        let dispatcher = Dispatcher {
+            handlers: resolved,
+            router: Router::new(patterns),
+            publisher: publisher.clone(),
+            state: Arc::new(self.state),
+            max_message_size: self.max_message_size,
+            observer: self.observer,
+            counters: Arc::new(Counters::default()),
+        };
+        let (shutdown, _) = watch::channel(false);
+        Ok(Bus {
+            inner: Arc::new(BusInner {
+                publisher,
+                dispatcher: Arc::new(dispatcher),
+                consumer: Mutex::new(consumer),
+                handler_names,
+                shutdown,
+                shutdown_timeout: self.shutdown_timeout,
+            }),
+        })
+    }
+}

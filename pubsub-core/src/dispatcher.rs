@@ -1,0 +1,284 @@
+//! The dispatcher: from one delivery to a settlement.
+//!
+//! Every matching handler runs isolated (caught panic, own timeout, own retries), the
+//! payload is decoded once per event type, and the delivery is acked only if every
+//! handler succeeded; otherwise it is dead-lettered with the reason and the names of the
+//! handlers that failed.
+
+use std::any::{Any, TypeId};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tracing::Instrument;
+
+use crate::context::{Context, DeliveryScope};
+use crate::error::CodecError;
+use crate::handler::{Decoder, HandlerError, HandlerErrorKind, Input, Shared};
+use crate::metadata::Message;
+use crate::publish::Publisher;
+use crate::registry::DynCall;
+use crate::retry::RetryPolicy;
+use crate::router::Router;
+use crate::state::StateMap;
+use crate::transport::{DeadLetter, Delivery, Settlement};
+
+/// A handler with its policy resolved for one bus.
+pub(crate) struct ResolvedHandler {
+    pub(crate) name: Arc<str>,
+    pub(crate) decoder: Option<Decoder>,
+    pub(crate) timeout: Duration,
+    pub(crate) policy: RetryPolicy,
+    pub(crate) call: DynCall,
+}
+
+/// One handler attempt, as reported to an observer.
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    pub(crate) handler: &'a str,
+    pub(crate) message: &'a Arc<Message>,
+    pub(crate) attempt: u32,
+    pub(crate) result: Result<(), &'a HandlerError>,
+}
+
+/// Watches the dispatcher (used by the test harness).
+pub(crate) trait Observer: Send + Sync + 'static {
+    fn attempt(&self, attempt: &Attempt<'_>);
+}
+
+/// Counters of one bus, readable through [`Bus::stats`](crate::Bus::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) acked: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) unhandled: AtomicU64,
+    pub(crate) handler_failures: AtomicU64,
+    pub(crate) settle_errors: AtomicU64,
+}
+
+pub(crate) struct Dispatcher {
+    pub(crate) handlers: Vec<ResolvedHandler>,
+    pub(crate) router: Router,
+    pub(crate) publisher: Publisher,
+    pub(crate) state: Arc<StateMap>,
+    pub(crate) max_message_size: usize,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Dispatcher {
+    /// Handles one delivery and settles it with the transport.
+    pub(crate) async fn dispatch(self: Arc<Self>, delivery: Delivery) {
+        let Delivery {
+            message,
+            redelivered,
+            acker,
+        } = delivery;
+        let span = tracing::info_span!(
+            "delivery",
+            service = %self.publisher.service,
+            id = %message.metadata.id,
+            key = %message.metadata.key,
+            redelivered,
+        );
+        async move {
+            self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
+            let settlement = self.handle(message, redelivered).await;
+            let counter = match &settlement {
+                Settlement::Ack => &self.counters.acked,
+                Settlement::DeadLetter(_) => &self.counters.dead_lettered,
+            };
+            match acker.settle(settlement).await {
+                Ok(()) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.counters.settle_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "could not settle the delivery; the broker will redeliver it");
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn handle(&self, message: Message, redelivered: bool) -> Settlement {
+        if let Some(reason) = self.reject_reason(&message) {
+            tracing::error!(%reason, "bad input: dead-lettering");
+            return dead_letter(reason, Vec::new());
+        }
+        let mut matched = Vec::new();
+        self.router.route_into(&message.metadata.key, &mut matched);
+        if matched.is_empty() {
+            self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("no handler matches; acked");
+            return Settlement::Ack;
+        }
+        let message = Arc::new(message);
+        let decoded = decode_once(&self.handlers, &matched, &message);
+        let scope = Arc::new(DeliveryScope {
+            message,
+            redelivered,
+            publisher: self.publisher.clone(),
+            state: Arc::clone(&self.state),
+        });
+        let run = |index: usize| {
+            let handler = &self.handlers[index];
+            let payload = handler
+                .decoder
+                .and_then(|d| decoded.iter().find(|(t, _)| *t == (d.type_id)()))
+                .map(|(_, result)| result.clone());
+            self.run_handler(handler, Arc::clone(&scope), payload)
+        };
+        let failures: Vec<(usize, HandlerError, u32)> = if let [only] = matched[..] {
+            run(only).await.err().map(|(e, n)| (only, e, n)).into_iter().collect()
+        } else {
+            let runs = matched.iter().map(|&i| run(i).map(move |r| (i, r)));
+            futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .filter_map(|(i, r)| r.err().map(|(e, n)| (i, e, n)))
+                .collect()
+        };
+        if failures.is_empty() {
+            return Settlement::Ack;
+        }
+        let reason = failures
+            .iter()
+            .map(|(i, e, attempts)| {
+                format!("handler `{}` failed after {attempts} attempt(s): {e}", self.handlers[*i].name)
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        let names = failures
+            .iter()
+            .map(|(i, _, _)| self.handlers[*i].name.to_string())
+            .collect();
+        tracing::error!(%reason, "dead-lettering");
+        dead_letter(reason, names)
+    }
+
+    /// Input that no handler should see: oversize, or without a key.
+    fn reject_reason(&self, message: &Message) -> Option<String> {
+        if message.body.len() > self.max_message_size {
+            return Some(format!(
+                "message of {} bytes exceeds the limit of {} bytes",
+                message.body.len(),
+                self.max_message_size
+            ));
+        }
+        if message.metadata.key.is_empty() {
+            return Some("message has no routing key or type".to_owned());
+        }
+        None
+    }
+
+    /// Runs one handler with its retries; the error carries the number of attempts made.
+    async fn run_handler(
+        &self,
+        handler: &ResolvedHandler,
+        scope: Arc<DeliveryScope>,
+        payload: Option<Result<Shared, CodecError>>,
+    ) -> Result<(), (HandlerError, u32)> {
+        let decoded = match payload {
+            Some(Err(error)) => {
+                let error = HandlerError::with_kind(HandlerErrorKind::Decode, error.to_string());
+                self.observe(handler, &scope.message, 1, Err(&error));
+                return Err((error, 1));
+            }
+            Some(Ok(shared)) => Some(shared),
+            None => None,
+        };
+        let mut attempt = 1;
+        loop {
+            let input = Input {
+                message: Arc::clone(&scope.message),
+                decoded: decoded.clone(),
+            };
+            let ctx = Context::new(Arc::clone(&scope), Arc::clone(&handler.name), attempt);
+            let result = run_once(handler, input, ctx).await;
+            self.observe(handler, &scope.message, attempt, result.as_ref().map(|_| ()));
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    self.counters.handler_failures.fetch_add(1, Ordering::Relaxed);
+                    if !error.is_retryable() || attempt > handler.policy.max_retries {
+                        return Err((error, attempt));
+                    }
+                    let wait = handler.policy.backoff(attempt);
+                    tracing::warn!(handler = %handler.name, attempt, %error, retry_in = ?wait, "handler failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn observe(
+        &self,
+        handler: &ResolvedHandler,
+        message: &Arc<Message>,
+        attempt: u32,
+        result: Result<(), &HandlerError>,
+    ) {
+        if let Some(observer) = &self.observer {
+            observer.attempt(&Attempt {
+                handler: &handler.name,
+                message,
+                attempt,
+                result,
+            });
+        }
+    }
+}
+
+fn dead_letter(reason: String, failed_handlers: Vec<String>) -> Settlement {
+    Settlement::DeadLetter(DeadLetter {
+        reason,
+        failed_handlers,
+    })
+}
+
+/// Decodes the payload once per distinct event type among the matched handlers.
+fn decode_once(
+    handlers: &[ResolvedHandler],
+    matched: &[usize],
+    message: &Message,
+) -> Vec<(TypeId, Result<Shared, CodecError>)> {
+    let mut decoded: Vec<(TypeId, Result<Shared, CodecError>)> = Vec::new();
+    for decoder in matched.iter().filter_map(|&i| handlers[i].decoder) {
+        let type_id = (decoder.type_id)();
+        if !decoded.iter().any(|(t, _)| *t == type_id) {
+            decoded.push((type_id, (decoder.decode)(message)));
+        }
+    }
+    decoded
+}
+
+/// One attempt: panics caught, time bounded.
+async fn run_once(handler: &ResolvedHandler, input: Input, ctx: Context) -> Result<(), HandlerError> {
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(input, ctx))) {
+        Ok(future) => future,
+        Err(panic) => return Err(panicked(panic)),
+    };
+    match tokio::time::timeout(handler.timeout, AssertUnwindSafe(future).catch_unwind()).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(panicked(panic)),
+        Err(_) => Err(HandlerError::with_kind(
+            HandlerErrorKind::TimedOut,
+            format!("no result within {:?}", handler.timeout),
+        )),
+    }
+}
+
+fn panicked(panic: Box<dyn Any + Send>) -> HandlerError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    HandlerError::with_kind(HandlerErrorKind::Panicked, message)
+}

@@ -1,0 +1,236 @@
+//! [`TestHarness`]: unit-test handlers on the in-memory transport.
+
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::bus::{Bus, BusBuilder};
+use crate::dispatcher::{Attempt, Observer};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::memory::{DeadLetteredMessage, MemoryTransport};
+use crate::metadata::Message;
+
+/// Runs a bus on a [`MemoryTransport`] and records what happened, so that a test can
+/// publish, wait until everything settled, and assert.
+///
+/// ```
+/// use pubsub::prelude::*;
+/// use pubsub::{Bus, HandlerSelection, TestHarness};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+/// #[event(domain = "cart", action = "checked-out")]
+/// struct CheckedOut { cart: u32 }
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+/// #[event(domain = "invoice", action = "issued")]
+/// struct InvoiceIssued { cart: u32 }
+///
+/// #[handler]
+/// async fn issue_invoice(event: CheckedOut, ctx: Context) -> Result<(), HandlerError> {
+///     ctx.publish(&InvoiceIssued { cart: event.cart }).await?;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub::Result<()> {
+/// let harness = TestHarness::start(
+///     Bus::builder().select_handlers(HandlerSelection::named(["issue_invoice"])),
+/// )
+/// .await?;
+/// harness.publish(&CheckedOut { cart: 7 }).await?;
+/// harness.settled().await?;
+/// assert_eq!(harness.consumed::<CheckedOut>("issue_invoice"), [CheckedOut { cart: 7 }]);
+/// assert_eq!(harness.published::<InvoiceIssued>(), [InvoiceIssued { cart: 7 }]);
+/// assert!(harness.dead_letters().is_empty());
+/// harness.shutdown().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct TestHarness {
+    bus: Bus,
+    transport: MemoryTransport,
+    log: Arc<CallLog>,
+    task: JoinHandle<Result<()>>,
+    timeout: Duration,
+}
+
+/// One handler attempt seen by the harness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerCall {
+    /// Handler name.
+    pub handler: String,
+    /// The message it was given.
+    pub message: Message,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// `None` on success, the failure otherwise.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct CallLog {
+    calls: Mutex<Vec<HandlerCall>>,
+    changed: Notify,
+}
+
+impl Observer for CallLog {
+    fn attempt(&self, attempt: &Attempt<'_>) {
+        let call = HandlerCall {
+            handler: attempt.handler.to_owned(),
+            message: Message::clone(attempt.message),
+            attempt: attempt.attempt,
+            error: attempt.result.err().map(ToString::to_string),
+        };
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(call);
+        self.changed.notify_waiters();
+    }
+}
+
+impl TestHarness {
+    /// Builds the bus on a fresh [`MemoryTransport`] (service `test` unless the builder
+    /// names one) and starts it.
+    pub async fn start(builder: BusBuilder) -> Result<Self> {
+        Self::start_on(builder, MemoryTransport::new()).await
+    }
+
+    /// Like [`start`](Self::start) on a given broker, e.g. one shared with other buses.
+    pub async fn start_on(builder: BusBuilder, transport: MemoryTransport) -> Result<Self> {
+        transport.record_published();
+        let log = Arc::new(CallLog::default());
+        let builder = if builder.has_service() {
+            builder
+        } else {
+            builder.service("test")
+        };
+        let bus = builder
+            .transport(transport.clone())
+            .observer(Arc::clone(&log) as Arc<dyn Observer>)
+            .build()
+            .await?;
+        let task = bus.spawn();
+        Ok(Self {
+            bus,
+            transport,
+            log,
+            task,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// How long waits last before they fail (default 5 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The bus under test.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The in-memory broker.
+    pub fn transport(&self) -> &MemoryTransport {
+        &self.transport
+    }
+
+    /// Publishes through the bus under test.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.bus.publish(event).await
+    }
+
+    /// Waits until nothing is in flight: every delivery settled, including those caused by
+    /// handlers' own publishes and retries.
+    pub async fn settled(&self) -> Result<()> {
+        self.transport.wait_idle(self.timeout).await
+    }
+
+    /// Waits until `condition` holds, re-checking after every handler attempt; fails with
+    /// `what` in the error after the timeout.
+    pub async fn wait_until(&self, what: &str, condition: impl Fn(&Self) -> bool) -> Result<()> {
+        let wait = async {
+            loop {
+                let mut changed = pin!(self.log.changed.notified());
+                changed.as_mut().enable();
+                if condition(self) {
+                    return;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
+            }
+        };
+        tokio::time::timeout(self.timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout(self.timeout, format!("waiting until {what}")))
+    }
+
+    /// Every attempt of `handler`, in order.
+    pub fn calls(&self, handler: &str) -> Vec<HandlerCall> {
+        self.all_calls()
+            .into_iter()
+            .filter(|c| c.handler == handler)
+            .collect()
+    }
+
+    /// Every attempt of every handler, in order.
+    pub fn all_calls(&self) -> Vec<HandlerCall> {
+        self.log
+            .calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The events `handler` was given (once per delivery, however often it was retried),
+    /// decoded as `E`.
+    pub fn consumed<E: Event>(&self, handler: &str) -> Vec<E> {
+        self.calls(handler)
+            .into_iter()
+            .filter(|c| c.attempt == 1)
+            .filter_map(|c| E::decode_message(&c.message).ok())
+            .collect()
+    }
+
+    /// Failed attempts of `handler`.
+    pub fn failures(&self, handler: &str) -> Vec<HandlerCall> {
+        self.calls(handler)
+            .into_iter()
+            .filter(|c| c.error.is_some())
+            .collect()
+    }
+
+    /// Every event of type `E` published on the broker (by the test or by handlers), in order.
+    pub fn published<E: Event>(&self) -> Vec<E> {
+        self.transport
+            .published()
+            .iter()
+            .filter(|m| m.metadata.key == E::KEY)
+            .filter_map(|m| E::decode_message(m).ok())
+            .collect()
+    }
+
+    /// Every message published on the broker, in order.
+    pub fn published_messages(&self) -> Vec<Message> {
+        self.transport.published()
+    }
+
+    /// The dead-letter queue of the bus's service.
+    pub fn dead_letters(&self) -> Vec<DeadLetteredMessage> {
+        self.transport.dead_letters(self.bus.service())
+    }
+
+    /// Stops the bus gracefully and reports how its run ended.
+    pub async fn shutdown(self) -> Result<()> {
+        self.bus.shutdown();
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(Error::Config(format!("the bus task failed: {join}"))),
+        }
+    }
+}

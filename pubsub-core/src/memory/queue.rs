@@ -1,0 +1,181 @@
+//! One in-memory queue: ready messages, unacked deliveries per consumer, dead letters.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
+use crate::transport::DeadLetter;
+
+/// A message in a dead-letter queue, with why it got there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetteredMessage {
+    /// The message, with `x-death-reason` and `x-failed-handlers` headers added.
+    pub message: Message,
+    /// The queue (service) it was dead-lettered from.
+    pub queue: String,
+    /// Why.
+    pub reason: String,
+    /// The handlers that failed.
+    pub failed_handlers: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct QueueState {
+    pub(crate) ready: VecDeque<(Message, bool)>,
+    pub(crate) unacked: HashMap<u64, (Message, u64)>,
+    pub(crate) consumers: HashMap<u64, ConsumerSlot>,
+    pub(crate) dead: Vec<DeadLetteredMessage>,
+    next_tag: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ConsumerSlot {
+    pub(crate) prefetch: usize,
+    pub(crate) in_flight: usize,
+    pub(crate) cancelled: bool,
+}
+
+/// A queue shared by the broker and its consumers.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) name: String,
+    state: Mutex<QueueState>,
+    /// Woken on every change a consumer may be waiting for.
+    pub(crate) changed: Notify,
+    /// The broker-wide "something settled" signal, for idle waits.
+    pub(crate) broker_changed: Arc<Notify>,
+}
+
+/// What a consumer gets from [`Queue::take`].
+pub(crate) enum Take {
+    Message { message: Message, redelivered: bool, tag: u64 },
+    Wait,
+    Cancelled,
+}
+
+impl Queue {
+    pub(crate) fn new(name: String, broker_changed: Arc<Notify>) -> Self {
+        Self {
+            name,
+            state: Mutex::new(QueueState::default()),
+            changed: Notify::new(),
+            broker_changed,
+        }
+    }
+
+    /// The state; a poisoned lock is recovered since every update leaves it consistent.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn push(&self, message: Message) {
+        self.lock().ready.push_back((message, false));
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn add_consumer(&self, id: u64, prefetch: usize) {
+        self.lock().consumers.insert(
+            id,
+            ConsumerSlot {
+                prefetch: prefetch.max(1),
+                in_flight: 0,
+                cancelled: false,
+            },
+        );
+    }
+
+    pub(crate) fn take(&self, consumer: u64) -> Take {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let Some(slot) = state.consumers.get_mut(&consumer) else {
+            return Take::Cancelled;
+        };
+        if slot.cancelled {
+            return Take::Cancelled;
+        }
+        if slot.in_flight >= slot.prefetch {
+            return Take::Wait;
+        }
+        let Some((message, redelivered)) = state.ready.pop_front() else {
+            return Take::Wait;
+        };
+        slot.in_flight += 1;
+        state.next_tag += 1;
+        let tag = state.next_tag;
+        state.unacked.insert(tag, (message.clone(), consumer));
+        Take::Message {
+            message,
+            redelivered,
+            tag,
+        }
+    }
+
+    /// Settles a delivery; `false` if the tag is unknown (its consumer went away and the
+    /// message was requeued).
+    pub(crate) fn settle(&self, tag: u64, dead_letter: Option<DeadLetter>) -> bool {
+        let mut state = self.lock();
+        let Some((mut message, consumer)) = state.unacked.remove(&tag) else {
+            return false;
+        };
+        if let Some(slot) = state.consumers.get_mut(&consumer) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+        if let Some(DeadLetter {
+            reason,
+            failed_handlers,
+        }) = dead_letter
+        {
+            let headers = &mut message.metadata.headers;
+            headers.insert(HEADER_DEATH_REASON.to_owned(), reason.clone());
+            headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
+            state.dead.push(DeadLetteredMessage {
+                message,
+                queue: self.name.clone(),
+                reason,
+                failed_handlers,
+            });
+        }
+        drop(state);
+        self.changed.notify_waiters();
+        self.broker_changed.notify_waiters();
+        true
+    }
+
+    pub(crate) fn cancel(&self, consumer: u64) {
+        if let Some(slot) = self.lock().consumers.get_mut(&consumer) {
+            slot.cancelled = true;
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Removes a consumer; its unsettled deliveries go back to the head of the queue,
+    /// marked redelivered.
+    pub(crate) fn remove_consumer(&self, consumer: u64) {
+        let mut state = self.lock();
+        state.consumers.remove(&consumer);
+        let mut tags: Vec<u64> = state
+            .unacked
+            .iter()
+            .filter(|(_, (_, c))| *c == consumer)
+            .map(|(tag, _)| *tag)
+            .collect();
+        tags.sort_unstable();
+        for tag in tags.into_iter().rev() {
+            if let Some((message, _)) = state.unacked.remove(&tag) {
+                state.ready.push_front((message, true));
+            }
+        }
+        drop(state);
+        self.changed.notify_waiters();
+        self.broker_changed.notify_waiters();
+    }
+
+    /// Busy: unsettled deliveries, or ready messages that a consumer will take.
+    pub(crate) fn is_busy(&self) -> bool {
+        let state = self.lock();
+        let consuming = state.consumers.values().any(|c| !c.cancelled);
+        !state.unacked.is_empty() || (!state.ready.is_empty() && consuming)
+    }
+}

@@ -1,0 +1,286 @@
+//! Which handlers a bus runs: link-time registrations (`#[handler]`), a selection of them,
+//! and handlers built at run time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::context::Context;
+use crate::event::Event;
+use crate::handler::{
+    Decoder, HandlerError, HandlerInput, HandlerRegistration, Input, IntoHandlerResult, RawEvent,
+    RetrySpec,
+};
+
+/// A description of a handler, as `#[handler]` registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerInfo {
+    /// The handler's name (the fn name unless `name = "..."`).
+    pub name: String,
+    /// The pattern its service's queue is bound with (a typed handler's event key).
+    pub pattern: String,
+    /// The key of its typed event; `None` for `RawEvent` handlers.
+    pub event_key: Option<String>,
+    /// The service it is reserved for (`service = "..."`), if any.
+    pub service: Option<String>,
+    /// The module it was declared in.
+    pub module_path: String,
+}
+
+impl HandlerInfo {
+    fn of(r: &HandlerRegistration) -> Self {
+        Self {
+            name: r.name.to_owned(),
+            pattern: r.pattern.to_owned(),
+            event_key: r.event_key.map(str::to_owned),
+            service: r.service.map(str::to_owned),
+            module_path: r.module_path.to_owned(),
+        }
+    }
+}
+
+/// Every handler `#[handler]` registered in this binary, in a stable order (module, name).
+///
+/// ```
+/// for handler in pubsub::registered_handlers() {
+///     println!("{} <- {}", handler.name, handler.pattern);
+/// }
+/// ```
+pub fn registered_handlers() -> Vec<HandlerInfo> {
+    let mut all: Vec<HandlerInfo> = registrations().map(|(_, info)| info).collect();
+    all.sort_by(|a, b| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
+    all
+}
+
+fn registrations() -> impl Iterator<Item = (&'static HandlerRegistration, HandlerInfo)> {
+    inventory::iter::<HandlerRegistration>
+        .into_iter()
+        .map(|r| (r, HandlerInfo::of(r)))
+}
+
+/// Which of the link-time handlers a bus runs.
+///
+/// ```
+/// use pubsub::HandlerSelection;
+/// // only two handlers, e.g. in a unit test
+/// let only = HandlerSelection::named(["send_email", "audit"]);
+/// // everything declared under a module
+/// let email = HandlerSelection::matching(|h| h.module_path.starts_with("shop::email"));
+/// # let _ = (only, email);
+/// ```
+#[derive(Clone, Default)]
+pub enum HandlerSelection {
+    /// Handlers without `service = "..."`, plus those reserved for this bus's service
+    /// (the default).
+    #[default]
+    ForService,
+    /// Every registered handler.
+    All,
+    /// None: only handlers added with [`BusBuilder::handler`](crate::BusBuilder::handler).
+    None,
+    /// Handlers with these names.
+    Named(Vec<String>),
+    /// Handlers for which the predicate holds.
+    Matching(Arc<dyn Fn(&HandlerInfo) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for HandlerSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ForService => f.write_str("ForService"),
+            Self::All => f.write_str("All"),
+            Self::None => f.write_str("None"),
+            Self::Named(names) => f.debug_tuple("Named").field(names).finish(),
+            Self::Matching(_) => f.write_str("Matching(..)"),
+        }
+    }
+}
+
+impl HandlerSelection {
+    /// Handlers with these names.
+    pub fn named<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::Named(names.into_iter().map(Into::into).collect())
+    }
+
+    /// Handlers for which `predicate` holds.
+    pub fn matching(predicate: impl Fn(&HandlerInfo) -> bool + Send + Sync + 'static) -> Self {
+        Self::Matching(Arc::new(predicate))
+    }
+
+    fn selects(&self, info: &HandlerInfo, service: &str) -> bool {
+        match self {
+            Self::ForService => info.service.as_deref().is_none_or(|s| s == service),
+            Self::All => true,
+            Self::None => false,
+            Self::Named(names) => names.iter().any(|n| *n == info.name),
+            Self::Matching(predicate) => predicate(info),
+        }
+    }
+}
+
+pub(crate) type DynCall = Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
+/// A handler built at run time and added with [`BusBuilder::handler`](crate::BusBuilder::handler)
+/// — the counterpart of `registry.subscribe("order.*", handler)`.
+///
+/// ```
+/// use pubsub::prelude::*;
+/// use pubsub::Handler;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "user", action = "registered")]
+/// struct UserRegistered { email: String }
+///
+/// let welcome = Handler::typed("welcome", |user: UserRegistered, _ctx: Context| async move {
+///     tracing::info!(email = %user.email, "welcome mail");
+///     Ok::<_, HandlerError>(())
+/// });
+/// let audit = Handler::raw("audit", "user.#", |event: RawEvent, _ctx: Context| async move {
+///     tracing::info!(key = event.key(), "audit");
+///     Ok::<_, HandlerError>(())
+/// })
+/// .retries(0);
+/// # let _ = (welcome, audit);
+/// ```
+#[derive(Clone)]
+pub struct Handler {
+    pub(crate) name: Arc<str>,
+    pub(crate) pattern: String,
+    pub(crate) decoder: Option<Decoder>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetrySpecOwned,
+    pub(crate) call: DynCall,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("name", &self.name)
+            .field("pattern", &self.pattern)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`RetrySpec`] with an owned policy name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RetrySpecOwned {
+    Default,
+    Retries(u32),
+    Named(String),
+}
+
+impl From<RetrySpec> for RetrySpecOwned {
+    fn from(spec: RetrySpec) -> Self {
+        match spec {
+            RetrySpec::Default => Self::Default,
+            RetrySpec::Retries(n) => Self::Retries(n),
+            RetrySpec::Named(name) => Self::Named(name.to_owned()),
+        }
+    }
+}
+
+impl Handler {
+    /// A handler for the typed event `E`, bound to `E::KEY`.
+    pub fn typed<E, F, Fut, R>(name: impl Into<String>, f: F) -> Self
+    where
+        E: Event + Clone,
+        F: Fn(E, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoHandlerResult,
+    {
+        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), f)
+    }
+
+    /// A handler for every event whose key matches `pattern` (checked by `build()`).
+    pub fn raw<F, Fut, R>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(RawEvent, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoHandlerResult,
+    {
+        Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), f)
+    }
+
+    fn from_fn<I, F, Fut, R>(name: impl Into<String>, pattern: String, f: F) -> Self
+    where
+        I: HandlerInput,
+        F: Fn(I, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoHandlerResult,
+    {
+        let f = Arc::new(f);
+        let call: DynCall = Arc::new(move |input: Input, ctx: Context| {
+            let f = Arc::clone(&f);
+            Box::pin(async move {
+                let event = I::take(input)?;
+                f(event, ctx).await.into_handler_result()
+            })
+        });
+        Self {
+            name: Arc::from(name.into()),
+            pattern,
+            decoder: I::DECODER,
+            timeout: None,
+            retry: RetrySpecOwned::Default,
+            call,
+        }
+    }
+
+    /// Fails an invocation that runs longer than `timeout` (then retried).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Uses the bus's default policy with `retries` retries.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retry = RetrySpecOwned::Retries(retries);
+        self
+    }
+
+    /// Uses the retry policy registered under `name`.
+    pub fn retry_policy(mut self, name: impl Into<String>) -> Self {
+        self.retry = RetrySpecOwned::Named(name.into());
+        self
+    }
+
+    /// The handler's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pattern its service's queue is bound with.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    fn from_registration(r: &'static HandlerRegistration) -> Self {
+        let call = r.call;
+        Self {
+            name: Arc::from(r.name),
+            pattern: r.pattern.to_owned(),
+            decoder: r.decoder,
+            timeout: r.timeout,
+            retry: r.retry.into(),
+            call: Arc::new(move |input, ctx| call(input, ctx)),
+        }
+    }
+}
+
+/// The link-time handlers `selection` picks for `service`, as runtime handlers.
+pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Vec<Handler> {
+    let mut picked: Vec<(&'static HandlerRegistration, HandlerInfo)> = registrations()
+        .filter(|(_, info)| selection.selects(info, service))
+        .collect();
+    picked.sort_by(|(_, a), (_, b)| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
+    picked
+        .into_iter()
+        .map(|(r, _)| Handler::from_registration(r))
+        .collect()
+}
