@@ -4,6 +4,7 @@
 
 mod bus;
 mod codec;
+pub mod conformance;
 mod context;
 mod dispatcher;
 mod error;
