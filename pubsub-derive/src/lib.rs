@@ -1,18 +1,126 @@
 //! Procedural macros of `pubsub`: `#[derive(Event)]` and `#[handler]`.
-//! Use them through the `pubsub` facade, which re-exports them.
+//!
+//! Use them through the `pubsub` facade, which re-exports them as `pubsub::Event` and
+//! `pubsub::handler` (and in `pubsub::prelude`). Generated code only names
+//! `::pubsub::__private::...`, so a service depends on `pubsub` alone; a crate that renames
+//! the facade says so with `crate = "path"`.
+//!
+//! Each macro parses its input (`event::attr`, `handler::attr`), validates it (collecting
+//! every error in a `ctxt::Ctxt` so that all are reported at once, each at the offending
+//! token), then generates code (`event::expand`, `handler::expand`).
+
+mod ctxt;
+mod event;
+mod handler;
+mod meta;
+mod pattern;
 
 use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `pubsub::Event`.
+/// Derives `pubsub::Event`: the routing key `domain.action`, the schema version and the
+/// payload codec of a struct or enum.
+///
+/// ```ignore
+/// use pubsub::prelude::*;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "order", action = "created", version = 2)]
+/// pub struct OrderCreated {
+///     pub order_id: String,
+/// }
+///
+/// assert_eq!(OrderCreated::KEY, "order.created");
+/// assert_eq!(OrderCreated::VERSION, 2);
+/// ```
+///
+/// # Options of `#[event(...)]`
+///
+/// | option | value | default |
+/// |---|---|---|
+/// | `domain` | first word of the key: `[a-z0-9_-]+` | required |
+/// | `action` | second word of the key: `[a-z0-9_-]+` | required |
+/// | `version` | schema version, an integer ≥ 1 | `1` |
+/// | `codec` | `"json"` (serde) or `"protobuf"` (prost, facade feature `protobuf`) | `"json"` |
+/// | `crate` | path of the `pubsub` facade if it is renamed, e.g. `"my_pubsub"` | `"::pubsub"` |
+///
+/// A protobuf event derives `prost::Message` instead of serde's traits:
+///
+/// ```ignore
+/// #[derive(Clone, PartialEq, prost::Message, pubsub::Event)]
+/// #[event(domain = "payment", action = "settled", codec = "protobuf")]
+/// pub struct PaymentSettled {
+///     #[prost(string, tag = "1")]
+///     pub payment_id: String,
+/// }
+/// ```
+///
+/// # Compile errors
+///
+/// A missing `#[event]`, `domain` or `action`; an empty word, a word with a dot, a
+/// wildcard or a character outside `[a-z0-9_-]`; `version = 0` or a version that is not a
+/// `u32` literal; an unknown or repeated option; an unknown codec; generic types (events
+/// are `'static` and routed by one fixed key) and unions. Every error points at the
+/// offending token, and all of them are reported at once.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
-    let _ = input;
-    TokenStream::new()
+    let input = parse_macro_input!(input as DeriveInput);
+    event::expand(&input)
+        .unwrap_or_else(|error| event::fallback(&input, error))
+        .into()
 }
 
-/// Registers an async fn as an event handler.
+/// Registers an `async fn` as an event handler, found by the bus at link time.
+///
+/// The first argument is the event: a type that derives `Event` (and `Clone`), handled on
+/// its own key, or `RawEvent` for any key matching the pattern. The optional second
+/// argument is the `Context`. The fn returns `Result<(), E>` for any `E` that converts into
+/// `HandlerError` (every `std::error::Error` does).
+///
+/// ```ignore
+/// use pubsub::prelude::*;
+///
+/// // Subscribes to `OrderCreated::KEY`, "order.created".
+/// #[handler]
+/// async fn reserve_stock(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
+///     ctx.publish(&StockReserved { order_id: event.order_id }).await?;
+///     Ok(())
+/// }
+///
+/// // Any key matching the pattern, undecoded.
+/// #[handler("order.#", name = "order-audit", timeout = "5s", retries = 3, service = "audit")]
+/// async fn audit(event: RawEvent) -> Result<(), HandlerError> {
+///     println!("{} ({} bytes)", event.key(), event.body().len());
+///     Ok(())
+/// }
+/// ```
+///
+/// # Arguments of `#[handler(...)]`
+///
+/// | argument | meaning | default |
+/// |---|---|---|
+/// | `"pattern"` (first, no key) | AMQP topic pattern: `*` is one word, `#` zero or more. Required for `RawEvent`; on a typed handler it is checked to match the event's key | the event's key |
+/// | `name = "..."` | registered name, shown in logs and dead letters | the fn's name |
+/// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
+/// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
+/// | `retry = "slow"` | a retry policy registered on the bus builder; excludes `retries` | — |
+/// | `service = "billing"` | run only on buses of this service | every bus |
+/// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
+///
+/// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
+///
+/// # Compile errors
+///
+/// A fn that is not `async`, generic or a method; no argument or more than two; a missing
+/// return type; a bad pattern; a `RawEvent` handler without a pattern; an unknown or repeated
+/// argument; `retries` with `retry`; a bad timeout. The trait bounds of the generated code
+/// report, at the offending type, a first argument that is not an event, a second argument
+/// that is not `Context` and a return type that is not a `Result`; a typed handler whose
+/// pattern can never match its event's key fails constant evaluation at the pattern.
 #[proc_macro_attribute]
-pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    let _ = args;
-    input
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    handler::expand(args.into(), item.clone())
+        .unwrap_or_else(|error| handler::fallback(item, error))
+        .into()
 }

@@ -1,0 +1,59 @@
+//! Events and handlers declared through `pubsub::prelude::*` only.
+
+use pubsub::prelude::*;
+
+/// An order was placed.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(domain = "order", action = "created", version = 2)]
+pub struct OrderCreated {
+    /// Which order.
+    pub order_id: String,
+}
+
+/// Stock was reserved for an order.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(domain = "stock", action = "reserved")]
+pub struct StockReserved {
+    /// Which order.
+    pub order_id: String,
+}
+
+/// Typed handler with a context.
+#[handler]
+pub async fn reserve_stock(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
+    ctx.publish(&StockReserved {
+        order_id: event.order_id,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Wildcard handler with every option.
+#[handler(
+    "order.#",
+    name = "audit",
+    timeout = "5s",
+    retries = 3,
+    service = "audit"
+)]
+pub async fn audit(event: RawEvent) -> Result<(), HandlerError> {
+    let _ = event.key();
+    Ok(())
+}
+
+/// A handler called from an ordinary tokio test, as a service's unit test would.
+#[handler("stock.*", retry = "slow")]
+pub async fn on_reserved(_event: StockReserved) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn handlers_are_plain_fns() {
+        let event = super::StockReserved {
+            order_id: "A1".into(),
+        };
+        assert!(super::on_reserved(event).await.is_ok());
+    }
+}

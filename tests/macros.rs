@@ -1,0 +1,228 @@
+//! Tests of `#[derive(Event)]` and `#[handler]`: what they generate, what they reject (with
+//! the compiler's message checked in under `tests/ui/fail/*.stderr`), and that code using
+//! them needs nothing but the `pubsub` facade.
+//!
+//! The `.stderr` snapshots are made with rustc 1.95 (`SNAPSHOT_RUSTC`, below);
+//! regenerate them with `TRYBUILD=overwrite cargo test --test macros --all-features` and
+//! read every diff.
+
+use pubsub::prelude::*;
+use pubsub::{Codec, JSON, Json};
+
+/// The compiler the `.stderr` snapshots were made with. Other versions word and lay out
+/// diagnostics differently, so the compile-fail half only runs on this one.
+const SNAPSHOT_RUSTC: &str = "rustc 1.95.";
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/pass/*.rs");
+    if cfg!(feature = "protobuf") {
+        t.pass("tests/ui/protobuf/*.rs");
+    }
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    if rustc.starts_with(SNAPSHOT_RUSTC) {
+        t.compile_fail("tests/ui/fail/*.rs");
+    } else {
+        eprintln!(
+            "skipping tests/ui/fail: snapshots are for {SNAPSHOT_RUSTC}x, this is {}",
+            rustc.trim()
+        );
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "order", action = "created")]
+struct OrderCreated {
+    order_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(
+    domain = "user_profile",
+    action = "name-changed",
+    version = 7,
+    codec = "json"
+)]
+enum NameChanged {
+    First(String),
+    Last(String),
+}
+
+fn content_type<T: Event>() -> &'static str {
+    <<T as Event>::Codec as Codec<T>>::CONTENT_TYPE
+}
+
+#[test]
+fn event_constants_come_from_the_attribute() {
+    assert_eq!(OrderCreated::DOMAIN, "order");
+    assert_eq!(OrderCreated::ACTION, "created");
+    assert_eq!(OrderCreated::KEY, "order.created");
+    assert_eq!(OrderCreated::VERSION, 1, "version defaults to 1");
+    assert_eq!(
+        content_type::<OrderCreated>(),
+        JSON,
+        "codec defaults to JSON"
+    );
+
+    assert_eq!(NameChanged::DOMAIN, "user_profile");
+    assert_eq!(NameChanged::ACTION, "name-changed");
+    assert_eq!(NameChanged::KEY, "user_profile.name-changed");
+    assert_eq!(NameChanged::VERSION, 7);
+    assert_eq!(content_type::<NameChanged>(), JSON);
+}
+
+#[test]
+fn derived_json_codec_round_trips() {
+    let event = OrderCreated {
+        order_id: "A1".into(),
+    };
+    let bytes = event.encode().expect("encodes");
+    assert_eq!(&bytes[..], br#"{"order_id":"A1"}"#);
+    let decoded: OrderCreated =
+        <Json as Codec<OrderCreated>>::decode(&bytes, OrderCreated::KEY).expect("decodes");
+    assert_eq!(decoded, event);
+    let _ = (
+        NameChanged::First(String::new()),
+        NameChanged::Last(String::new()),
+    );
+}
+
+#[cfg(feature = "protobuf")]
+mod protobuf {
+    use pubsub::prelude::*;
+
+    #[derive(Clone, PartialEq, prost::Message, Event)]
+    #[event(
+        domain = "payment",
+        action = "captured",
+        version = 2,
+        codec = "protobuf"
+    )]
+    pub(crate) struct PaymentCaptured {
+        #[prost(string, tag = "1")]
+        pub(crate) payment_id: String,
+    }
+
+    #[test]
+    fn protobuf_codec_is_selected() {
+        assert_eq!(PaymentCaptured::KEY, "payment.captured");
+        assert_eq!(PaymentCaptured::VERSION, 2);
+        assert_eq!(super::content_type::<PaymentCaptured>(), pubsub::PROTOBUF);
+        let event = PaymentCaptured {
+            payment_id: "P1".into(),
+        };
+        assert_eq!(event.encode().expect("encodes").len(), 4);
+    }
+}
+
+// Handlers in the test crate itself: they compile, stay callable and register.
+#[handler]
+async fn typed(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
+    let _ = (event, ctx);
+    Ok(())
+}
+
+#[handler(
+    "order.#",
+    name = "order-audit",
+    timeout = "5s",
+    retries = 2,
+    service = "audit"
+)]
+async fn audit(event: RawEvent) -> Result<(), HandlerError> {
+    let _ = event.key();
+    Ok(())
+}
+
+#[test]
+fn handler_fns_stay_callable() {
+    // `#[handler]` keeps the fn as written: it can be called (and unit-tested) directly.
+    fn assert_send<F: std::future::Future + Send>(_: &F) {}
+    let future = typed_without_ctx(OrderCreated {
+        order_id: "A1".into(),
+    });
+    assert_send(&future);
+    let _ = (typed, audit);
+}
+
+#[handler]
+async fn typed_without_ctx(_event: OrderCreated) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+/// The `Debug` form of every registration: `HandlerRegistration`'s fields are private and
+/// this test must not depend on the registry's public view, which lives in pubsub-core.
+fn registrations() -> Vec<String> {
+    pubsub::__private::inventory::iter::<pubsub::HandlerRegistration>
+        .into_iter()
+        .map(|registration| format!("{registration:?}"))
+        .collect()
+}
+
+fn registration(name: &str) -> String {
+    let all = registrations();
+    let needle = format!("name: {name:?},");
+    all.iter()
+        .find(|r| r.contains(&needle))
+        .cloned()
+        .unwrap_or_else(|| panic!("no handler named {name:?} in the registry: {all:#?}"))
+}
+
+#[test]
+fn handlers_are_registered_at_link_time() {
+    let typed = registration("typed");
+    assert!(typed.contains(r#"pattern: "order.created""#), "{typed}");
+    assert!(
+        typed.contains(r#"event_key: Some("order.created")"#),
+        "{typed}"
+    );
+    assert!(typed.contains(r#"service: None"#), "{typed}");
+    assert!(typed.contains(r#"module_path: "macros""#), "{typed}");
+
+    let audit = registration("order-audit");
+    assert!(audit.contains(r#"pattern: "order.#""#), "{audit}");
+    assert!(audit.contains("event_key: None"), "{audit}");
+    assert!(audit.contains(r#"service: Some("audit")"#), "{audit}");
+
+    let nested = registration("in_module");
+    assert!(
+        nested.contains(r#"module_path: "macros::nested""#),
+        "{nested}"
+    );
+}
+
+mod nested {
+    use super::OrderCreated;
+    use pubsub::{HandlerError, handler};
+
+    #[handler]
+    pub(crate) async fn in_module(_event: OrderCreated) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn facade_only_crate_compiles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from)
+        .join("facade-only");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["check", "--offline", "--quiet", "--manifest-path"])
+        .arg(root.join("tests/facade-only/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("runs cargo");
+    assert!(
+        output.status.success(),
+        "tests/facade-only does not compile with only `pubsub` (and serde, tokio) as \
+         dependencies:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

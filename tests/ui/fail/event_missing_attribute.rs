@@ -1,0 +1,8 @@
+use pubsub::prelude::*;
+
+#[derive(Serialize, Deserialize, Event)]
+struct OrderCreated {
+    id: u64,
+}
+
+fn main() {}

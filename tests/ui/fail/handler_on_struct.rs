@@ -1,0 +1,8 @@
+use pubsub::prelude::*;
+
+#[handler("order.*")]
+struct Audit {
+    count: u64,
+}
+
+fn main() {}

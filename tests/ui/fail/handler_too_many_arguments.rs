@@ -1,0 +1,19 @@
+use pubsub::prelude::*;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(domain = "order", action = "created")]
+struct OrderCreated {
+    id: u64,
+}
+
+#[handler]
+async fn reserve_stock(
+    _event: OrderCreated,
+    _ctx: Context,
+    _retries: u32,
+    _db: String,
+) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+fn main() {}
