@@ -109,7 +109,10 @@ impl Bus {
     /// Publishes `event` as the start of a new conversation (its correlation id is its own
     /// id). Returns the event id once the transport confirmed the publish.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
-        self.inner.publisher.publish(event, PublishOptions::new()).await
+        self.inner
+            .publisher
+            .publish(event, PublishOptions::new())
+            .await
     }
 
     /// Publishes `event` with explicit envelope options.
@@ -204,7 +207,11 @@ impl Bus {
         })
         .await;
         if finished.is_err() {
-            tracing::warn!(remaining = tasks.len(), ?deadline, "shutdown timeout: abandoning in-flight deliveries unsettled (they will be redelivered)");
+            tracing::warn!(
+                remaining = tasks.len(),
+                ?deadline,
+                "shutdown timeout: abandoning in-flight deliveries unsettled (they will be redelivered)"
+            );
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
         }
@@ -219,15 +226,17 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
-    if let Err(error) = joined {
-        if error.is_panic() {
-            tracing::error!(%error, "a delivery task panicked");
-        }
+    if let Err(error) = joined
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a delivery task panicked");
     }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Configures a [`Bus`]; consumed by [`build`](Self::build).
@@ -389,7 +398,11 @@ impl BusBuilder {
     pub async fn build(self) -> Result<Bus> {
         let service = match self.service.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s.to_owned(),
-            _ => return Err(Error::Config("a bus needs a service name: .service(\"orders\")".into())),
+            _ => {
+                return Err(Error::Config(
+                    "a bus needs a service name: .service(\"orders\")".into(),
+                ));
+            }
         };
         let mut handlers = registry::select(&self.selection, &service);
         handlers.extend(self.handlers);

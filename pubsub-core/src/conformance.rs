@@ -128,7 +128,10 @@ async fn publish_all(bus: &Bus, key: &str, count: usize) -> BTreeSet<String> {
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {PATIENCE:?} waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -151,7 +154,9 @@ pub async fn publish_subscribe(connect: &dyn Connect) {
     let handler = Handler::raw("record", key.clone(), move |event: RawEvent, _ctx| {
         let sink = Arc::clone(&sink);
         async move {
-            sink.lock().unwrap_or_else(|p| p.into_inner()).push(event.message().clone());
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(event.message().clone());
             Ok::<_, HandlerError>(())
         }
     });
@@ -165,26 +170,55 @@ pub async fn publish_subscribe(connect: &dyn Connect) {
     if let Err(error) = bus.publish_message(sent.clone()).await {
         panic!("publish failed: {error}");
     }
-    eventually("the message is handled", || got.lock().map(|g| !g.is_empty()).unwrap_or(false)).await;
+    eventually("the message is handled", || {
+        got.lock().map(|g| !g.is_empty()).unwrap_or(false)
+    })
+    .await;
     let received = got.lock().unwrap_or_else(|p| p.into_inner())[0].clone();
     let (s, r) = (&sent.metadata, &received.metadata);
     assert_eq!(received.body, sent.body, "body changed in transit");
     assert_eq!(r.id, s.id, "event id changed in transit");
     assert_eq!(r.key, s.key, "key changed in transit");
     assert_eq!(r.version, s.version, "version changed in transit");
-    assert_eq!(r.content_type, s.content_type, "content type changed in transit");
-    assert_eq!(r.correlation_id, s.correlation_id, "correlation id changed in transit");
-    assert_eq!(r.causation_id, s.causation_id, "causation id changed in transit");
-    assert_eq!(r.headers.get("tenant"), Some(&"acme".to_owned()), "header lost in transit");
-    assert_eq!(r.timestamp_millis() / 1000, s.timestamp_millis() / 1000, "timestamp changed in transit");
+    assert_eq!(
+        r.content_type, s.content_type,
+        "content type changed in transit"
+    );
+    assert_eq!(
+        r.correlation_id, s.correlation_id,
+        "correlation id changed in transit"
+    );
+    assert_eq!(
+        r.causation_id, s.causation_id,
+        "causation id changed in transit"
+    );
+    assert_eq!(
+        r.headers.get("tenant"),
+        Some(&"acme".to_owned()),
+        "header lost in transit"
+    );
+    assert_eq!(
+        r.timestamp_millis() / 1000,
+        s.timestamp_millis() / 1000,
+        "timestamp changed in transit"
+    );
     stop(bus, task).await;
-    assert_eq!(got.lock().map(|g| g.len()).unwrap_or(0), 1, "handled more than once");
+    assert_eq!(
+        got.lock().map(|g| g.len()).unwrap_or(0),
+        1,
+        "handled more than once"
+    );
 }
 
 /// A message reaches every handler whose pattern matches it, and no other.
 pub async fn fan_out(connect: &dyn Connect) {
     let ns = namespace();
-    let (exact, star, hash, other) = (Seen::default(), Seen::default(), Seen::default(), Seen::default());
+    let (exact, star, hash, other) = (
+        Seen::default(),
+        Seen::default(),
+        Seen::default(),
+        Seen::default(),
+    );
     let handlers = vec![
         exact.handler("exact", &format!("{ns}.order.created")),
         star.handler("star", &format!("{ns}.order.*")),
@@ -219,16 +253,37 @@ pub async fn ack_all_or_nack(connect: &dyn Connect) {
         async { Err::<(), _>(HandlerError::new("card declined")) }
     })
     .retries(0);
-    let bus = bus(connect, &ns, vec![ok.handler("succeeds", &key), failing], 10).await;
+    let bus = bus(
+        connect,
+        &ns,
+        vec![ok.handler("succeeds", &key), failing],
+        10,
+    )
+    .await;
     let task = bus.spawn();
     publish_all(&bus, &key, 3).await;
-    eventually("three messages dead-lettered", || bus.stats().dead_lettered == 3).await;
+    eventually("three messages dead-lettered", || {
+        bus.stats().dead_lettered == 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = bus.stats();
     stop(bus, task).await;
-    assert_eq!(ok.len(), 3, "the healthy handler must run exactly once per message");
-    assert_eq!(failing_calls.load(Ordering::SeqCst), 3, "retries(0) means one attempt per message");
-    assert_eq!((stats.deliveries, stats.acked, stats.dead_lettered), (3, 0, 3), "{stats:?}");
+    assert_eq!(
+        ok.len(),
+        3,
+        "the healthy handler must run exactly once per message"
+    );
+    assert_eq!(
+        failing_calls.load(Ordering::SeqCst),
+        3,
+        "retries(0) means one attempt per message"
+    );
+    assert_eq!(
+        (stats.deliveries, stats.acked, stats.dead_lettered),
+        (3, 0, 3),
+        "{stats:?}"
+    );
 }
 
 /// Failed handlers are retried per policy; the one that recovers is acked, the one that
@@ -239,21 +294,29 @@ pub async fn retry_then_dead_letter(connect: &dyn Connect) {
     let flaky_calls = Arc::new(AtomicU64::new(0));
     let broken_calls = Arc::new(AtomicU64::new(0));
     let calls = Arc::clone(&flaky_calls);
-    let flaky = Handler::raw("flaky", key.clone(), move |_e: RawEvent, ctx: crate::Context| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if ctx.attempt() < 3 {
-                Err(HandlerError::new("not yet"))
-            } else {
-                Ok(())
+    let flaky = Handler::raw(
+        "flaky",
+        key.clone(),
+        move |_e: RawEvent, ctx: crate::Context| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if ctx.attempt() < 3 {
+                    Err(HandlerError::new("not yet"))
+                } else {
+                    Ok(())
+                }
             }
-        }
-    });
+        },
+    );
     let calls = Arc::clone(&broken_calls);
-    let broken = Handler::raw("broken", format!("{ns}.stock.audit"), move |_e: RawEvent, _ctx| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        async { Err::<(), _>(HandlerError::new("still broken")) }
-    })
+    let broken = Handler::raw(
+        "broken",
+        format!("{ns}.stock.audit"),
+        move |_e: RawEvent, _ctx| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(HandlerError::new("still broken")) }
+        },
+    )
     .retries(2);
     let bus = bus(connect, &ns, vec![flaky, broken], 10).await;
     let task = bus.spawn();
@@ -266,8 +329,16 @@ pub async fn retry_then_dead_letter(connect: &dyn Connect) {
     .await;
     let stats = bus.stats();
     stop(bus, task).await;
-    assert_eq!(flaky_calls.load(Ordering::SeqCst), 3, "flaky: 2 failures then success");
-    assert_eq!(broken_calls.load(Ordering::SeqCst), 3, "broken: 1 attempt + 2 retries");
+    assert_eq!(
+        flaky_calls.load(Ordering::SeqCst),
+        3,
+        "flaky: 2 failures then success"
+    );
+    assert_eq!(
+        broken_calls.load(Ordering::SeqCst),
+        3,
+        "broken: 1 attempt + 2 retries"
+    );
     assert_eq!((stats.acked, stats.dead_lettered), (1, 1), "{stats:?}");
 }
 
@@ -298,7 +369,12 @@ pub async fn competing_consumers(connect: &dyn Connect) {
     let both: Vec<String> = a.ids().into_iter().chain(b.ids()).collect();
     assert_eq!(both.len(), 200, "each message handled exactly once");
     assert_eq!(both.into_iter().collect::<BTreeSet<_>>(), ids);
-    assert!(!a.ids().is_empty() && !b.ids().is_empty(), "both consumers got work: {} / {}", a.len(), b.len());
+    assert!(
+        !a.ids().is_empty() && !b.ids().is_empty(),
+        "both consumers got work: {} / {}",
+        a.len(),
+        b.len()
+    );
 }
 
 /// A consumer that goes away with unsettled deliveries loses nothing: a new consumer of
@@ -326,7 +402,10 @@ pub async fn no_loss_across_resubscribe(connect: &dyn Connect) {
         .shutdown_timeout(Duration::from_millis(5))
         .handler(slow);
     first = first.retry(RetryPolicy::none());
-    let first = first.build().await.unwrap_or_else(|e| panic!("build failed: {e}"));
+    let first = first
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("build failed: {e}"));
     let task = first.spawn();
     let ids = publish_all(&first, &key, 100).await;
     eventually("the first consumer handled some", || first_seen.len() >= 5).await;
@@ -339,7 +418,11 @@ pub async fn no_loss_across_resubscribe(connect: &dyn Connect) {
     })
     .await;
     stop(second, task).await;
-    let all: BTreeSet<String> = first_seen.distinct().union(&second_seen.distinct()).cloned().collect();
+    let all: BTreeSet<String> = first_seen
+        .distinct()
+        .union(&second_seen.distinct())
+        .cloned()
+        .collect();
     assert_eq!(all, ids, "messages lost across close and resubscribe");
 }
 
@@ -384,7 +467,9 @@ pub async fn ordering_per_producer(connect: &dyn Connect) {
         let sink = Arc::clone(&sink);
         async move {
             let value: serde_json::Value = event.json()?;
-            let n = value["n"].as_u64().ok_or_else(|| HandlerError::permanent("no n"))?;
+            let n = value["n"]
+                .as_u64()
+                .ok_or_else(|| HandlerError::permanent("no n"))?;
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(n);
             Ok::<_, HandlerError>(())
         }
@@ -392,7 +477,10 @@ pub async fn ordering_per_producer(connect: &dyn Connect) {
     let bus = bus(connect, &ns, vec![handler], 1).await;
     let task = bus.spawn();
     publish_all(&bus, &key, 100).await;
-    eventually("100 handled", || order.lock().map(|o| o.len() >= 100).unwrap_or(false)).await;
+    eventually("100 handled", || {
+        order.lock().map(|o| o.len() >= 100).unwrap_or(false)
+    })
+    .await;
     stop(bus, task).await;
     let got = order.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(got, (0..100).collect::<Vec<u64>>(), "out of order");

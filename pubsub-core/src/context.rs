@@ -93,7 +93,12 @@ impl Context {
 
     /// A free header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.scope.message.metadata.headers.get(name).map(String::as_str)
+        self.scope
+            .message
+            .metadata
+            .headers
+            .get(name)
+            .map(String::as_str)
     }
 
     /// 1 on the first attempt, 2 on the first retry, and so on.

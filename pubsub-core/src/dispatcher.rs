@@ -134,7 +134,12 @@ impl Dispatcher {
             self.run_handler(handler, Arc::clone(&scope), payload)
         };
         let failures: Vec<(usize, HandlerError, u32)> = if let [only] = matched[..] {
-            run(only).await.err().map(|(e, n)| (only, e, n)).into_iter().collect()
+            run(only)
+                .await
+                .err()
+                .map(|(e, n)| (only, e, n))
+                .into_iter()
+                .collect()
         } else {
             let runs = matched.iter().map(|&i| run(i).map(move |r| (i, r)));
             futures::future::join_all(runs)
@@ -149,7 +154,10 @@ impl Dispatcher {
         let reason = failures
             .iter()
             .map(|(i, e, attempts)| {
-                format!("handler `{}` failed after {attempts} attempt(s): {e}", self.handlers[*i].name)
+                format!(
+                    "handler `{}` failed after {attempts} attempt(s): {e}",
+                    self.handlers[*i].name
+                )
             })
             .collect::<Vec<_>>()
             .join("; ");
@@ -200,11 +208,18 @@ impl Dispatcher {
             };
             let ctx = Context::new(Arc::clone(&scope), Arc::clone(&handler.name), attempt);
             let result = run_once(handler, input, ctx).await;
-            self.observe(handler, &scope.message, attempt, result.as_ref().map(|_| ()));
+            self.observe(
+                handler,
+                &scope.message,
+                attempt,
+                result.as_ref().map(|_| ()),
+            );
             match result {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    self.counters.handler_failures.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .handler_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     if !error.is_retryable() || attempt > handler.policy.max_retries {
                         return Err((error, attempt));
                     }
@@ -259,7 +274,11 @@ fn decode_once(
 }
 
 /// One attempt: panics caught, time bounded.
-async fn run_once(handler: &ResolvedHandler, input: Input, ctx: Context) -> Result<(), HandlerError> {
+async fn run_once(
+    handler: &ResolvedHandler,
+    input: Input,
+    ctx: Context,
+) -> Result<(), HandlerError> {
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(input, ctx))) {
         Ok(future) => future,
         Err(panic) => return Err(panicked(panic)),

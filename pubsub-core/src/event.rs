@@ -77,7 +77,10 @@ mod tests {
 
     #[test]
     fn content_type_parameters_are_ignored() {
-        assert!(content_type_matches("application/json; charset=utf-8", "application/json"));
+        assert!(content_type_matches(
+            "application/json; charset=utf-8",
+            "application/json"
+        ));
         assert!(content_type_matches("Application/JSON", "application/json"));
         assert!(!content_type_matches("text/plain", "application/json"));
     }

@@ -185,7 +185,9 @@ pub struct Decoder {
 
 impl fmt::Debug for Decoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Decoder").field("type_id", &(self.type_id)()).finish()
+        f.debug_struct("Decoder")
+            .field("type_id", &(self.type_id)())
+            .finish()
     }
 }
 
@@ -338,7 +340,9 @@ impl HandlerRegistration {
         let pattern = match (I::KEY, pattern) {
             (Some(key), _) => key,
             (None, Some(pattern)) => pattern,
-            (None, None) => panic!("a `RawEvent` handler needs a pattern, e.g. #[handler(\"order.*\")]"),
+            (None, None) => {
+                panic!("a `RawEvent` handler needs a pattern, e.g. #[handler(\"order.*\")]")
+            }
         };
         Self {
             name,

@@ -26,9 +26,10 @@ mod transport;
 pub mod __private;
 
 pub use bus::{Bus, BusBuilder, BusStats};
-pub use codec::{Codec, JSON, Json, PROTOBUF};
+pub use bytes::Bytes;
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;
+pub use codec::{Codec, JSON, Json, PROTOBUF};
 pub use context::Context;
 pub use error::{CodecError, Error, Result, TransportError};
 pub use event::Event;

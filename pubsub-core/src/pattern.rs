@@ -43,9 +43,29 @@ impl Pattern {
         &self.0
     }
 
-    /// Whether `key` matches under AMQP topic rules.
+    /// Whether `key` matches under AMQP topic rules. Runs in O(pattern words × key words),
+    /// so it is safe on untrusted keys (the `const` [`matches`] backtracks, which is fine at
+    /// compile time only). To match one key against many patterns, use a
+    /// [`Router`](crate::Router).
     pub fn matches(&self, key: &str) -> bool {
-        matches(&self.0, key)
+        let pattern: Vec<&str> = self.0.split('.').collect();
+        let key: Vec<&str> = key.split('.').collect();
+        // rest[j]: whether the pattern words after the current one match key[j..]
+        let mut rest = vec![false; key.len() + 1];
+        rest[key.len()] = true;
+        for word in pattern.iter().rev() {
+            let mut here = vec![false; key.len() + 1];
+            for j in (0..=key.len()).rev() {
+                let has_word = j < key.len();
+                here[j] = match *word {
+                    "#" => rest[j] || (has_word && here[j + 1]),
+                    "*" => has_word && rest[j + 1],
+                    literal => has_word && key[j] == literal && rest[j + 1],
+                };
+            }
+            rest = here;
+        }
+        rest[0]
     }
 }
 
@@ -130,7 +150,14 @@ const fn word_end(b: &[u8], start: usize) -> usize {
     i
 }
 
-const fn word_eq(a: &[u8], a_start: usize, a_end: usize, b: &[u8], b_start: usize, b_end: usize) -> bool {
+const fn word_eq(
+    a: &[u8],
+    a_start: usize,
+    a_end: usize,
+    b: &[u8],
+    b_start: usize,
+    b_end: usize,
+) -> bool {
     if a_end - a_start != b_end - b_start {
         return false;
     }
@@ -198,6 +225,11 @@ mod tests {
         ];
         for (p, k, want) in cases {
             assert_eq!(matches(p, k), want, "{p} vs {k}");
+            assert_eq!(
+                Pattern::new(p).unwrap().matches(k),
+                want,
+                "Pattern {p} vs {k}"
+            );
         }
     }
 
@@ -211,6 +243,14 @@ mod tests {
         }
         assert!(validate_key("order.*").is_err());
         assert!(validate_key("order.created").is_ok());
+    }
+
+    #[test]
+    fn runtime_matching_is_polynomial_on_hostile_input() {
+        let pattern = Pattern::new(["#"; 12].join(".") + ".z").unwrap();
+        let key = ["a"; 200].join(".");
+        assert!(!pattern.matches(&key));
+        assert!(pattern.matches(&(key + ".z")));
     }
 
     const _: () = assert!(matches("order.*", "order.created"));

@@ -104,7 +104,11 @@ impl Publisher {
     }
 
     /// Publishes and waits for the transport's confirmation; returns the event id.
-    pub(crate) async fn publish<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+    pub(crate) async fn publish<E: Event>(
+        &self,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<Uuid> {
         let message = self.message(event, options)?;
         let id = message.metadata.id;
         self.transport.publish(message).await?;

@@ -118,13 +118,14 @@ impl HandlerSelection {
             Self::ForService => info.service.as_deref().is_none_or(|s| s == service),
             Self::All => true,
             Self::None => false,
-            Self::Named(names) => names.iter().any(|n| *n == info.name),
+            Self::Named(names) => names.contains(&info.name),
             Self::Matching(predicate) => predicate(info),
         }
     }
 }
 
-pub(crate) type DynCall = Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+pub(crate) type DynCall =
+    Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
 /// A handler built at run time and added with [`BusBuilder::handler`](crate::BusBuilder::handler)
 /// — the counterpart of `registry.subscribe("order.*", handler)`.

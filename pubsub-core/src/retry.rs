@@ -108,7 +108,10 @@ mod tests {
         let p = RetryPolicy::exponential(1, Duration::from_millis(100)).jitter(0.5);
         for _ in 0..1000 {
             let d = p.backoff(1);
-            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(150), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d <= Duration::from_millis(150),
+                "{d:?}"
+            );
         }
     }
 }

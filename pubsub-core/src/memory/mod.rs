@@ -22,9 +22,7 @@ use crate::error::{Error, TransportError};
 use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
-use crate::transport::{
-    Acker, Consumer, Delivery, Settlement, Subscription, Transport,
-};
+use crate::transport::{Acker, Consumer, Delivery, Settlement, Subscription, Transport};
 
 /// A RabbitMQ look-alike living in the process: the default transport, for examples and
 /// for unit tests of handlers. Clones share one broker, so several buses (services) can
@@ -199,12 +197,16 @@ impl MemoryTransport {
         let _serial = lock(&self.broker.declare);
         let current = self.topology();
         let mut queues = current.queues.clone();
-        let queue = Arc::clone(queues.entry(subscription.service.clone()).or_insert_with(|| {
-            Arc::new(Queue::new(
-                subscription.service.clone(),
-                Arc::clone(&self.broker.changed),
-            ))
-        }));
+        let queue = Arc::clone(
+            queues
+                .entry(subscription.service.clone())
+                .or_insert_with(|| {
+                    Arc::new(Queue::new(
+                        subscription.service.clone(),
+                        Arc::clone(&self.broker.changed),
+                    ))
+                }),
+        );
         let mut bindings = current.bindings.clone();
         for pattern in patterns {
             let bound = bindings
@@ -230,7 +232,9 @@ impl MemoryTransport {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
@@ -245,7 +249,9 @@ impl Transport for MemoryTransport {
         }
         let topology = self.topology();
         let mut matched = Vec::new();
-        topology.router.route_into(&message.metadata.key, &mut matched);
+        topology
+            .router
+            .route_into(&message.metadata.key, &mut matched);
         let mut targets: Vec<&Arc<Queue>> = Vec::with_capacity(matched.len());
         for index in matched {
             let queue = &topology.bindings[index].1;

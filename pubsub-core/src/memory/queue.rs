@@ -49,8 +49,16 @@ pub(crate) struct Queue {
 }
 
 /// What a consumer gets from [`Queue::take`].
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned and destructured at once, never stored"
+)]
 pub(crate) enum Take {
-    Message { message: Message, redelivered: bool, tag: u64 },
+    Message {
+        message: Message,
+        redelivered: bool,
+        tag: u64,
+    },
     Wait,
     Cancelled,
 }
@@ -67,7 +75,9 @@ impl Queue {
 
     /// The state; a poisoned lock is recovered since every update leaves it consistent.
     pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn push(&self, message: Message) {
