@@ -1,0 +1,390 @@
+//! Dispatcher behaviour through the public API: isolation, retries, dead letters, bad
+//! input, runtime handlers, state and shutdown — on the in-memory transport.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use pubsub::Bytes;
+use pubsub::prelude::*;
+use pubsub::{Bus, Error, Handler, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "shop", action = "ordered")]
+struct Ordered {
+    id: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "shop", action = "packed")]
+struct Packed {
+    id: u32,
+}
+
+#[handler]
+async fn pack(order: Ordered, ctx: Context) -> Result<(), HandlerError> {
+    ctx.publish(&Packed { id: order.id }).await?;
+    Ok(())
+}
+
+#[handler("shop.*")]
+async fn audit(_event: RawEvent) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[handler(retries = 1)]
+async fn panics(order: Ordered) -> Result<(), HandlerError> {
+    if order.id > 0 {
+        panic!("boom on order {}", order.id);
+    }
+    Ok(())
+}
+
+#[handler(timeout = "50ms", retries = 0)]
+async fn too_slow(_order: Ordered) -> Result<(), HandlerError> {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    Ok(())
+}
+
+#[handler(retry = "quick")]
+async fn flaky(_order: Ordered, ctx: Context) -> Result<(), HandlerError> {
+    if ctx.attempt() < 3 {
+        return Err(HandlerError::new(format!(
+            "attempt {} failed",
+            ctx.attempt()
+        )));
+    }
+    Ok(())
+}
+
+#[handler(retries = 5)]
+async fn rejects(_order: Ordered) -> Result<(), HandlerError> {
+    Err(HandlerError::permanent("invalid order"))
+}
+
+fn only(names: &[&str]) -> pubsub::BusBuilder {
+    Bus::builder().select_handlers(HandlerSelection::named(names.iter().copied()))
+}
+
+async fn harness(names: &[&str]) -> TestHarness {
+    TestHarness::start(only(names).retry(RetryPolicy::exponential(3, Duration::from_millis(5))))
+        .await
+        .expect("harness starts")
+}
+
+#[tokio::test]
+async fn handler_publishes_in_the_same_conversation() {
+    let h = harness(&["pack", "audit"]).await;
+    let id = h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 1 }]);
+    assert_eq!(h.published::<Packed>(), [Packed { id: 1 }]);
+    // audit sees both the order and the follow-up
+    assert_eq!(h.calls("audit").len(), 2);
+    let packed = h
+        .published_messages()
+        .into_iter()
+        .find(|m| m.metadata.key == "shop.packed")
+        .unwrap();
+    assert_eq!(packed.metadata.correlation_id, Some(id.to_string()));
+    assert_eq!(packed.metadata.causation_id, Some(id.to_string()));
+    assert_eq!(packed.metadata.app_id.as_deref(), Some("test"));
+    assert!(h.dead_letters().is_empty());
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_retried_then_dead_lettered_without_disturbing_others() {
+    let h = harness(&["panics", "pack"]).await;
+    h.publish(&Ordered { id: 7 }).await.unwrap();
+    h.settled().await.unwrap();
+    let failures = h.failures("panics");
+    assert_eq!(failures.len(), 2, "1 attempt + 1 retry");
+    assert!(
+        failures[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("boom on order 7")
+    );
+    assert_eq!(
+        h.calls("pack").len(),
+        1,
+        "the healthy handler is not retried"
+    );
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].failed_handlers, ["panics"]);
+    assert!(dead[0].reason.contains("panicked"), "{}", dead[0].reason);
+    assert_eq!(
+        dead[0].message.metadata.headers["x-failed-handlers"],
+        "panics"
+    );
+    // the consumer loop lives on
+    h.publish(&Ordered { id: 0 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.bus().stats().acked, 1);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_handler_times_out_and_the_others_finish() {
+    let h = harness(&["too_slow", "audit"]).await;
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.calls("audit").len(), 1);
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("timed out"), "{}", dead[0].reason);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
+    let h = TestHarness::start(only(&["flaky", "rejects"]).retry_policy(
+        "quick",
+        RetryPolicy::exponential(4, Duration::from_millis(1)),
+    ))
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 3 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.calls("flaky").len(), 3, "two failures, then success");
+    assert_eq!(h.calls("rejects").len(), 1, "permanent: no retries");
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].failed_handlers, ["rejects"]);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_retry_policy_is_a_build_error() {
+    let err = only(&["flaky"]).service("x").build().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref m) if m.contains("quick")),
+        "{err}"
+    );
+}
+
+async fn publish_raw(h: &TestHarness, message: Message) {
+    h.bus().publish_message(message).await.unwrap();
+    h.settled().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_dead_lettered_with_a_reason_and_the_loop_goes_on() {
+    let h = TestHarness::start(only(&["pack"]).max_message_size(1024))
+        .await
+        .unwrap();
+
+    publish_raw(
+        &h,
+        Message::new("shop.ordered", Bytes::from_static(b"{not json")),
+    )
+    .await;
+    let mut wrong_version = Message::new("shop.ordered", Bytes::from_static(b"{\"id\":1}"));
+    wrong_version.metadata.version = 2;
+    publish_raw(&h, wrong_version).await;
+    let mut wrong_type = Message::new("shop.ordered", Bytes::from_static(b"{\"id\":1}"));
+    wrong_type.metadata.content_type = "text/plain".into();
+    publish_raw(&h, wrong_type).await;
+    publish_raw(
+        &h,
+        Message::new("shop.ordered", Bytes::from(vec![b' '; 2048])),
+    )
+    .await;
+
+    let reasons: Vec<String> = h.dead_letters().into_iter().map(|d| d.reason).collect();
+    assert_eq!(reasons.len(), 4, "{reasons:#?}");
+    assert!(
+        reasons[0].contains("malformed application/json body for shop.ordered"),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].contains("unknown version 2 of shop.ordered"),
+        "{}",
+        reasons[1]
+    );
+    assert!(
+        reasons[2].contains("content type \"text/plain\""),
+        "{}",
+        reasons[2]
+    );
+    assert!(
+        reasons[3].contains("exceeds the limit of 1024 bytes"),
+        "{}",
+        reasons[3]
+    );
+    // decode failures count as the handler's failed attempt; the oversize body is
+    // rejected before any handler is looked up
+    let calls = h.calls("pack");
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    assert!(calls.iter().all(|c| {
+        c.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("cannot decode"))
+    }));
+
+    h.publish(&Ordered { id: 9 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 9 }]);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_without_key_is_dead_lettered() {
+    let broker = MemoryTransport::new();
+    let h = TestHarness::start_on(only(&["audit"]), broker.clone())
+        .await
+        .unwrap();
+    // A foreign publisher bound `#` to our queue; its keyless message reaches us.
+    let _binder = Bus::builder()
+        .service("test")
+        .transport(broker.clone())
+        .select_handlers(HandlerSelection::None)
+        .handler(Handler::raw("binder", "#", |_e: RawEvent, _c| async {
+            Ok::<_, HandlerError>(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    drop(_binder);
+    publish_raw(&h, Message::new("", Bytes::from_static(b"{}"))).await;
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("no routing key"),
+        "{}",
+        dead[0].reason
+    );
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn runtime_handlers_use_shared_state() {
+    struct Greeting(&'static str);
+    let seen = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&seen);
+    let handler = Handler::typed("greeter", move |order: Ordered, ctx: Context| {
+        let counter = Arc::clone(&counter);
+        async move {
+            let greeting = ctx.state::<Greeting>()?;
+            assert_eq!(greeting.0, "hello");
+            counter.fetch_add(order.id, Ordering::SeqCst);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let h = TestHarness::start(
+        Bus::builder()
+            .select_handlers(HandlerSelection::None)
+            .state(Greeting("hello"))
+            .handler(handler),
+    )
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 5 }).await.unwrap();
+    h.publish(&Ordered { id: 6 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 11);
+    assert_eq!(h.bus().handlers(), ["greeter"]);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_state_fails_the_handler_permanently() {
+    let handler = Handler::typed("needs_state", |_o: Ordered, ctx: Context| async move {
+        ctx.state::<String>()?;
+        Ok::<_, HandlerError>(())
+    });
+    let h = TestHarness::start(
+        Bus::builder()
+            .select_handlers(HandlerSelection::None)
+            .handler(handler),
+    )
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.calls("needs_state").len(), 1);
+    assert!(
+        h.dead_letters()[0]
+            .reason
+            .contains("no state of type alloc::string::String")
+    );
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
+    let noop = |name: &str, pattern: &str| {
+        Handler::raw(name, pattern, |_e: RawEvent, _c| async {
+            Ok::<_, HandlerError>(())
+        })
+    };
+    let dup = Bus::builder()
+        .service("s")
+        .select_handlers(HandlerSelection::None)
+        .handler(noop("a", "x.*"))
+        .handler(noop("a", "y.*"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        dup.to_string().contains("two handlers are named `a`"),
+        "{dup}"
+    );
+    let bad = Bus::builder()
+        .service("s")
+        .select_handlers(HandlerSelection::None)
+        .handler(noop("a", "x.y*"))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, Error::Pattern(_)), "{bad}");
+    let nameless = Bus::builder().build().await.unwrap_err();
+    assert!(nameless.to_string().contains("service name"), "{nameless}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_deliveries_finish_and_settles_them() {
+    let done = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&done);
+    let slow = Handler::typed("slow", move |_o: Ordered, _c: Context| {
+        let counter = Arc::clone(&counter);
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let broker = MemoryTransport::new();
+    let h = TestHarness::start_on(
+        Bus::builder()
+            .select_handlers(HandlerSelection::None)
+            .handler(slow),
+        broker.clone(),
+    )
+    .await
+    .unwrap();
+    for id in 0..3 {
+        h.publish(&Ordered { id }).await.unwrap();
+    }
+    h.wait_until("three deliveries started", |h| {
+        h.calls("slow").len() == 3 || h.bus().stats().deliveries == 3
+    })
+    .await
+    .unwrap();
+    h.shutdown().await.unwrap();
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        3,
+        "in-flight handlers finished"
+    );
+    let depth = broker.queue_depth("test").unwrap();
+    assert_eq!(
+        (depth.ready, depth.unacked, depth.dead_lettered),
+        (0, 0, 0),
+        "{depth:?}"
+    );
+}

@@ -1,0 +1,204 @@
+//! The in-memory broker as a product: prefetch, redelivery, dead-letter queue, idle waits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pubsub::prelude::*;
+use pubsub::{
+    Bus, Bytes, DeadLetter, Handler, HandlerSelection, MemoryTransport, Settlement, Subscription,
+    TestHarness, Transport,
+};
+
+fn subscription(service: &str, patterns: &[&str], prefetch: u16) -> Subscription {
+    Subscription {
+        service: service.into(),
+        patterns: patterns.iter().map(|p| p.to_string()).collect(),
+        prefetch,
+    }
+}
+
+async fn publish(broker: &MemoryTransport, key: &str, body: &'static [u8]) {
+    broker
+        .publish(Message::new(key, Bytes::from_static(body)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn prefetch_bounds_unsettled_deliveries() {
+    let broker = MemoryTransport::new();
+    let mut consumer = broker
+        .subscribe(subscription("q", &["a.*"], 2))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        publish(&broker, "a.b", b"{}").await;
+    }
+    let first = consumer.next().await.unwrap().unwrap();
+    let _second = consumer.next().await.unwrap().unwrap();
+    let third = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await;
+    assert!(
+        third.is_err(),
+        "a third delivery must wait for a settlement"
+    );
+    first.acker.settle(Settlement::Ack).await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(1), consumer.next()).await;
+    assert!(matches!(third, Ok(Some(Ok(_)))), "settling frees a slot");
+    let depth = broker.queue_depth("q").unwrap();
+    assert_eq!((depth.ready, depth.unacked, depth.consumers), (0, 2, 1));
+}
+
+#[tokio::test]
+async fn unsettled_deliveries_of_a_departed_consumer_are_redelivered_first() {
+    let broker = MemoryTransport::new();
+    let mut first = broker
+        .subscribe(subscription("q", &["#"], 10))
+        .await
+        .unwrap();
+    publish(&broker, "k.one", b"1").await;
+    publish(&broker, "k.two", b"2").await;
+    let one = first.next().await.unwrap().unwrap();
+    assert!(!one.redelivered);
+    let late_ack = one.acker;
+    drop(first);
+    // the old delivery tag is gone with its consumer
+    assert!(late_ack.settle(Settlement::Ack).await.is_err());
+    let mut second = broker
+        .subscribe(subscription("q", &["#"], 10))
+        .await
+        .unwrap();
+    let again = second.next().await.unwrap().unwrap();
+    assert_eq!(again.message.metadata.key, "k.one");
+    assert!(
+        again.redelivered,
+        "a requeued message is flagged as redelivered"
+    );
+    let two = second.next().await.unwrap().unwrap();
+    assert_eq!(two.message.metadata.key, "k.two");
+}
+
+#[tokio::test]
+async fn topic_routing_copies_to_every_bound_queue_once() {
+    let broker = MemoryTransport::new();
+    let mut a = broker
+        .subscribe(subscription("a", &["order.*", "order.#"], 10))
+        .await
+        .unwrap();
+    let mut b = broker
+        .subscribe(subscription("b", &["#.created"], 10))
+        .await
+        .unwrap();
+    let _c = broker
+        .subscribe(subscription("c", &["user.*"], 10))
+        .await
+        .unwrap();
+    publish(&broker, "order.created", b"{}").await;
+    publish(&broker, "nobody.listens", b"{}").await;
+    assert_eq!(
+        a.next().await.unwrap().unwrap().message.metadata.key,
+        "order.created"
+    );
+    assert_eq!(
+        b.next().await.unwrap().unwrap().message.metadata.key,
+        "order.created"
+    );
+    assert_eq!(
+        broker.queue_depth("a").unwrap().ready,
+        0,
+        "two matching bindings, one copy"
+    );
+    assert_eq!(broker.queue_depth("c").unwrap().ready, 0);
+    assert_eq!(broker.unroutable(), 1);
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_inspected_and_replayed() {
+    let broker = MemoryTransport::new();
+    let mut consumer = broker
+        .subscribe(subscription("svc", &["x.y"], 10))
+        .await
+        .unwrap();
+    publish(&broker, "x.y", b"payload").await;
+    let delivery = consumer.next().await.unwrap().unwrap();
+    let id = delivery.message.metadata.id;
+    let reason = DeadLetter {
+        reason: "handler `h` failed".into(),
+        failed_handlers: vec!["h".into(), "g".into()],
+    };
+    delivery
+        .acker
+        .settle(Settlement::DeadLetter(reason))
+        .await
+        .unwrap();
+    let dead = broker.dead_letters("svc");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].message.metadata.id, id,
+        "the id survives dead-lettering"
+    );
+    assert_eq!(
+        dead[0].message.metadata.headers["x-death-reason"],
+        "handler `h` failed"
+    );
+    assert_eq!(dead[0].message.metadata.headers["x-failed-handlers"], "h,g");
+    assert_eq!(broker.replay_dead_letters("svc"), 1);
+    let replayed = consumer.next().await.unwrap().unwrap();
+    assert_eq!(replayed.message.metadata.id, id);
+    assert!(broker.dead_letters("svc").is_empty());
+}
+
+#[tokio::test]
+async fn handlers_of_different_deliveries_run_concurrently_up_to_prefetch() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (Arc::clone(&running), Arc::clone(&peak));
+    let handler = Handler::raw("slow", "load.*", move |_e: RawEvent, _c: Context| {
+        let (r, p) = (Arc::clone(&r), Arc::clone(&p));
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let h = TestHarness::start(
+        Bus::builder()
+            .select_handlers(HandlerSelection::None)
+            .handler(handler)
+            .prefetch(4),
+    )
+    .await
+    .unwrap();
+    for _ in 0..20 {
+        h.bus()
+            .publish_message(Message::new("load.test", Bytes::from_static(b"{}")))
+            .await
+            .unwrap();
+    }
+    h.settled().await.unwrap();
+    assert_eq!(h.calls("slow").len(), 20);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "exactly prefetch deliveries in flight at the peak"
+    );
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn wait_idle_times_out_while_work_is_stuck() {
+    let broker = MemoryTransport::new();
+    let mut consumer = broker
+        .subscribe(subscription("q", &["#"], 1))
+        .await
+        .unwrap();
+    publish(&broker, "a.b", b"{}").await;
+    let _held = consumer.next().await.unwrap().unwrap();
+    let err = broker
+        .wait_idle(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("did not become idle"), "{err}");
+}
