@@ -21,6 +21,11 @@ pub const PROTOBUF: &str = "application/x-protobuf";
 /// let back: Vec<u32> = <Json as Codec<Vec<u32>>>::decode(&bytes, "demo.numbers").unwrap();
 /// assert_eq!(back, vec![1, 2]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot encode and decode `{T}`",
+    label = "no codec for `{T}`",
+    note = "`Json` needs `{T}: Serialize + Deserialize`; `Protobuf` needs `{T}: prost::Message + Default` and the `protobuf` feature of `pubsub`"
+)]
 pub trait Codec<T>: Send + Sync + 'static {
     /// MIME type written to the wire.
     const CONTENT_TYPE: &'static str;

@@ -3,6 +3,12 @@
 pub use crate::codec::Json;
 #[cfg(feature = "protobuf")]
 pub use crate::codec::Protobuf;
+
+/// Stand-in for `codec = "protobuf"` without the `protobuf` feature: it implements no
+/// `Codec`, so the compiler's error carries `Codec`'s note about the feature.
+#[cfg(not(feature = "protobuf"))]
+#[derive(Debug, Clone, Copy)]
+pub struct Protobuf;
 pub use crate::context::Context;
 pub use crate::event::Event;
 pub use crate::handler::{
