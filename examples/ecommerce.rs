@@ -196,7 +196,8 @@ async fn main() -> anyhow::Result<()> {
             .build()
             .await?;
         println!("{service:<18} runs {}", bus.handlers().join(", "));
-        services.push((bus.clone(), bus.spawn()));
+        let task = bus.spawn().await?;
+        services.push((bus, task));
     }
     let storefront = Bus::builder()
         .service("storefront")

@@ -1,20 +1,12 @@
 //! The transport conformance suite, run against the in-memory transport.
 
-use std::sync::Arc;
-
-use pubsub::{MemoryTransport, Transport, conformance};
-
-/// Every connection reaches the same in-memory broker, as connections to one RabbitMQ do.
-fn broker() -> impl Fn() -> std::future::Ready<Arc<dyn Transport>> + Send + Sync {
-    let broker = MemoryTransport::new();
-    move || std::future::ready(Arc::new(broker.clone()) as Arc<dyn Transport>)
-}
+use pubsub::{MemoryTransport, conformance};
 
 macro_rules! conformance_cases {
     ($($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $case() {
-            conformance::$case(&broker()).await;
+            conformance::$case(&MemoryTransport::new()).await;
         }
     )*};
 }
@@ -27,5 +19,6 @@ conformance_cases!(
     competing_consumers,
     no_loss_across_resubscribe,
     concurrent_publishes,
+    in_flight_bounded_by_prefetch,
     ordering_per_producer,
 );

@@ -388,3 +388,82 @@ async fn shutdown_lets_in_flight_deliveries_finish_and_settles_them() {
         "{depth:?}"
     );
 }
+
+/// An event whose decoding panics (a buggy hand-written `Deserialize`).
+#[derive(Debug, Clone, Serialize, Event)]
+#[event(domain = "shop", action = "cursed")]
+struct Cursed {
+    id: u32,
+}
+
+impl<'de> Deserialize<'de> for Cursed {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("deserializer exploded")
+    }
+}
+
+#[handler]
+async fn cursed(_event: Cursed) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_panicking_decoder_dead_letters_the_message_and_the_loop_goes_on() {
+    let h = harness(&["cursed", "pack"]).await;
+    h.publish(&Cursed { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .contains("the decoder panicked: deserializer exploded"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].failed_handlers, ["cursed"]);
+    h.publish(&Ordered { id: 2 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 2 }]);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn selecting_an_unknown_handler_name_is_a_build_error() {
+    let err = only(&["pack", "pakc"])
+        .service("s")
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("no #[handler] is named [\"pakc\"]"), "{text}");
+    assert!(
+        text.contains("\"pack\""),
+        "lists the registered names: {text}"
+    );
+}
+
+#[tokio::test]
+async fn handler_names_must_be_plain() {
+    let odd = Handler::raw("a,b", "x.*", |_e: RawEvent, _c| async {
+        Ok::<_, HandlerError>(())
+    });
+    let err = Bus::builder()
+        .service("s")
+        .select_handlers(HandlerSelection::None)
+        .handler(odd)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("handler name \"a,b\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_bus_runs_once_at_a_time() {
+    let bus = only(&["pack"]).service("once").build().await.unwrap();
+    let task = bus.spawn().await.unwrap();
+    let again = bus.run_until(std::future::ready(())).await.unwrap_err();
+    assert!(again.to_string().contains("already running"), "{again}");
+    bus.shutdown();
+    task.await.unwrap().unwrap();
+}

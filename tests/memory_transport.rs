@@ -29,7 +29,7 @@ async fn publish(broker: &MemoryTransport, key: &str, body: &'static [u8]) {
 async fn prefetch_bounds_unsettled_deliveries() {
     let broker = MemoryTransport::new();
     let mut consumer = broker
-        .subscribe(subscription("q", &["a.*"], 2))
+        .consume(&subscription("q", &["a.*"], 2))
         .await
         .unwrap();
     for _ in 0..3 {
@@ -53,7 +53,7 @@ async fn prefetch_bounds_unsettled_deliveries() {
 async fn unsettled_deliveries_of_a_departed_consumer_are_redelivered_first() {
     let broker = MemoryTransport::new();
     let mut first = broker
-        .subscribe(subscription("q", &["#"], 10))
+        .consume(&subscription("q", &["#"], 10))
         .await
         .unwrap();
     publish(&broker, "k.one", b"1").await;
@@ -65,7 +65,7 @@ async fn unsettled_deliveries_of_a_departed_consumer_are_redelivered_first() {
     // the old delivery tag is gone with its consumer
     assert!(late_ack.settle(Settlement::Ack).await.is_err());
     let mut second = broker
-        .subscribe(subscription("q", &["#"], 10))
+        .consume(&subscription("q", &["#"], 10))
         .await
         .unwrap();
     let again = second.next().await.unwrap().unwrap();
@@ -82,30 +82,27 @@ async fn unsettled_deliveries_of_a_departed_consumer_are_redelivered_first() {
 async fn topic_routing_copies_to_every_bound_queue_once() {
     let broker = MemoryTransport::new();
     let mut a = broker
-        .subscribe(subscription("a", &["order.*", "order.#"], 10))
+        .consume(&subscription("a", &["order.*", "order.#"], 10))
         .await
         .unwrap();
     let mut b = broker
-        .subscribe(subscription("b", &["#.created"], 10))
+        .consume(&subscription("b", &["#.created"], 10))
         .await
         .unwrap();
     let _c = broker
-        .subscribe(subscription("c", &["user.*"], 10))
+        .consume(&subscription("c", &["user.*"], 10))
         .await
         .unwrap();
     publish(&broker, "order.created", b"{}").await;
     publish(&broker, "nobody.listens", b"{}").await;
+    let got_a = a.next().await.unwrap().unwrap();
+    let got_b = b.next().await.unwrap().unwrap();
+    assert_eq!(got_a.message.metadata.key, "order.created");
+    assert_eq!(got_b.message.metadata.key, "order.created");
+    let depth = broker.queue_depth("a").unwrap();
     assert_eq!(
-        a.next().await.unwrap().unwrap().message.metadata.key,
-        "order.created"
-    );
-    assert_eq!(
-        b.next().await.unwrap().unwrap().message.metadata.key,
-        "order.created"
-    );
-    assert_eq!(
-        broker.queue_depth("a").unwrap().ready,
-        0,
+        (depth.ready, depth.unacked),
+        (0, 1),
         "two matching bindings, one copy"
     );
     assert_eq!(broker.queue_depth("c").unwrap().ready, 0);
@@ -116,7 +113,7 @@ async fn topic_routing_copies_to_every_bound_queue_once() {
 async fn dead_letters_can_be_inspected_and_replayed() {
     let broker = MemoryTransport::new();
     let mut consumer = broker
-        .subscribe(subscription("svc", &["x.y"], 10))
+        .consume(&subscription("svc", &["x.y"], 10))
         .await
         .unwrap();
     publish(&broker, "x.y", b"payload").await;
@@ -188,12 +185,24 @@ async fn handlers_of_different_deliveries_run_concurrently_up_to_prefetch() {
 }
 
 #[tokio::test]
+async fn a_delivery_dropped_unsettled_is_requeued() {
+    let broker = MemoryTransport::new();
+    let mut consumer = broker.consume(&subscription("q", &["#"], 1)).await.unwrap();
+    publish(&broker, "a.b", b"{}").await;
+    let first = consumer.next().await.unwrap().unwrap();
+    let id = first.message.metadata.id;
+    drop(first);
+    let again = consumer.next().await.unwrap().unwrap();
+    assert_eq!(again.message.metadata.id, id);
+    assert!(again.redelivered);
+    again.acker.settle(Settlement::Ack).await.unwrap();
+    assert!(broker.is_idle());
+}
+
+#[tokio::test]
 async fn wait_idle_times_out_while_work_is_stuck() {
     let broker = MemoryTransport::new();
-    let mut consumer = broker
-        .subscribe(subscription("q", &["#"], 1))
-        .await
-        .unwrap();
+    let mut consumer = broker.consume(&subscription("q", &["#"], 1)).await.unwrap();
     publish(&broker, "a.b", b"{}").await;
     let _held = consumer.next().await.unwrap().unwrap();
     let err = broker

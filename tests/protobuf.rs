@@ -34,7 +34,10 @@ async fn protobuf_events_round_trip_with_their_content_type() {
     };
     h.publish(&sent).await.unwrap();
     h.settled().await.unwrap();
-    assert_eq!(h.consumed::<PaymentSettled>("book_payment"), std::slice::from_ref(&sent));
+    assert_eq!(
+        h.consumed::<PaymentSettled>("book_payment"),
+        std::slice::from_ref(&sent)
+    );
     let wire = &h.published_messages()[0];
     assert_eq!(wire.metadata.content_type, PROTOBUF);
     assert_eq!(

@@ -2,16 +2,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler};
-use crate::error::{Error, Result};
+use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler, raised};
+use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
@@ -56,7 +56,9 @@ pub struct Bus {
 struct BusInner {
     publisher: Publisher,
     dispatcher: Arc<Dispatcher>,
-    consumer: Mutex<Option<Box<dyn Consumer>>>,
+    /// What this bus consumes; `None` for a publish-only bus.
+    subscription: Option<Subscription>,
+    running: AtomicBool,
     handler_names: Vec<String>,
     shutdown: watch::Sender<bool>,
     shutdown_timeout: Duration,
@@ -88,6 +90,8 @@ pub struct BusStats {
     pub handler_failures: u64,
     /// Settlements the transport refused (the broker redelivers those).
     pub settle_errors: u64,
+    /// Deliveries given back to the queue unfinished (shutdown deadline).
+    pub requeued: u64,
 }
 
 impl Bus {
@@ -135,6 +139,7 @@ impl Bus {
             unhandled: c.unhandled.load(Ordering::Relaxed),
             handler_failures: c.handler_failures.load(Ordering::Relaxed),
             settle_errors: c.settle_errors.load(Ordering::Relaxed),
+            requeued: c.requeued.load(Ordering::Relaxed),
         }
     }
 
@@ -144,85 +149,154 @@ impl Bus {
         self.inner.shutdown.send_replace(true);
     }
 
-    /// Runs the bus in a background task until [`shutdown`](Self::shutdown).
-    pub fn spawn(&self) -> tokio::task::JoinHandle<Result<()>> {
+    /// Starts consuming, then runs the bus in a background task until
+    /// [`shutdown`](Self::shutdown). Returns once the bus consumes its queue (so a
+    /// transport that refuses to consume fails here); the handle yields how the run ended.
+    pub async fn spawn(&self) -> Result<tokio::task::JoinHandle<Result<()>>> {
         let bus = self.clone();
-        tokio::spawn(async move { bus.run_until(std::future::pending::<()>()).await })
+        let Some(subscription) = &self.inner.subscription else {
+            return Ok(tokio::spawn(async move {
+                bus.run_until(std::future::pending::<()>()).await
+            }));
+        };
+        let claim = self.claim()?;
+        let consumer = self.inner.publisher.transport.consume(subscription).await?;
+        Ok(tokio::spawn(async move {
+            let _claim = claim;
+            bus.run_consumer(consumer, std::future::pending::<()>())
+                .await
+        }))
     }
 
     /// Consumes and handles deliveries until `signal` completes (e.g.
     /// `tokio::signal::ctrl_c()`) or [`shutdown`](Self::shutdown) is called, then shuts
     /// down gracefully: stops taking deliveries, lets in-flight ones finish within the
-    /// shutdown timeout and settles them. Deliveries still running after the timeout are
-    /// abandoned unsettled, so the broker redelivers them.
+    /// shutdown timeout and settles them; those still running then are requeued, so the
+    /// broker redelivers them.
+    ///
+    /// Fails if the bus is already running, or if the transport closed the consumer
+    /// without being asked to.
     pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
-        let mut stop = self.inner.shutdown.subscribe();
-        let consumer = lock(&self.inner.consumer).take();
-        let Some(mut consumer) = consumer else {
-            // Publish-only bus, or already running elsewhere: just wait for the signal.
+        let Some(subscription) = &self.inner.subscription else {
+            // Publish-only bus: nothing to consume, just wait for the signal.
+            let mut stop = self.inner.shutdown.subscribe();
             tokio::select! {
                 _ = signal => {}
-                _ = stopped(&mut stop) => {}
+                _ = raised(&mut stop) => {}
             }
             return Ok(());
         };
-        let mut tasks = JoinSet::new();
-        let mut signal = std::pin::pin!(signal);
-        tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut signal => break,
-                _ = stopped(&mut stop) => break,
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_join(joined),
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        tasks.spawn(Arc::clone(&self.inner.dispatcher).dispatch(delivery));
-                    }
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "consumer error; continuing");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    None => {
-                        tracing::info!("consumer closed by the transport");
-                        break;
-                    }
-                },
-            }
-        }
-        self.drain(consumer, tasks).await;
-        Ok(())
+        let _claim = self.claim()?;
+        let consumer = self.inner.publisher.transport.consume(subscription).await?;
+        self.run_consumer(consumer, signal).await
     }
 
-    async fn drain(&self, mut consumer: Box<dyn Consumer>, mut tasks: JoinSet<()>) {
+    /// Marks the bus as running until the claim is dropped.
+    fn claim(&self) -> Result<RunningClaim> {
+        if self.inner.running.swap(true, Ordering::SeqCst) {
+            return Err(Error::Config(format!(
+                "bus {} is already running: run it once, or build another bus to add consumers",
+                self.service()
+            )));
+        }
+        Ok(RunningClaim(Arc::clone(&self.inner)))
+    }
+
+    async fn run_consumer<F: Future>(
+        &self,
+        mut consumer: Box<dyn Consumer>,
+        signal: F,
+    ) -> Result<()> {
+        let mut stop = self.inner.shutdown.subscribe();
+        let stop = &mut stop;
+        let (abandon, abandoned) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut signal = std::pin::pin!(signal);
+        let mut outcome = Ok(());
+        tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = &mut signal => break,
+                _ = raised(stop) => break,
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    let dispatcher = Arc::clone(&self.inner.dispatcher);
+                    tasks.spawn(dispatcher.dispatch(delivery, abandoned.clone()));
+                    while let Some(joined) = tasks.try_join_next() {
+                        log_join(joined);
+                    }
+                }
+                Some(Err(TransportError::Closed)) | None => {
+                    tracing::error!(service = %self.service(), "the transport closed the consumer");
+                    outcome = Err(Error::Transport(TransportError::Closed));
+                    break;
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "consumer error; continuing");
+                    tokio::select! {
+                        _ = &mut signal => break,
+                        _ = raised(stop) => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+        self.drain(consumer, tasks, abandon).await;
+        outcome
+    }
+
+    async fn drain(
+        &self,
+        mut consumer: Box<dyn Consumer>,
+        mut tasks: JoinSet<()>,
+        abandon: watch::Sender<bool>,
+    ) {
         if let Err(error) = consumer.cancel().await {
             tracing::warn!(%error, "cancelling the consumer failed");
         }
         let in_flight = tasks.len();
         let deadline = self.inner.shutdown_timeout;
-        let finished = tokio::time::timeout(deadline, async {
-            while let Some(joined) = tasks.join_next().await {
-                log_join(joined);
-            }
-        })
-        .await;
-        if finished.is_err() {
+        if tokio::time::timeout(deadline, join_logged(&mut tasks))
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 remaining = tasks.len(),
                 ?deadline,
-                "shutdown timeout: abandoning in-flight deliveries unsettled (they will be redelivered)"
+                "shutdown timeout: requeueing unfinished deliveries"
             );
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
+            abandon.send_replace(true);
+            if tokio::time::timeout(Duration::from_secs(5), join_logged(&mut tasks))
+                .await
+                .is_err()
+            {
+                // settling hangs (transport gone): dropping the deliveries requeues them
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            }
         }
         drop(consumer);
         tracing::info!(service = %self.service(), in_flight, "bus stopped");
     }
 }
 
-/// Completes once shutdown was requested.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+/// Clears the bus's running flag when its run ends.
+struct RunningClaim(Arc<BusInner>);
+
+impl Drop for RunningClaim {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Waits for every task, logging panics.
+async fn join_logged(tasks: &mut JoinSet<()>) {
+    while let Some(joined) = tasks.join_next().await {
+        log_join(joined);
+    }
 }
 
 fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
@@ -231,12 +305,6 @@ fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
     {
         tracing::error!(%error, "a delivery task panicked");
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Configures a [`Bus`]; consumed by [`build`](Self::build).
@@ -311,7 +379,9 @@ impl std::fmt::Debug for BusBuilder {
 
 impl BusBuilder {
     /// The service name: its queue, its consumer, the `app_id` of what it publishes.
-    /// Buses with the same service share (compete for) its messages.
+    /// Buses with the same service share (compete for) its messages — so they must run the
+    /// same handlers: a bus acks, as unhandled, a message that only another version of the
+    /// service had a handler for.
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
         self
@@ -366,7 +436,7 @@ impl BusBuilder {
     }
 
     /// Unsettled deliveries at once; handlers of different deliveries run concurrently up
-    /// to this (default 100).
+    /// to this (default 100; 0 is taken as 1, never as "unlimited").
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
         self
@@ -394,7 +464,8 @@ impl BusBuilder {
     }
 
     /// Checks the configuration, declares the service's queue and bindings with the
-    /// transport, and returns the bus (not yet consuming: see [`Bus::run_until`]).
+    /// transport (so events published from now on wait for it), and returns the bus, not
+    /// yet consuming: see [`Bus::run_until`] and [`Bus::spawn`].
     pub async fn build(self) -> Result<Bus> {
         let service = match self.service.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s.to_owned(),
@@ -404,12 +475,13 @@ impl BusBuilder {
                 ));
             }
         };
-        let mut handlers = registry::select(&self.selection, &service);
+        let mut handlers = registry::select(&self.selection, &service)?;
         handlers.extend(self.handlers);
         let mut names = BTreeSet::new();
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
         for handler in handlers {
+            registry::check_name(&handler.name)?;
             if !names.insert(handler.name.to_string()) {
                 return Err(Error::Config(format!(
                     "two handlers are named `{}` on service {service}: rename one with #[handler(name = \"...\")]",
@@ -442,7 +514,7 @@ impl BusBuilder {
             transport: Arc::clone(&transport),
             service: Arc::from(service.as_str()),
         };
-        let consumer = if resolved.is_empty() {
+        let subscription = if resolved.is_empty() {
             None
         } else {
             let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
@@ -451,7 +523,8 @@ impl BusBuilder {
                 patterns: bindings.into_iter().collect(),
                 prefetch: self.prefetch,
             };
-            Some(transport.subscribe(subscription).await?)
+            transport.declare(&subscription).await?;
+            Some(subscription)
         };
         let handler_names = resolved.iter().map(|h| h.name.to_string()).collect();
         let dispatcher = Dispatcher {
@@ -468,7 +541,8 @@ impl BusBuilder {
             inner: Arc::new(BusInner {
                 publisher,
                 dispatcher: Arc::new(dispatcher),
-                consumer: Mutex::new(consumer),
+                subscription,
+                running: AtomicBool::new(false),
                 handler_names,
                 shutdown,
                 shutdown_timeout: self.shutdown_timeout,

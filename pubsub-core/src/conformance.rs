@@ -2,28 +2,23 @@
 //! once. The memory transport runs it in this workspace's tests; the AMQP and Streams
 //! transports run the same functions against a real broker.
 //!
-//! Each case takes a [`Connect`] — something that returns a new transport connected to
-//! the same broker on every call — uses its own random namespace for keys and service
+//! Each case takes a [`Broker`] — connections to the broker under test, and a way to read
+//! a service's dead-letter queue — uses its own random namespace for keys and service
 //! names, counts every event it publishes and every one handled, and panics with a clear
 //! message when the transport falls short.
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use pubsub::{MemoryTransport, Transport, conformance};
+//! use pubsub::{MemoryTransport, conformance};
 //!
 //! # async fn run() {
-//! let broker = MemoryTransport::new();
-//! let connect = || {
-//!     let t = broker.clone();
-//!     async move { Arc::new(t) as Arc<dyn Transport> }
-//! };
-//! conformance::fan_out(&connect).await;
+//! let broker = MemoryTransport::new(); // implements conformance::Broker
+//! conformance::fan_out(&broker).await;
+//! conformance::run_all(&broker).await;
 //! # }
 //! ```
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,24 +28,32 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::bus::Bus;
 use crate::handler::{HandlerError, RawEvent};
-use crate::metadata::Message;
+use crate::memory::MemoryTransport;
+use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
 use crate::transport::Transport;
 
-/// Opens a transport to the broker under test; every call must reach the same broker.
-pub trait Connect: Send + Sync {
-    /// A new connection.
+/// The broker under test, as the suite sees it.
+pub trait Broker: Send + Sync {
+    /// A new connection; every call must reach the same broker.
     fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>>;
+    /// The messages in the dead-letter queue of `service`, oldest first.
+    fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>>;
 }
 
-impl<F, Fut> Connect for F
-where
-    F: Fn() -> Fut + Send + Sync,
-    Fut: Future<Output = Arc<dyn Transport>> + Send + 'static,
-{
+impl Broker for MemoryTransport {
     fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>> {
-        Box::pin(self())
+        let transport: Arc<dyn Transport> = Arc::new(self.clone());
+        Box::pin(std::future::ready(transport))
+    }
+
+    fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>> {
+        let messages = MemoryTransport::dead_letters(self, service)
+            .into_iter()
+            .map(|d| d.message)
+            .collect();
+        Box::pin(std::future::ready(messages))
     }
 }
 
@@ -91,10 +94,10 @@ impl Seen {
     }
 }
 
-async fn bus(connect: &dyn Connect, service: &str, handlers: Vec<Handler>, prefetch: u16) -> Bus {
+async fn bus(broker: &dyn Broker, service: &str, handlers: Vec<Handler>, prefetch: u16) -> Bus {
     let mut builder = Bus::builder()
         .service(service)
-        .shared_transport(connect.connect().await)
+        .shared_transport(broker.connect().await)
         .select_handlers(HandlerSelection::None)
         .prefetch(prefetch)
         .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
@@ -136,6 +139,13 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+async fn start(bus: &Bus) -> tokio::task::JoinHandle<crate::Result<()>> {
+    match bus.spawn().await {
+        Ok(task) => task,
+        Err(error) => panic!("bus {} did not start: {error}", bus.service()),
+    }
+}
+
 async fn stop(bus: Bus, task: tokio::task::JoinHandle<crate::Result<()>>) {
     bus.shutdown();
     match task.await {
@@ -146,7 +156,7 @@ async fn stop(bus: Bus, task: tokio::task::JoinHandle<crate::Result<()>>) {
 }
 
 /// Every published message reaches the handler once, with its envelope intact.
-pub async fn publish_subscribe(connect: &dyn Connect) {
+pub async fn publish_subscribe(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.order.created");
     let got: Arc<Mutex<Vec<Message>>> = Arc::default();
@@ -160,8 +170,8 @@ pub async fn publish_subscribe(connect: &dyn Connect) {
             Ok::<_, HandlerError>(())
         }
     });
-    let bus = bus(connect, &ns, vec![handler], 10).await;
-    let task = bus.spawn();
+    let bus = bus(broker, &ns, vec![handler], 10).await;
+    let task = start(&bus).await;
     let mut sent = message(&key, 7);
     sent.metadata.correlation_id = Some("conversation-1".into());
     sent.metadata.causation_id = Some("cause-1".into());
@@ -211,7 +221,7 @@ pub async fn publish_subscribe(connect: &dyn Connect) {
 }
 
 /// A message reaches every handler whose pattern matches it, and no other.
-pub async fn fan_out(connect: &dyn Connect) {
+pub async fn fan_out(broker: &dyn Broker) {
     let ns = namespace();
     let (exact, star, hash, other) = (
         Seen::default(),
@@ -225,8 +235,8 @@ pub async fn fan_out(connect: &dyn Connect) {
         hash.handler("hash", &format!("{ns}.#")),
         other.handler("other", &format!("{ns}.user.*")),
     ];
-    let bus = bus(connect, &ns, handlers, 50).await;
-    let task = bus.spawn();
+    let bus = bus(broker, &ns, handlers, 50).await;
+    let task = start(&bus).await;
     let ids = publish_all(&bus, &format!("{ns}.order.created"), 20).await;
     let user = publish_all(&bus, &format!("{ns}.user.created"), 5).await;
     eventually("every handler saw its messages", || {
@@ -241,8 +251,9 @@ pub async fn fan_out(connect: &dyn Connect) {
 }
 
 /// Acked only if every handler succeeded: one failing handler dead-letters the message
-/// once, the others run once, and nothing is redelivered in a loop.
-pub async fn ack_all_or_nack(connect: &dyn Connect) {
+/// once — with the reason and the failed handler's name — the others run once, and
+/// nothing is redelivered in a loop.
+pub async fn ack_all_or_nack(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.payment.failed");
     let ok = Seen::default();
@@ -253,15 +264,9 @@ pub async fn ack_all_or_nack(connect: &dyn Connect) {
         async { Err::<(), _>(HandlerError::new("card declined")) }
     })
     .retries(0);
-    let bus = bus(
-        connect,
-        &ns,
-        vec![ok.handler("succeeds", &key), failing],
-        10,
-    )
-    .await;
-    let task = bus.spawn();
-    publish_all(&bus, &key, 3).await;
+    let bus = bus(broker, &ns, vec![ok.handler("succeeds", &key), failing], 10).await;
+    let task = start(&bus).await;
+    let ids = publish_all(&bus, &key, 3).await;
     eventually("three messages dead-lettered", || {
         bus.stats().dead_lettered == 3
     })
@@ -284,11 +289,34 @@ pub async fn ack_all_or_nack(connect: &dyn Connect) {
         (3, 0, 3),
         "{stats:?}"
     );
+    let dead = broker.dead_letters(&ns).await;
+    assert_eq!(
+        dead.len(),
+        3,
+        "every failed message is in the dead-letter queue"
+    );
+    let dead_ids: BTreeSet<String> = dead.iter().map(|m| m.metadata.id.to_string()).collect();
+    assert_eq!(dead_ids, ids, "dead letters keep their event ids");
+    for message in &dead {
+        let headers = &message.metadata.headers;
+        assert_eq!(
+            headers.get(HEADER_FAILED_HANDLERS).map(String::as_str),
+            Some("always_fails")
+        );
+        let reason = headers
+            .get(HEADER_DEATH_REASON)
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(
+            reason.contains("card declined"),
+            "dead-letter reason {reason:?}"
+        );
+    }
 }
 
 /// Failed handlers are retried per policy; the one that recovers is acked, the one that
 /// never does is dead-lettered after exactly 1 + retries attempts.
-pub async fn retry_then_dead_letter(connect: &dyn Connect) {
+pub async fn retry_then_dead_letter(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.stock.reserve");
     let flaky_calls = Arc::new(AtomicU64::new(0));
@@ -318,8 +346,8 @@ pub async fn retry_then_dead_letter(connect: &dyn Connect) {
         },
     )
     .retries(2);
-    let bus = bus(connect, &ns, vec![flaky, broken], 10).await;
-    let task = bus.spawn();
+    let bus = bus(broker, &ns, vec![flaky, broken], 10).await;
+    let task = start(&bus).await;
     publish_all(&bus, &key, 1).await;
     publish_all(&bus, &format!("{ns}.stock.audit"), 1).await;
     eventually("both messages settled", || {
@@ -340,10 +368,21 @@ pub async fn retry_then_dead_letter(connect: &dyn Connect) {
         "broken: 1 attempt + 2 retries"
     );
     assert_eq!((stats.acked, stats.dead_lettered), (1, 1), "{stats:?}");
+    let dead = broker.dead_letters(&ns).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].metadata.key, format!("{ns}.stock.audit"));
+    assert_eq!(
+        dead[0]
+            .metadata
+            .headers
+            .get(HEADER_FAILED_HANDLERS)
+            .map(String::as_str),
+        Some("broken")
+    );
 }
 
 /// Two buses of one service share its queue: each message is handled by exactly one.
-pub async fn competing_consumers(connect: &dyn Connect) {
+pub async fn competing_consumers(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.job.queued");
     let (a, b) = (Seen::default(), Seen::default());
@@ -358,9 +397,9 @@ pub async fn competing_consumers(connect: &dyn Connect) {
             }
         })
     };
-    let first = bus(connect, &ns, vec![slow(&a)], 1).await;
-    let second = bus(connect, &ns, vec![slow(&b)], 1).await;
-    let (t1, t2) = (first.spawn(), second.spawn());
+    let first = bus(broker, &ns, vec![slow(&a)], 1).await;
+    let second = bus(broker, &ns, vec![slow(&b)], 1).await;
+    let (t1, t2) = (start(&first).await, start(&second).await);
     let ids = publish_all(&first, &key, 200).await;
     eventually("200 jobs handled", || a.len() + b.len() >= 200).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -377,9 +416,9 @@ pub async fn competing_consumers(connect: &dyn Connect) {
     );
 }
 
-/// A consumer that goes away with unsettled deliveries loses nothing: a new consumer of
-/// the same service gets every message.
-pub async fn no_loss_across_resubscribe(connect: &dyn Connect) {
+/// A consumer that stops with deliveries unfinished loses nothing: they are requeued,
+/// flagged as redelivered, and a new consumer of the same service gets every message.
+pub async fn no_loss_across_resubscribe(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.mail.send");
     let first_seen = Seen::default();
@@ -394,25 +433,46 @@ pub async fn no_loss_across_resubscribe(connect: &dyn Connect) {
             }
         })
     };
-    let mut first = Bus::builder()
+    let first = Bus::builder()
         .service(&ns)
-        .shared_transport(connect.connect().await)
+        .shared_transport(broker.connect().await)
         .select_handlers(HandlerSelection::None)
         .prefetch(10)
+        .retry(RetryPolicy::none())
         .shutdown_timeout(Duration::from_millis(5))
-        .handler(slow);
-    first = first.retry(RetryPolicy::none());
-    let first = first
+        .handler(slow)
         .build()
         .await
         .unwrap_or_else(|e| panic!("build failed: {e}"));
-    let task = first.spawn();
+    let task = start(&first).await;
     let ids = publish_all(&first, &key, 100).await;
     eventually("the first consumer handled some", || first_seen.len() >= 5).await;
-    stop(first, task).await;
+    let requeued = {
+        first.shutdown();
+        let _ = task.await;
+        first.stats().requeued
+    };
+    assert!(
+        requeued > 0,
+        "stopping mid-flight must requeue the unfinished deliveries"
+    );
     let second_seen = Seen::default();
-    let second = bus(connect, &ns, vec![second_seen.handler("send", &key)], 50).await;
-    let task = second.spawn();
+    let redelivered = Arc::new(AtomicUsize::new(0));
+    let flagged = Arc::clone(&redelivered);
+    let seen = second_seen.clone();
+    let counting = Handler::raw(
+        "send",
+        key.clone(),
+        move |event: RawEvent, ctx: crate::Context| {
+            if ctx.redelivered() {
+                flagged.fetch_add(1, Ordering::SeqCst);
+            }
+            seen.push(event.metadata().id.to_string());
+            async { Ok::<_, HandlerError>(()) }
+        },
+    );
+    let second = bus(broker, &ns, vec![counting], 50).await;
+    let task = start(&second).await;
     eventually("every message handled by one of the consumers", || {
         first_seen.distinct().union(&second_seen.distinct()).count() >= 100
     })
@@ -424,23 +484,36 @@ pub async fn no_loss_across_resubscribe(connect: &dyn Connect) {
         .cloned()
         .collect();
     assert_eq!(all, ids, "messages lost across close and resubscribe");
+    assert!(
+        redelivered.load(Ordering::SeqCst) as u64 >= requeued,
+        "requeued deliveries come back flagged as redelivered"
+    );
 }
 
-/// 10 000 publishes in flight at once, then close: every one is handled.
-pub async fn concurrent_publishes(connect: &dyn Connect) {
+/// 10 000 publishes in flight at once on one connection, which is then closed: every one
+/// was confirmed, and every one reaches a consumer on another connection.
+pub async fn concurrent_publishes(broker: &dyn Broker) {
     const COUNT: usize = 10_000;
     let ns = namespace();
     let key = format!("{ns}.tick");
     let seen = Seen::default();
-    let bus = bus(connect, &ns, vec![seen.handler("count", &key)], 500).await;
-    let task = bus.spawn();
+    // declared (not yet consuming) before anything is published
+    let consumer = bus(broker, &ns, vec![seen.handler("count", &key)], 500).await;
+    let connection = broker.connect().await;
+    let publisher = Bus::builder()
+        .service(format!("{ns}-publisher"))
+        .shared_transport(Arc::clone(&connection))
+        .select_handlers(HandlerSelection::None)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("build failed: {e}"));
     let mut sent = BTreeSet::new();
     let mut publishes = FuturesUnordered::new();
     for n in 0..COUNT {
         let message = message(&key, n);
         sent.insert(message.metadata.id.to_string());
-        let bus = bus.clone();
-        publishes.push(async move { bus.publish_message(message).await });
+        let publisher = publisher.clone();
+        publishes.push(async move { publisher.publish_message(message).await });
     }
     let mut confirmed = 0;
     while let Some(result) = publishes.next().await {
@@ -450,15 +523,50 @@ pub async fn concurrent_publishes(connect: &dyn Connect) {
         confirmed += 1;
     }
     assert_eq!(confirmed, COUNT);
+    if let Err(error) = connection.close().await {
+        panic!("closing the publishing connection failed: {error}");
+    }
+    drop((publisher, connection));
+    let task = start(&consumer).await;
     eventually("all 10 000 handled", || seen.len() >= COUNT).await;
-    stop(bus, task).await;
+    stop(consumer, task).await;
     assert_eq!(seen.len(), COUNT, "handled more often than published");
     assert_eq!(seen.distinct(), sent, "some publishes were lost");
 }
 
+/// Deliveries are handled concurrently, but never more at once than the prefetch.
+pub async fn in_flight_bounded_by_prefetch(broker: &dyn Broker) {
+    let ns = namespace();
+    let key = format!("{ns}.load");
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (r, p, d) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&done));
+    let handler = Handler::raw("slow", key.clone(), move |_e: RawEvent, _ctx| {
+        let (r, p, d) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&d));
+        async move {
+            p.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let bus = bus(broker, &ns, vec![handler], 4).await;
+    publish_all(&bus, &key, 40).await;
+    let task = start(&bus).await;
+    eventually("40 handled", || done.load(Ordering::SeqCst) >= 40).await;
+    stop(bus, task).await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "at the peak, exactly prefetch deliveries in flight"
+    );
+}
+
 /// With one consumer and prefetch 1, messages from one producer arrive in publish order
 /// (for transports that promise it: AMQP queues, streams, memory).
-pub async fn ordering_per_producer(connect: &dyn Connect) {
+pub async fn ordering_per_producer(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.seq");
     let order: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -474,8 +582,8 @@ pub async fn ordering_per_producer(connect: &dyn Connect) {
             Ok::<_, HandlerError>(())
         }
     });
-    let bus = bus(connect, &ns, vec![handler], 1).await;
-    let task = bus.spawn();
+    let bus = bus(broker, &ns, vec![handler], 1).await;
+    let task = start(&bus).await;
     publish_all(&bus, &key, 100).await;
     eventually("100 handled", || {
         order.lock().map(|o| o.len() >= 100).unwrap_or(false)
@@ -487,13 +595,14 @@ pub async fn ordering_per_producer(connect: &dyn Connect) {
 }
 
 /// Runs every case in sequence.
-pub async fn run_all(connect: &dyn Connect) {
-    publish_subscribe(connect).await;
-    fan_out(connect).await;
-    ack_all_or_nack(connect).await;
-    retry_then_dead_letter(connect).await;
-    competing_consumers(connect).await;
-    no_loss_across_resubscribe(connect).await;
-    concurrent_publishes(connect).await;
-    ordering_per_producer(connect).await;
+pub async fn run_all(broker: &dyn Broker) {
+    publish_subscribe(broker).await;
+    fan_out(broker).await;
+    ack_all_or_nack(broker).await;
+    retry_then_dead_letter(broker).await;
+    competing_consumers(broker).await;
+    no_loss_across_resubscribe(broker).await;
+    concurrent_publishes(broker).await;
+    in_flight_bounded_by_prefetch(broker).await;
+    ordering_per_producer(broker).await;
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::context::{Context, DeliveryScope};
@@ -57,6 +58,7 @@ pub(crate) struct Counters {
     pub(crate) unhandled: AtomicU64,
     pub(crate) handler_failures: AtomicU64,
     pub(crate) settle_errors: AtomicU64,
+    pub(crate) requeued: AtomicU64,
 }
 
 pub(crate) struct Dispatcher {
@@ -70,8 +72,13 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Handles one delivery and settles it with the transport.
-    pub(crate) async fn dispatch(self: Arc<Self>, delivery: Delivery) {
+    /// Handles one delivery and settles it with the transport. When `abandon` turns true
+    /// (shutdown deadline) before handling finished, the delivery is requeued instead.
+    pub(crate) async fn dispatch(
+        self: Arc<Self>,
+        delivery: Delivery,
+        mut abandon: watch::Receiver<bool>,
+    ) {
         let Delivery {
             message,
             redelivered,
@@ -86,10 +93,24 @@ impl Dispatcher {
         );
         async move {
             self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-            let settlement = self.handle(message, redelivered).await;
+            let (id, key) = (message.metadata.id, message.metadata.key.clone());
+            let handled = AssertUnwindSafe(self.handle(message, redelivered)).catch_unwind();
+            let settlement = tokio::select! {
+                biased;
+                settlement = handled => settlement.unwrap_or_else(|panic| {
+                    let reason = format!("the dispatcher panicked: {}", panicked(panic));
+                    tracing::error!(%id, %key, %reason, "dead-lettering");
+                    dead_letter(reason, Vec::new())
+                }),
+                _ = raised(&mut abandon) => {
+                    tracing::warn!(%id, %key, "shutdown deadline passed: requeueing the unfinished delivery");
+                    Settlement::Requeue
+                }
+            };
             let counter = match &settlement {
                 Settlement::Ack => &self.counters.acked,
                 Settlement::DeadLetter(_) => &self.counters.dead_lettered,
+                Settlement::Requeue => &self.counters.requeued,
             };
             match acker.settle(settlement).await {
                 Ok(()) => {
@@ -97,7 +118,7 @@ impl Dispatcher {
                 }
                 Err(error) => {
                     self.counters.settle_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%error, "could not settle the delivery; the broker will redeliver it");
+                    tracing::error!(%id, %key, %error, "could not settle the delivery; the broker will redeliver it");
                 }
             }
         }
@@ -107,7 +128,8 @@ impl Dispatcher {
 
     async fn handle(&self, message: Message, redelivered: bool) -> Settlement {
         if let Some(reason) = self.reject_reason(&message) {
-            tracing::error!(%reason, "bad input: dead-lettering");
+            let (id, key) = (&message.metadata.id, &message.metadata.key);
+            tracing::error!(%id, %key, %reason, "bad input: dead-lettering");
             return dead_letter(reason, Vec::new());
         }
         let mut matched = Vec::new();
@@ -165,7 +187,8 @@ impl Dispatcher {
             .iter()
             .map(|(i, _, _)| self.handlers[*i].name.to_string())
             .collect();
-        tracing::error!(%reason, "dead-lettering");
+        let (id, key) = (&scope.message.metadata.id, &scope.message.metadata.key);
+        tracing::error!(%id, %key, %reason, "dead-lettering");
         dead_letter(reason, names)
     }
 
@@ -224,7 +247,8 @@ impl Dispatcher {
                         return Err((error, attempt));
                     }
                     let wait = handler.policy.backoff(attempt);
-                    tracing::warn!(handler = %handler.name, attempt, %error, retry_in = ?wait, "handler failed; retrying");
+                    let (id, key) = (&scope.message.metadata.id, &scope.message.metadata.key);
+                    tracing::warn!(%id, %key, handler = %handler.name, attempt, %error, retry_in = ?wait, "handler failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -250,6 +274,11 @@ impl Dispatcher {
     }
 }
 
+/// Completes once the flag is raised (or its sender is gone).
+pub(crate) async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
+}
+
 fn dead_letter(reason: String, failed_handlers: Vec<String>) -> Settlement {
     Settlement::DeadLetter(DeadLetter {
         reason,
@@ -267,7 +296,16 @@ fn decode_once(
     for decoder in matched.iter().filter_map(|&i| handlers[i].decoder) {
         let type_id = (decoder.type_id)();
         if !decoded.iter().any(|(t, _)| *t == type_id) {
-            decoded.push((type_id, (decoder.decode)(message)));
+            // user Deserialize impls run here: a panic is that payload's decode failure
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (decoder.decode)(message)))
+                .unwrap_or_else(|panic| {
+                    Err(CodecError::Malformed {
+                        key: decoder.key,
+                        content_type: "payload",
+                        reason: format!("the decoder panicked: {}", panicked(panic)),
+                    })
+                });
+            decoded.push((type_id, result));
         }
     }
     decoded
@@ -281,11 +319,11 @@ async fn run_once(
 ) -> Result<(), HandlerError> {
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(input, ctx))) {
         Ok(future) => future,
-        Err(panic) => return Err(panicked(panic)),
+        Err(panic) => return Err(panicked_error(panic)),
     };
     match tokio::time::timeout(handler.timeout, AssertUnwindSafe(future).catch_unwind()).await {
         Ok(Ok(result)) => result,
-        Ok(Err(panic)) => Err(panicked(panic)),
+        Ok(Err(panic)) => Err(panicked_error(panic)),
         Err(_) => Err(HandlerError::with_kind(
             HandlerErrorKind::TimedOut,
             format!("no result within {:?}", handler.timeout),
@@ -293,11 +331,15 @@ async fn run_once(
     }
 }
 
-fn panicked(panic: Box<dyn Any + Send>) -> HandlerError {
-    let message = panic
+fn panicked_error(panic: Box<dyn Any + Send>) -> HandlerError {
+    HandlerError::with_kind(HandlerErrorKind::Panicked, panicked(panic))
+}
+
+/// The message of a panic payload.
+fn panicked(panic: Box<dyn Any + Send>) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_owned());
-    HandlerError::with_kind(HandlerErrorKind::Panicked, message)
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
 }

@@ -25,6 +25,9 @@ pub enum Error {
     /// The bus has been shut down.
     #[error("the bus is shut down")]
     Closed,
+    /// A task of the bus (its consumer loop) panicked or was cancelled.
+    #[error("a bus task failed: {0}")]
+    Task(String),
 }
 
 /// Shorthand for results whose error is [`Error`].

@@ -179,6 +179,7 @@ pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 /// Decodes a message into the shared form of one event type.
 #[derive(Clone, Copy)]
 pub struct Decoder {
+    pub(crate) key: &'static str,
     pub(crate) type_id: fn() -> TypeId,
     pub(crate) decode: fn(&Message) -> Result<Shared, CodecError>,
 }
@@ -221,6 +222,7 @@ pub trait HandlerInput: Sized + Send + 'static {
 impl<E: Event + Clone> HandlerInput for E {
     const KEY: Option<&'static str> = Some(E::KEY);
     const DECODER: Option<Decoder> = Some(Decoder {
+        key: E::KEY,
         type_id: TypeId::of::<E>,
         decode: decode_shared::<E>,
     });

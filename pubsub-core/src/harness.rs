@@ -102,6 +102,7 @@ impl TestHarness {
     }
 
     /// Like [`start`](Self::start) on a given broker, e.g. one shared with other buses.
+    /// The harness always uses `transport`, whatever the builder was given.
     pub async fn start_on(builder: BusBuilder, transport: MemoryTransport) -> Result<Self> {
         transport.record_published();
         let log = Arc::new(CallLog::default());
@@ -115,7 +116,7 @@ impl TestHarness {
             .observer(Arc::clone(&log) as Arc<dyn Observer>)
             .build()
             .await?;
-        let task = bus.spawn();
+        let task = bus.spawn().await?;
         Ok(Self {
             bus,
             transport,
@@ -187,12 +188,13 @@ impl TestHarness {
             .clone()
     }
 
-    /// The events `handler` was given (once per delivery, however often it was retried),
-    /// decoded as `E`.
+    /// The events `handler` was given, once per event id however often it was retried or
+    /// redelivered, decoded as `E`.
     pub fn consumed<E: Event>(&self, handler: &str) -> Vec<E> {
+        let mut seen = std::collections::HashSet::new();
         self.calls(handler)
             .into_iter()
-            .filter(|c| c.attempt == 1)
+            .filter(|c| seen.insert(c.message.metadata.id))
             .filter_map(|c| E::decode_message(&c.message).ok())
             .collect()
     }
@@ -226,11 +228,18 @@ impl TestHarness {
     }
 
     /// Stops the bus gracefully and reports how its run ended.
-    pub async fn shutdown(self) -> Result<()> {
+    pub async fn shutdown(mut self) -> Result<()> {
         self.bus.shutdown();
-        match self.task.await {
+        match (&mut self.task).await {
             Ok(result) => result,
-            Err(join) => Err(Error::Config(format!("the bus task failed: {join}"))),
+            Err(join) => Err(Error::Task(join.to_string())),
         }
+    }
+}
+
+impl Drop for TestHarness {
+    /// A test that forgets [`shutdown`](Self::shutdown) does not leave its bus running.
+    fn drop(&mut self) {
+        self.bus.shutdown();
     }
 }

@@ -35,24 +35,28 @@ impl PublishOptions {
     }
 
     /// Joins an existing conversation.
+    #[must_use]
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
         self
     }
 
     /// Names the event that caused this one.
+    #[must_use]
     pub fn causation_id(mut self, id: impl Into<String>) -> Self {
         self.causation_id = Some(id.into());
         self
     }
 
     /// Where a response should be sent.
+    #[must_use]
     pub fn reply_to(mut self, address: impl Into<String>) -> Self {
         self.reply_to = Some(address.into());
         self
     }
 
     /// Adds a free header.
+    #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
         self

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::context::Context;
+use crate::error::Error;
 use crate::event::Event;
 use crate::handler::{
     Decoder, HandlerError, HandlerInput, HandlerRegistration, Input, IntoHandlerResult, RawEvent,
@@ -234,18 +235,21 @@ impl Handler {
     }
 
     /// Fails an invocation that runs longer than `timeout` (then retried).
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Uses the bus's default policy with `retries` retries.
+    #[must_use]
     pub fn retries(mut self, retries: u32) -> Self {
         self.retry = RetrySpecOwned::Retries(retries);
         self
     }
 
     /// Uses the retry policy registered under `name`.
+    #[must_use]
     pub fn retry_policy(mut self, name: impl Into<String>) -> Self {
         self.retry = RetrySpecOwned::Named(name.into());
         self
@@ -274,14 +278,38 @@ impl Handler {
     }
 }
 
-/// The link-time handlers `selection` picks for `service`, as runtime handlers.
-pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Vec<Handler> {
+/// The link-time handlers `selection` picks for `service`, as runtime handlers. Naming a
+/// handler that does not exist is an error (a typo would otherwise test nothing).
+pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Result<Vec<Handler>, Error> {
     let mut picked: Vec<(&'static HandlerRegistration, HandlerInfo)> = registrations()
         .filter(|(_, info)| selection.selects(info, service))
         .collect();
+    if let HandlerSelection::Named(names) = selection {
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !picked.iter().any(|(_, info)| info.name == **n))
+            .collect();
+        if !missing.is_empty() {
+            let known: Vec<String> = registered_handlers().into_iter().map(|h| h.name).collect();
+            return Err(Error::Config(format!(
+                "no #[handler] is named {missing:?}; registered handlers: {known:?}"
+            )));
+        }
+    }
     picked.sort_by(|(_, a), (_, b)| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
-    picked
+    Ok(picked
         .into_iter()
         .map(|(r, _)| Handler::from_registration(r))
-        .collect()
+        .collect())
+}
+
+/// Handler names travel in a comma-separated dead-letter header: keep them plain.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+    if name.is_empty() || !name.chars().all(plain) {
+        return Err(Error::Config(format!(
+            "handler name {name:?} must be non-empty ASCII letters, digits, `_`, `-`, `.` or `:`"
+        )));
+    }
+    Ok(())
 }

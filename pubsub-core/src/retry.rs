@@ -11,7 +11,7 @@ use std::time::Duration;
 /// let policy = RetryPolicy::exponential(5, Duration::from_millis(50)).max_backoff(Duration::from_secs(2));
 /// assert_eq!(policy.max_retries, 5);
 /// assert!(policy.backoff(1) >= Duration::from_millis(40));
-/// assert!(policy.backoff(20) <= Duration::from_millis(2400));
+/// assert!(policy.backoff(20) <= Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -19,7 +19,7 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// Wait before the first retry.
     pub initial_backoff: Duration,
-    /// Upper bound of any wait.
+    /// Upper bound of any wait, jitter included.
     pub max_backoff: Duration,
     /// Growth factor of the wait per retry.
     pub multiplier: f64,
@@ -59,18 +59,21 @@ impl RetryPolicy {
     }
 
     /// Sets the number of retries.
+    #[must_use]
     pub fn retries(mut self, max_retries: u32) -> Self {
         self.max_retries = max_retries;
         self
     }
 
     /// Caps each wait.
+    #[must_use]
     pub fn max_backoff(mut self, max_backoff: Duration) -> Self {
         self.max_backoff = max_backoff;
         self
     }
 
     /// Sets the jitter fraction (clamped to 0..=1).
+    #[must_use]
     pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter.clamp(0.0, 1.0);
         self
@@ -80,10 +83,11 @@ impl RetryPolicy {
     pub fn backoff(&self, retry: u32) -> Duration {
         let exponent = retry.saturating_sub(1).min(64) as i32;
         let base = self.initial_backoff.as_secs_f64() * self.multiplier.max(1.0).powi(exponent);
-        let capped = base.min(self.max_backoff.as_secs_f64());
         let spread = self.jitter.clamp(0.0, 1.0);
         let factor = 1.0 + spread * (fastrand::f64() * 2.0 - 1.0);
-        Duration::from_secs_f64((capped * factor).max(0.0))
+        Duration::try_from_secs_f64((base * factor).max(0.0))
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
     }
 }
 
@@ -101,6 +105,11 @@ mod tests {
         assert_eq!(p.backoff(3), Duration::from_millis(400));
         assert_eq!(p.backoff(4), Duration::from_millis(500));
         assert_eq!(p.backoff(u32::MAX), Duration::from_millis(500));
+        let unbounded = RetryPolicy::default().max_backoff(Duration::MAX);
+        assert!(
+            unbounded.backoff(u32::MAX) <= Duration::MAX,
+            "no overflow panic"
+        );
     }
 
     #[test]

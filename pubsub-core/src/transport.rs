@@ -16,14 +16,21 @@ pub trait Transport: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Publishes `message` and returns only once the broker confirmed it (durably stored
-    /// or routed). Unconfirmed publishes are errors, never silently dropped.
+    /// or routed). Unconfirmed publishes are errors, never silently dropped. A message that
+    /// no queue is bound for is not an error: the transport reports it (a warning and a
+    /// counter; RabbitMQ returns it to a `mandatory` publisher) and confirms the publish.
     async fn publish(&self, message: Message) -> Result<(), TransportError>;
 
-    /// Declares what `subscription` needs (queue per service bound to its patterns, dead
-    /// letter queue) and starts consuming with the given prefetch.
-    async fn subscribe(
+    /// Declares what `subscription` needs — the service's queue bound to its patterns, its
+    /// dead-letter queue — without consuming. Idempotent. Called when a bus is built, so
+    /// that events published before the bus runs are already routed to its queue.
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError>;
+
+    /// Starts consuming the service's queue with the subscription's prefetch (declaring it
+    /// first if needed). Called when a bus starts running.
+    async fn consume(
         &self,
-        subscription: Subscription,
+        subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError>;
 
     /// Flushes outstanding work and closes connections.
@@ -47,7 +54,11 @@ pub struct Subscription {
 #[async_trait]
 pub trait Consumer: Send {
     /// The next delivery; `None` once the consumer is cancelled or the transport closed.
-    /// An `Err` is a transport problem the bus logs before asking again.
+    /// An `Err` is a transport problem the bus logs before asking again
+    /// ([`TransportError::Closed`] ends the bus's run).
+    ///
+    /// Must be cancel-safe: the bus polls it in `tokio::select!`, and a future dropped
+    /// before completion must not have taken a delivery.
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>>;
 
     /// Stops new deliveries. Deliveries already handed out can still be settled; those
@@ -77,7 +88,9 @@ impl std::fmt::Debug for Delivery {
 /// Settles one delivery with the broker.
 #[async_trait]
 pub trait Acker: Send + Sync {
-    /// Acks the delivery, or moves it to the service's dead-letter queue.
+    /// Acks the delivery, moves it to the service's dead-letter queue, or requeues it.
+    /// A delivery dropped without being settled is requeued by the transport (at the
+    /// latest when its consumer goes away).
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError>;
 }
 
@@ -88,6 +101,9 @@ pub enum Settlement {
     Ack,
     /// Handling failed for good: the message goes to the dead-letter queue with the reason.
     DeadLetter(DeadLetter),
+    /// Handling was abandoned (shutdown deadline): the message goes back to the queue and
+    /// is redelivered, flagged as such.
+    Requeue,
 }
 
 /// Why a message was dead-lettered.

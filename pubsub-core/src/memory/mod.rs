@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
 
 pub use queue::DeadLetteredMessage;
-use queue::{Queue, Take};
+use queue::{BrokerSignal, Queue, Take};
 
 use crate::error::{Error, TransportError};
 use crate::metadata::Message;
@@ -44,7 +43,7 @@ struct Broker {
     topology: RwLock<Arc<Topology>>,
     /// Serialises topology changes.
     declare: Mutex<()>,
-    changed: Arc<Notify>,
+    signal: Arc<BrokerSignal>,
     recording: AtomicBool,
     published: Mutex<Vec<Message>>,
     unroutable: AtomicU64,
@@ -133,21 +132,12 @@ impl MemoryTransport {
             .collect()
     }
 
-    /// Moves the dead letters of `service` back into its queue (as redeliveries); returns
-    /// how many.
+    /// Moves the dead letters of `service` back into its queue (as redeliveries, without
+    /// their death headers); returns how many.
     pub fn replay_dead_letters(&self, service: &str) -> usize {
-        let Some(queue) = self.queue(service) else {
-            return 0;
-        };
-        let mut state = queue.lock();
-        let dead = std::mem::take(&mut state.dead);
-        let count = dead.len();
-        state
-            .ready
-            .extend(dead.into_iter().map(|d| (d.message, true)));
-        drop(state);
-        queue.changed.notify_waiters();
-        count
+        self.queue(service)
+            .map(|q| q.replay_dead_letters())
+            .unwrap_or(0)
     }
 
     /// Counts of the queue of `service`, if it was declared.
@@ -171,11 +161,17 @@ impl MemoryTransport {
 
     /// Waits until [`is_idle`](Self::is_idle), at most `timeout`.
     pub async fn wait_idle(&self, timeout: Duration) -> Result<(), Error> {
+        let signal = &self.broker.signal;
+        let _waiting = signal.waiting();
         let wait = async {
             loop {
-                let mut changed = pin!(self.broker.changed.notified());
+                let mut changed = pin!(signal.notify.notified());
                 changed.as_mut().enable();
-                if self.is_idle() {
+                // Queues are checked one after the other: the view is consistent only if
+                // nothing changed meanwhile (a handler publishing to another queue, then
+                // settling its own delivery, must not look idle).
+                let before = signal.generation();
+                if self.is_idle() && signal.generation() == before {
                     return;
                 }
                 // settles notify; the short tick covers consumers attaching late
@@ -187,7 +183,7 @@ impl MemoryTransport {
             .map_err(|_| Error::Timeout(timeout, "the in-memory broker did not become idle".into()))
     }
 
-    fn declare(&self, subscription: &Subscription) -> Result<Arc<Queue>, TransportError> {
+    fn declare_queue(&self, subscription: &Subscription) -> Result<Arc<Queue>, TransportError> {
         let patterns = subscription
             .patterns
             .iter()
@@ -203,7 +199,7 @@ impl MemoryTransport {
                 .or_insert_with(|| {
                     Arc::new(Queue::new(
                         subscription.service.clone(),
-                        Arc::clone(&self.broker.changed),
+                        Arc::clone(&self.broker.signal),
                     ))
                 }),
         );
@@ -274,11 +270,15 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
-    async fn subscribe(
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        self.declare_queue(subscription).map(drop)
+    }
+
+    async fn consume(
         &self,
-        subscription: Subscription,
+        subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError> {
-        let queue = self.declare(&subscription)?;
+        let queue = self.declare_queue(subscription)?;
         let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
         queue.add_consumer(id, usize::from(subscription.prefetch));
         Ok(Box::new(MemoryConsumer { queue, id }))
@@ -307,7 +307,7 @@ impl Consumer for MemoryConsumer {
                         redelivered,
                         acker: Box::new(MemoryAcker {
                             queue: Arc::clone(&self.queue),
-                            tag,
+                            tag: Some(tag),
                         }),
                     }));
                 }
@@ -329,25 +329,33 @@ impl Drop for MemoryConsumer {
     }
 }
 
+/// Settles one delivery; one dropped unsettled requeues it, as a closed channel would.
 struct MemoryAcker {
     queue: Arc<Queue>,
-    tag: u64,
+    tag: Option<u64>,
 }
 
 #[async_trait]
 impl Acker for MemoryAcker {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
-        let dead_letter = match settlement {
-            Settlement::Ack => None,
-            Settlement::DeadLetter(dead_letter) => Some(dead_letter),
+    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
+        let Some(tag) = self.tag.take() else {
+            return Err(TransportError::Settle("delivery already settled".into()));
         };
-        if self.queue.settle(self.tag, dead_letter) {
+        if self.queue.settle(tag, settlement) {
             Ok(())
         } else {
             Err(TransportError::Settle(format!(
-                "delivery {} on queue {} is unknown: its consumer went away and the message was requeued",
-                self.tag, self.queue.name
+                "delivery {tag} on queue {} is unknown: its consumer went away and the message was requeued",
+                self.queue.name
             )))
+        }
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        if let Some(tag) = self.tag.take() {
+            self.queue.settle(tag, Settlement::Requeue);
         }
     }
 }

@@ -1,12 +1,13 @@
 //! One in-memory queue: ready messages, unacked deliveries per consumer, dead letters.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
-use crate::transport::DeadLetter;
+use crate::transport::{DeadLetter, Settlement};
 
 /// A message in a dead-letter queue, with why it got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,42 @@ pub struct DeadLetteredMessage {
     pub reason: String,
     /// The handlers that failed.
     pub failed_handlers: Vec<String>,
+}
+
+/// Broker-wide "something settled" signal for idle waits: a generation counter that
+/// every state change bumps, and a notification sent only while someone waits.
+#[derive(Debug, Default)]
+pub(crate) struct BrokerSignal {
+    generation: AtomicU64,
+    waiters: AtomicUsize,
+    pub(crate) notify: Notify,
+}
+
+impl BrokerSignal {
+    pub(crate) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Registers a waiter until the guard is dropped.
+    pub(crate) fn waiting(&self) -> WaiterGuard<'_> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        WaiterGuard(self)
+    }
+}
+
+pub(crate) struct WaiterGuard<'a>(&'a BrokerSignal);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,8 +81,7 @@ pub(crate) struct Queue {
     state: Mutex<QueueState>,
     /// Woken on every change a consumer may be waiting for.
     pub(crate) changed: Notify,
-    /// The broker-wide "something settled" signal, for idle waits.
-    pub(crate) broker_changed: Arc<Notify>,
+    pub(crate) signal: Arc<BrokerSignal>,
 }
 
 /// What a consumer gets from [`Queue::take`].
@@ -64,12 +100,12 @@ pub(crate) enum Take {
 }
 
 impl Queue {
-    pub(crate) fn new(name: String, broker_changed: Arc<Notify>) -> Self {
+    pub(crate) fn new(name: String, signal: Arc<BrokerSignal>) -> Self {
         Self {
             name,
             state: Mutex::new(QueueState::default()),
             changed: Notify::new(),
-            broker_changed,
+            signal,
         }
     }
 
@@ -80,9 +116,15 @@ impl Queue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Wakes consumers and idle waiters after a change.
+    fn changed(&self) {
+        self.changed.notify_waiters();
+        self.signal.bump();
+    }
+
     pub(crate) fn push(&self, message: Message) {
         self.lock().ready.push_back((message, false));
-        self.changed.notify_waiters();
+        self.changed();
     }
 
     pub(crate) fn add_consumer(&self, id: u64, prefetch: usize) {
@@ -94,6 +136,7 @@ impl Queue {
                 cancelled: false,
             },
         );
+        self.signal.bump();
     }
 
     pub(crate) fn take(&self, consumer: u64) -> Take {
@@ -124,7 +167,7 @@ impl Queue {
 
     /// Settles a delivery; `false` if the tag is unknown (its consumer went away and the
     /// message was requeued).
-    pub(crate) fn settle(&self, tag: u64, dead_letter: Option<DeadLetter>) -> bool {
+    pub(crate) fn settle(&self, tag: u64, settlement: Settlement) -> bool {
         let mut state = self.lock();
         let Some((mut message, consumer)) = state.unacked.remove(&tag) else {
             return false;
@@ -132,24 +175,26 @@ impl Queue {
         if let Some(slot) = state.consumers.get_mut(&consumer) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
         }
-        if let Some(DeadLetter {
-            reason,
-            failed_handlers,
-        }) = dead_letter
-        {
-            let headers = &mut message.metadata.headers;
-            headers.insert(HEADER_DEATH_REASON.to_owned(), reason.clone());
-            headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
-            state.dead.push(DeadLetteredMessage {
-                message,
-                queue: self.name.clone(),
+        match settlement {
+            Settlement::Ack => {}
+            Settlement::Requeue => state.ready.push_front((message, true)),
+            Settlement::DeadLetter(DeadLetter {
                 reason,
                 failed_handlers,
-            });
+            }) => {
+                let headers = &mut message.metadata.headers;
+                headers.insert(HEADER_DEATH_REASON.to_owned(), reason.clone());
+                headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
+                state.dead.push(DeadLetteredMessage {
+                    message,
+                    queue: self.name.clone(),
+                    reason,
+                    failed_handlers,
+                });
+            }
         }
         drop(state);
-        self.changed.notify_waiters();
-        self.broker_changed.notify_waiters();
+        self.changed();
         true
     }
 
@@ -157,7 +202,7 @@ impl Queue {
         if let Some(slot) = self.lock().consumers.get_mut(&consumer) {
             slot.cancelled = true;
         }
-        self.changed.notify_waiters();
+        self.changed();
     }
 
     /// Removes a consumer; its unsettled deliveries go back to the head of the queue,
@@ -178,8 +223,23 @@ impl Queue {
             }
         }
         drop(state);
-        self.changed.notify_waiters();
-        self.broker_changed.notify_waiters();
+        self.changed();
+    }
+
+    /// Moves the dead letters back into the queue, without their death headers.
+    pub(crate) fn replay_dead_letters(&self) -> usize {
+        let mut state = self.lock();
+        let dead = std::mem::take(&mut state.dead);
+        let count = dead.len();
+        for mut dead in dead {
+            let headers = &mut dead.message.metadata.headers;
+            headers.remove(HEADER_DEATH_REASON);
+            headers.remove(HEADER_FAILED_HANDLERS);
+            state.ready.push_back((dead.message, true));
+        }
+        drop(state);
+        self.changed();
+        count
     }
 
     /// Busy: unsettled deliveries, or ready messages that a consumer will take.
