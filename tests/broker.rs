@@ -42,13 +42,18 @@ fn stream_address() -> Option<String> {
 
 fn connect(address: Option<String>, what: &str) -> Option<TcpStream> {
     let Some(address) = address else {
-        assert!(!required(), "PUBSUB_REQUIRE_BROKER is set but no {what} address is");
+        assert!(
+            !required(),
+            "PUBSUB_REQUIRE_BROKER is set but no {what} address is"
+        );
         eprintln!("skipped: no {what} address in the environment (run scripts/test.sh)");
         return None;
     };
     let stream = TcpStream::connect(&address)
         .unwrap_or_else(|e| panic!("{what} at {address} does not answer: {e}"));
-    stream.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("read timeout");
     Some(stream)
 }
 
@@ -63,14 +68,22 @@ fn amqp_port_speaks_amqp_and_is_rabbitmq_3_11_or_later() {
     let Some(mut stream) = connect(amqp_address(), "AMQP") else {
         return;
     };
-    stream.write_all(b"AMQP\x00\x00\x09\x01").expect("send protocol header");
+    stream
+        .write_all(b"AMQP\x00\x00\x09\x01")
+        .expect("send protocol header");
     let mut header = [0u8; 7];
-    stream.read_exact(&mut header).expect("a frame header in reply");
+    stream
+        .read_exact(&mut header)
+        .expect("a frame header in reply");
     assert_eq!(header[0], 1, "a method frame (connection.start)");
     let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
     let mut payload = vec![0u8; size];
     stream.read_exact(&mut payload).expect("the frame payload");
-    assert_eq!(&payload[..4], &[0, 10, 0, 10], "class 10 method 10: connection.start");
+    assert_eq!(
+        &payload[..4],
+        &[0, 10, 0, 10],
+        "class 10 method 10: connection.start"
+    );
     assert_eq!(&payload[4..6], &[0, 9], "AMQP 0-9");
     // server-properties carry `version` as a long string: \x07 "version" 'S' u32 len
     let marker = b"\x07versionS";
@@ -97,7 +110,9 @@ fn stream_port_answers_the_stream_protocol() {
     let request: [u8; 16] = [0, 0, 0, 12, 0x00, 0x11, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
     stream.write_all(&request).expect("send peer properties");
     let mut reply = [0u8; 14];
-    stream.read_exact(&mut reply).expect("a stream protocol reply");
+    stream
+        .read_exact(&mut reply)
+        .expect("a stream protocol reply");
     assert_eq!(&reply[4..6], &[0x80, 0x11], "a PeerProperties response");
     assert_eq!(&reply[8..12], &[0, 0, 0, 1], "our correlation id");
     assert_eq!(&reply[12..14], &[0, 1], "response code OK");
