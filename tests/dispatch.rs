@@ -467,3 +467,44 @@ async fn a_bus_runs_once_at_a_time() {
     bus.shutdown();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_per_delivery_runs_cpu_bound_handlers_in_parallel() {
+    // Each handler blocks its thread until both are running: only possible when the two
+    // deliveries run on two threads at once.
+    let arrived = Arc::new(AtomicU32::new(0));
+    let met = Arc::new(AtomicU32::new(0));
+    let (a, m) = (Arc::clone(&arrived), Arc::clone(&met));
+    let blocking = Handler::typed("blocking", move |_o: Ordered, _c: Context| {
+        let (a, m) = (Arc::clone(&a), Arc::clone(&m));
+        async move {
+            a.fetch_add(1, Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while a.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if a.load(Ordering::SeqCst) >= 2 {
+                m.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let h = TestHarness::start(
+        Bus::builder()
+            .select_handlers(HandlerSelection::None)
+            .handler(blocking)
+            .prefetch(2)
+            .task_per_delivery(true),
+    )
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.publish(&Ordered { id: 2 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(
+        met.load(Ordering::SeqCst),
+        2,
+        "both handlers ran at the same time"
+    );
+    h.shutdown().await.unwrap();
+}

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::future::Either;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler, raised};
+use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
 use crate::memory::MemoryTransport;
@@ -59,6 +60,7 @@ struct BusInner {
     /// What this bus consumes; `None` for a publish-only bus.
     subscription: Option<Subscription>,
     running: AtomicBool,
+    task_per_delivery: bool,
     handler_names: Vec<String>,
     shutdown: watch::Sender<bool>,
     shutdown_timeout: Duration,
@@ -209,8 +211,7 @@ impl Bus {
     ) -> Result<()> {
         let mut stop = self.inner.shutdown.subscribe();
         let stop = &mut stop;
-        let (abandon, abandoned) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let mut in_flight = FuturesUnordered::new();
         let mut signal = std::pin::pin!(signal);
         let mut outcome = Ok(());
         tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");
@@ -219,15 +220,17 @@ impl Bus {
                 biased;
                 _ = &mut signal => break,
                 _ = raised(stop) => break,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
                 next = consumer.next() => next,
             };
             match next {
                 Some(Ok(delivery)) => {
-                    let dispatcher = Arc::clone(&self.inner.dispatcher);
-                    tasks.spawn(dispatcher.dispatch(delivery, abandoned.clone()));
-                    while let Some(joined) = tasks.try_join_next() {
-                        log_join(joined);
-                    }
+                    let dispatch = Arc::clone(&self.inner.dispatcher).dispatch(delivery);
+                    in_flight.push(if self.inner.task_per_delivery {
+                        Either::Right(OwnedTask(tokio::spawn(dispatch)))
+                    } else {
+                        Either::Left(dispatch)
+                    });
                 }
                 Some(Err(TransportError::Closed)) | None => {
                     tracing::error!(service = %self.service(), "the transport closed the consumer");
@@ -244,42 +247,66 @@ impl Bus {
                 }
             }
         }
-        self.drain(consumer, tasks, abandon).await;
+        self.drain(consumer, in_flight).await;
         outcome
     }
 
-    async fn drain(
+    async fn drain<D: Future<Output = ()>>(
         &self,
         mut consumer: Box<dyn Consumer>,
-        mut tasks: JoinSet<()>,
-        abandon: watch::Sender<bool>,
+        mut in_flight: FuturesUnordered<D>,
     ) {
         if let Err(error) = consumer.cancel().await {
             tracing::warn!(%error, "cancelling the consumer failed");
         }
-        let in_flight = tasks.len();
+        let count = in_flight.len();
         let deadline = self.inner.shutdown_timeout;
-        if tokio::time::timeout(deadline, join_logged(&mut tasks))
-            .await
-            .is_err()
-        {
+        let finish = async { while in_flight.next().await.is_some() {} };
+        if tokio::time::timeout(deadline, finish).await.is_err() {
+            // Dropping an unsettled delivery requeues it (the Acker contract): the broker
+            // redelivers it, flagged as redelivered, to the next consumer.
+            let remaining = in_flight.len();
             tracing::warn!(
-                remaining = tasks.len(),
+                remaining,
                 ?deadline,
                 "shutdown timeout: requeueing unfinished deliveries"
             );
-            abandon.send_replace(true);
-            if tokio::time::timeout(Duration::from_secs(5), join_logged(&mut tasks))
-                .await
-                .is_err()
-            {
-                // settling hangs (transport gone): dropping the deliveries requeues them
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            }
+            drop(in_flight);
+            let requeued = &self.inner.dispatcher.counters.requeued;
+            requeued.fetch_add(remaining as u64, Ordering::Relaxed);
         }
         drop(consumer);
-        tracing::info!(service = %self.service(), in_flight, "bus stopped");
+        tracing::info!(service = %self.service(), in_flight = count, "bus stopped");
+    }
+}
+
+/// Completes once the flag is raised (or its sender is gone).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|raised| *raised).await;
+}
+
+/// A spawned delivery task, aborted when dropped (at the shutdown deadline), which drops
+/// its unsettled delivery and so requeues it.
+struct OwnedTask(tokio::task::JoinHandle<()>);
+
+impl Future for OwnedTask {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a delivery task failed");
+            }
+        })
+    }
+}
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -289,21 +316,6 @@ struct RunningClaim(Arc<BusInner>);
 impl Drop for RunningClaim {
     fn drop(&mut self) {
         self.0.running.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Waits for every task, logging panics.
-async fn join_logged(tasks: &mut JoinSet<()>) {
-    while let Some(joined) = tasks.join_next().await {
-        log_join(joined);
-    }
-}
-
-fn log_join(joined: std::result::Result<(), tokio::task::JoinError>) {
-    if let Err(error) = joined
-        && error.is_panic()
-    {
-        tracing::error!(%error, "a delivery task panicked");
     }
 }
 
@@ -344,6 +356,7 @@ pub struct BusBuilder {
     prefetch: u16,
     max_message_size: usize,
     shutdown_timeout: Duration,
+    task_per_delivery: bool,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -361,6 +374,7 @@ impl Default for BusBuilder {
             prefetch: 100,
             max_message_size: 4 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
+            task_per_delivery: false,
             observer: None,
         }
     }
@@ -454,6 +468,15 @@ impl BusBuilder {
         self
     }
 
+    /// Runs every delivery in a task of its own, so that CPU-heavy handlers of different
+    /// deliveries use every core, at the cost of a task spawn per delivery. By default the
+    /// deliveries of a bus run concurrently (up to the prefetch) on its consumer task,
+    /// which is cheaper; handlers that await I/O need nothing else.
+    pub fn task_per_delivery(mut self, enabled: bool) -> Self {
+        self.task_per_delivery = enabled;
+        self
+    }
+
     pub(crate) fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
         self
@@ -543,6 +566,7 @@ impl BusBuilder {
                 dispatcher: Arc::new(dispatcher),
                 subscription,
                 running: AtomicBool::new(false),
+                task_per_delivery: self.task_per_delivery,
                 handler_names,
                 shutdown,
                 shutdown_timeout: self.shutdown_timeout,

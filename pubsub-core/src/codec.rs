@@ -46,8 +46,10 @@ where
     const CONTENT_TYPE: &'static str = JSON;
 
     fn encode(value: &T, key: &'static str) -> Result<Bytes, CodecError> {
-        serde_json::to_vec(value)
-            .map(Bytes::from)
+        // most events fit: one allocation instead of a few growing ones
+        let mut buffer = Vec::with_capacity(256);
+        serde_json::to_writer(&mut buffer, value)
+            .map(|()| Bytes::from(buffer))
             .map_err(|e| CodecError::Encode {
                 key,
                 reason: e.to_string(),

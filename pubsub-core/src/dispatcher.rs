@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::watch;
+use smallvec::SmallVec;
 use tracing::Instrument;
 
 use crate::context::{Context, DeliveryScope};
@@ -23,6 +23,12 @@ use crate::publish::Publisher;
 use crate::registry::DynCall;
 use crate::retry::RetryPolicy;
 use crate::router::Router;
+
+thread_local! {
+    /// Reused routing buffer: a lookup allocates nothing.
+    static ROUTE_SCRATCH: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 use crate::state::StateMap;
 use crate::transport::{DeadLetter, Delivery, Settlement};
 
@@ -72,13 +78,9 @@ pub(crate) struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Handles one delivery and settles it with the transport. When `abandon` turns true
-    /// (shutdown deadline) before handling finished, the delivery is requeued instead.
-    pub(crate) async fn dispatch(
-        self: Arc<Self>,
-        delivery: Delivery,
-        mut abandon: watch::Receiver<bool>,
-    ) {
+    /// Handles one delivery and settles it with the transport. Never panics: a panic in
+    /// handling dead-letters the message with the reason.
+    pub(crate) async fn dispatch(self: Arc<Self>, delivery: Delivery) {
         let Delivery {
             message,
             redelivered,
@@ -93,20 +95,15 @@ impl Dispatcher {
         );
         async move {
             self.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-            let (id, key) = (message.metadata.id, message.metadata.key.clone());
-            let handled = AssertUnwindSafe(self.handle(message, redelivered)).catch_unwind();
-            let settlement = tokio::select! {
-                biased;
-                settlement = handled => settlement.unwrap_or_else(|panic| {
-                    let reason = format!("the dispatcher panicked: {}", panicked(panic));
-                    tracing::error!(%id, %key, %reason, "dead-lettering");
-                    dead_letter(reason, Vec::new())
-                }),
-                _ = raised(&mut abandon) => {
-                    tracing::warn!(%id, %key, "shutdown deadline passed: requeueing the unfinished delivery");
-                    Settlement::Requeue
-                }
-            };
+            let handled = AssertUnwindSafe(self.handle(Arc::clone(&message), redelivered))
+                .catch_unwind()
+                .await;
+            let (id, key) = (&message.metadata.id, &message.metadata.key);
+            let settlement = handled.unwrap_or_else(|panic| {
+                let reason = format!("the dispatcher panicked: {}", panicked(panic));
+                tracing::error!(%id, %key, %reason, "dead-lettering");
+                dead_letter(reason, Vec::new())
+            });
             let counter = match &settlement {
                 Settlement::Ack => &self.counters.acked,
                 Settlement::DeadLetter(_) => &self.counters.dead_lettered,
@@ -126,49 +123,51 @@ impl Dispatcher {
         .await
     }
 
-    async fn handle(&self, message: Message, redelivered: bool) -> Settlement {
+    async fn handle(&self, message: Arc<Message>, redelivered: bool) -> Settlement {
         if let Some(reason) = self.reject_reason(&message) {
             let (id, key) = (&message.metadata.id, &message.metadata.key);
             tracing::error!(%id, %key, %reason, "bad input: dead-lettering");
             return dead_letter(reason, Vec::new());
         }
-        let mut matched = Vec::new();
-        self.router.route_into(&message.metadata.key, &mut matched);
+        let matched: SmallVec<[usize; 8]> = ROUTE_SCRATCH.with_borrow_mut(|scratch| {
+            self.router.route_into(&message.metadata.key, scratch);
+            SmallVec::from_slice(scratch)
+        });
         if matched.is_empty() {
             self.counters.unhandled.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("no handler matches; acked");
             return Settlement::Ack;
         }
-        let message = Arc::new(message);
-        let decoded = decode_once(&self.handlers, &matched, &message);
         let scope = Arc::new(DeliveryScope {
             message,
             redelivered,
             publisher: self.publisher.clone(),
             state: Arc::clone(&self.state),
         });
-        let run = |index: usize| {
+        let mut decoded = decode_once(&self.handlers, &matched, &scope.message);
+        let run = |index: usize, decoded: &[(TypeId, Result<Shared, CodecError>)]| {
             let handler = &self.handlers[index];
             let payload = handler
                 .decoder
                 .and_then(|d| decoded.iter().find(|(t, _)| *t == (d.type_id)()))
                 .map(|(_, result)| result.clone());
             self.run_handler(handler, Arc::clone(&scope), payload)
+                .map(move |result| {
+                    result
+                        .err()
+                        .map(|(error, attempts)| (index, error, attempts))
+                })
         };
-        let failures: Vec<(usize, HandlerError, u32)> = if let [only] = matched[..] {
-            run(only)
-                .await
-                .err()
-                .map(|(e, n)| (only, e, n))
-                .into_iter()
-                .collect()
+        // The runs are created before waiting, and the decoded payloads dropped, so that
+        // only the handlers hold them: the last one takes its value without a copy.
+        let failures: SmallVec<[(usize, HandlerError, u32); 2]> = if let [only] = matched[..] {
+            let single = run(only, &decoded);
+            decoded.clear();
+            single.await.into_iter().collect()
         } else {
-            let runs = matched.iter().map(|&i| run(i).map(move |r| (i, r)));
-            futures::future::join_all(runs)
-                .await
-                .into_iter()
-                .filter_map(|(i, r)| r.err().map(|(e, n)| (i, e, n)))
-                .collect()
+            let all = futures::future::join_all(matched.iter().map(|&index| run(index, &decoded)));
+            decoded.clear();
+            all.await.into_iter().flatten().collect()
         };
         if failures.is_empty() {
             return Settlement::Ack;
@@ -208,13 +207,15 @@ impl Dispatcher {
     }
 
     /// Runs one handler with its retries; the error carries the number of attempts made.
+    /// The first attempt gets the payload decoded for every handler of its type; a retry
+    /// decodes again (rare, and it lets the first attempt own the value without a copy).
     async fn run_handler(
         &self,
         handler: &ResolvedHandler,
         scope: Arc<DeliveryScope>,
         payload: Option<Result<Shared, CodecError>>,
     ) -> Result<(), (HandlerError, u32)> {
-        let decoded = match payload {
+        let mut first = match payload {
             Some(Err(error)) => {
                 let error = HandlerError::with_kind(HandlerErrorKind::Decode, error.to_string());
                 self.observe(handler, &scope.message, 1, Err(&error));
@@ -225,9 +226,21 @@ impl Dispatcher {
         };
         let mut attempt = 1;
         loop {
+            let decoded = match (first.take(), handler.decoder) {
+                (Some(shared), _) => Some(shared),
+                (None, Some(decoder)) => match decode_caught(decoder, &scope.message) {
+                    Ok(shared) => Some(shared),
+                    Err(error) => {
+                        let error =
+                            HandlerError::with_kind(HandlerErrorKind::Decode, error.to_string());
+                        return Err((error, attempt));
+                    }
+                },
+                (None, None) => None,
+            };
             let input = Input {
                 message: Arc::clone(&scope.message),
-                decoded: decoded.clone(),
+                decoded,
             };
             let ctx = Context::new(Arc::clone(&scope), Arc::clone(&handler.name), attempt);
             let result = run_once(handler, input, ctx).await;
@@ -274,11 +287,6 @@ impl Dispatcher {
     }
 }
 
-/// Completes once the flag is raised (or its sender is gone).
-pub(crate) async fn raised(flag: &mut watch::Receiver<bool>) {
-    let _ = flag.wait_for(|raised| *raised).await;
-}
-
 fn dead_letter(reason: String, failed_handlers: Vec<String>) -> Settlement {
     Settlement::DeadLetter(DeadLetter {
         reason,
@@ -291,24 +299,28 @@ fn decode_once(
     handlers: &[ResolvedHandler],
     matched: &[usize],
     message: &Message,
-) -> Vec<(TypeId, Result<Shared, CodecError>)> {
-    let mut decoded: Vec<(TypeId, Result<Shared, CodecError>)> = Vec::new();
+) -> SmallVec<[(TypeId, Result<Shared, CodecError>); 2]> {
+    let mut decoded: SmallVec<[(TypeId, Result<Shared, CodecError>); 2]> = SmallVec::new();
     for decoder in matched.iter().filter_map(|&i| handlers[i].decoder) {
         let type_id = (decoder.type_id)();
         if !decoded.iter().any(|(t, _)| *t == type_id) {
-            // user Deserialize impls run here: a panic is that payload's decode failure
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (decoder.decode)(message)))
-                .unwrap_or_else(|panic| {
-                    Err(CodecError::Malformed {
-                        key: decoder.key,
-                        content_type: "payload",
-                        reason: format!("the decoder panicked: {}", panicked(panic)),
-                    })
-                });
-            decoded.push((type_id, result));
+            decoded.push((type_id, decode_caught(decoder, message)));
         }
     }
     decoded
+}
+
+/// Decodes with user `Deserialize` code: a panic there is that payload's decode failure.
+fn decode_caught(decoder: Decoder, message: &Message) -> Result<Shared, CodecError> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| (decoder.decode)(message))).unwrap_or_else(
+        |panic| {
+            Err(CodecError::Malformed {
+                key: decoder.key,
+                content_type: "payload",
+                reason: format!("the decoder panicked: {}", panicked(panic)),
+            })
+        },
+    )
 }
 
 /// One attempt: panics caught, time bounded.

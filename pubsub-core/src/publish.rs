@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use uuid::Uuid;
 
@@ -92,18 +93,19 @@ impl Publisher {
     /// Encodes `event` into a message with fresh metadata and the given options.
     pub(crate) fn message<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Message> {
         let body = event.encode()?;
-        let mut metadata = Metadata::new(E::KEY);
-        metadata.version = E::VERSION;
-        metadata.content_type = <E::Codec as Codec<E>>::CONTENT_TYPE.to_owned();
-        metadata.correlation_id = Some(
-            options
-                .correlation_id
-                .unwrap_or_else(|| metadata.id.to_string()),
-        );
-        metadata.causation_id = options.causation_id;
-        metadata.reply_to = options.reply_to;
-        metadata.app_id = Some(self.service.to_string());
-        metadata.headers = options.headers;
+        let id = Uuid::now_v7();
+        let metadata = Metadata {
+            id,
+            key: E::KEY.to_owned(),
+            version: E::VERSION,
+            content_type: <E::Codec as Codec<E>>::CONTENT_TYPE.to_owned(),
+            timestamp: SystemTime::now(),
+            correlation_id: Some(options.correlation_id.unwrap_or_else(|| id.to_string())),
+            causation_id: options.causation_id,
+            reply_to: options.reply_to,
+            app_id: Some(self.service.to_string()),
+            headers: options.headers,
+        };
         Ok(Message { metadata, body })
     }
 

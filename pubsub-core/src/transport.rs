@@ -4,6 +4,8 @@
 //! the bus subscribes with a service name and the patterns its handlers need, and settles
 //! each delivery once every handler has finished.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::error::TransportError;
@@ -68,8 +70,8 @@ pub trait Consumer: Send {
 
 /// One message handed to a consumer, to be settled exactly once.
 pub struct Delivery {
-    /// The message.
-    pub message: Message,
+    /// The message (shared: the dispatcher hands it to every handler without copying).
+    pub message: Arc<Message>,
     /// Whether the broker delivered it before.
     pub redelivered: bool,
     /// Settles the delivery.

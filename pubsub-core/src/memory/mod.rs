@@ -23,6 +23,11 @@ use crate::pattern::Pattern;
 use crate::router::Router;
 use crate::transport::{Acker, Consumer, Delivery, Settlement, Subscription, Transport};
 
+thread_local! {
+    /// Reused routing buffer: publishing allocates nothing for the lookup.
+    static ROUTE_SCRATCH: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A RabbitMQ look-alike living in the process: the default transport, for examples and
 /// for unit tests of handlers. Clones share one broker, so several buses (services) can
 /// talk through it.
@@ -243,30 +248,31 @@ impl Transport for MemoryTransport {
         if self.broker.recording.load(Ordering::Relaxed) {
             lock(&self.broker.published).push(message.clone());
         }
+        let message = Arc::new(message);
         let topology = self.topology();
-        let mut matched = Vec::new();
-        topology
-            .router
-            .route_into(&message.metadata.key, &mut matched);
-        let mut targets: Vec<&Arc<Queue>> = Vec::with_capacity(matched.len());
-        for index in matched {
-            let queue = &topology.bindings[index].1;
-            if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
-                targets.push(queue);
-            }
-        }
-        match targets.split_last() {
-            None => {
-                self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key = %message.metadata.key, id = %message.metadata.id, "unroutable: no queue is bound for this key");
-            }
-            Some((last, rest)) => {
-                for queue in rest {
-                    queue.push(message.clone());
+        let routed = ROUTE_SCRATCH.with_borrow_mut(|matched| {
+            topology.router.route_into(&message.metadata.key, matched);
+            // bindings are deduplicated per (pattern, queue); one copy per queue
+            let mut routed = 0;
+            for (n, &index) in matched.iter().enumerate() {
+                let queue = &topology.bindings[index].1;
+                let first = !matched[..n]
+                    .iter()
+                    .any(|&earlier| Arc::ptr_eq(&topology.bindings[earlier].1, queue));
+                if first {
+                    queue.push(Arc::clone(&message));
+                    routed += 1;
                 }
-                last.push(message);
             }
+            routed
+        });
+        if routed == 0 {
+            self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key = %message.metadata.key, id = %message.metadata.id, "unroutable: no queue is bound for this key");
         }
+        // A real broker's confirm is a network round trip; this one is instant, so give
+        // the scheduler a chance to run consumers instead of queueing unboundedly.
+        tokio::task::coop::consume_budget().await;
         Ok(())
     }
 
@@ -290,29 +296,42 @@ struct MemoryConsumer {
     id: u64,
 }
 
+impl MemoryConsumer {
+    /// `None` means "wait"; `Some(None)` means the consumer is done.
+    fn delivery(&self, take: Take) -> Option<Option<Result<Delivery, TransportError>>> {
+        match take {
+            Take::Message {
+                message,
+                redelivered,
+                tag,
+            } => Some(Some(Ok(Delivery {
+                message,
+                redelivered,
+                acker: Box::new(MemoryAcker {
+                    queue: Arc::clone(&self.queue),
+                    tag: Some(tag),
+                }),
+            }))),
+            Take::Cancelled => Some(None),
+            Take::Wait => None,
+        }
+    }
+}
+
 #[async_trait]
 impl Consumer for MemoryConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
+        // Fast path without arming a notification; a `Wait` here flags us as waiting,
+        // so every later change wakes us.
+        if let Some(delivery) = self.delivery(self.queue.take(self.id)) {
+            return delivery;
+        }
         loop {
             let mut changed = pin!(self.queue.changed.notified());
             changed.as_mut().enable();
-            match self.queue.take(self.id) {
-                Take::Message {
-                    message,
-                    redelivered,
-                    tag,
-                } => {
-                    return Some(Ok(Delivery {
-                        message,
-                        redelivered,
-                        acker: Box::new(MemoryAcker {
-                            queue: Arc::clone(&self.queue),
-                            tag: Some(tag),
-                        }),
-                    }));
-                }
-                Take::Cancelled => return None,
-                Take::Wait => changed.await,
+            match self.delivery(self.queue.take(self.id)) {
+                Some(delivery) => return delivery,
+                None => changed.await,
             }
         }
     }

@@ -32,9 +32,12 @@ pub(crate) struct BrokerSignal {
 }
 
 impl BrokerSignal {
+    /// Called after every state change. Without waiters it only reads a shared counter:
+    /// a change made after a waiter registered is seen by this load (both `SeqCst`), and
+    /// one made before is seen by the waiter's scan.
     pub(crate) fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.generation.fetch_add(1, Ordering::SeqCst);
             self.notify.notify_waiters();
         }
     }
@@ -60,8 +63,10 @@ impl Drop for WaiterGuard<'_> {
 
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
-    pub(crate) ready: VecDeque<(Message, bool)>,
-    pub(crate) unacked: HashMap<u64, (Message, u64)>,
+    pub(crate) ready: VecDeque<(Arc<Message>, bool)>,
+    pub(crate) unacked: HashMap<u64, (Arc<Message>, u64)>,
+    /// A consumer found nothing to take and waits for a change.
+    pub(crate) consumer_waiting: bool,
     pub(crate) consumers: HashMap<u64, ConsumerSlot>,
     pub(crate) dead: Vec<DeadLetteredMessage>,
     next_tag: u64,
@@ -85,13 +90,9 @@ pub(crate) struct Queue {
 }
 
 /// What a consumer gets from [`Queue::take`].
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned and destructured at once, never stored"
-)]
 pub(crate) enum Take {
     Message {
-        message: Message,
+        message: Arc<Message>,
         redelivered: bool,
         tag: u64,
     },
@@ -116,15 +117,27 @@ impl Queue {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Wakes consumers and idle waiters after a change.
-    fn changed(&self) {
-        self.changed.notify_waiters();
+    /// Wakes consumers (if one waits) and idle waiters after a change; called with the
+    /// state lock released.
+    fn changed(&self, wake_consumers: bool) {
+        if wake_consumers {
+            self.changed.notify_waiters();
+        }
         self.signal.bump();
     }
 
-    pub(crate) fn push(&self, message: Message) {
-        self.lock().ready.push_back((message, false));
-        self.changed();
+    /// Takes the "a consumer waits" flag: whoever changes the state wakes it.
+    fn take_waiting(state: &mut QueueState) -> bool {
+        std::mem::take(&mut state.consumer_waiting)
+    }
+
+    pub(crate) fn push(&self, message: Arc<Message>) {
+        let wake = {
+            let mut state = self.lock();
+            state.ready.push_back((message, false));
+            Self::take_waiting(&mut state)
+        };
+        self.changed(wake);
     }
 
     pub(crate) fn add_consumer(&self, id: u64, prefetch: usize) {
@@ -149,15 +162,17 @@ impl Queue {
             return Take::Cancelled;
         }
         if slot.in_flight >= slot.prefetch {
+            state.consumer_waiting = true;
             return Take::Wait;
         }
         let Some((message, redelivered)) = state.ready.pop_front() else {
+            state.consumer_waiting = true;
             return Take::Wait;
         };
         slot.in_flight += 1;
         state.next_tag += 1;
         let tag = state.next_tag;
-        state.unacked.insert(tag, (message.clone(), consumer));
+        state.unacked.insert(tag, (Arc::clone(&message), consumer));
         Take::Message {
             message,
             redelivered,
@@ -169,7 +184,7 @@ impl Queue {
     /// message was requeued).
     pub(crate) fn settle(&self, tag: u64, settlement: Settlement) -> bool {
         let mut state = self.lock();
-        let Some((mut message, consumer)) = state.unacked.remove(&tag) else {
+        let Some((message, consumer)) = state.unacked.remove(&tag) else {
             return false;
         };
         if let Some(slot) = state.consumers.get_mut(&consumer) {
@@ -182,6 +197,7 @@ impl Queue {
                 reason,
                 failed_handlers,
             }) => {
+                let mut message = Arc::unwrap_or_clone(message);
                 let headers = &mut message.metadata.headers;
                 headers.insert(HEADER_DEATH_REASON.to_owned(), reason.clone());
                 headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
@@ -193,8 +209,9 @@ impl Queue {
                 });
             }
         }
+        let wake = Self::take_waiting(&mut state);
         drop(state);
-        self.changed();
+        self.changed(wake);
         true
     }
 
@@ -202,7 +219,7 @@ impl Queue {
         if let Some(slot) = self.lock().consumers.get_mut(&consumer) {
             slot.cancelled = true;
         }
-        self.changed();
+        self.changed(true);
     }
 
     /// Removes a consumer; its unsettled deliveries go back to the head of the queue,
@@ -223,7 +240,7 @@ impl Queue {
             }
         }
         drop(state);
-        self.changed();
+        self.changed(true);
     }
 
     /// Moves the dead letters back into the queue, without their death headers.
@@ -235,10 +252,10 @@ impl Queue {
             let headers = &mut dead.message.metadata.headers;
             headers.remove(HEADER_DEATH_REASON);
             headers.remove(HEADER_FAILED_HANDLERS);
-            state.ready.push_back((dead.message, true));
+            state.ready.push_back((Arc::new(dead.message), true));
         }
         drop(state);
-        self.changed();
+        self.changed(true);
         count
     }
 
