@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pubsub::{
-    Bus, Context, Event, Handler, HandlerError, HandlerSelection, Json, MemoryTransport, RawEvent,
+    Bus, Context, Event, Handler, HandlerError, HandlerSelection, MemoryTransport, RawEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -52,7 +52,8 @@ const REPS: usize = 3;
 const FLOOR_CAPACITY: usize = 1000;
 
 /// The benchmark event: about 200 bytes of JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "bench", action = "ordered")]
 struct Ordered {
     order_id: String,
     customer_id: String,
@@ -62,16 +63,6 @@ struct Ordered {
     currency: String,
     express: bool,
     note: String,
-}
-
-// Written by hand: it is what `#[derive(Event)]` with
-// `#[event(domain = "bench", action = "ordered")]` expands to.
-impl Event for Ordered {
-    const DOMAIN: &'static str = "bench";
-    const ACTION: &'static str = "ordered";
-    const KEY: &'static str = "bench.ordered";
-    const VERSION: u32 = 1;
-    type Codec = Json;
 }
 
 fn sample(i: u64) -> Ordered {

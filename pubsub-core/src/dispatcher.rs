@@ -333,14 +333,22 @@ async fn run_once(
         Ok(future) => future,
         Err(panic) => return Err(panicked_error(panic)),
     };
-    match tokio::time::timeout(handler.timeout, AssertUnwindSafe(future).catch_unwind()).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(panic)) => Err(panicked_error(panic)),
-        Err(_) => Err(HandlerError::with_kind(
-            HandlerErrorKind::TimedOut,
-            format!("no result within {:?}", handler.timeout),
-        )),
-    }
+    let mut guarded = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
+    // A handler that finishes on its first poll never arms a timer (no clock read, no
+    // timer-wheel entry); one that waits gets its timeout from then on.
+    let outcome = match futures::poll!(guarded.as_mut()) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => match tokio::time::timeout(handler.timeout, guarded).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(HandlerError::with_kind(
+                    HandlerErrorKind::TimedOut,
+                    format!("no result within {:?}", handler.timeout),
+                ));
+            }
+        },
+    };
+    outcome.unwrap_or_else(|panic| Err(panicked_error(panic)))
 }
 
 fn panicked_error(panic: Box<dyn Any + Send>) -> HandlerError {

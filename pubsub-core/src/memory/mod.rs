@@ -270,9 +270,6 @@ impl Transport for MemoryTransport {
             self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(key = %message.metadata.key, id = %message.metadata.id, "unroutable: no queue is bound for this key");
         }
-        // A real broker's confirm is a network round trip; this one is instant, so give
-        // the scheduler a chance to run consumers instead of queueing unboundedly.
-        tokio::task::coop::consume_budget().await;
         Ok(())
     }
 
