@@ -1,6 +1,5 @@
 //! The [`Bus`]: publishes events and runs the handlers of one service.
 
-use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,18 +10,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler};
+use crate::builder::BusBuilder;
+use crate::dispatcher::Dispatcher;
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
-use crate::memory::MemoryTransport;
 use crate::metadata::Message;
-use crate::pattern::Pattern;
 use crate::publish::{PublishOptions, Publisher};
-use crate::registry::{self, Handler, HandlerSelection, RetrySpecOwned};
-use crate::retry::RetryPolicy;
-use crate::router::Router;
-use crate::state::StateMap;
-use crate::transport::{Consumer, Subscription, Transport};
+use crate::transport::{Consumer, Subscription};
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -51,19 +45,19 @@ use crate::transport::{Consumer, Subscription, Transport};
 /// ```
 #[derive(Clone)]
 pub struct Bus {
-    inner: Arc<BusInner>,
+    pub(crate) inner: Arc<BusInner>,
 }
 
-struct BusInner {
-    publisher: Publisher,
-    dispatcher: Arc<Dispatcher>,
+pub(crate) struct BusInner {
+    pub(crate) publisher: Publisher,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     /// What this bus consumes; `None` for a publish-only bus.
-    subscription: Option<Subscription>,
-    running: AtomicBool,
-    task_per_delivery: bool,
-    handler_names: Vec<String>,
-    shutdown: watch::Sender<bool>,
-    shutdown_timeout: Duration,
+    pub(crate) subscription: Option<Subscription>,
+    pub(crate) running: AtomicBool,
+    pub(crate) task_per_delivery: bool,
+    pub(crate) handler_names: Vec<String>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) shutdown_timeout: Duration,
 }
 
 impl std::fmt::Debug for Bus {
@@ -100,6 +94,33 @@ impl Bus {
     /// Starts configuring a bus.
     pub fn builder() -> BusBuilder {
         BusBuilder::default()
+    }
+
+    pub(crate) fn from_parts(
+        publisher: Publisher,
+        dispatcher: Dispatcher,
+        subscription: Option<Subscription>,
+        task_per_delivery: bool,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        let handler_names = dispatcher
+            .handlers
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect();
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(BusInner {
+                publisher,
+                dispatcher: Arc::new(dispatcher),
+                subscription,
+                running: AtomicBool::new(false),
+                task_per_delivery,
+                handler_names,
+                shutdown,
+                shutdown_timeout,
+            }),
+        }
     }
 
     /// The service name (queue and consumer name).
@@ -316,261 +337,5 @@ struct RunningClaim(Arc<BusInner>);
 impl Drop for RunningClaim {
     fn drop(&mut self) {
         self.0.running.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Configures a [`Bus`]; consumed by [`build`](Self::build).
-///
-/// ```
-/// use std::time::Duration;
-/// use pubsub::{Bus, HandlerSelection, MemoryTransport, RetryPolicy};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> pubsub::Result<()> {
-/// struct Db;
-/// let bus = Bus::builder()
-///     .service("billing")
-///     .transport(MemoryTransport::new())
-///     .select_handlers(HandlerSelection::None)
-///     .state(Db)
-///     .retry(RetryPolicy::exponential(5, Duration::from_millis(200)))
-///     .retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
-///     .handler_timeout(Duration::from_secs(10))
-///     .prefetch(32)
-///     .build()
-///     .await?;
-/// # let _ = bus;
-/// # Ok(())
-/// # }
-/// ```
-#[must_use = "a builder does nothing until `.build().await`"]
-pub struct BusBuilder {
-    service: Option<String>,
-    transport: Option<Arc<dyn Transport>>,
-    selection: HandlerSelection,
-    handlers: Vec<Handler>,
-    state: StateMap,
-    retry: RetryPolicy,
-    policies: HashMap<String, RetryPolicy>,
-    handler_timeout: Duration,
-    prefetch: u16,
-    max_message_size: usize,
-    shutdown_timeout: Duration,
-    task_per_delivery: bool,
-    observer: Option<Arc<dyn Observer>>,
-}
-
-impl Default for BusBuilder {
-    fn default() -> Self {
-        Self {
-            service: None,
-            transport: None,
-            selection: HandlerSelection::default(),
-            handlers: Vec::new(),
-            state: StateMap::default(),
-            retry: RetryPolicy::default(),
-            policies: HashMap::new(),
-            handler_timeout: Duration::from_secs(30),
-            prefetch: 100,
-            max_message_size: 4 * 1024 * 1024,
-            shutdown_timeout: Duration::from_secs(10),
-            task_per_delivery: false,
-            observer: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for BusBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BusBuilder")
-            .field("service", &self.service)
-            .field("selection", &self.selection)
-            .field("handlers", &self.handlers)
-            .field("prefetch", &self.prefetch)
-            .finish_non_exhaustive()
-    }
-}
-
-impl BusBuilder {
-    /// The service name: its queue, its consumer, the `app_id` of what it publishes.
-    /// Buses with the same service share (compete for) its messages — so they must run the
-    /// same handlers: a bus acks, as unhandled, a message that only another version of the
-    /// service had a handler for.
-    pub fn service(mut self, service: impl Into<String>) -> Self {
-        self.service = Some(service.into());
-        self
-    }
-
-    /// The transport (default: a fresh [`MemoryTransport`]).
-    pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Arc::new(transport));
-        self
-    }
-
-    /// A transport already shared behind an `Arc`.
-    pub fn shared_transport(mut self, transport: Arc<dyn Transport>) -> Self {
-        self.transport = Some(transport);
-        self
-    }
-
-    /// Which `#[handler]` functions this bus runs (default: [`HandlerSelection::ForService`]).
-    pub fn select_handlers(mut self, selection: HandlerSelection) -> Self {
-        self.selection = selection;
-        self
-    }
-
-    /// Adds a handler built at run time.
-    pub fn handler(mut self, handler: Handler) -> Self {
-        self.handlers.push(handler);
-        self
-    }
-
-    /// Registers shared state, read by handlers with [`Context::state`](crate::Context::state).
-    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.state.insert(value);
-        self
-    }
-
-    /// The default retry policy.
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
-
-    /// A named retry policy for `#[handler(retry = "name")]`.
-    pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
-        self.policies.insert(name.into(), policy);
-        self
-    }
-
-    /// Timeout of one handler attempt, unless the handler sets its own (default 30 s).
-    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
-        self.handler_timeout = timeout;
-        self
-    }
-
-    /// Unsettled deliveries at once; handlers of different deliveries run concurrently up
-    /// to this (default 100; 0 is taken as 1, never as "unlimited").
-    pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.prefetch = prefetch.max(1);
-        self
-    }
-
-    /// Largest body accepted; larger messages are dead-lettered (default 4 MiB).
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
-    }
-
-    /// How long shutdown waits for in-flight deliveries (default 10 s).
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// Runs every delivery in a task of its own, so that CPU-heavy handlers of different
-    /// deliveries use every core, at the cost of a task spawn per delivery. By default the
-    /// deliveries of a bus run concurrently (up to the prefetch) on its consumer task,
-    /// which is cheaper; handlers that await I/O need nothing else.
-    pub fn task_per_delivery(mut self, enabled: bool) -> Self {
-        self.task_per_delivery = enabled;
-        self
-    }
-
-    pub(crate) fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
-        self.observer = Some(observer);
-        self
-    }
-
-    pub(crate) fn has_service(&self) -> bool {
-        self.service.is_some()
-    }
-
-    /// Checks the configuration, declares the service's queue and bindings with the
-    /// transport (so events published from now on wait for it), and returns the bus, not
-    /// yet consuming: see [`Bus::run_until`] and [`Bus::spawn`].
-    pub async fn build(self) -> Result<Bus> {
-        let service = match self.service.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => s.to_owned(),
-            _ => {
-                return Err(Error::Config(
-                    "a bus needs a service name: .service(\"orders\")".into(),
-                ));
-            }
-        };
-        let mut handlers = registry::select(&self.selection, &service)?;
-        handlers.extend(self.handlers);
-        let mut names = BTreeSet::new();
-        let mut patterns = Vec::with_capacity(handlers.len());
-        let mut resolved = Vec::with_capacity(handlers.len());
-        for handler in handlers {
-            registry::check_name(&handler.name)?;
-            if !names.insert(handler.name.to_string()) {
-                return Err(Error::Config(format!(
-                    "two handlers are named `{}` on service {service}: rename one with #[handler(name = \"...\")]",
-                    handler.name
-                )));
-            }
-            patterns.push(Pattern::new(handler.pattern.as_str())?);
-            let policy = match &handler.retry {
-                RetrySpecOwned::Default => self.retry,
-                RetrySpecOwned::Retries(n) => self.retry.retries(*n),
-                RetrySpecOwned::Named(name) => *self.policies.get(name).ok_or_else(|| {
-                    Error::Config(format!(
-                        "handler `{}` uses retry policy `{name}`, which is not registered: .retry_policy(\"{name}\", ...)",
-                        handler.name
-                    ))
-                })?,
-            };
-            resolved.push(ResolvedHandler {
-                name: handler.name,
-                decoder: handler.decoder,
-                timeout: handler.timeout.unwrap_or(self.handler_timeout),
-                policy,
-                call: handler.call,
-            });
-        }
-        let transport = self
-            .transport
-            .unwrap_or_else(|| Arc::new(MemoryTransport::new()));
-        let publisher = Publisher {
-            transport: Arc::clone(&transport),
-            service: Arc::from(service.as_str()),
-        };
-        let subscription = if resolved.is_empty() {
-            None
-        } else {
-            let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
-            let subscription = Subscription {
-                service: service.clone(),
-                patterns: bindings.into_iter().collect(),
-                prefetch: self.prefetch,
-            };
-            transport.declare(&subscription).await?;
-            Some(subscription)
-        };
-        let handler_names = resolved.iter().map(|h| h.name.to_string()).collect();
-        let dispatcher = Dispatcher {
-            handlers: resolved,
-            router: Router::new(patterns),
-            publisher: publisher.clone(),
-            state: Arc::new(self.state),
-            max_message_size: self.max_message_size,
-            observer: self.observer,
-            counters: Arc::new(Counters::default()),
-        };
-        let (shutdown, _) = watch::channel(false);
-        Ok(Bus {
-            inner: Arc::new(BusInner {
-                publisher,
-                dispatcher: Arc::new(dispatcher),
-                subscription,
-                running: AtomicBool::new(false),
-                task_per_delivery: self.task_per_delivery,
-                handler_names,
-                shutdown,
-                shutdown_timeout: self.shutdown_timeout,
-            }),
-        })
     }
 }

@@ -8,7 +8,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::bus::{Bus, BusBuilder};
+use crate::builder::BusBuilder;
+use crate::bus::Bus;
 use crate::dispatcher::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;

@@ -2,6 +2,7 @@
 //! the dispatcher, the [`Transport`] trait, the in-memory transport, the [`Bus`] and the
 //! test harness. Users depend on the `pubsub` facade, which re-exports all of it.
 
+mod builder;
 mod bus;
 mod codec;
 pub mod conformance;
@@ -25,7 +26,8 @@ mod transport;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use bus::{Bus, BusBuilder, BusStats};
+pub use builder::BusBuilder;
+pub use bus::{Bus, BusStats};
 pub use bytes::Bytes;
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;

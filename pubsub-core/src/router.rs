@@ -91,8 +91,8 @@ impl Router {
         self.len == 0
     }
 
-    /// Appends to `out` the indices of all patterns matching `key`, ascending, each once
-    /// (clears `out` first).
+    /// Replaces the contents of `out` with the indices of all patterns matching `key`,
+    /// ascending, each once.
     ///
     /// `out` doubles as scratch space for the active trie states, so reusing one buffer makes
     /// lookups allocation-free once it has grown to fit. Any `key` is accepted: words are split

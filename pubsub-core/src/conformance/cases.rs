@@ -1,159 +1,19 @@
-//! The transport conformance suite: the semantics every [`Transport`] must share, written
-//! once. The memory transport runs it in this workspace's tests; the AMQP and Streams
-//! transports run the same functions against a real broker.
-//!
-//! Each case takes a [`Broker`] — connections to the broker under test, and a way to read
-//! a service's dead-letter queue — uses its own random namespace for keys and service
-//! names, counts every event it publishes and every one handled, and panics with a clear
-//! message when the transport falls short.
-//!
-//! ```no_run
-//! use pubsub::{MemoryTransport, conformance};
-//!
-//! # async fn run() {
-//! let broker = MemoryTransport::new(); // implements conformance::Broker
-//! conformance::fan_out(&broker).await;
-//! conformance::run_all(&broker).await;
-//! # }
-//! ```
+//! The cases: each one a semantic every transport must share.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::Broker;
+use super::support::{Seen, bus, eventually, message, namespace, publish_all, start, stop};
 use crate::bus::Bus;
 use crate::handler::{HandlerError, RawEvent};
-use crate::memory::MemoryTransport;
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
-use crate::transport::Transport;
-
-/// The broker under test, as the suite sees it.
-pub trait Broker: Send + Sync {
-    /// A new connection; every call must reach the same broker.
-    fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>>;
-    /// The messages in the dead-letter queue of `service`, oldest first.
-    fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>>;
-}
-
-impl Broker for MemoryTransport {
-    fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>> {
-        let transport: Arc<dyn Transport> = Arc::new(self.clone());
-        Box::pin(std::future::ready(transport))
-    }
-
-    fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>> {
-        let messages = MemoryTransport::dead_letters(self, service)
-            .into_iter()
-            .map(|d| d.message)
-            .collect();
-        Box::pin(std::future::ready(messages))
-    }
-}
-
-/// How long a case waits for handling before it fails.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A random namespace so that cases never see each other's messages on a shared broker.
-fn namespace() -> String {
-    format!("conf{}", &uuid::Uuid::now_v7().simple().to_string()[20..])
-}
-
-/// Records which message ids a handler saw, in order.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<String>>>);
-
-impl Seen {
-    fn push(&self, id: String) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(id);
-    }
-    fn ids(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    fn distinct(&self) -> BTreeSet<String> {
-        self.ids().into_iter().collect()
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-    fn handler(&self, name: &str, pattern: &str) -> Handler {
-        let seen = self.clone();
-        Handler::raw(name, pattern, move |event: RawEvent, _ctx| {
-            let seen = seen.clone();
-            async move {
-                seen.push(event.metadata().id.to_string());
-                Ok::<_, HandlerError>(())
-            }
-        })
-    }
-}
-
-async fn bus(broker: &dyn Broker, service: &str, handlers: Vec<Handler>, prefetch: u16) -> Bus {
-    let mut builder = Bus::builder()
-        .service(service)
-        .shared_transport(broker.connect().await)
-        .select_handlers(HandlerSelection::None)
-        .prefetch(prefetch)
-        .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
-        .shutdown_timeout(Duration::from_secs(5));
-    for handler in handlers {
-        builder = builder.handler(handler);
-    }
-    match builder.build().await {
-        Ok(bus) => bus,
-        Err(error) => panic!("building a bus for {service} failed: {error}"),
-    }
-}
-
-/// A JSON message under `key` carrying `n`.
-fn message(key: &str, n: usize) -> Message {
-    Message::new(key, Bytes::from(format!("{{\"n\":{n}}}")))
-}
-
-async fn publish_all(bus: &Bus, key: &str, count: usize) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for n in 0..count {
-        let message = message(key, n);
-        ids.insert(message.metadata.id.to_string());
-        if let Err(error) = bus.publish_message(message).await {
-            panic!("publish {n} of {count} to {key} failed: {error}");
-        }
-    }
-    ids
-}
-
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn start(bus: &Bus) -> tokio::task::JoinHandle<crate::Result<()>> {
-    match bus.spawn().await {
-        Ok(task) => task,
-        Err(error) => panic!("bus {} did not start: {error}", bus.service()),
-    }
-}
-
-async fn stop(bus: Bus, task: tokio::task::JoinHandle<crate::Result<()>>) {
-    bus.shutdown();
-    match task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => panic!("bus {} ended with an error: {error}", bus.service()),
-        Err(error) => panic!("bus {} task failed: {error}", bus.service()),
-    }
-}
 
 /// Every published message reaches the handler once, with its envelope intact.
 pub async fn publish_subscribe(broker: &dyn Broker) {
@@ -592,17 +452,4 @@ pub async fn ordering_per_producer(broker: &dyn Broker) {
     stop(bus, task).await;
     let got = order.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(got, (0..100).collect::<Vec<u64>>(), "out of order");
-}
-
-/// Runs every case in sequence.
-pub async fn run_all(broker: &dyn Broker) {
-    publish_subscribe(broker).await;
-    fan_out(broker).await;
-    ack_all_or_nack(broker).await;
-    retry_then_dead_letter(broker).await;
-    competing_consumers(broker).await;
-    no_loss_across_resubscribe(broker).await;
-    concurrent_publishes(broker).await;
-    in_flight_bounded_by_prefetch(broker).await;
-    ordering_per_producer(broker).await;
 }
