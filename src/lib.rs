@@ -6,7 +6,7 @@ pub use pubsub_derive::{Event, handler};
 /// Everything a service needs in scope: `use pubsub::prelude::*;`.
 pub mod prelude {
     pub use pubsub_core::{
-        Context, Event, HandlerError, Message, Metadata, PublishOptions, RawEvent,
+        Context, Event, HandlerError, HandlerResultExt, Message, Metadata, PublishOptions, RawEvent,
     };
     pub use pubsub_derive::{Event, handler};
     pub use serde::{Deserialize, Serialize};

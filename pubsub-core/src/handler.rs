@@ -121,6 +121,41 @@ where
     }
 }
 
+/// Classifies any error as a handler failure — for error types that do not implement
+/// `std::error::Error` (such as `anyhow::Error`), or to mark a failure as permanent.
+///
+/// ```
+/// use pubsub::prelude::*;
+///
+/// fn lookup(id: &str) -> Result<u32, String> {
+///     id.parse::<u32>().map_err(|_| format!("no customer {id}"))
+/// }
+///
+/// fn handle(id: &str) -> Result<u32, HandlerError> {
+///     let customer = lookup(id).permanent()?; // retrying cannot help: dead-letter now
+///     Ok(customer)
+/// }
+/// let error = handle("x").unwrap_err();
+/// assert_eq!(error.message(), "no customer x");
+/// assert!(!error.is_retryable());
+/// ```
+pub trait HandlerResultExt<T> {
+    /// A failure worth retrying.
+    fn retryable(self) -> Result<T, HandlerError>;
+    /// A failure that retrying cannot fix: dead-lettered without retries.
+    fn permanent(self) -> Result<T, HandlerError>;
+}
+
+impl<T, E: fmt::Display> HandlerResultExt<T> for Result<T, E> {
+    fn retryable(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::new(e.to_string()))
+    }
+
+    fn permanent(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::permanent(e.to_string()))
+    }
+}
+
 /// An event whose payload is not decoded: the envelope and the raw body. Wildcard handlers
 /// take it; it decodes into any event type on demand.
 ///

@@ -37,7 +37,7 @@ pub use error::{CodecError, Error, Result, TransportError};
 pub use event::Event;
 pub use handler::{
     FromContext, HandlerError, HandlerErrorKind, HandlerInput, HandlerRegistration,
-    IntoHandlerResult, RawEvent, RetrySpec,
+    HandlerResultExt, IntoHandlerResult, RawEvent, RetrySpec,
 };
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
