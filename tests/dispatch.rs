@@ -508,3 +508,83 @@ async fn task_per_delivery_runs_cpu_bound_handlers_in_parallel() {
     );
     h.shutdown().await.unwrap();
 }
+
+/// Version 2 of `shop.ordered`, handled beside version 1 during a migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "shop", action = "ordered", version = 2)]
+struct OrderedV2 {
+    id: u32,
+    channel: String,
+}
+
+#[handler]
+async fn pack_v2(_order: OrderedV2) -> Result<(), HandlerError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_versions_of_an_event_are_each_handled_by_their_own_handler() {
+    let h = harness(&["pack", "pack_v2"]).await;
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    let v2 = OrderedV2 {
+        id: 2,
+        channel: "web".into(),
+    };
+    h.publish(&v2).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 1 }]);
+    assert_eq!(h.consumed::<OrderedV2>("pack_v2"), [v2]);
+    assert_eq!(h.calls("pack").len(), 1, "v1 handler never sees v2");
+    assert_eq!(h.calls("pack_v2").len(), 1, "v2 handler never sees v1");
+    assert!(h.dead_letters().is_empty(), "{:#?}", h.dead_letters());
+    // a version nobody knows is still a failure
+    let mut v3 = Message::new("shop.ordered", Bytes::from_static(b"{\"id\":3}"));
+    v3.metadata.version = 3;
+    publish_raw(&h, v3).await;
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("unknown version 3"),
+        "{}",
+        dead[0].reason
+    );
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_no_handler_matches_is_acked_and_counted() {
+    let broker = MemoryTransport::new();
+    // An older deployment of the service bound a wider pattern to the shared queue.
+    let _older = Bus::builder()
+        .service("svc")
+        .transport(broker.clone())
+        .select_handlers(HandlerSelection::None)
+        .handler(Handler::raw("wide", "misc.#", |_e: RawEvent, _c| async {
+            Ok::<_, HandlerError>(())
+        }))
+        .build()
+        .await
+        .unwrap();
+    let narrow = Handler::raw("narrow", "misc.b", |_e: RawEvent, _c| async {
+        Ok::<_, HandlerError>(())
+    });
+    let h = TestHarness::start_on(
+        Bus::builder()
+            .service("svc")
+            .select_handlers(HandlerSelection::None)
+            .handler(narrow),
+        broker.clone(),
+    )
+    .await
+    .unwrap();
+    publish_raw(&h, Message::new("misc.a", Bytes::from_static(b"{}"))).await;
+    let stats = h.bus().stats();
+    assert_eq!(
+        (stats.deliveries, stats.acked, stats.unhandled),
+        (1, 1, 1),
+        "{stats:?}"
+    );
+    assert!(h.calls("narrow").is_empty());
+    assert_eq!(broker.queue_depth("svc").unwrap().ready, 0);
+    h.shutdown().await.unwrap();
+}

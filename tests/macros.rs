@@ -28,6 +28,12 @@ fn ui() {
     if rustc.starts_with(SNAPSHOT_RUSTC) {
         t.compile_fail("tests/ui/fail/*.rs");
     } else {
+        // CI (scripts/test.sh sets this) must check the snapshots, never skip them.
+        assert!(
+            std::env::var_os("PUBSUB_REQUIRE_UI").is_none(),
+            "PUBSUB_REQUIRE_UI is set but this is {}, not the {SNAPSHOT_RUSTC}x the snapshots need",
+            rustc.trim()
+        );
         eprintln!(
             "skipping tests/ui/fail: snapshots are for {SNAPSHOT_RUSTC}x, this is {}",
             rustc.trim()

@@ -233,16 +233,23 @@ impl Bus {
         let mut stop = self.inner.shutdown.subscribe();
         let stop = &mut stop;
         let mut in_flight = FuturesUnordered::new();
+        // The transport bounds unsettled deliveries by the prefetch; the bus does too, so
+        // that a transport with coarser credit (streams) cannot overload it.
+        let limit = self
+            .inner
+            .subscription
+            .as_ref()
+            .map_or(1, |s| usize::from(s.prefetch.max(1)));
         let mut signal = std::pin::pin!(signal);
         let mut outcome = Ok(());
         tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");
-        loop {
+        'consume: loop {
             let next = tokio::select! {
                 biased;
                 _ = &mut signal => break,
                 _ = raised(stop) => break,
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
-                next = consumer.next() => next,
+                next = consumer.next(), if in_flight.len() < limit => next,
             };
             match next {
                 Some(Ok(delivery)) => {
@@ -260,10 +267,16 @@ impl Bus {
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "consumer error; continuing");
-                    tokio::select! {
-                        _ = &mut signal => break,
-                        _ = raised(stop) => break,
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    // pause before asking again, while in-flight deliveries keep running
+                    let mut pause = std::pin::pin!(tokio::time::sleep(Duration::from_millis(100)));
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = &mut signal => break 'consume,
+                            _ = raised(stop) => break 'consume,
+                            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                            _ = &mut pause => break,
+                        }
                     }
                 }
             }

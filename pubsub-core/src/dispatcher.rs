@@ -145,12 +145,14 @@ impl Dispatcher {
             state: Arc::clone(&self.state),
         });
         let mut decoded = decode_once(&self.handlers, &matched, &scope.message);
-        let run = |index: usize, decoded: &[(TypeId, Result<Shared, CodecError>)]| {
+        let mut matched = matched;
+        matched.retain(|index| !superseded(&self.handlers[*index], &decoded));
+        let run = |index: usize, decoded: &Decoded| {
             let handler = &self.handlers[index];
             let payload = handler
                 .decoder
-                .and_then(|d| decoded.iter().find(|(t, _)| *t == (d.type_id)()))
-                .map(|(_, result)| result.clone());
+                .and_then(|d| decoded.iter().find(|(t, _, _)| *t == (d.type_id)()))
+                .map(|(_, _, result)| result.clone());
             self.run_handler(handler, Arc::clone(&scope), payload)
                 .map(move |result| {
                     result
@@ -218,6 +220,9 @@ impl Dispatcher {
         let mut first = match payload {
             Some(Err(error)) => {
                 let error = HandlerError::with_kind(HandlerErrorKind::Decode, error.to_string());
+                self.counters
+                    .handler_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 self.observe(handler, &scope.message, 1, Err(&error));
                 return Err((error, 1));
             }
@@ -233,6 +238,10 @@ impl Dispatcher {
                     Err(error) => {
                         let error =
                             HandlerError::with_kind(HandlerErrorKind::Decode, error.to_string());
+                        self.counters
+                            .handler_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.observe(handler, &scope.message, attempt, Err(&error));
                         return Err((error, attempt));
                     }
                 },
@@ -295,19 +304,39 @@ fn dead_letter(reason: String, failed_handlers: Vec<String>) -> Settlement {
 }
 
 /// Decodes the payload once per distinct event type among the matched handlers.
-fn decode_once(
-    handlers: &[ResolvedHandler],
-    matched: &[usize],
-    message: &Message,
-) -> SmallVec<[(TypeId, Result<Shared, CodecError>); 2]> {
-    let mut decoded: SmallVec<[(TypeId, Result<Shared, CodecError>); 2]> = SmallVec::new();
+fn decode_once(handlers: &[ResolvedHandler], matched: &[usize], message: &Message) -> Decoded {
+    let mut decoded = Decoded::new();
     for decoder in matched.iter().filter_map(|&i| handlers[i].decoder) {
         let type_id = (decoder.type_id)();
-        if !decoded.iter().any(|(t, _)| *t == type_id) {
-            decoded.push((type_id, decode_caught(decoder, message)));
+        if !decoded.iter().any(|(t, _, _)| *t == type_id) {
+            decoded.push((type_id, decoder.key, decode_caught(decoder, message)));
         }
     }
     decoded
+}
+
+/// Payloads decoded for one delivery: per event type, its key and the result.
+type Decoded = SmallVec<[(TypeId, &'static str, Result<Shared, CodecError>); 2]>;
+
+/// Whether a handler's payload failed only because the message is another version (or
+/// encoding) of its key, which another event type of this consumer did decode: then the
+/// message is that type's, not a failure of this handler.
+fn superseded(handler: &ResolvedHandler, decoded: &Decoded) -> bool {
+    let Some(decoder) = handler.decoder else {
+        return false;
+    };
+    let type_id = (decoder.type_id)();
+    let mismatch = decoded.iter().any(|(t, _, r)| {
+        *t == type_id
+            && matches!(
+                r,
+                Err(CodecError::UnknownVersion { .. } | CodecError::ContentType { .. })
+            )
+    });
+    mismatch
+        && decoded
+            .iter()
+            .any(|(t, key, r)| *t != type_id && *key == decoder.key && r.is_ok())
 }
 
 /// Decodes with user `Deserialize` code: a panic there is that payload's decode failure.

@@ -13,6 +13,7 @@ use crate::bus::Bus;
 use crate::dispatcher::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::handler::{HandlerError, HandlerErrorKind};
 use crate::memory::{DeadLetteredMessage, MemoryTransport};
 use crate::metadata::Message;
 
@@ -71,6 +72,8 @@ pub struct HandlerCall {
     pub attempt: u32,
     /// `None` on success, the failure otherwise.
     pub error: Option<String>,
+    /// The kind of the failure (`None` on success).
+    pub kind: Option<HandlerErrorKind>,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +89,7 @@ impl Observer for CallLog {
             message: Message::clone(attempt.message),
             attempt: attempt.attempt,
             error: attempt.result.err().map(ToString::to_string),
+            kind: attempt.result.err().map(HandlerError::kind),
         };
         self.calls
             .lock()
@@ -128,6 +132,7 @@ impl TestHarness {
     }
 
     /// How long waits last before they fail (default 5 s).
+    #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -173,7 +178,15 @@ impl TestHarness {
     }
 
     /// Every attempt of `handler`, in order.
+    ///
+    /// # Panics
+    /// If the bus runs no handler of that name: a typo must not make an assertion pass.
     pub fn calls(&self, handler: &str) -> Vec<HandlerCall> {
+        assert!(
+            self.bus.handlers().iter().any(|h| h == handler),
+            "the bus under test runs no handler named {handler:?}; it runs {:?}",
+            self.bus.handlers()
+        );
         self.all_calls()
             .into_iter()
             .filter(|c| c.handler == handler)
@@ -189,14 +202,26 @@ impl TestHarness {
             .clone()
     }
 
-    /// The events `handler` was given, once per event id however often it was retried or
-    /// redelivered, decoded as `E`.
+    /// The events of type `E` that `handler` was given, once per event id however often
+    /// it was retried or redelivered. Messages that could not be decoded never reached the
+    /// handler: they are in [`failures`](Self::failures), with kind `Decode`.
+    ///
+    /// # Panics
+    /// If the bus runs no handler of that name, or a message the handler was given does
+    /// not decode as `E` (it takes another type).
     pub fn consumed<E: Event>(&self, handler: &str) -> Vec<E> {
         let mut seen = std::collections::HashSet::new();
         self.calls(handler)
             .into_iter()
-            .filter(|c| seen.insert(c.message.metadata.id))
-            .filter_map(|c| E::decode_message(&c.message).ok())
+            .filter(|c| c.kind != Some(HandlerErrorKind::Decode))
+            .filter(|c| c.message.metadata.key == E::KEY && seen.insert(c.message.metadata.id))
+            .map(|c| match E::decode_message(&c.message) {
+                Ok(event) => event,
+                Err(error) => panic!(
+                    "{handler} was given a {} it could not decode: {error}",
+                    E::KEY
+                ),
+            })
             .collect()
     }
 
