@@ -264,7 +264,7 @@ async fn build_bus(
         ));
     }
     let bus = builder.build().await.expect("bus builds");
-    assert_eq!(bus.handlers().len(), patterns.max(3));
+    assert_eq!(bus.handler_names().len(), patterns.max(3));
     (bus, transport)
 }
 

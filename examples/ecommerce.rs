@@ -196,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
             .retry(RetryPolicy::exponential(3, Duration::from_millis(100)))
             .build()
             .await?;
-        println!("{service:<18} runs {}", bus.handlers().join(", "));
+        println!("{service:<18} runs {}", bus.handler_names().join(", "));
         let task = bus.spawn().await?;
         services.push((bus, task));
     }

@@ -6,7 +6,8 @@ pub use pubsub_derive::{Event, handler};
 /// Everything a service needs in scope: `use pubsub::prelude::*;`.
 pub mod prelude {
     pub use pubsub_core::{
-        Context, Event, HandlerError, HandlerResultExt, Message, Metadata, PublishOptions, RawEvent,
+        Bus, Context, Event, Handler, HandlerError, HandlerResultExt, HandlerSelection,
+        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, TestHarness,
     };
     pub use pubsub_derive::{Event, handler};
     pub use serde::{Deserialize, Serialize};

@@ -287,7 +287,7 @@ async fn runtime_handlers_use_shared_state() {
     h.publish(&Ordered { id: 6 }).await.unwrap();
     h.settled().await.unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), 11);
-    assert_eq!(h.bus().handlers(), ["greeter"]);
+    assert_eq!(h.bus().handler_names(), ["greeter"]);
     h.shutdown().await.unwrap();
 }
 
@@ -587,4 +587,40 @@ async fn a_message_no_handler_matches_is_acked_and_counted() {
     assert!(h.calls("narrow").is_empty());
     assert_eq!(broker.queue_depth("svc").unwrap().ready, 0);
     h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_shut_down_bus_cannot_run_again_but_still_publishes() {
+    let bus = only(&["pack"]).service("closing").build().await.unwrap();
+    let task = bus.spawn().await.unwrap();
+    bus.shutdown();
+    task.await.unwrap().unwrap();
+    assert!(matches!(bus.spawn().await, Err(Error::Closed)));
+    assert!(matches!(
+        bus.run_until(std::future::pending::<()>()).await,
+        Err(Error::Closed)
+    ));
+    bus.publish(&Ordered { id: 1 }).await.unwrap();
+}
+
+#[tokio::test]
+async fn reserved_envelope_headers_cannot_be_set_as_free_headers() {
+    let bus = Bus::builder()
+        .service("headers")
+        .select_handlers(HandlerSelection::None)
+        .build()
+        .await
+        .unwrap();
+    let options = pubsub::PublishOptions::new().header("x-causation-id", "forged");
+    let err = bus
+        .publish_with(&Ordered { id: 1 }, options)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    let mut message = Message::new("shop.ordered", Bytes::from_static(b"{}"));
+    message
+        .metadata
+        .headers
+        .insert("X-Death-Reason".into(), "forged".into());
+    assert!(bus.publish_message(message).await.is_err());
 }

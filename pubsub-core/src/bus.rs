@@ -39,8 +39,8 @@ use crate::transport::{Consumer, Subscription};
 ///     .await?;
 /// let id = bus.publish(&DocWritten { title: "hello".into() }).await?;
 /// # let _ = id;
-/// bus.shutdown();
-/// bus.run_until(std::future::pending::<()>()).await // returns at once: shut down already
+/// // consume until the signal: usually `tokio::signal::ctrl_c()`
+/// bus.run_until(tokio::time::sleep(std::time::Duration::from_millis(10))).await
 /// # }
 /// ```
 #[derive(Clone)]
@@ -129,7 +129,7 @@ impl Bus {
     }
 
     /// Names of the handlers this bus runs.
-    pub fn handlers(&self) -> &[String] {
+    pub fn handler_names(&self) -> &[String] {
         &self.inner.handler_names
     }
 
@@ -147,8 +147,9 @@ impl Bus {
         self.inner.publisher.publish(event, options).await
     }
 
-    /// Publishes an already encoded message as it is (gateways, bridges, tests of bad input).
-    pub async fn publish_message(&self, message: Message) -> Result<()> {
+    /// Publishes an already encoded message as it is (gateways, bridges, tests of bad
+    /// input); `app_id` defaults to this service. Returns the message's id.
+    pub async fn publish_message(&self, message: Message) -> Result<Uuid> {
         self.inner.publisher.publish_message(message).await
     }
 
@@ -167,7 +168,8 @@ impl Bus {
     }
 
     /// Asks a running bus to stop: no new deliveries, in-flight ones finish (up to the
-    /// shutdown timeout) and are settled.
+    /// shutdown timeout) and are settled. Final: running the bus again fails with
+    /// [`Error::Closed`]; publishing keeps working.
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }
@@ -197,8 +199,8 @@ impl Bus {
     /// shutdown timeout and settles them; those still running then are requeued, so the
     /// broker redelivers them.
     ///
-    /// Fails if the bus is already running, or if the transport closed the consumer
-    /// without being asked to.
+    /// Fails if the bus is already running or was shut down, or if the transport closed the
+    /// consumer without being asked to.
     pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
         let Some(subscription) = &self.inner.subscription else {
             // Publish-only bus: nothing to consume, just wait for the signal.
@@ -216,6 +218,9 @@ impl Bus {
 
     /// Marks the bus as running until the claim is dropped.
     fn claim(&self) -> Result<RunningClaim> {
+        if *self.inner.shutdown.borrow() {
+            return Err(Error::Closed);
+        }
         if self.inner.running.swap(true, Ordering::SeqCst) {
             return Err(Error::Config(format!(
                 "bus {} is already running: run it once, or build another bus to add consumers",

@@ -23,7 +23,7 @@ pub enum Error {
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
     /// The bus has been shut down.
-    #[error("the bus is shut down")]
+    #[error("the bus was shut down")]
     Closed,
     /// A task of the bus (its consumer loop) panicked or was cancelled.
     #[error("a bus task failed: {0}")]

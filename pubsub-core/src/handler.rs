@@ -148,11 +148,12 @@ pub trait HandlerResultExt<T> {
 
 impl<T, E: fmt::Display> HandlerResultExt<T> for Result<T, E> {
     fn retryable(self) -> Result<T, HandlerError> {
-        self.map_err(|e| HandlerError::new(e.to_string()))
+        // `{:#}`: error types such as anyhow's print their whole chain this way
+        self.map_err(|e| HandlerError::new(format!("{e:#}")))
     }
 
     fn permanent(self) -> Result<T, HandlerError> {
-        self.map_err(|e| HandlerError::permanent(e.to_string()))
+        self.map_err(|e| HandlerError::permanent(format!("{e:#}")))
     }
 }
 

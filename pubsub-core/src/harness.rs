@@ -183,9 +183,9 @@ impl TestHarness {
     /// If the bus runs no handler of that name: a typo must not make an assertion pass.
     pub fn calls(&self, handler: &str) -> Vec<HandlerCall> {
         assert!(
-            self.bus.handlers().iter().any(|h| h == handler),
+            self.bus.handler_names().iter().any(|h| h == handler),
             "the bus under test runs no handler named {handler:?}; it runs {:?}",
-            self.bus.handlers()
+            self.bus.handler_names()
         );
         self.all_calls()
             .into_iter()

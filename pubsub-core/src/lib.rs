@@ -35,10 +35,11 @@ pub use codec::{Codec, JSON, Json, PROTOBUF};
 pub use context::Context;
 pub use error::{CodecError, Error, Result, TransportError};
 pub use event::Event;
-pub use handler::{
-    FromContext, HandlerError, HandlerErrorKind, HandlerInput, HandlerRegistration,
-    HandlerResultExt, IntoHandlerResult, RawEvent, RetrySpec,
-};
+pub use handler::{HandlerError, HandlerErrorKind, HandlerResultExt, RawEvent};
+// What the macros' generated code names; public so that diagnostics can name them, hidden
+// because users never write them.
+#[doc(hidden)]
+pub use handler::{FromContext, HandlerInput, HandlerRegistration, IntoHandlerResult, RetrySpec};
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{

@@ -7,9 +7,12 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::codec::Codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::metadata::{Message, Metadata};
+use crate::metadata::{
+    HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, HEADER_VERSION, Message,
+    Metadata,
+};
 use crate::transport::Transport;
 
 /// Optional envelope fields for one publish.
@@ -92,6 +95,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// Encodes `event` into a message with fresh metadata and the given options.
     pub(crate) fn message<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Message> {
+        check_headers(&options.headers)?;
         let body = event.encode()?;
         let id = Uuid::now_v7();
         let metadata = Metadata {
@@ -121,9 +125,34 @@ impl Publisher {
         Ok(id)
     }
 
-    /// Publishes an already encoded message.
-    pub(crate) async fn publish_message(&self, message: Message) -> Result<()> {
+    /// Publishes an already encoded message; `app_id` defaults to this service.
+    pub(crate) async fn publish_message(&self, mut message: Message) -> Result<Uuid> {
+        check_headers(&message.metadata.headers)?;
+        let id = message.metadata.id;
+        if message.metadata.app_id.is_none() {
+            message.metadata.app_id = Some(self.service.to_string());
+        }
         self.transport.publish(message).await?;
-        Ok(())
+        Ok(id)
+    }
+}
+
+/// Headers the envelope itself uses on the wire; free headers must not shadow them.
+const RESERVED_HEADERS: [&str; 4] = [
+    HEADER_VERSION,
+    HEADER_CAUSATION_ID,
+    HEADER_DEATH_REASON,
+    HEADER_FAILED_HANDLERS,
+];
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {
+    match headers
+        .keys()
+        .find(|name| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+    {
+        Some(name) => Err(Error::Config(format!(
+            "header {name:?} is reserved for the envelope; set it through its own field"
+        ))),
+        None => Ok(()),
     }
 }

@@ -334,6 +334,8 @@ mod tests {
                 for p in &ps {
                     prop_assert_eq!(naive_matches(p.as_str(), key), matches(p.as_str(), key),
                         "naive vs pattern::matches: {} vs {:?}", p, key);
+                    prop_assert_eq!(p.matches(key), matches(p.as_str(), key),
+                        "Pattern::matches vs pattern::matches: {} vs {:?}", p, key);
                 }
             }
         }

@@ -35,6 +35,7 @@ pub async fn publish_subscribe(broker: &dyn Broker) {
     let mut sent = message(&key, 7);
     sent.metadata.correlation_id = Some("conversation-1".into());
     sent.metadata.causation_id = Some("cause-1".into());
+    sent.metadata.reply_to = Some(format!("{ns}.replies"));
     sent.metadata.version = 3;
     sent.metadata.headers.insert("tenant".into(), "acme".into());
     if let Err(error) = bus.publish_message(sent.clone()).await {
@@ -61,6 +62,12 @@ pub async fn publish_subscribe(broker: &dyn Broker) {
     assert_eq!(
         r.causation_id, s.causation_id,
         "causation id changed in transit"
+    );
+    assert_eq!(r.reply_to, s.reply_to, "reply-to changed in transit");
+    assert_eq!(
+        r.app_id.as_deref(),
+        Some(ns.as_str()),
+        "app_id is the publishing service"
     );
     assert_eq!(
         r.headers.get("tenant"),
