@@ -49,7 +49,12 @@ impl Pattern {
     /// [`Router`](crate::Router).
     pub fn matches(&self, key: &str) -> bool {
         let pattern: Vec<&str> = self.0.split('.').collect();
-        let key: Vec<&str> = key.split('.').collect();
+        // as RabbitMQ splits it: no words in the empty key
+        let key: Vec<&str> = if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split('.').collect()
+        };
         // rest[j]: whether the pattern words after the current one match key[j..]
         let mut rest = vec![false; key.len() + 1];
         rest[key.len()] = true;
@@ -138,7 +143,10 @@ const fn validate(b: &[u8], wildcards: bool) -> Result<(), &'static str> {
 /// assert!(!matches("*", "order.created"));
 /// ```
 pub const fn matches(pattern: &str, key: &str) -> bool {
-    match_at(pattern.as_bytes(), 0, key.as_bytes(), 0)
+    // As in RabbitMQ, the empty key has no words (only `#` matches it), while `a..b` has
+    // three, the middle one empty. Position `len + 1` means "every word consumed".
+    let start = if key.is_empty() { 1 } else { 0 };
+    match_at(pattern.as_bytes(), 0, key.as_bytes(), start)
 }
 
 /// End (exclusive) of the word starting at `start`.
@@ -222,6 +230,16 @@ mod tests {
             ("*.#", "a", true),
             ("order.created", "order.created", true),
             ("order.created", "order.create", false),
+            // checked against RabbitMQ 4.0.5: the empty key has zero words
+            ("#", "", true),
+            ("#.#", "", true),
+            ("*", "", false),
+            ("*.#", "", false),
+            ("#.*", "", false),
+            // ... and `a..b` three, `.` two empty ones
+            ("*.#", "a..b", true),
+            ("#.*", ".", true),
+            ("*", ".", false),
         ];
         for (p, k, want) in cases {
             assert_eq!(matches(p, k), want, "{p} vs {k}");

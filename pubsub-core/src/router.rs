@@ -134,8 +134,9 @@ impl Router {
         states.clear();
         states.extend((!self.nodes.is_empty()).then_some(ROOT)); // a default router has no root
         self.close(states);
-        // Like `pattern::matches`, the empty key is one empty word.
-        for word in key.split('.') {
+        // Like RabbitMQ (and `pattern::matches`), the empty key has no words at all.
+        let words = key.split('.').filter(|_| !key.is_empty());
+        for word in words {
             let current = states.len();
             for i in 0..current {
                 let node = &self.nodes[states[i]];
@@ -230,7 +231,12 @@ mod tests {
 
     fn naive_matches(pattern: &str, key: &str) -> bool {
         let p: Vec<&str> = pattern.split('.').collect();
-        let k: Vec<&str> = key.split('.').collect();
+        // RabbitMQ: the empty key has zero words; "a..b" has three
+        let k: Vec<&str> = if key.is_empty() {
+            Vec::new()
+        } else {
+            key.split('.').collect()
+        };
         naive(&p, &k)
     }
 
