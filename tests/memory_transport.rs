@@ -11,11 +11,11 @@ use pubsub::{
 };
 
 fn subscription(service: &str, patterns: &[&str], prefetch: u16) -> Subscription {
-    Subscription {
-        service: service.into(),
-        patterns: patterns.iter().map(|p| p.to_string()).collect(),
+    Subscription::new(
+        service,
+        patterns.iter().map(|p| p.to_string()).collect(),
         prefetch,
-    }
+    )
 }
 
 async fn publish(broker: &MemoryTransport, key: &str, body: &'static [u8]) {
@@ -119,10 +119,7 @@ async fn dead_letters_can_be_inspected_and_replayed() {
     publish(&broker, "x.y", b"payload").await;
     let delivery = consumer.next().await.unwrap().unwrap();
     let id = delivery.message.metadata.id;
-    let reason = DeadLetter {
-        reason: "handler `h` failed".into(),
-        failed_handlers: vec!["h".into(), "g".into()],
-    };
+    let reason = DeadLetter::new("handler `h` failed", vec!["h".into(), "g".into()]);
     delivery
         .acker
         .settle(Settlement::DeadLetter(reason))

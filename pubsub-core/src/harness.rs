@@ -63,6 +63,7 @@ pub struct TestHarness {
 
 /// One handler attempt seen by the harness.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandlerCall {
     /// Handler name.
     pub handler: String,

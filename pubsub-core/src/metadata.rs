@@ -22,6 +22,7 @@ pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
 /// On AMQP, `id` is `message_id`, `key` is `type`, `app_id` is the publishing service and
 /// `version` / `causation_id` are the headers `x-event-version` / `x-causation-id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Metadata {
     /// Event id, a UUID v7: stable across retries, redeliveries and dead-lettering.
     pub id: Uuid,

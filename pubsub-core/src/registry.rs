@@ -17,6 +17,7 @@ use crate::handler::{
 
 /// A description of a handler, as `#[handler]` registered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HandlerInfo {
     /// The handler's name (the fn name unless `name = "..."`).
     pub name: String,

@@ -43,6 +43,7 @@ pub trait Transport: Send + Sync + 'static {
 
 /// What a service consumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Subscription {
     /// Queue / consumer name: buses with the same service compete for its messages.
     pub service: String,
@@ -50,6 +51,17 @@ pub struct Subscription {
     pub patterns: Vec<String>,
     /// How many deliveries may be unsettled at once.
     pub prefetch: u16,
+}
+
+impl Subscription {
+    /// The queue of `service`, bound to `patterns`, consumed with `prefetch`.
+    pub fn new(service: impl Into<String>, patterns: Vec<String>, prefetch: u16) -> Self {
+        Self {
+            service: service.into(),
+            patterns,
+            prefetch,
+        }
+    }
 }
 
 /// A stream of deliveries for one subscription.
@@ -69,6 +81,7 @@ pub trait Consumer: Send {
 }
 
 /// One message handed to a consumer, to be settled exactly once.
+#[non_exhaustive]
 pub struct Delivery {
     /// The message (shared: the dispatcher hands it to every handler without copying).
     pub message: Arc<Message>,
@@ -76,6 +89,17 @@ pub struct Delivery {
     pub redelivered: bool,
     /// Settles the delivery.
     pub acker: Box<dyn Acker>,
+}
+
+impl Delivery {
+    /// A delivery of `message`, settled through `acker`.
+    pub fn new(message: Arc<Message>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self {
+            message,
+            redelivered,
+            acker,
+        }
+    }
 }
 
 impl std::fmt::Debug for Delivery {
@@ -110,9 +134,20 @@ pub enum Settlement {
 
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// Human-readable failure reason.
     pub reason: String,
     /// Names of the handlers that failed (empty for bad input that reached no handler).
     pub failed_handlers: Vec<String>,
+}
+
+impl DeadLetter {
+    /// A dead letter with its reason and the names of the handlers that failed.
+    pub fn new(reason: impl Into<String>, failed_handlers: Vec<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            failed_handlers,
+        }
+    }
 }

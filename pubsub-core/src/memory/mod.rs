@@ -64,6 +64,7 @@ struct Topology {
 
 /// Counts of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct QueueDepth {
     /// Messages waiting for a consumer.
     pub ready: usize,

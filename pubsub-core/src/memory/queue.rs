@@ -11,6 +11,7 @@ use crate::transport::{DeadLetter, Settlement};
 
 /// A message in a dead-letter queue, with why it got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeadLetteredMessage {
     /// The message, with `x-death-reason` and `x-failed-handlers` headers added.
     pub message: Message,
