@@ -162,7 +162,17 @@ impl Builder {
         };
         if key.is_ident("name") {
             if let Some(lit) = meta::string(cx, "name", "audit", &meta::value(&meta)?) {
-                self.name.set(cx, &key, non_empty(lit, "name"));
+                let lit = non_empty(lit, "name");
+                if let Some(bad) = lit.value().chars().find(|c| !is_name_char(*c)) {
+                    cx.error_at(
+                        lit.span(),
+                        format!(
+                            "handler names may only contain ASCII letters, digits, `_`, `-`, `.` and `:` \
+                             (they travel in a comma-separated dead-letter header), found {bad:?}"
+                        ),
+                    );
+                }
+                self.name.set(cx, &key, lit);
             }
         } else if key.is_ident("timeout") {
             if let Some(lit) = meta::string(cx, "timeout", "5s", &meta::value(&meta)?) {
@@ -260,4 +270,9 @@ mod tests {
             );
         }
     }
+}
+
+/// Characters a handler name may use (the bus checks the same at run time).
+pub(crate) fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
 }

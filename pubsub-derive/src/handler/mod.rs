@@ -6,6 +6,7 @@ mod expand;
 mod sig;
 
 use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
 use syn::{Item, ItemFn};
 
 use crate::ctxt::Ctxt;
@@ -32,6 +33,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let generated = function.as_ref().and_then(|function| {
         let sig = sig::check(&cx, &function.sig)?;
+        let fn_name = function.sig.ident.unraw().to_string();
+        if args.name.is_none() && !fn_name.chars().all(attr::is_name_char) {
+            cx.error_spanned_by(
+                &function.sig.ident,
+                "this fn name cannot be a handler name (ASCII letters, digits, `_`, `-`, `.` \
+                 and `:` only): give one with `#[handler(name = \"...\")]`",
+            );
+        }
         if !args.pattern_written && sig::is_raw_event(sig.event) {
             cx.error_spanned_by(
                 sig.event,
