@@ -109,11 +109,16 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
 ///
+/// Handlers of a bus share its consumer task unless the bus gives each delivery a task of
+/// its own (`BusBuilder::task_per_delivery`): like any async code, a handler must not block
+/// its thread — use `tokio::task::spawn_blocking` for blocking work.
+///
 /// # Compile errors
 ///
 /// A fn that is not `async`, generic or a method; no argument or more than two; a missing
 /// return type; a bad pattern; a `RawEvent` handler without a pattern; an unknown or repeated
-/// argument; `retries` with `retry`; a bad timeout. The trait bounds of the generated code
+/// argument; `retries` with `retry`; a bad timeout; a name (given or the fn's) with characters
+/// other than ASCII letters, digits, `_`, `-`, `.` and `:`. The trait bounds of the generated code
 /// report, at the offending type, a first argument that is not an event, a second argument
 /// that is not `Context` and a return type that is not a `Result`; a typed handler whose
 /// pattern can never match its event's key fails constant evaluation at the pattern.
