@@ -243,6 +243,11 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Characters a handler name may use (the bus checks the same at run time).
+pub(crate) fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration_ms;
@@ -270,9 +275,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Characters a handler name may use (the bus checks the same at run time).
-pub(crate) fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
 }
