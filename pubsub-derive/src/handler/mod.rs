@@ -51,7 +51,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         Some(expand::registration(function, &sig, &args))
     });
     cx.check()?;
-    let function: ItemFn = function.expect("checked: the item is a fn");
+    let Some(function): Option<ItemFn> = function else {
+        // A non-fn item recorded an error above, so `check` already returned it.
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "`#[handler]` goes on an `async fn`",
+        ));
+    };
     Ok(quote::quote! {
         #function
         #generated
