@@ -112,14 +112,10 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_without_disturbing_ot
         1,
         "the healthy handler is not retried"
     );
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].failed_handlers, ["panics"]);
-    assert!(dead[0].reason.contains("panicked"), "{}", dead[0].reason);
-    assert_eq!(
-        dead[0].message.metadata.headers["x-failed-handlers"],
-        "panics"
-    );
+    let dead = h.single_dead_letter();
+    assert_eq!(dead.failed_handlers, ["panics"]);
+    assert!(dead.reason.contains("panicked"), "{}", dead.reason);
+    assert_eq!(dead.message.metadata.headers["x-failed-handlers"], "panics");
     // the consumer loop lives on
     h.publish(&Ordered { id: 0 }).await.unwrap();
     h.settled().await.unwrap();
@@ -133,9 +129,8 @@ async fn a_slow_handler_times_out_and_the_others_finish() {
     h.publish(&Ordered { id: 1 }).await.unwrap();
     h.settled().await.unwrap();
     assert_eq!(h.calls("audit").len(), 1);
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert!(dead[0].reason.contains("timed out"), "{}", dead[0].reason);
+    let dead = h.single_dead_letter();
+    assert!(dead.reason.contains("timed out"), "{}", dead.reason);
     h.shutdown().await.unwrap();
 }
 
@@ -151,9 +146,8 @@ async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
     h.settled().await.unwrap();
     assert_eq!(h.calls("flaky").len(), 3, "two failures, then success");
     assert_eq!(h.calls("rejects").len(), 1, "permanent: no retries");
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].failed_handlers, ["rejects"]);
+    let dead = h.single_dead_letter();
+    assert_eq!(dead.failed_handlers, ["rejects"]);
     h.shutdown().await.unwrap();
 }
 
@@ -251,13 +245,8 @@ async fn a_message_without_key_is_dead_lettered() {
         .unwrap();
     drop(_binder);
     publish_raw(&h, Message::new("", Bytes::from_static(b"{}"))).await;
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0].reason.contains("no routing key"),
-        "{}",
-        dead[0].reason
-    );
+    let dead = h.single_dead_letter();
+    assert!(dead.reason.contains("no routing key"), "{}", dead.reason);
     h.shutdown().await.unwrap();
 }
 
@@ -412,16 +401,14 @@ async fn a_panicking_decoder_dead_letters_the_message_and_the_loop_goes_on() {
     let h = harness(&["cursed", "pack"]).await;
     h.publish(&Cursed { id: 1 }).await.unwrap();
     h.settled().await.unwrap();
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
+    let dead = h.single_dead_letter();
     assert!(
-        dead[0]
-            .reason
+        dead.reason
             .contains("the decoder panicked: deserializer exploded"),
         "{}",
-        dead[0].reason
+        dead.reason
     );
-    assert_eq!(dead[0].failed_handlers, ["cursed"]);
+    assert_eq!(dead.failed_handlers, ["cursed"]);
     h.publish(&Ordered { id: 2 }).await.unwrap();
     h.settled().await.unwrap();
     assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 2 }]);
@@ -541,13 +528,8 @@ async fn two_versions_of_an_event_are_each_handled_by_their_own_handler() {
     let mut v3 = Message::new("shop.ordered", Bytes::from_static(b"{\"id\":3}"));
     v3.metadata.version = 3;
     publish_raw(&h, v3).await;
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert!(
-        dead[0].reason.contains("unknown version 3"),
-        "{}",
-        dead[0].reason
-    );
+    let dead = h.single_dead_letter();
+    assert!(dead.reason.contains("unknown version 3"), "{}", dead.reason);
     h.shutdown().await.unwrap();
 }
 

@@ -54,14 +54,11 @@ async fn protobuf_events_round_trip_with_their_content_type() {
     json.metadata.content_type = "application/json".into();
     h.bus().publish_message(json).await.unwrap();
     h.settled().await.unwrap();
-    let dead = h.dead_letters();
-    assert_eq!(dead.len(), 1);
+    let dead = h.single_dead_letter();
     assert!(
-        dead[0]
-            .reason
-            .contains("cannot be decoded as payment.settled"),
+        dead.reason.contains("cannot be decoded as payment.settled"),
         "{}",
-        dead[0].reason
+        dead.reason
     );
     h.shutdown().await.unwrap();
 }

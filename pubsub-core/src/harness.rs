@@ -249,6 +249,20 @@ impl TestHarness {
         self.transport.published()
     }
 
+    /// The one message in the dead-letter queue of the bus's service.
+    ///
+    /// # Panics
+    /// Unless exactly one message was dead-lettered (the panic lists them).
+    pub fn single_dead_letter(&self) -> DeadLetteredMessage {
+        match <[DeadLetteredMessage; 1]>::try_from(self.dead_letters()) {
+            Ok([dead]) => dead,
+            Err(all) => panic!(
+                "expected exactly one dead letter, found {}: {all:#?}",
+                all.len()
+            ),
+        }
+    }
+
     /// The dead-letter queue of the bus's service.
     pub fn dead_letters(&self) -> Vec<DeadLetteredMessage> {
         self.transport.dead_letters(self.bus.service())
