@@ -456,7 +456,7 @@ async fn a_bus_runs_once_at_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn task_per_delivery_runs_cpu_bound_handlers_in_parallel() {
+async fn cpu_bound_handlers_of_different_deliveries_run_in_parallel_by_default() {
     // Each handler blocks its thread until both are running: only possible when the two
     // deliveries run on two threads at once.
     let arrived = Arc::new(AtomicU32::new(0));
@@ -480,8 +480,7 @@ async fn task_per_delivery_runs_cpu_bound_handlers_in_parallel() {
         Bus::builder()
             .select_handlers(HandlerSelection::None)
             .handler(blocking)
-            .prefetch(2)
-            .task_per_delivery(true),
+            .prefetch(2),
     )
     .await
     .unwrap();

@@ -20,7 +20,7 @@ fn subscription(service: &str, patterns: &[&str], prefetch: u16) -> Subscription
 
 async fn publish(broker: &MemoryTransport, key: &str, body: &'static [u8]) {
     broker
-        .publish(Message::new(key, Bytes::from_static(body)))
+        .publish(Message::new(key, Bytes::from_static(body)).into())
         .await
         .unwrap();
 }
@@ -94,7 +94,13 @@ async fn topic_routing_copies_to_every_bound_queue_once() {
         .await
         .unwrap();
     publish(&broker, "order.created", b"{}").await;
-    publish(&broker, "nobody.listens", b"{}").await;
+    let unroutable = broker
+        .publish(Message::new("nobody.listens", Bytes::from_static(b"{}")).into())
+        .await;
+    assert!(
+        matches!(unroutable, Err(pubsub::TransportError::Unroutable { ref key, .. }) if key == "nobody.listens"),
+        "a message no queue is bound for is returned as unroutable: {unroutable:?}"
+    );
     let got_a = a.next().await.unwrap().unwrap();
     let got_b = b.next().await.unwrap().unwrap();
     assert_eq!(got_a.message.metadata.key, "order.created");
@@ -125,7 +131,7 @@ async fn dead_letters_can_be_inspected_and_replayed() {
         .settle(Settlement::DeadLetter(reason))
         .await
         .unwrap();
-    let dead = broker.dead_letters("svc");
+    let dead = broker.dead_letters("svc").unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         dead[0].message.metadata.id, id,
@@ -136,10 +142,29 @@ async fn dead_letters_can_be_inspected_and_replayed() {
         "handler `h` failed"
     );
     assert_eq!(dead[0].message.metadata.headers["x-failed-handlers"], "h,g");
-    assert_eq!(broker.replay_dead_letters("svc"), 1);
+    assert_eq!(broker.replay_dead_letters("svc").unwrap(), 1);
     let replayed = consumer.next().await.unwrap().unwrap();
     assert_eq!(replayed.message.metadata.id, id);
-    assert!(broker.dead_letters("svc").is_empty());
+    assert_eq!(
+        replayed.message.metadata.headers.get("x-failed-handlers"),
+        Some(&"h,g".to_owned()),
+        "a replayed dead letter names the handlers to run again"
+    );
+    assert!(
+        !replayed
+            .message
+            .metadata
+            .headers
+            .contains_key("x-death-reason")
+    );
+    assert!(broker.dead_letters("svc").unwrap().is_empty());
+    assert!(
+        matches!(
+            broker.dead_letters("typo"),
+            Err(pubsub::Error::UnknownQueue { .. })
+        ),
+        "a service without a queue is an error, not an empty dead-letter queue"
+    );
 }
 
 #[tokio::test]

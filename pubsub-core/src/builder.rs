@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::Bus;
-use crate::dispatcher::{Counters, Dispatcher, Observer, ResolvedHandler};
+use crate::dispatch::{Dispatcher, Isolation, Observer, ResolvedHandler, RetrySettings};
 use crate::error::{Error, Result};
 use crate::memory::MemoryTransport;
 use crate::pattern::Pattern;
@@ -14,7 +14,7 @@ use crate::registry::{self, Handler, HandlerSelection, RetrySpecOwned};
 use crate::retry::RetryPolicy;
 use crate::router::Router;
 use crate::state::StateMap;
-use crate::transport::{Subscription, Transport};
+use crate::transport::{DelayedRedelivery, Subscription, Transport};
 
 /// Configures a [`Bus`]; consumed by [`build`](Self::build).
 ///
@@ -53,7 +53,10 @@ pub struct BusBuilder {
     prefetch: u16,
     max_message_size: usize,
     shutdown_timeout: Duration,
-    task_per_delivery: bool,
+    isolation: Isolation,
+    max_deliveries: Option<u32>,
+    in_process_retry_limit: Duration,
+    unroutable_is_error: bool,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -71,7 +74,10 @@ impl Default for BusBuilder {
             prefetch: 100,
             max_message_size: 4 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
-            task_per_delivery: false,
+            isolation: Isolation::default(),
+            max_deliveries: Some(10),
+            in_process_retry_limit: Duration::from_secs(1),
+            unroutable_is_error: false,
             observer: None,
         }
     }
@@ -165,12 +171,37 @@ impl BusBuilder {
         self
     }
 
-    /// Runs every delivery in a task of its own, so that CPU-heavy handlers of different
-    /// deliveries use every core, at the cost of a task spawn per delivery. By default the
-    /// deliveries of a bus run concurrently (up to the prefetch) on its consumer task,
-    /// which is cheaper; handlers that await I/O need nothing else.
-    pub fn task_per_delivery(mut self, enabled: bool) -> Self {
-        self.task_per_delivery = enabled;
+    /// How handlers run (default [`Isolation::Task`]: each attempt in its own task, its
+    /// timeout enforced from outside). [`Isolation::Inline`] is cheaper and unguarded.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Dead-letters, instead of handling again, a message the broker has delivered more
+    /// than `limit` times (default 10): its handling keeps dying with the process or the
+    /// connection. Needs a transport that counts deliveries (quorum queues, memory);
+    /// `None` turns the limit off.
+    pub fn max_deliveries(mut self, limit: Option<u32>) -> Self {
+        self.max_deliveries = limit;
+        self
+    }
+
+    /// Retries whose backoff is longer than `limit` (default 1 s) leave the prefetch window:
+    /// the delivery is settled and the transport delivers the message again after the
+    /// backoff (a timer in memory, a delay queue on AMQP), carrying the attempts spent.
+    /// Shorter backoffs wait in process, holding the delivery. Transports that cannot
+    /// delay always retry in process.
+    pub fn in_process_retry_limit(mut self, limit: Duration) -> Self {
+        self.in_process_retry_limit = limit;
+        self
+    }
+
+    /// Makes publishing an event that no queue is bound for an error
+    /// ([`TransportError::Unroutable`](crate::TransportError::Unroutable)); by default it is
+    /// a warning, since nobody may listen yet.
+    pub fn unroutable_is_error(mut self, enabled: bool) -> Self {
+        self.unroutable_is_error = enabled;
         self
     }
 
@@ -227,39 +258,56 @@ impl BusBuilder {
                 call: handler.call,
             });
         }
-        let transport = self
-            .transport
-            .unwrap_or_else(|| Arc::new(MemoryTransport::new()));
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => {
+                if !resolved.is_empty() {
+                    tracing::warn!(
+                        %service,
+                        "no transport given: this bus consumes from a private in-memory broker that no other bus reaches; pass .transport(..)"
+                    );
+                }
+                Arc::new(MemoryTransport::new())
+            }
+        };
+        let capabilities = transport.capabilities();
         let publisher = Publisher {
             transport: Arc::clone(&transport),
+            capabilities,
             service: Arc::from(service.as_str()),
+            unroutable_is_error: self.unroutable_is_error,
         };
         let subscription = if resolved.is_empty() {
             None
         } else {
             let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
-            let subscription = Subscription {
-                service: service.clone(),
-                patterns: bindings.into_iter().collect(),
-                prefetch: self.prefetch,
-            };
+            let subscription =
+                Subscription::queue(service.clone(), bindings).prefetch(self.prefetch);
             transport.declare(&subscription).await?;
             Some(subscription)
         };
+        let counters = Arc::default();
         let dispatcher = Dispatcher {
             handlers: resolved,
             router: Router::new(patterns),
             publisher: publisher.clone(),
             state: Arc::new(self.state),
             max_message_size: self.max_message_size,
+            max_deliveries: self.max_deliveries,
+            retry: RetrySettings {
+                in_process_limit: self.in_process_retry_limit,
+                delayed_redelivery: capabilities.delayed_redelivery != DelayedRedelivery::None,
+            },
+            isolation: self.isolation,
             observer: self.observer,
-            counters: Arc::new(Counters::default()),
+            counters: Arc::clone(&counters),
+            sequence: Default::default(),
         };
         Ok(Bus::from_parts(
             publisher,
-            dispatcher,
+            Some(dispatcher),
             subscription,
-            self.task_per_delivery,
+            counters,
             self.shutdown_timeout,
         ))
     }

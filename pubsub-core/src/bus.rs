@@ -2,21 +2,22 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::builder::BusBuilder;
-use crate::dispatcher::Dispatcher;
+use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
 use crate::metadata::Message;
 use crate::publish::{PublishOptions, Publisher};
-use crate::transport::{Consumer, Subscription};
+pub use crate::stats::BusStats;
+use crate::stats::{Counters, Ended};
+use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Subscription, Transport};
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -50,11 +51,14 @@ pub struct Bus {
 
 pub(crate) struct BusInner {
     pub(crate) publisher: Publisher,
-    pub(crate) dispatcher: Arc<Dispatcher>,
-    /// What this bus consumes; `None` for a publish-only bus.
+    /// `None` for a publisher-only bus.
+    pub(crate) dispatcher: Option<Arc<Dispatcher>>,
+    /// What this bus consumes; `None` for a bus without handlers.
     pub(crate) subscription: Option<Subscription>,
-    pub(crate) running: AtomicBool,
-    pub(crate) task_per_delivery: bool,
+    pub(crate) capabilities: Capabilities,
+    pub(crate) counters: Arc<Counters>,
+    /// Whether the bus is consuming now.
+    pub(crate) running: watch::Sender<bool>,
     pub(crate) handler_names: Vec<String>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) shutdown_timeout: Duration,
@@ -70,52 +74,65 @@ impl std::fmt::Debug for Bus {
     }
 }
 
-/// What a bus has done so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct BusStats {
-    /// Deliveries taken from the transport.
-    pub deliveries: u64,
-    /// Deliveries acked (all handlers succeeded, or none matched).
-    pub acked: u64,
-    /// Deliveries dead-lettered.
-    pub dead_lettered: u64,
-    /// Deliveries no handler matched (acked).
-    pub unhandled: u64,
-    /// Failed handler attempts (each retry counts).
-    pub handler_failures: u64,
-    /// Settlements the transport refused (the broker redelivers those).
-    pub settle_errors: u64,
-    /// Deliveries given back to the queue unfinished (shutdown deadline).
-    pub requeued: u64,
-}
-
 impl Bus {
-    /// Starts configuring a bus.
+    /// Starts configuring a bus that runs handlers (and publishes).
     pub fn builder() -> BusBuilder {
         BusBuilder::default()
     }
 
+    /// A bus that only publishes, as `service`: it declares nothing, consumes nothing and
+    /// runs no handler, whatever `#[handler]`s are linked into the binary.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, MemoryTransport};
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "page", action = "viewed")]
+    /// struct PageViewed { path: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let broker = MemoryTransport::new();
+    /// let web = Bus::publisher("web", broker.clone());
+    /// assert!(web.handler_names().is_empty());
+    /// web.publish(&PageViewed { path: "/".into() }).await?; // nobody listens: a warning
+    /// assert_eq!(broker.unroutable(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn publisher(service: impl Into<String>, transport: impl Transport) -> Self {
+        let transport: Arc<dyn Transport> = Arc::new(transport);
+        let publisher = Publisher {
+            capabilities: transport.capabilities(),
+            transport,
+            service: Arc::from(service.into()),
+            unroutable_is_error: false,
+        };
+        Self::from_parts(publisher, None, None, Arc::default(), Duration::ZERO)
+    }
+
     pub(crate) fn from_parts(
         publisher: Publisher,
-        dispatcher: Dispatcher,
+        dispatcher: Option<Dispatcher>,
         subscription: Option<Subscription>,
-        task_per_delivery: bool,
+        counters: Arc<Counters>,
         shutdown_timeout: Duration,
     ) -> Self {
         let handler_names = dispatcher
-            .handlers
             .iter()
-            .map(|h| h.name.to_string())
+            .flat_map(|d| d.handlers.iter().map(|h| h.name.to_string()))
             .collect();
         let (shutdown, _) = watch::channel(false);
+        let (running, _) = watch::channel(false);
         Self {
             inner: Arc::new(BusInner {
+                capabilities: publisher.capabilities,
                 publisher,
-                dispatcher: Arc::new(dispatcher),
+                dispatcher: dispatcher.map(Arc::new),
                 subscription,
-                running: AtomicBool::new(false),
-                task_per_delivery,
+                counters,
+                running,
                 handler_names,
                 shutdown,
                 shutdown_timeout,
@@ -131,6 +148,11 @@ impl Bus {
     /// Names of the handlers this bus runs.
     pub fn handler_names(&self) -> &[String] {
         &self.inner.handler_names
+    }
+
+    /// What the bus's transport can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
     }
 
     /// Publishes `event` as the start of a new conversation (its correlation id is its own
@@ -153,25 +175,32 @@ impl Bus {
         self.inner.publisher.publish_message(message).await
     }
 
-    /// What the bus has done so far.
+    /// What the bus has done so far. Every count of a delivery that ended is in place
+    /// before it leaves `in_flight`.
     pub fn stats(&self) -> BusStats {
-        let c = &self.inner.dispatcher.counters;
-        BusStats {
-            deliveries: c.deliveries.load(Ordering::Relaxed),
-            acked: c.acked.load(Ordering::Relaxed),
-            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
-            unhandled: c.unhandled.load(Ordering::Relaxed),
-            handler_failures: c.handler_failures.load(Ordering::Relaxed),
-            settle_errors: c.settle_errors.load(Ordering::Relaxed),
-            requeued: c.requeued.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// Asks a running bus to stop: no new deliveries, in-flight ones finish (up to the
     /// shutdown timeout) and are settled. Final: running the bus again fails with
-    /// [`Error::Closed`]; publishing keeps working.
+    /// [`Error::Closed`]; publishing keeps working until [`close`](Self::close).
     pub fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
+    }
+
+    /// Shuts down, waits until the run has ended (every delivery settled or requeued, the
+    /// consumer closed), then closes the transport: its connections, flushed. Publishing
+    /// fails afterwards.
+    pub async fn close(&self) -> Result<()> {
+        self.shutdown();
+        let mut running = self.inner.running.subscribe();
+        let _ = running.wait_for(|running| !*running).await;
+        self.inner.publisher.transport.close().await?;
+        Ok(())
     }
 
     /// Starts consuming, then runs the bus in a background task until
@@ -195,15 +224,17 @@ impl Bus {
 
     /// Consumes and handles deliveries until `signal` completes (e.g.
     /// `tokio::signal::ctrl_c()`) or [`shutdown`](Self::shutdown) is called, then shuts
-    /// down gracefully: stops taking deliveries, lets in-flight ones finish within the
-    /// shutdown timeout and settles them; those still running then are requeued, so the
-    /// broker redelivers them.
+    /// down gracefully: stops taking deliveries and lets in-flight ones finish within the
+    /// shutdown timeout; at the deadline, abandons the rest (their handler tasks aborted
+    /// and awaited) and requeues them explicitly, so the broker redelivers them; then closes
+    /// the consumer (a stream consumer stores its offset). Call [`close`](Self::close)
+    /// afterwards to close the transport.
     ///
     /// Fails if the bus is already running or was shut down, or if the transport closed the
     /// consumer without being asked to.
     pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
         let Some(subscription) = &self.inner.subscription else {
-            // Publish-only bus: nothing to consume, just wait for the signal.
+            // Nothing to consume, just wait for the signal.
             let mut stop = self.inner.shutdown.subscribe();
             tokio::select! {
                 _ = signal => {}
@@ -221,7 +252,7 @@ impl Bus {
         if *self.inner.shutdown.borrow() {
             return Err(Error::Closed);
         }
-        if self.inner.running.swap(true, Ordering::SeqCst) {
+        if self.inner.running.send_replace(true) {
             return Err(Error::Config(format!(
                 "bus {} is already running: run it once, or build another bus to add consumers",
                 self.service()
@@ -235,8 +266,13 @@ impl Bus {
         mut consumer: Box<dyn Consumer>,
         signal: F,
     ) -> Result<()> {
+        let Some(dispatcher) = &self.inner.dispatcher else {
+            return Ok(());
+        };
         let mut stop = self.inner.shutdown.subscribe();
         let stop = &mut stop;
+        let (abandon_all, abandon) = watch::channel(false);
+        let abandon = Abandon(abandon);
         let mut in_flight = FuturesUnordered::new();
         // The transport bounds unsettled deliveries by the prefetch; the bus does too, so
         // that a transport with coarser credit (streams) cannot overload it.
@@ -258,12 +294,8 @@ impl Bus {
             };
             match next {
                 Some(Ok(delivery)) => {
-                    let dispatch = Arc::clone(&self.inner.dispatcher).dispatch(delivery);
-                    in_flight.push(if self.inner.task_per_delivery {
-                        Either::Right(OwnedTask(tokio::spawn(dispatch)))
-                    } else {
-                        Either::Left(dispatch)
-                    });
+                    self.inner.counters.delivered();
+                    in_flight.push(self.process(Arc::clone(dispatcher), delivery, abandon.clone()));
                 }
                 Some(Err(TransportError::Closed)) | None => {
                     tracing::error!(service = %self.service(), "the transport closed the consumer");
@@ -286,14 +318,72 @@ impl Bus {
                 }
             }
         }
-        self.drain(consumer, in_flight).await;
+        self.drain(consumer, in_flight, abandon_all).await;
         outcome
+    }
+
+    /// Handles one delivery and settles it: the only place a delivery is settled.
+    fn process(
+        &self,
+        dispatcher: Arc<Dispatcher>,
+        delivery: Delivery,
+        abandon: Abandon,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let counters = Arc::clone(&self.inner.counters);
+        let can_requeue = self.inner.capabilities.requeue;
+        let Delivery {
+            message,
+            redelivered,
+            delivery_count,
+            acker,
+            ..
+        } = delivery;
+        let span = tracing::info_span!(
+            "delivery",
+            service = %dispatcher.publisher.service,
+            id = %message.metadata.id,
+            key = %message.metadata.key,
+            redelivered,
+        );
+        async move {
+            let incoming = Incoming {
+                message,
+                redelivered,
+                delivery_count,
+            };
+            let settlement = match dispatcher.dispatch(&incoming, &abandon).await {
+                Outcome::Settle(settlement) => settlement,
+                Outcome::Abandoned if can_requeue => Settlement::Requeue,
+                Outcome::Abandoned => {
+                    // a stream reads it again from the stored offset
+                    drop(acker);
+                    counters.ended(Ended::Abandoned);
+                    return;
+                }
+            };
+            let ended = match &settlement {
+                Settlement::Ack => Ended::Acked,
+                Settlement::DeadLetter(_) => Ended::DeadLettered,
+                Settlement::Requeue => Ended::Requeued,
+                Settlement::Retry(_) => Ended::Retried,
+            };
+            match acker.settle(settlement).await {
+                Ok(()) => counters.ended(ended),
+                Err(error) => {
+                    let id = &incoming.message.metadata.id;
+                    tracing::error!(%id, %error, "could not settle the delivery; the broker will deliver it again");
+                    counters.ended(Ended::SettleError);
+                }
+            }
+        }
+        .instrument(span)
     }
 
     async fn drain<D: Future<Output = ()>>(
         &self,
         mut consumer: Box<dyn Consumer>,
         mut in_flight: FuturesUnordered<D>,
+        abandon: watch::Sender<bool>,
     ) {
         if let Err(error) = consumer.cancel().await {
             tracing::warn!(%error, "cancelling the consumer failed");
@@ -302,19 +392,19 @@ impl Bus {
         let deadline = self.inner.shutdown_timeout;
         let finish = async { while in_flight.next().await.is_some() {} };
         if tokio::time::timeout(deadline, finish).await.is_err() {
-            // Dropping an unsettled delivery requeues it (the Acker contract): the broker
-            // redelivers it, flagged as redelivered, to the next consumer.
-            let remaining = in_flight.len();
             tracing::warn!(
-                remaining,
+                remaining = in_flight.len(),
                 ?deadline,
-                "shutdown timeout: requeueing unfinished deliveries"
+                "shutdown timeout: abandoning unfinished deliveries; they are requeued"
             );
-            drop(in_flight);
-            let requeued = &self.inner.dispatcher.counters.requeued;
-            requeued.fetch_add(remaining as u64, Ordering::Relaxed);
+            // Each remaining delivery aborts its handler task, waits for it (bounded), and
+            // is settled with `Requeue` (or left to the stream's stored offset).
+            abandon.send_replace(true);
+            while in_flight.next().await.is_some() {}
         }
-        drop(consumer);
+        if let Err(error) = consumer.close().await {
+            tracing::warn!(%error, "closing the consumer failed");
+        }
         tracing::info!(service = %self.service(), in_flight = count, "bus stopped");
     }
 }
@@ -324,36 +414,11 @@ async fn raised(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|raised| *raised).await;
 }
 
-/// A spawned delivery task, aborted when dropped (at the shutdown deadline), which drops
-/// its unsettled delivery and so requeues it.
-struct OwnedTask(tokio::task::JoinHandle<()>);
-
-impl Future for OwnedTask {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            if let Err(error) = joined {
-                tracing::error!(%error, "a delivery task failed");
-            }
-        })
-    }
-}
-
-impl Drop for OwnedTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Clears the bus's running flag when its run ends.
 struct RunningClaim(Arc<BusInner>);
 
 impl Drop for RunningClaim {
     fn drop(&mut self) {
-        self.0.running.store(false, Ordering::SeqCst);
+        self.0.running.send_replace(false);
     }
 }

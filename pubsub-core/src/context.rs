@@ -1,6 +1,7 @@
 //! [`Context`]: what a handler knows about the delivery it is handling.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use uuid::Uuid;
 
@@ -41,6 +42,8 @@ pub struct Context {
     scope: Arc<DeliveryScope>,
     handler: Arc<str>,
     attempt: u32,
+    /// Publishes made so far in this handler call (clones share it).
+    publishes: Arc<AtomicU32>,
 }
 
 /// What every handler of one delivery shares.
@@ -48,8 +51,26 @@ pub struct Context {
 pub(crate) struct DeliveryScope {
     pub(crate) message: Arc<Message>,
     pub(crate) redelivered: bool,
+    pub(crate) delivery_count: Option<u32>,
+    /// The bus's sequence number of this delivery.
+    pub(crate) delivery: u64,
     pub(crate) publisher: Publisher,
     pub(crate) state: Arc<StateMap>,
+}
+
+/// The namespace of the ids of caused events (a name-based UUID, version 5).
+const CAUSED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_63a4_8e0b_4b7e_9a51_2f4c_0d3e_7b19);
+
+/// The id of the `position`-th event (from 0) published by `handler` while handling the
+/// event `cause`: the same on every retry and redelivery, so that consumers downstream
+/// (and a de-duplicating Streams producer) recognise a re-publish.
+pub(crate) fn caused_event_id(cause: Uuid, handler: &str, position: u32) -> Uuid {
+    let mut name = Vec::with_capacity(16 + handler.len() + 5);
+    name.extend_from_slice(cause.as_bytes());
+    name.extend_from_slice(handler.as_bytes());
+    name.push(0);
+    name.extend_from_slice(&position.to_be_bytes());
+    Uuid::new_v5(&CAUSED_ID_NAMESPACE, &name)
 }
 
 impl Context {
@@ -58,6 +79,7 @@ impl Context {
             scope,
             handler,
             attempt,
+            publishes: Arc::default(),
         }
     }
 
@@ -101,9 +123,16 @@ impl Context {
             .map(String::as_str)
     }
 
-    /// 1 on the first attempt, 2 on the first retry, and so on.
+    /// 1 on the first attempt, 2 on the first retry, and so on (counting attempts made
+    /// before a delayed redelivery).
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// How often the broker has delivered this message, this time included, where the
+    /// transport knows it (quorum queues, the in-memory broker).
+    pub fn delivery_count(&self) -> Option<u32> {
+        self.scope.delivery_count
     }
 
     /// Whether the broker delivered this message before (to a consumer that did not settle it).
@@ -133,6 +162,11 @@ impl Context {
 
     /// Publishes `event` in the same conversation: correlation id passed on, causation id set
     /// to the event being handled. Returns once the transport confirmed it.
+    ///
+    /// The new event's id is derived from the handled event's id, this handler's name and
+    /// the publish's position within this handler call (a name-based UUID), so a retried or
+    /// redelivered handler publishes the same ids again and consumers downstream can
+    /// de-duplicate by event id. Publish in a deterministic order for this to hold.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
         self.publish_with(event, PublishOptions::new()).await
     }
@@ -140,10 +174,12 @@ impl Context {
     /// Like [`publish`](Self::publish) with extra options; correlation and causation ids
     /// are filled from the event being handled unless `options` sets them.
     pub async fn publish_with<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+        let position = self.publishes.fetch_add(1, Ordering::Relaxed);
         let cause = PublishOptions::caused_by(self.metadata());
         let options = PublishOptions {
             correlation_id: options.correlation_id.or(cause.correlation_id),
             causation_id: options.causation_id.or(cause.causation_id),
+            id: Some(caused_event_id(self.event_id(), &self.handler, position)),
             ..options
         };
         self.scope.publisher.publish(event, options).await

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::builder::BusBuilder;
 use crate::bus::Bus;
-use crate::dispatcher::{Attempt, Observer};
+use crate::dispatch::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::handler::{HandlerError, HandlerErrorKind};
@@ -69,6 +69,9 @@ pub struct HandlerCall {
     pub handler: String,
     /// The message it was given.
     pub message: Message,
+    /// The bus's sequence number of the delivery: attempts of one delivery share it, a
+    /// redelivery of the same event gets a new one.
+    pub delivery: u64,
     /// 1 for the first attempt.
     pub attempt: u32,
     /// `None` on success, the failure otherwise.
@@ -88,6 +91,7 @@ impl Observer for CallLog {
         let call = HandlerCall {
             handler: attempt.handler.to_owned(),
             message: Message::clone(attempt.message),
+            delivery: attempt.delivery,
             attempt: attempt.attempt,
             error: attempt.result.err().map(ToString::to_string),
             kind: attempt.result.err().map(HandlerError::kind),
@@ -155,9 +159,30 @@ impl TestHarness {
     }
 
     /// Waits until nothing is in flight: every delivery settled, including those caused by
-    /// handlers' own publishes and retries.
+    /// handlers' own publishes and retries, and counted: [`Bus::stats`] read afterwards is
+    /// exact.
     pub async fn settled(&self) -> Result<()> {
-        self.transport.wait_idle(self.timeout).await
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let counters = self.bus.counters();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            self.transport.wait_idle(left).await?;
+            let mut ended = pin!(counters.ended.notified());
+            ended.as_mut().enable();
+            // the transport sees a delivery settled just before the bus counts it
+            if counters.in_flight() == 0 {
+                if self.transport.is_idle() {
+                    return Ok(());
+                }
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return Err(Error::Timeout(
+                    self.timeout,
+                    "the bus under test did not finish its deliveries".into(),
+                ));
+            }
+        }
     }
 
     /// Waits until `condition` holds, re-checking after every handler attempt; fails with
@@ -203,9 +228,10 @@ impl TestHarness {
             .clone()
     }
 
-    /// The events of type `E` that `handler` was given, once per event id however often
-    /// it was retried or redelivered. Messages that could not be decoded never reached the
-    /// handler: they are in [`failures`](Self::failures), with kind `Decode`.
+    /// The events of type `E` that `handler` was given, once per delivery however often it
+    /// was retried within it: an event the broker delivered twice shows twice, as
+    /// at-least-once tests need to see. Messages that could not be decoded never reached
+    /// the handler: they are in [`failures`](Self::failures), with kind `Decode`.
     ///
     /// # Panics
     /// If the bus runs no handler of that name, or a message the handler was given does
@@ -215,7 +241,7 @@ impl TestHarness {
         self.calls(handler)
             .into_iter()
             .filter(|c| c.kind != Some(HandlerErrorKind::Decode))
-            .filter(|c| c.message.metadata.key == E::KEY && seen.insert(c.message.metadata.id))
+            .filter(|c| c.message.metadata.key == E::KEY && seen.insert(c.delivery))
             .map(|c| match E::decode_message(&c.message) {
                 Ok(event) => event,
                 Err(error) => panic!(
@@ -235,12 +261,23 @@ impl TestHarness {
     }
 
     /// Every event of type `E` published on the broker (by the test or by handlers), in order.
+    ///
+    /// # Panics
+    /// If a message published under `E`'s key does not decode as `E` (another version or
+    /// encoding): the assertion would otherwise silently miss it.
     pub fn published<E: Event>(&self) -> Vec<E> {
         self.transport
             .published()
             .iter()
             .filter(|m| m.metadata.key == E::KEY)
-            .filter_map(|m| E::decode_message(m).ok())
+            .map(|m| match E::decode_message(m) {
+                Ok(event) => event,
+                Err(error) => panic!(
+                    "message {} was published as {} but does not decode as that type: {error}",
+                    m.metadata.id,
+                    E::KEY
+                ),
+            })
             .collect()
     }
 
@@ -264,8 +301,14 @@ impl TestHarness {
     }
 
     /// The dead-letter queue of the bus's service.
+    ///
+    /// # Panics
+    /// If the bus has no queue (it runs no handler).
     pub fn dead_letters(&self) -> Vec<DeadLetteredMessage> {
-        self.transport.dead_letters(self.bus.service())
+        match self.transport.dead_letters(self.bus.service()) {
+            Ok(dead) => dead,
+            Err(error) => panic!("{error}"),
+        }
     }
 
     /// Stops the bus gracefully and reports how its run ended.

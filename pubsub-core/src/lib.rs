@@ -7,7 +7,7 @@ mod bus;
 mod codec;
 pub mod conformance;
 mod context;
-mod dispatcher;
+mod dispatch;
 mod error;
 mod event;
 mod handler;
@@ -20,6 +20,7 @@ mod registry;
 mod retry;
 mod router;
 mod state;
+mod stats;
 mod transport;
 
 #[doc(hidden)]
@@ -33,7 +34,8 @@ pub use bytes::Bytes;
 pub use codec::Protobuf;
 pub use codec::{Codec, JSON, Json, PROTOBUF};
 pub use context::Context;
-pub use error::{CodecError, Error, Result, TransportError};
+pub use dispatch::Isolation;
+pub use error::{BoxedSource, CodecError, Error, Result, TransportError};
 pub use event::Event;
 pub use handler::{HandlerError, HandlerErrorKind, HandlerResultExt, RawEvent};
 // What the macros' generated code names; public so that diagnostics can name them, hidden
@@ -43,12 +45,16 @@ pub use handler::{FromContext, HandlerInput, HandlerRegistration, IntoHandlerRes
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{
-    HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, HEADER_VERSION, Message,
-    Metadata,
+    HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
+    HEADER_VERSION, Message, Metadata,
 };
 pub use pattern::{Pattern, PatternError};
 pub use publish::PublishOptions;
 pub use registry::{Handler, HandlerInfo, HandlerSelection, registered_handlers};
 pub use retry::RetryPolicy;
 pub use router::Router;
-pub use transport::{Acker, Consumer, DeadLetter, Delivery, Settlement, Subscription, Transport};
+pub use transport::{
+    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,
+    Destination, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,
+    SettlementModel, Source, StartAt, StreamSource, Subscription, Transport,
+};

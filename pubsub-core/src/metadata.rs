@@ -14,8 +14,13 @@ pub const HEADER_VERSION: &str = "x-event-version";
 pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
 /// Header on dead letters: why the message was dead-lettered.
 pub const HEADER_DEATH_REASON: &str = "x-death-reason";
-/// Header on dead letters: comma-separated names of the handlers that failed.
+/// Header on dead letters and delayed retries: comma-separated names of the handlers that
+/// failed. A delivery that carries it runs only those handlers, so that replaying a dead
+/// letter does not run again the handlers that had succeeded.
 pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
+/// Header the framework owns: handler attempts already spent on this event, on messages
+/// delivered again after a delay ([`Settlement::Retry`](crate::Settlement::Retry)).
+pub const HEADER_ATTEMPTS: &str = "x-attempts";
 
 /// Everything known about a message except its body.
 ///

@@ -7,13 +7,14 @@ use std::time::SystemTime;
 use uuid::Uuid;
 
 use crate::codec::Codec;
+use crate::error::TransportError;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::metadata::{
-    HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, HEADER_VERSION, Message,
-    Metadata,
+    HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
+    HEADER_VERSION, Message, Metadata,
 };
-use crate::transport::Transport;
+use crate::transport::{Capabilities, Outgoing, Transport};
 
 /// Optional envelope fields for one publish.
 ///
@@ -30,6 +31,8 @@ pub struct PublishOptions {
     pub(crate) causation_id: Option<String>,
     pub(crate) reply_to: Option<String>,
     pub(crate) headers: BTreeMap<String, String>,
+    /// The event id (set for events caused by a handler); a new UUID v7 otherwise.
+    pub(crate) id: Option<Uuid>,
 }
 
 impl PublishOptions {
@@ -81,7 +84,10 @@ impl PublishOptions {
 #[derive(Clone)]
 pub(crate) struct Publisher {
     pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) capabilities: Capabilities,
     pub(crate) service: Arc<str>,
+    /// Whether a publish that no queue is bound for fails (otherwise: a warning).
+    pub(crate) unroutable_is_error: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -97,7 +103,7 @@ impl Publisher {
     pub(crate) fn message<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Message> {
         check_headers(&options.headers)?;
         let body = event.encode()?;
-        let id = Uuid::now_v7();
+        let id = options.id.unwrap_or_else(Uuid::now_v7);
         let metadata = Metadata {
             id,
             key: E::KEY.to_owned(),
@@ -121,8 +127,20 @@ impl Publisher {
     ) -> Result<Uuid> {
         let message = self.message(event, options)?;
         let id = message.metadata.id;
-        self.transport.publish(message).await?;
+        self.send(message).await?;
         Ok(id)
+    }
+
+    /// Publishes to the topic and waits for the confirmation; an unroutable message is a
+    /// warning unless the bus makes it an error.
+    async fn send(&self, message: Message) -> Result<()> {
+        match self.transport.publish(Outgoing::from(message)).await {
+            Err(TransportError::Unroutable { message_id, key }) if !self.unroutable_is_error => {
+                tracing::warn!(%key, id = %message_id, "unroutable: no queue is bound for this key; nobody will receive it");
+                Ok(())
+            }
+            result => Ok(result?),
+        }
     }
 
     /// Publishes an already encoded message; `app_id` defaults to this service.
@@ -132,17 +150,18 @@ impl Publisher {
         if message.metadata.app_id.is_none() {
             message.metadata.app_id = Some(self.service.to_string());
         }
-        self.transport.publish(message).await?;
+        self.send(message).await?;
         Ok(id)
     }
 }
 
 /// Headers the envelope itself uses on the wire; free headers must not shadow them.
-const RESERVED_HEADERS: [&str; 4] = [
+const RESERVED_HEADERS: [&str; 5] = [
     HEADER_VERSION,
     HEADER_CAUSATION_ID,
     HEADER_DEATH_REASON,
     HEADER_FAILED_HANDLERS,
+    HEADER_ATTEMPTS,
 ];
 
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {

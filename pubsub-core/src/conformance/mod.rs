@@ -40,12 +40,13 @@ pub trait Broker: Send + Sync {
 
 impl Broker for MemoryTransport {
     fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>> {
-        let transport: Arc<dyn Transport> = Arc::new(self.clone());
+        let transport: Arc<dyn Transport> = Arc::new(self.connection());
         Box::pin(std::future::ready(transport))
     }
 
     fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>> {
         let messages = MemoryTransport::dead_letters(self, service)
+            .unwrap_or_default()
             .into_iter()
             .map(|d| d.message)
             .collect();

@@ -4,6 +4,7 @@
 //! prefetch, ack / dead-letter, redelivery of what a departed consumer left unsettled,
 //! and an inspectable dead-letter queue per service.
 
+mod consumer;
 mod queue;
 
 use std::collections::HashMap;
@@ -13,15 +14,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::oneshot;
 
+use consumer::MemoryConsumer;
 pub use queue::DeadLetteredMessage;
-use queue::{BrokerSignal, Queue, Take};
+use queue::{BrokerSignal, Queue};
 
 use crate::error::{Error, TransportError};
 use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
-use crate::transport::{Acker, Consumer, Delivery, Settlement, Subscription, Transport};
+use crate::transport::{
+    Capabilities, Confirmation, Consumer, DelayedRedelivery, Destination, Outgoing, Source,
+    Subscription, Transport,
+};
 
 thread_local! {
     /// Reused routing buffer: publishing allocates nothing for the lookup.
@@ -29,22 +35,39 @@ thread_local! {
 }
 
 /// A RabbitMQ look-alike living in the process: the default transport, for examples and
-/// for unit tests of handlers. Clones share one broker, so several buses (services) can
-/// talk through it.
+/// for unit tests of handlers. Clones share one broker and one connection, so several
+/// buses (services) can talk through it; [`connection`](Self::connection) opens another
+/// connection to the same broker, closed on its own.
+///
+/// Like RabbitMQ it routes by topic to one queue per service, serves competing consumers,
+/// honours prefetch, requeues what a departed consumer left unsettled, counts deliveries,
+/// delays retries, answers requests, refuses publishes to a full queue
+/// ([`with_max_length`](Self::with_max_length)) and keeps a dead-letter queue per service.
 ///
 /// ```
 /// use pubsub::MemoryTransport;
 /// let transport = MemoryTransport::new();
 /// let same_broker = transport.clone();
-/// assert!(same_broker.dead_letters("orders").is_empty());
+/// assert!(same_broker.dead_letters("orders").is_err()); // no such queue yet
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryTransport {
     broker: Arc<Broker>,
+    connection: Arc<Connection>,
+}
+
+/// One connection to the in-memory broker.
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    pub(crate) closed: AtomicBool,
 }
 
 #[derive(Default)]
 struct Broker {
+    /// Most ready messages per queue (reject-publish past it).
+    max_length: Option<usize>,
+    /// Requests waiting for their reply, by reply address.
+    replies: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     topology: RwLock<Arc<Topology>>,
     /// Serialises topology changes.
     declare: Mutex<()>,
@@ -74,6 +97,8 @@ pub struct QueueDepth {
     pub consumers: usize,
     /// Messages in the dead-letter queue.
     pub dead_lettered: usize,
+    /// Messages waiting out a retry delay before they come back.
+    pub delayed: usize,
 }
 
 impl std::fmt::Debug for MemoryTransport {
@@ -89,6 +114,48 @@ impl MemoryTransport {
     /// A new, empty broker.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new, empty broker whose queues hold at most `max_length` ready messages each; a
+    /// publish to a full queue fails with [`TransportError::Nacked`], as RabbitMQ's
+    /// `x-overflow: reject-publish` does, so that publishers feel back-pressure.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use pubsub::{Bytes, Message, MemoryTransport, Subscription, Transport, TransportError};
+    /// let broker = MemoryTransport::with_max_length(1);
+    /// broker.declare(&Subscription::queue("jobs", ["job.#"])).await.unwrap();
+    /// let job = || Message::new("job.run", Bytes::from_static(b"{}"));
+    /// broker.publish(job().into()).await.unwrap();
+    /// let full = broker.publish(job().into()).await;
+    /// assert!(matches!(full, Err(TransportError::Nacked { .. })));
+    /// # }
+    /// ```
+    pub fn with_max_length(max_length: usize) -> Self {
+        Self {
+            broker: Arc::new(Broker {
+                max_length: Some(max_length),
+                ..Broker::default()
+            }),
+            connection: Arc::default(),
+        }
+    }
+
+    /// Another connection to the same broker: closing it leaves this one open.
+    pub fn connection(&self) -> Self {
+        Self {
+            broker: Arc::clone(&self.broker),
+            connection: Arc::default(),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), TransportError> {
+        if self.connection.closed.load(Ordering::SeqCst) {
+            Err(TransportError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     fn topology(&self) -> Arc<Topology> {
@@ -120,11 +187,21 @@ impl MemoryTransport {
         self.broker.unroutable.load(Ordering::Relaxed)
     }
 
-    /// The dead-letter queue of `service`, oldest first.
-    pub fn dead_letters(&self, service: &str) -> Vec<DeadLetteredMessage> {
-        self.queue(service)
-            .map(|q| q.lock().dead.clone())
-            .unwrap_or_default()
+    /// The dead-letter queue of `service`, oldest first; an error if no queue of that
+    /// service was ever declared (a typo must not look like "no dead letters").
+    pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
+        self.existing_queue(service).map(|q| q.lock().dead.clone())
+    }
+
+    fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, Error> {
+        self.queue(service).ok_or_else(|| {
+            let mut known: Vec<String> = self.topology().queues.keys().cloned().collect();
+            known.sort();
+            Error::UnknownQueue {
+                service: service.to_owned(),
+                known,
+            }
+        })
     }
 
     /// Every dead-lettered message of every service.
@@ -138,23 +215,32 @@ impl MemoryTransport {
             .collect()
     }
 
-    /// Moves the dead letters of `service` back into its queue (as redeliveries, without
-    /// their death headers); returns how many.
-    pub fn replay_dead_letters(&self, service: &str) -> usize {
-        self.queue(service)
-            .map(|q| q.replay_dead_letters())
-            .unwrap_or(0)
+    /// Moves the dead letters of `service` back into its queue, as redeliveries without
+    /// their reason; each keeps the names of the handlers that failed
+    /// ([`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS)), so only those run again
+    /// and a handler that had succeeded (an email sent) is not run twice. Returns how many.
+    pub fn replay_dead_letters(&self, service: &str) -> Result<usize, Error> {
+        self.existing_queue(service)
+            .map(|q| q.replay_dead_letters(true))
     }
 
-    /// Counts of the queue of `service`, if it was declared.
-    pub fn queue_depth(&self, service: &str) -> Option<QueueDepth> {
-        self.queue(service).map(|q| {
+    /// Like [`replay_dead_letters`](Self::replay_dead_letters), but every matching handler
+    /// runs again, those that had succeeded too.
+    pub fn replay_dead_letters_to_all(&self, service: &str) -> Result<usize, Error> {
+        self.existing_queue(service)
+            .map(|q| q.replay_dead_letters(false))
+    }
+
+    /// Counts of the queue of `service`; an error if it was never declared.
+    pub fn queue_depth(&self, service: &str) -> Result<QueueDepth, Error> {
+        self.existing_queue(service).map(|q| {
             let state = q.lock();
             QueueDepth {
                 ready: state.ready.len(),
                 unacked: state.unacked.len(),
                 consumers: state.consumers.len(),
                 dead_lettered: state.dead.len(),
+                delayed: state.delayed,
             }
         })
     }
@@ -190,12 +276,22 @@ impl MemoryTransport {
     }
 
     fn declare_queue(&self, subscription: &Subscription) -> Result<Arc<Queue>, TransportError> {
-        let patterns = subscription
+        self.check_open()?;
+        let Source::Queue(source) = &subscription.source else {
+            return Err(TransportError::Unsupported {
+                what: "stream subscriptions (yet)",
+                transport: "memory",
+            });
+        };
+        let patterns = source
             .patterns
             .iter()
             .map(|p| Pattern::new(p.as_str()))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TransportError::Topology(e.to_string()))?;
+            .map_err(|e| TransportError::Topology {
+                message: e.to_string(),
+                source: Some(Arc::new(e)),
+            })?;
         let _serial = lock(&self.broker.declare);
         let current = self.topology();
         let mut queues = current.queues.clone();
@@ -206,6 +302,7 @@ impl MemoryTransport {
                     Arc::new(Queue::new(
                         subscription.service.clone(),
                         Arc::clone(&self.broker.signal),
+                        self.broker.max_length,
                     ))
                 }),
         );
@@ -245,33 +342,53 @@ impl Transport for MemoryTransport {
         "memory"
     }
 
-    async fn publish(&self, message: Message) -> Result<(), TransportError> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            delayed_redelivery: DelayedRedelivery::InProcess,
+            request_reply: true,
+            delivery_count: true,
+            ..Capabilities::queue()
+        }
+    }
+
+    async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
+        self.check_open()?;
+        // a long publishing loop gives the other tasks of its thread their turn
+        tokio::task::consume_budget().await;
+        let Outgoing {
+            message,
+            destination,
+        } = outgoing;
         if self.broker.recording.load(Ordering::Relaxed) {
             lock(&self.broker.published).push(message.clone());
         }
         let message = Arc::new(message);
-        let topology = self.topology();
-        let routed = ROUTE_SCRATCH.with_borrow_mut(|matched| {
-            topology.router.route_into(&message.metadata.key, matched);
-            // bindings are deduplicated per (pattern, queue); one copy per queue
-            let mut routed = 0;
-            for (n, &index) in matched.iter().enumerate() {
-                let queue = &topology.bindings[index].1;
-                let first = !matched[..n]
-                    .iter()
-                    .any(|&earlier| Arc::ptr_eq(&topology.bindings[earlier].1, queue));
-                if first {
-                    queue.push(Arc::clone(&message));
-                    routed += 1;
+        let result = match destination {
+            Destination::Topic => self.route(&message),
+            Destination::Queue(name) => match self.queue(&name) {
+                Some(queue) => push_all(&message, [&queue]),
+                None => Err(self.refuse_unroutable(&message)),
+            },
+            Destination::Reply(address) => {
+                let waiter = lock(&self.broker.replies).remove(&address);
+                match waiter {
+                    Some(reply) => {
+                        // a requester that gave up dropped its receiver: the reply is lost,
+                        // as direct reply-to loses it on the broker
+                        let _ = reply.send(Message::clone(&message));
+                    }
+                    None => {
+                        tracing::warn!(%address, id = %message.metadata.id, "no request waits at this reply address; reply dropped")
+                    }
                 }
+                Ok(())
             }
-            routed
-        });
-        if routed == 0 {
-            self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(key = %message.metadata.key, id = %message.metadata.id, "unroutable: no queue is bound for this key");
-        }
-        Ok(())
+            Destination::Stream { .. } => Err(TransportError::Unsupported {
+                what: "streams (yet)",
+                transport: "memory",
+            }),
+        };
+        Ok(Confirmation::ready(result))
     }
 
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
@@ -285,94 +402,106 @@ impl Transport for MemoryTransport {
         let queue = self.declare_queue(subscription)?;
         let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
         queue.add_consumer(id, usize::from(subscription.prefetch));
-        Ok(Box::new(MemoryConsumer { queue, id }))
+        Ok(Box::new(MemoryConsumer {
+            queue,
+            id,
+            connection: Arc::clone(&self.connection),
+        }))
     }
-}
 
-struct MemoryConsumer {
-    queue: Arc<Queue>,
-    id: u64,
-}
-
-impl MemoryConsumer {
-    /// `None` means "wait"; `Some(None)` means the consumer is done.
-    fn delivery(&self, take: Take) -> Option<Option<Result<Delivery, TransportError>>> {
-        match take {
-            Take::Message {
-                message,
-                redelivered,
-                tag,
-            } => Some(Some(Ok(Delivery {
-                message,
-                redelivered,
-                acker: Box::new(MemoryAcker {
-                    queue: Arc::clone(&self.queue),
-                    tag: Some(tag),
-                }),
-            }))),
-            Take::Cancelled => Some(None),
-            Take::Wait => None,
+    async fn request(
+        &self,
+        request: Outgoing,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        self.check_open()?;
+        let Outgoing {
+            mut message,
+            destination,
+        } = request;
+        let address = format!("memory.reply-to.{}", uuid::Uuid::now_v7().simple());
+        message.metadata.reply_to = Some(address.clone());
+        if message.metadata.correlation_id.is_none() {
+            message.metadata.correlation_id = Some(message.metadata.id.to_string());
         }
-    }
-}
-
-#[async_trait]
-impl Consumer for MemoryConsumer {
-    async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        // Fast path without arming a notification; a `Wait` here flags us as waiting,
-        // so every later change wakes us.
-        if let Some(delivery) = self.delivery(self.queue.take(self.id)) {
-            return delivery;
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.broker.replies).insert(address.clone(), sender);
+        let forget = |broker: &Broker| lock(&broker.replies).remove(&address);
+        if let Err(error) = self.publish(Outgoing::new(message, destination)).await {
+            forget(&self.broker);
+            return Err(error);
         }
-        loop {
-            let mut changed = pin!(self.queue.changed.notified());
-            changed.as_mut().enable();
-            match self.delivery(self.queue.take(self.id)) {
-                Some(delivery) => return delivery,
-                None => changed.await,
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => {
+                forget(&self.broker);
+                Err(TransportError::TimedOut {
+                    operation: "request",
+                    after: timeout,
+                })
             }
         }
     }
 
-    async fn cancel(&mut self) -> Result<(), TransportError> {
-        self.queue.cancel(self.id);
+    async fn close(&self) -> Result<(), TransportError> {
+        if !self.connection.closed.swap(true, Ordering::SeqCst) {
+            // wake this connection's consumers so that they end
+            for queue in self.topology().queues.values() {
+                queue.changed.notify_waiters();
+            }
+        }
         Ok(())
     }
 }
 
-impl Drop for MemoryConsumer {
-    fn drop(&mut self) {
-        self.queue.remove_consumer(self.id);
+impl MemoryTransport {
+    /// Routes to every bound queue, once per queue.
+    fn route(&self, message: &Arc<Message>) -> Result<(), TransportError> {
+        let topology = self.topology();
+        let queues: Vec<&Arc<Queue>> = ROUTE_SCRATCH.with_borrow_mut(|matched| {
+            topology.router.route_into(&message.metadata.key, matched);
+            // bindings are deduplicated per (pattern, queue); one copy per queue
+            let mut queues: Vec<&Arc<Queue>> = Vec::with_capacity(matched.len());
+            for &index in matched.iter() {
+                let queue = &topology.bindings[index].1;
+                if !queues.iter().any(|q| Arc::ptr_eq(q, queue)) {
+                    queues.push(queue);
+                }
+            }
+            queues
+        });
+        if queues.is_empty() {
+            return Err(self.refuse_unroutable(message));
+        }
+        push_all(message, queues)
     }
-}
 
-/// Settles one delivery; one dropped unsettled requeues it, as a closed channel would.
-struct MemoryAcker {
-    queue: Arc<Queue>,
-    tag: Option<u64>,
-}
-
-#[async_trait]
-impl Acker for MemoryAcker {
-    async fn settle(mut self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
-        let Some(tag) = self.tag.take() else {
-            return Err(TransportError::Settle("delivery already settled".into()));
-        };
-        if self.queue.settle(tag, settlement) {
-            Ok(())
-        } else {
-            Err(TransportError::Settle(format!(
-                "delivery {tag} on queue {} is unknown: its consumer went away and the message was requeued",
-                self.queue.name
-            )))
+    fn refuse_unroutable(&self, message: &Message) -> TransportError {
+        self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
+        TransportError::Unroutable {
+            message_id: message.metadata.id.to_string(),
+            key: message.metadata.key.clone(),
         }
     }
 }
 
-impl Drop for MemoryAcker {
-    fn drop(&mut self) {
-        if let Some(tag) = self.tag.take() {
-            self.queue.settle(tag, Settlement::Requeue);
-        }
+/// Pushes to each queue; like RabbitMQ with reject-publish, the queues with room keep
+/// their copy and the publish is refused if any queue was full.
+fn push_all<'a>(
+    message: &Arc<Message>,
+    queues: impl IntoIterator<Item = &'a Arc<Queue>>,
+) -> Result<(), TransportError> {
+    let full: Vec<&str> = queues
+        .into_iter()
+        .filter(|queue| !queue.push(Arc::clone(message)))
+        .map(|queue| queue.name.as_str())
+        .collect();
+    if full.is_empty() {
+        Ok(())
+    } else {
+        Err(TransportError::Nacked {
+            reason: format!("queue(s) {full:?} full (reject-publish)"),
+        })
     }
 }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
-use crate::transport::{DeadLetter, Settlement};
+use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
+use crate::transport::{DeadLetter, Retry, Settlement};
 
 /// A message in a dead-letter queue, with why it got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +62,32 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
+/// A message waiting for a consumer.
+#[derive(Debug)]
+pub(crate) struct Ready {
+    message: Arc<Message>,
+    redelivered: bool,
+    /// How often it was delivered before.
+    deliveries: u32,
+}
+
+/// A message delivered and not yet settled.
+#[derive(Debug)]
+pub(crate) struct Unacked {
+    message: Arc<Message>,
+    consumer: u64,
+    deliveries: u32,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
-    pub(crate) ready: VecDeque<(Arc<Message>, bool)>,
-    pub(crate) unacked: HashMap<u64, (Arc<Message>, u64)>,
+    pub(crate) ready: VecDeque<Ready>,
+    pub(crate) unacked: HashMap<u64, Unacked>,
+    /// Messages waiting out a retry delay before they come back.
+    pub(crate) delayed: usize,
+    /// Most ready messages the queue holds; publishing past it is refused (RabbitMQ's
+    /// `x-max-length` with `x-overflow: reject-publish`).
+    pub(crate) max_length: Option<usize>,
     /// A consumer found nothing to take and waits for a change.
     pub(crate) consumer_waiting: bool,
     pub(crate) consumers: HashMap<u64, ConsumerSlot>,
@@ -95,6 +117,8 @@ pub(crate) enum Take {
     Message {
         message: Arc<Message>,
         redelivered: bool,
+        /// How often it was delivered, this time included.
+        deliveries: u32,
         tag: u64,
     },
     Wait,
@@ -102,10 +126,13 @@ pub(crate) enum Take {
 }
 
 impl Queue {
-    pub(crate) fn new(name: String, signal: Arc<BrokerSignal>) -> Self {
+    pub(crate) fn new(name: String, signal: Arc<BrokerSignal>, max_length: Option<usize>) -> Self {
         Self {
             name,
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(QueueState {
+                max_length,
+                ..QueueState::default()
+            }),
             changed: Notify::new(),
             signal,
         }
@@ -132,13 +159,22 @@ impl Queue {
         std::mem::take(&mut state.consumer_waiting)
     }
 
-    pub(crate) fn push(&self, message: Arc<Message>) {
+    /// Appends a published message; `false` if the queue is full (reject-publish).
+    pub(crate) fn push(&self, message: Arc<Message>) -> bool {
         let wake = {
             let mut state = self.lock();
-            state.ready.push_back((message, false));
+            if state.max_length.is_some_and(|max| state.ready.len() >= max) {
+                return false;
+            }
+            state.ready.push_back(Ready {
+                message,
+                redelivered: false,
+                deliveries: 0,
+            });
             Self::take_waiting(&mut state)
         };
         self.changed(wake);
+        true
     }
 
     pub(crate) fn add_consumer(&self, id: u64, prefetch: usize) {
@@ -166,26 +202,40 @@ impl Queue {
             state.consumer_waiting = true;
             return Take::Wait;
         }
-        let Some((message, redelivered)) = state.ready.pop_front() else {
+        let Some(ready) = state.ready.pop_front() else {
             state.consumer_waiting = true;
             return Take::Wait;
         };
         slot.in_flight += 1;
         state.next_tag += 1;
         let tag = state.next_tag;
-        state.unacked.insert(tag, (Arc::clone(&message), consumer));
+        let deliveries = ready.deliveries + 1;
+        state.unacked.insert(
+            tag,
+            Unacked {
+                message: Arc::clone(&ready.message),
+                consumer,
+                deliveries,
+            },
+        );
         Take::Message {
-            message,
-            redelivered,
+            message: ready.message,
+            redelivered: ready.redelivered,
+            deliveries,
             tag,
         }
     }
 
     /// Settles a delivery; `false` if the tag is unknown (its consumer went away and the
     /// message was requeued).
-    pub(crate) fn settle(&self, tag: u64, settlement: Settlement) -> bool {
+    pub(crate) fn settle(self: &Arc<Self>, tag: u64, settlement: Settlement) -> bool {
         let mut state = self.lock();
-        let Some((message, consumer)) = state.unacked.remove(&tag) else {
+        let Some(Unacked {
+            message,
+            consumer,
+            deliveries,
+        }) = state.unacked.remove(&tag)
+        else {
             return false;
         };
         if let Some(slot) = state.consumers.get_mut(&consumer) {
@@ -193,7 +243,15 @@ impl Queue {
         }
         match settlement {
             Settlement::Ack => {}
-            Settlement::Requeue => state.ready.push_front((message, true)),
+            Settlement::Requeue => state.ready.push_front(Ready {
+                message,
+                redelivered: true,
+                deliveries,
+            }),
+            Settlement::Retry(retry) => {
+                state.delayed += 1;
+                self.redeliver_later(message, retry);
+            }
             Settlement::DeadLetter(DeadLetter {
                 reason,
                 failed_handlers,
@@ -216,6 +274,30 @@ impl Queue {
         true
     }
 
+    /// A delayed retry: after the delay the message comes back as a new one, carrying the
+    /// attempts spent and the handlers to run (as a TTL wait queue dead-lettering back).
+    fn redeliver_later(self: &Arc<Self>, message: Arc<Message>, retry: Retry) {
+        let mut message = Arc::unwrap_or_clone(message);
+        let headers = &mut message.metadata.headers;
+        headers.insert(HEADER_ATTEMPTS.to_owned(), retry.attempts.to_string());
+        headers.insert(HEADER_FAILED_HANDLERS.to_owned(), retry.handlers.join(","));
+        let queue = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(retry.delay).await;
+            let wake = {
+                let mut state = queue.lock();
+                state.delayed = state.delayed.saturating_sub(1);
+                state.ready.push_back(Ready {
+                    message: Arc::new(message),
+                    redelivered: false,
+                    deliveries: 0,
+                });
+                Self::take_waiting(&mut state)
+            };
+            queue.changed(wake);
+        });
+    }
+
     pub(crate) fn cancel(&self, consumer: u64) {
         if let Some(slot) = self.lock().consumers.get_mut(&consumer) {
             slot.cancelled = true;
@@ -231,29 +313,41 @@ impl Queue {
         let mut tags: Vec<u64> = state
             .unacked
             .iter()
-            .filter(|(_, (_, c))| *c == consumer)
+            .filter(|(_, unacked)| unacked.consumer == consumer)
             .map(|(tag, _)| *tag)
             .collect();
         tags.sort_unstable();
         for tag in tags.into_iter().rev() {
-            if let Some((message, _)) = state.unacked.remove(&tag) {
-                state.ready.push_front((message, true));
+            if let Some(unacked) = state.unacked.remove(&tag) {
+                state.ready.push_front(Ready {
+                    message: unacked.message,
+                    redelivered: true,
+                    deliveries: unacked.deliveries,
+                });
             }
         }
         drop(state);
         self.changed(true);
     }
 
-    /// Moves the dead letters back into the queue, without their death headers.
-    pub(crate) fn replay_dead_letters(&self) -> usize {
+    /// Moves the dead letters back into the queue, without their reason and attempts. With
+    /// `only_failed`, each keeps the names of its failed handlers, so that only those run.
+    pub(crate) fn replay_dead_letters(&self, only_failed: bool) -> usize {
         let mut state = self.lock();
         let dead = std::mem::take(&mut state.dead);
         let count = dead.len();
         for mut dead in dead {
             let headers = &mut dead.message.metadata.headers;
             headers.remove(HEADER_DEATH_REASON);
-            headers.remove(HEADER_FAILED_HANDLERS);
-            state.ready.push_back((Arc::new(dead.message), true));
+            headers.remove(HEADER_ATTEMPTS);
+            if !only_failed || dead.failed_handlers.is_empty() {
+                headers.remove(HEADER_FAILED_HANDLERS);
+            }
+            state.ready.push_back(Ready {
+                message: Arc::new(dead.message),
+                redelivered: true,
+                deliveries: 0,
+            });
         }
         drop(state);
         self.changed(true);
@@ -264,6 +358,6 @@ impl Queue {
     pub(crate) fn is_busy(&self) -> bool {
         let state = self.lock();
         let consuming = state.consumers.values().any(|c| !c.cancelled);
-        !state.unacked.is_empty() || (!state.ready.is_empty() && consuming)
+        !state.unacked.is_empty() || state.delayed > 0 || (!state.ready.is_empty() && consuming)
     }
 }

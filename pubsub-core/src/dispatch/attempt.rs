@@ -1,0 +1,154 @@
+//! One handler attempt, isolated: panics caught, time bounded from outside the handler,
+//! abandoned at the shutdown deadline.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use super::ResolvedHandler;
+use crate::context::Context;
+use crate::handler::{HandlerError, HandlerErrorKind, Input};
+
+/// How handlers run.
+///
+/// ```
+/// use pubsub::{Bus, Isolation};
+/// let builder = Bus::builder().isolation(Isolation::Inline); // measured speed, no guard
+/// # let _ = builder;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Isolation {
+    /// Every handler attempt runs in a task of its own (the default). Its timeout is
+    /// enforced from outside that task, so it fires even when the handler blocks its
+    /// thread or spins (on a multi-threaded runtime); handlers of different deliveries
+    /// use every core; a panic is that attempt's failure.
+    #[default]
+    Task,
+    /// Handlers run on the bus's consumer task, concurrently up to the prefetch: cheaper
+    /// (no task spawn per attempt), but a handler that blocks its thread stalls every
+    /// delivery of the bus, and its timeout is only noticed when it yields. For handlers
+    /// that only await I/O, measured to be worth it.
+    Inline,
+}
+
+/// How long an abandoned (aborted) handler task is awaited at shutdown before the bus
+/// stops waiting for it.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+
+/// The bus's "give up on in-flight deliveries" signal, raised at the shutdown deadline.
+#[derive(Debug, Clone)]
+pub(crate) struct Abandon(pub(crate) watch::Receiver<bool>);
+
+impl Abandon {
+    /// Completes once raised (or once the bus is gone).
+    pub(crate) async fn raised(&self) {
+        let mut receiver = self.0.clone();
+        let _ = receiver.wait_for(|raised| *raised).await;
+    }
+}
+
+/// How one attempt ended.
+pub(super) enum AttemptResult {
+    Done(Result<(), HandlerError>),
+    /// Given up at the shutdown deadline.
+    Abandoned,
+}
+
+/// Runs one attempt of `handler`.
+pub(super) async fn run(
+    isolation: Isolation,
+    handler: &ResolvedHandler,
+    input: Input,
+    ctx: Context,
+    abandon: &Abandon,
+) -> AttemptResult {
+    match isolation {
+        Isolation::Task => in_task(handler, input, ctx, abandon).await,
+        Isolation::Inline => {
+            tokio::select! {
+                biased;
+                result = inline(handler, input, ctx) => AttemptResult::Done(result),
+                () = abandon.raised() => AttemptResult::Abandoned,
+            }
+        }
+    }
+}
+
+async fn in_task(
+    handler: &ResolvedHandler,
+    input: Input,
+    ctx: Context,
+    abandon: &Abandon,
+) -> AttemptResult {
+    let call = std::sync::Arc::clone(&handler.call);
+    let mut task = tokio::spawn(async move { call(input, ctx).await });
+    let timeout = handler.timeout;
+    let joined = tokio::select! {
+        biased;
+        joined = tokio::time::timeout(timeout, &mut task) => joined,
+        () = abandon.raised() => {
+            task.abort();
+            if tokio::time::timeout(ABORT_GRACE, task).await.is_err() {
+                tracing::error!(handler = %handler.name, grace = ?ABORT_GRACE, "an abandoned handler did not stop (does it block its thread?)");
+            }
+            return AttemptResult::Abandoned;
+        }
+    };
+    AttemptResult::Done(match joined {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) if join.is_panic() => Err(panicked(join.into_panic())),
+        Ok(Err(join)) => Err(HandlerError::with_kind(
+            HandlerErrorKind::Panicked,
+            format!("the handler task ended: {join}"),
+        )),
+        Err(_) => {
+            // Aborting takes effect at the handler's next await; one that blocks its
+            // thread finishes that block first, but the delivery does not wait for it.
+            task.abort();
+            Err(timed_out(timeout))
+        }
+    })
+}
+
+/// On the caller's task: panics caught, time bounded when the handler yields.
+async fn inline(handler: &ResolvedHandler, input: Input, ctx: Context) -> Result<(), HandlerError> {
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(input, ctx))) {
+        Ok(future) => future,
+        Err(panic) => return Err(panicked(panic)),
+    };
+    let mut guarded = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
+    // A handler that finishes on its first poll never arms a timer (no clock read, no
+    // timer-wheel entry); one that waits gets its timeout from then on.
+    let outcome = match futures::poll!(guarded.as_mut()) {
+        std::task::Poll::Ready(outcome) => outcome,
+        std::task::Poll::Pending => match tokio::time::timeout(handler.timeout, guarded).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Err(timed_out(handler.timeout)),
+        },
+    };
+    outcome.unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+fn timed_out(timeout: Duration) -> HandlerError {
+    HandlerError::with_kind(
+        HandlerErrorKind::TimedOut,
+        format!("no result within {timeout:?}"),
+    )
+}
+
+fn panicked(panic: Box<dyn Any + Send>) -> HandlerError {
+    HandlerError::with_kind(HandlerErrorKind::Panicked, panic_message(panic))
+}
+
+/// The message of a panic payload.
+pub(super) fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}

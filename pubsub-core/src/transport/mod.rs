@@ -1,0 +1,120 @@
+//! The [`Transport`] contract: how a bus reaches a broker (AMQP queues, RabbitMQ Streams, or
+//! memory).
+//!
+//! A transport moves messages and settles deliveries. It knows nothing about handlers: the
+//! bus subscribes with a [`Subscription`] (a service queue bound to patterns, or a stream
+//! read by a named consumer), takes [`Delivery`]s from the [`Consumer`], and settles each
+//! one once every handler has finished. What a transport can do (requeue, per-message ack
+//! or offset commit, delayed redelivery, request/reply) it states in its [`Capabilities`],
+//! which the bus reads instead of guessing.
+//!
+//! **Recovery belongs to the transport.** A transport that loses its connection reconnects
+//! in a task it owns, re-declares what it declared and resumes its consumers;
+//! [`Consumer::next`] only waits for what that task hands it. A consumer that is gone for
+//! good ends with `None` or [`TransportError::Closed`].
+
+mod capabilities;
+mod delivery;
+mod offsets;
+mod outgoing;
+mod subscription;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
+pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
+pub use offsets::OffsetTracker;
+pub use outgoing::{Confirmation, Destination, Outgoing};
+pub use subscription::{QueueSource, QueueType, Source, StartAt, StreamSource, Subscription};
+
+use crate::error::TransportError;
+use crate::metadata::Message;
+
+/// A broker connection as the bus uses it.
+///
+/// Implementations must be cheap to share (`Arc<dyn Transport>`); one transport serves the
+/// publisher and every consumer of a bus, and may be shared by several buses.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// A short name for logs (`memory`, `amqp`, `streams`).
+    fn name(&self) -> &'static str;
+
+    /// What this transport can do; the bus adapts to it (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Hands `outgoing` to the broker and returns once it is on its way, with a
+    /// [`Confirmation`] that resolves when the broker confirmed it (stored, routed) or
+    /// refused it. One task can keep thousands of sends in flight this way, each awaited on
+    /// its own. Back-pressure (a full send window, a blocked connection) shows here as a
+    /// wait, bounded by the transport's timeout.
+    async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError>;
+
+    /// Sends `outgoing` and waits for the broker's confirmation. Unconfirmed publishes are
+    /// errors, never silently dropped: [`TransportError::Unroutable`] when no queue was
+    /// bound for it, [`TransportError::Nacked`] when the broker refused it,
+    /// [`TransportError::TimedOut`] when no answer came in time.
+    async fn publish(&self, outgoing: Outgoing) -> Result<(), TransportError> {
+        self.send(outgoing).await?.await
+    }
+
+    /// Declares what `subscription` needs (the service's queue bound to its patterns and
+    /// its dead-letter queue, or the stream) without consuming. Idempotent. Called when a
+    /// bus is built, so that events published from then on wait for it.
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError>;
+
+    /// Starts consuming `subscription` (declaring it first if needed). Called when a bus
+    /// starts running.
+    async fn consume(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<Box<dyn Consumer>, TransportError>;
+
+    /// Publishes a request and waits, at most `timeout`, for the one reply addressed to it
+    /// (RPC). The transport sets `reply_to` to an address of its own and matches the reply
+    /// by the request's correlation id. Transports without
+    /// [`Capabilities::request_reply`] return [`TransportError::Unsupported`].
+    async fn request(
+        &self,
+        request: Outgoing,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        let _ = (request, timeout);
+        Err(TransportError::Unsupported {
+            what: "request/reply",
+            transport: self.name(),
+        })
+    }
+
+    /// Flushes outstanding work and closes connections. Afterwards every operation fails
+    /// with [`TransportError::Closed`] at once and nothing reconnects. Idempotent.
+    async fn close(&self) -> Result<(), TransportError>;
+}
+
+/// The deliveries of one subscription.
+///
+/// The bus polls [`next`](Self::next) while deliveries are in flight, and settles each
+/// delivery through its own [`Acker`], in any order. At shutdown it calls
+/// [`cancel`](Self::cancel), settles what it still holds, then [`close`](Self::close).
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next delivery; `None` once the consumer is cancelled or the transport closed.
+    /// An `Err` is a transport problem the bus logs before asking again
+    /// ([`TransportError::Closed`] ends the bus's run).
+    ///
+    /// Waits only for what the transport's own tasks hand over: reconnecting is their job,
+    /// never the caller's. Must be cancel-safe: the bus polls it in `tokio::select!`, and a
+    /// future dropped before completion must not have taken a delivery.
+    async fn next(&mut self) -> Option<Result<Delivery, TransportError>>;
+
+    /// Stops new deliveries. Deliveries already handed out can still be settled.
+    async fn cancel(&mut self) -> Result<(), TransportError>;
+
+    /// Ends the consumer once the bus settled (or gave up on) every delivery: a stream
+    /// consumer stores its offset here; a queue consumer lets the broker requeue whatever
+    /// is still unsettled.
+    async fn close(self: Box<Self>) -> Result<(), TransportError> {
+        Ok(())
+    }
+}

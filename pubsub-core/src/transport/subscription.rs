@@ -1,0 +1,176 @@
+//! What a consumer consumes: a service queue bound to patterns, or a stream read by a named
+//! consumer.
+
+use std::time::SystemTime;
+
+/// What a bus consumes, and how many deliveries it takes at once.
+///
+/// ```
+/// use pubsub::{QueueType, StartAt, Subscription};
+/// // the queue of service "billing", bound to two patterns
+/// let queue = Subscription::queue("billing", ["order.*", "payment.#"]);
+/// assert_eq!(queue.patterns(), ["order.*", "payment.#"]);
+/// // a quorum queue: the broker dead-letters a message delivered more than 5 times
+/// let quorum = Subscription::queue("billing", ["order.*"])
+///     .queue_type(QueueType::Quorum { delivery_limit: Some(5) });
+/// // stream "orders", read by consumer "billing" from its stored offset (or the first)
+/// let stream = Subscription::stream("billing", "orders").start_at(StartAt::First);
+/// # let _ = (quorum, stream);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Subscription {
+    /// The service: queue or consumer name; buses with the same service share its messages.
+    pub service: String,
+    /// Where the messages come from.
+    pub source: Source,
+    /// How many deliveries may be unsettled at once (at least 1).
+    pub prefetch: u16,
+}
+
+/// Where a subscription's messages come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The service's queue, bound to the topic exchange with patterns.
+    Queue(QueueSource),
+    /// A stream (or super stream) read by a named consumer that keeps its offset.
+    Stream(StreamSource),
+}
+
+/// A service queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueSource {
+    /// Topic patterns the queue is bound with.
+    pub patterns: Vec<String>,
+    /// Classic or quorum.
+    pub queue_type: QueueType,
+}
+
+/// The kind of a service queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// A classic queue (single replica).
+    #[default]
+    Classic,
+    /// A replicated quorum queue; past `delivery_limit` deliveries the broker dead-letters
+    /// a message instead of delivering it again (RabbitMQ's default limit is 20).
+    Quorum {
+        /// The broker's delivery limit (`None`: the broker's default).
+        delivery_limit: Option<u32>,
+    },
+}
+
+/// A stream read by a named consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamSource {
+    /// The stream (or super stream) name.
+    pub stream: String,
+    /// Where to start when the consumer has no stored offset.
+    pub start: StartAt,
+    /// One consumer of the service's instances reads at a time; another takes over from
+    /// the stored offset when it stops.
+    pub single_active: bool,
+    /// The stream is a super stream: its partitions are consumed, each with its own offset.
+    pub super_stream: bool,
+}
+
+/// Where a stream consumer starts reading when it has no stored offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartAt {
+    /// The oldest message the stream still holds.
+    First,
+    /// The last chunk of the stream.
+    Last,
+    /// Only messages published from now on.
+    #[default]
+    Next,
+    /// This absolute offset.
+    Offset(u64),
+    /// The first message stored at or after this time.
+    Timestamp(SystemTime),
+}
+
+impl Subscription {
+    /// The queue of `service`, bound to `patterns`, consumed with `prefetch`.
+    pub fn new(service: impl Into<String>, patterns: Vec<String>, prefetch: u16) -> Self {
+        Self::queue(service, patterns).prefetch(prefetch)
+    }
+
+    /// The classic queue of `service` bound to `patterns`, prefetch 100.
+    pub fn queue<I, S>(service: impl Into<String>, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            service: service.into(),
+            source: Source::Queue(QueueSource {
+                patterns: patterns.into_iter().map(Into::into).collect(),
+                queue_type: QueueType::Classic,
+            }),
+            prefetch: 100,
+        }
+    }
+
+    /// `stream`, read by the consumer named after `service`, from [`StartAt::Next`] when it
+    /// has no stored offset; prefetch 100.
+    pub fn stream(service: impl Into<String>, stream: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            source: Source::Stream(StreamSource {
+                stream: stream.into(),
+                start: StartAt::default(),
+                single_active: false,
+                super_stream: false,
+            }),
+            prefetch: 100,
+        }
+    }
+
+    /// Unsettled deliveries at once (0 is taken as 1).
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// The queue type (queue subscriptions only; ignored for streams).
+    #[must_use]
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        if let Source::Queue(queue) = &mut self.source {
+            queue.queue_type = queue_type;
+        }
+        self
+    }
+
+    /// Where a stream consumer without a stored offset starts (ignored for queues).
+    #[must_use]
+    pub fn start_at(mut self, start: StartAt) -> Self {
+        if let Source::Stream(stream) = &mut self.source {
+            stream.start = start;
+        }
+        self
+    }
+
+    /// Single active consumer for a stream (ignored for queues).
+    #[must_use]
+    pub fn single_active(mut self, enabled: bool) -> Self {
+        if let Source::Stream(stream) = &mut self.source {
+            stream.single_active = enabled;
+        }
+        self
+    }
+
+    /// The patterns a queue subscription is bound with (empty for a stream).
+    pub fn patterns(&self) -> &[String] {
+        match &self.source {
+            Source::Queue(queue) => &queue.patterns,
+            Source::Stream(_) => &[],
+        }
+    }
+}
