@@ -44,6 +44,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `codec` | `"json"` (serde) or `"protobuf"` (prost, facade feature `protobuf`) | `"json"` |
 /// | `crate` | path of the `pubsub` facade if it is renamed, e.g. `"my_pubsub"` | `"::pubsub"` |
 ///
+/// The key `domain.action` is at most 255 bytes (AMQP's limit). Its words are deliberately
+/// stricter than what handler patterns accept, which must also match keys chosen by other
+/// publishers.
+///
 /// A protobuf event derives `prost::Message` instead of serde's traits:
 ///
 /// ```ignore
@@ -58,10 +62,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// # Compile errors
 ///
 /// A missing `#[event]`, `domain` or `action`; an empty word, a word with a dot, a
-/// wildcard or a character outside `[a-z0-9_-]`; `version = 0` or a version that is not a
-/// `u32` literal; an unknown or repeated option; an unknown codec; generic types (events
-/// are `'static` and routed by one fixed key) and unions. Every error points at the
-/// offending token, and all of them are reported at once.
+/// wildcard or a character outside `[a-z0-9_-]`; a key over 255 bytes; `version = 0` or a
+/// version that is not a `u32` literal; an unknown or repeated option; an unknown codec;
+/// generic types (events are `'static` and routed by one fixed key) and unions. Every error
+/// points at the offending token, and all of them are reported at once.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

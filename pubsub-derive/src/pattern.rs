@@ -49,6 +49,19 @@ pub(crate) fn quoted(pattern: &str) -> String {
     format!("{start:?}... ({} bytes)", pattern.len())
 }
 
+/// Checks an event's routing key `domain.action` as a whole (each word is checked by
+/// [`validate_word`]): at most 255 bytes.
+pub(crate) fn validate_key(domain: &str, action: &str) -> Result<(), String> {
+    let len = domain.len() + 1 + action.len();
+    if len > MAX_LEN {
+        return Err(format!(
+            "the routing key `domain.action` is {len} bytes long, over the AMQP limit of {MAX_LEN} \
+             bytes; shorten `domain` or `action`"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks one word of a routing key (an event's `domain` or `action`); `what` names it in
 /// the message. Keys this crate's users define stay `[a-z0-9_-]`, stricter than patterns,
 /// which also have to match keys that other publishers chose.
@@ -151,6 +164,14 @@ mod tests {
             quoted(&"ü".repeat(200)),
             format!("{:?}... (400 bytes)", "ü".repeat(24))
         );
+    }
+
+    #[test]
+    fn event_keys_are_at_most_255_bytes() {
+        assert_eq!(validate_key("order", "created"), Ok(()));
+        assert_eq!(validate_key(&"d".repeat(127), &"a".repeat(127)), Ok(()));
+        let error = validate_key(&"d".repeat(128), &"a".repeat(127)).unwrap_err();
+        assert!(error.contains("256 bytes"), "{error}");
     }
 
     #[test]
