@@ -3,6 +3,20 @@
 //! A key is dot-separated words (`order.created`). In a pattern, `*` stands for exactly one
 //! word and `#` for zero or more. The functions here are `const` so that the `#[handler]`
 //! macro can check, at compile time, that a typed handler's pattern can match its event.
+//!
+//! # Syntax
+//!
+//! A word is any non-empty text without `.`, as on RabbitMQ's topic exchange: lowercase and
+//! uppercase letters, digits, punctuation, spaces and non-ASCII (UTF-8) text are all words
+//! (`Order.Created`, `заказ.*`, `a+b.c`). Patterns and keys are 1 to [`MAX_LEN`] (255) bytes,
+//! the AMQP limit. Rejected although RabbitMQ would take them, as likely mistakes:
+//!
+//! - an empty word: a leading, trailing or double dot (`.a`, `a.`, `a..b`);
+//! - a word that contains `*` or `#` without being one (`order.cre*`, `a.#b`): wildcards
+//!   are whole words only, there is no prefix or suffix matching;
+//! - ASCII control characters (tab, newline, NUL, ...) anywhere.
+//!
+//! A key is checked the same way, except that it contains no `*` or `#` at all.
 
 use std::fmt;
 
@@ -18,18 +32,26 @@ pub struct PatternError {
 
 /// A validated topic pattern such as `order.*` or `#.failed`.
 ///
+/// Words are any non-empty text without `.` (see the [module docs](self#syntax)), so a
+/// pattern can match keys that other publishers chose, uppercase or not ASCII.
+///
 /// ```
 /// use pubsub_core::Pattern;
 /// let p = Pattern::new("order.*").unwrap();
 /// assert!(p.matches("order.created"));
 /// assert!(!p.matches("order.created.v2"));
+/// assert!(Pattern::new("Order.Created").unwrap().matches("Order.Created"));
+/// assert!(Pattern::new("заказ.*").unwrap().matches("заказ.создан"));
+/// // `*` and `#` are wildcards only as whole words
 /// assert!(Pattern::new("order.cre*").is_err());
+/// assert!(Pattern::new("a".repeat(256)).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pattern(String);
 
 impl Pattern {
-    /// Validates `pattern`: non-empty dot-separated words of `[a-z0-9_-]`, or `*`, or `#`.
+    /// Validates `pattern` with [`validate_pattern`]: at most 255 bytes of non-empty
+    /// dot-separated words, each `*`, `#` or text without `*`, `#` or ASCII control characters.
     pub fn new(pattern: impl Into<String>) -> Result<Self, PatternError> {
         let pattern = pattern.into();
         match validate_pattern(&pattern) {
@@ -87,12 +109,30 @@ impl std::str::FromStr for Pattern {
     }
 }
 
+/// Longest pattern or key, in bytes: AMQP sends routing and binding keys as a `shortstr`.
+pub const MAX_LEN: usize = 255;
+
 /// Checks pattern syntax; the error is a human-readable reason.
+///
+/// Accepted: 1 to [`MAX_LEN`] bytes of dot-separated words, each `*` (one word), `#` (zero or
+/// more) or any other non-empty text without `.`: uppercase, digits, punctuation, spaces and
+/// non-ASCII are fine, as on RabbitMQ. Rejected as likely mistakes, although RabbitMQ would
+/// take them: empty words, words that contain `*` or `#` without being one (`order.cre*`),
+/// and ASCII control characters.
+///
+/// ```
+/// use pubsub_core::pattern::validate_pattern;
+/// assert!(validate_pattern("Order.*").is_ok());
+/// assert!(validate_pattern("a.#b").is_err());
+/// ```
 pub const fn validate_pattern(pattern: &str) -> Result<(), &'static str> {
     validate(pattern.as_bytes(), true)
 }
 
-/// Checks key syntax (like a pattern, but without wildcards).
+/// Checks key syntax: like a pattern, but without `*` or `#` anywhere.
+///
+/// The bus does not apply it to incoming messages: they are routed whatever their key (only
+/// an empty one is dead-lettered), and a key's words simply have to equal a pattern's.
 pub const fn validate_key(key: &str) -> Result<(), &'static str> {
     validate(key.as_bytes(), false)
 }
@@ -101,31 +141,31 @@ const fn validate(b: &[u8], wildcards: bool) -> Result<(), &'static str> {
     if b.is_empty() {
         return Err("it is empty");
     }
+    if b.len() > MAX_LEN {
+        return Err("it is longer than 255 bytes, the AMQP limit for routing keys and patterns");
+    }
     let mut i = 0;
     let mut word_start = 0;
     while i <= b.len() {
         if i == b.len() || b[i] == b'.' {
-            let len = i - word_start;
-            if len == 0 {
+            if i == word_start {
                 return Err("it has an empty word (leading, trailing or double dot)");
-            }
-            if len == 1 && (b[word_start] == b'*' || b[word_start] == b'#') && !wildcards {
-                return Err("a key cannot contain wildcards");
             }
             word_start = i + 1;
         } else {
             let c = b[i];
-            let plain = c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-';
             if c == b'*' || c == b'#' {
                 if !wildcards {
-                    return Err("a key cannot contain wildcards");
+                    return Err("a key cannot contain the wildcards `*` or `#`");
                 }
                 let alone = (i == word_start) && (i + 1 == b.len() || b[i + 1] == b'.');
                 if !alone {
-                    return Err("`*` and `#` must stand alone as a whole word");
+                    return Err(
+                        "`*` and `#` are wildcards only as a whole word; a word that contains one is likely a mistake",
+                    );
                 }
-            } else if !plain {
-                return Err("words may only contain a-z, 0-9, `_` and `-`");
+            } else if c.is_ascii_control() {
+                return Err("it contains an ASCII control character (tab, newline, ...)");
             }
         }
         i += 1;
@@ -256,11 +296,103 @@ mod tests {
         assert!(validate_pattern("order.*").is_ok());
         assert!(validate_pattern("#").is_ok());
         assert!(validate_pattern("a-b_c.9").is_ok());
-        for bad in ["", ".", "a.", ".a", "a..b", "a*", "a.#b", "A.b", "a b", "ü"] {
+        for bad in [
+            "", ".", "a.", ".a", "a..b", "a*", "a.#b", "*a", "a.**", "##",
+        ] {
             assert!(validate_pattern(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(validate_key("order.*").is_err());
         assert!(validate_key("order.created").is_ok());
+    }
+
+    #[test]
+    fn words_are_whatever_rabbitmq_takes() {
+        let good = [
+            "Order.Created",
+            "ORDER.#",
+            "заказ.*",
+            "ü",
+            "a+b.c",
+            "a b.c",
+            "v1:2/3@x.!$%&'()=?",
+            "*.Bestellung.#",
+            "注文.作成",
+        ];
+        for p in good {
+            assert_eq!(validate_pattern(p), Ok(()), "{p:?}");
+            assert!(Pattern::new(p).is_ok(), "{p:?}");
+        }
+        for key in ["Order.Created", "заказ.создан", "a+b.c", "a b"] {
+            assert_eq!(validate_key(key), Ok(()), "{key:?}");
+        }
+        assert!(Pattern::new("Order.*").unwrap().matches("Order.Created"));
+        assert!(!Pattern::new("Order.*").unwrap().matches("order.created"));
+        assert!(Pattern::new("заказ.*").unwrap().matches("заказ.создан"));
+        assert!(matches("заказ.*", "заказ.создан"));
+        assert!(matches("a+b.#", "a+b.c.D"));
+    }
+
+    #[test]
+    fn wildcards_inside_words_are_rejected_as_mistakes() {
+        for bad in ["a*", "order.cre*", "a.#b", "#b.created", "Ü*"] {
+            let error = Pattern::new(bad).unwrap_err();
+            assert!(
+                error.reason.contains("likely a mistake"),
+                "{bad:?}: {error}"
+            );
+        }
+        for bad in ["a*", "a.#b", "order.*", "#"] {
+            assert!(
+                validate_key(bad).unwrap_err().contains("wildcards"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_are_rejected() {
+        for bad in ["a\tb", "a.b\n", "\0", "a\u{7f}", "a.\r.b"] {
+            assert!(
+                validate_pattern(bad).unwrap_err().contains("control"),
+                "{bad:?}"
+            );
+            assert!(
+                validate_key(bad).unwrap_err().contains("control"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn at_most_255_bytes() {
+        assert_eq!(MAX_LEN, 255);
+        // bytes count, dots included, not chars
+        let longest = [
+            "a".repeat(255),
+            ["b"; 128].join("."),
+            "ü".repeat(127) + "a",
+            ["#"; 127].join(".") + ".z",
+        ];
+        for pattern in &longest {
+            assert_eq!(pattern.len(), 255);
+            assert!(Pattern::new(pattern.as_str()).is_ok(), "{pattern:?}");
+        }
+        assert!(validate_key(&longest[0]).is_ok());
+        assert!(validate_key(&longest[2]).is_ok());
+
+        let too_long = [
+            "a".repeat(256),
+            ["b"; 128].join(".") + ".*",
+            "ü".repeat(128),
+            longest[0].clone() + ".#",
+        ];
+        for pattern in &too_long {
+            assert!(pattern.len() > 255);
+            let error = Pattern::new(pattern.as_str()).unwrap_err();
+            assert!(error.reason.contains("longer than 255 bytes"), "{error}");
+            assert_eq!(validate_pattern(pattern), Err(error.reason));
+            assert_eq!(validate_key(pattern), Err(error.reason));
+        }
     }
 
     #[test]
@@ -272,4 +404,6 @@ mod tests {
     }
 
     const _: () = assert!(matches("order.*", "order.created"));
+    const _: () = assert!(matches("Заказ.*", "Заказ.Создан"));
+    const _: () = assert!(validate_pattern("Order.#").is_ok());
 }

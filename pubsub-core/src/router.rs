@@ -96,7 +96,8 @@ impl Router {
     ///
     /// `out` doubles as scratch space for the active trie states, so reusing one buffer makes
     /// lookups allocation-free once it has grown to fit. Any `key` is accepted: words are split
-    /// on `.`, and empty, uppercase or non-ASCII words simply match only `*` and `#`.
+    /// on `.` and compared byte for byte (case matters); an empty word, which no pattern
+    /// contains, matches only `*` and `#`.
     pub fn route_into(&self, key: &str, out: &mut Vec<usize>) {
         self.walk(key, out);
         let states = out.len();
@@ -252,14 +253,36 @@ mod tests {
     }
 
     /// Keys to try, including empty, empty-word, uppercase and non-ASCII ones (`""` is first).
-    const KEYS: &str =
-        "|.|..|a|a.|.a|a..b|a.b|a.b.c|a.b.b.c|a.c|c|b.c|A.b|ü.b|order|order.created|o.v2.failed";
+    const KEYS: &str = "|.|..|a|a.|.a|a..b|a.b|a.b.c|a.b.b.c|a.c|c|b.c|A.b|ü.b|Ü.b|a.Ü|order|order.created|\
+         Order|Order.created|Order.Created|o.v2.failed|заказ.создан|a+b.c";
 
     #[test]
     fn examples_agree_with_reference() {
         let ps = pats(&[
-            "#", "a.#", "#.c", "a.#.c", "#.#", "*", "*.*", "a.*", "*.#", "#.*", "a.b", "a.b",
-            "order.*", "order.#", "#.failed", "a.#.#.c", "#.b.#",
+            "#",
+            "a.#",
+            "#.c",
+            "a.#.c",
+            "#.#",
+            "*",
+            "*.*",
+            "a.*",
+            "*.#",
+            "#.*",
+            "a.b",
+            "a.b",
+            "order.*",
+            "order.#",
+            "#.failed",
+            "a.#.#.c",
+            "#.b.#",
+            "Order.*",
+            "Order.Created",
+            "Ü.#",
+            "*.Ü",
+            "A.b",
+            "заказ.*",
+            "a+b.#",
         ]);
         for key in KEYS.split('|') {
             check(&ps, key);
@@ -277,6 +300,18 @@ mod tests {
         let mut out = vec![99, 98]; // route_into clears first and reuses the buffer
         r.route_into("user.x", &mut out);
         assert_eq!(out, [2, 4]);
+    }
+
+    #[test]
+    fn words_beyond_lowercase_ascii() {
+        let r = Router::new(pats(&["Order.*", "заказ.#", "a+b.c", "order.*", "*.Ü"]));
+        assert_eq!(r.route("Order.Created"), [0]);
+        assert_eq!(r.route("order.Created"), [3]);
+        assert_eq!(r.route("заказ"), [1]);
+        assert_eq!(r.route("заказ.создан.v2"), [1]);
+        assert_eq!(r.route("a+b.c"), [2]);
+        assert_eq!(r.route("Order.Ü"), [0, 4]);
+        assert_eq!(r.route("order.ü"), [3], "case matters beyond ASCII too");
     }
 
     #[test]
@@ -311,16 +346,20 @@ mod tests {
     }
 
     fn pattern_strategy() -> impl Strategy<Value = Pattern> {
-        prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "*", "#"]), 1..5)
+        let words = vec!["a", "b", "c", "Order", "Ü", "*", "#"];
+        prop::collection::vec(prop::sample::select(words), 1..5)
             .prop_map(|w| Pattern::new(w.join(".")).unwrap())
     }
 
     fn key_strategy() -> impl Strategy<Value = String> {
         prop_oneof![
             1 => Just(String::new()),
-            8 => prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "d"]), 0..6)
-                .prop_map(|w| w.join(".")),
-            2 => "[abcA.é]{0,8}",
+            8 => prop::collection::vec(
+                prop::sample::select(vec!["a", "b", "c", "d", "Order", "order", "Ü", "ü"]),
+                0..6,
+            )
+            .prop_map(|w| w.join(".")),
+            2 => "[abcAÜ.é]{0,8}",
         ]
     }
 

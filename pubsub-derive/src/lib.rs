@@ -44,6 +44,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `codec` | `"json"` (serde) or `"protobuf"` (prost, facade feature `protobuf`) | `"json"` |
 /// | `crate` | path of the `pubsub` facade if it is renamed, e.g. `"my_pubsub"` | `"::pubsub"` |
 ///
+/// The key `domain.action` is at most 255 bytes (AMQP's limit). Its words are deliberately
+/// stricter than what handler patterns accept, which must also match keys chosen by other
+/// publishers.
+///
 /// A protobuf event derives `prost::Message` instead of serde's traits:
 ///
 /// ```ignore
@@ -58,10 +62,10 @@ use syn::{DeriveInput, parse_macro_input};
 /// # Compile errors
 ///
 /// A missing `#[event]`, `domain` or `action`; an empty word, a word with a dot, a
-/// wildcard or a character outside `[a-z0-9_-]`; `version = 0` or a version that is not a
-/// `u32` literal; an unknown or repeated option; an unknown codec; generic types (events
-/// are `'static` and routed by one fixed key) and unions. Every error points at the
-/// offending token, and all of them are reported at once.
+/// wildcard or a character outside `[a-z0-9_-]`; a key over 255 bytes; `version = 0` or a
+/// version that is not a `u32` literal; an unknown or repeated option; an unknown codec;
+/// generic types (events are `'static` and routed by one fixed key) and unions. Every error
+/// points at the offending token, and all of them are reported at once.
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -99,13 +103,19 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// | argument | meaning | default |
 /// |---|---|---|
-/// | `"pattern"` (first, no key) | AMQP topic pattern: `*` is one word, `#` zero or more. Required for `RawEvent`; on a typed handler it is checked to match the event's key | the event's key |
+/// | `"pattern"` (first, no key) | AMQP topic pattern: `*` is one word, `#` zero or more, any other word is matched exactly. Required for `RawEvent`; on a typed handler it is checked to match the event's key | the event's key |
 /// | `name = "..."` | registered name, shown in logs and dead letters | the fn's name |
 /// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
 /// | `retry = "slow"` | a retry policy registered on the bus builder; excludes `retries` | — |
 /// | `service = "billing"` | run only on buses of this service | every bus |
 /// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
+///
+/// A pattern is at most 255 bytes (AMQP's limit) of dot-separated words. As on RabbitMQ, a
+/// word is any non-empty text without `.`, case-sensitive: `"Order.Created"`, `"заказ.*"` and
+/// `"a+b.#"` bind to keys that other publishers chose. Rejected as likely mistakes: an empty
+/// word (`"a..b"`, `"a."`), a word that contains `*` or `#` without being one (`"order.cre*"`:
+/// there is no prefix matching) and ASCII control characters (tab, newline, ...).
 ///
 /// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
 ///
@@ -116,12 +126,13 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// # Compile errors
 ///
 /// A fn that is not `async`, generic or a method; no argument or more than two; a missing
-/// return type; a bad pattern; a `RawEvent` handler without a pattern; an unknown or repeated
-/// argument; `retries` with `retry`; a bad timeout; a name (given or the fn's) with characters
-/// other than ASCII letters, digits, `_`, `-`, `.` and `:`. The trait bounds of the generated code
-/// report, at the offending type, a first argument that is not an event, a second argument
-/// that is not `Context` and a return type that is not a `Result`; a typed handler whose
-/// pattern can never match its event's key fails constant evaluation at the pattern.
+/// return type; a pattern that breaks the rules above; a `RawEvent` handler without a pattern;
+/// an unknown or repeated argument; `retries` with `retry`; a bad timeout; a name (given or the
+/// fn's) with characters other than ASCII letters, digits, `_`, `-`, `.` and `:`. The trait
+/// bounds of the generated code report, at the offending type, a first argument that is not
+/// an event, a second argument that is not `Context` and a return type that is not a
+/// `Result`; a typed handler whose pattern can never match its event's key fails constant
+/// evaluation at the pattern.
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -5,7 +5,7 @@ use syn::{Attribute, LitStr, Path};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{self, Slot};
-use crate::pattern::validate_word;
+use crate::pattern::{validate_key, validate_word};
 
 /// The options `#[event(...)]` accepts, in the order the docs list them.
 const KEYS: &[&str] = &["domain", "action", "version", "codec", "crate"];
@@ -85,6 +85,11 @@ impl EventAttr {
                     }
                 }
             }
+        }
+        if let (Some(domain), Some(action)) = (b.domain.get(), b.action.get())
+            && let Err(reason) = validate_key(&domain.value(), &action.value())
+        {
+            cx.error_at(action.span(), reason);
         }
         Self {
             domain: b.domain.into_inner(),

@@ -8,7 +8,7 @@ use syn::{Lit, LitStr, Path};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{self, Slot};
-use crate::pattern::validate_pattern;
+use crate::pattern::{quoted, validate_pattern};
 
 /// The options after the pattern, in the order the docs list them.
 const KEYS: &[&str] = &["name", "timeout", "retries", "retry", "service", "crate"];
@@ -79,7 +79,7 @@ impl HandlerArgs {
         {
             cx.error_at(
                 lit.span(),
-                format!("invalid pattern {:?}: {reason}", lit.value()),
+                format!("invalid pattern {}: {reason}", quoted(&lit.value())),
             );
         }
         Self {

@@ -20,8 +20,8 @@ async fn partial_hash(_event: RawEvent) -> Result<(), HandlerError> {
     Ok(())
 }
 
-#[handler("Order.*")]
-async fn uppercase(_event: RawEvent) -> Result<(), HandlerError> {
+#[handler("order.\tcreated")]
+async fn control_character(_event: RawEvent) -> Result<(), HandlerError> {
     Ok(())
 }
 
