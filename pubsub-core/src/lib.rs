@@ -38,6 +38,7 @@ pub use dispatch::Isolation;
 pub use error::{BoxedSource, CodecError, Error, Result, TransportError};
 pub use event::Event;
 pub use handler::{HandlerError, HandlerErrorKind, HandlerResultExt, RawEvent};
+pub use uuid::Uuid;
 // What the macros' generated code names; public so that diagnostics can name them, hidden
 // because users never write them.
 #[doc(hidden)]
