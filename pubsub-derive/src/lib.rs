@@ -119,9 +119,9 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
 ///
-/// Handlers of a bus share its consumer task unless the bus gives each delivery a task of
-/// its own (`BusBuilder::task_per_delivery`): like any async code, a handler must not block
-/// its thread — use `tokio::task::spawn_blocking` for blocking work.
+/// Each attempt of a handler runs in a task of its own (`Isolation::Task`, the default),
+/// with its timeout enforced from outside; with `Isolation::Inline` handlers share the bus's
+/// consumer task. Either way, blocking work belongs in `tokio::task::spawn_blocking`.
 ///
 /// # Compile errors
 ///
