@@ -11,6 +11,8 @@
 //!   routing → consumer with prefetch → dispatcher → three handlers (one typed, one
 //!   `Handler::raw` on `bench.*`, one raw on `#`) → ack. Timed from the first publish until
 //!   all 3·N handler invocations have completed.
+//! * **3 handlers, Isolation::Inline** — the same with handlers run on the consumer task
+//!   instead of a task per handler attempt (the default, `Isolation::Task`).
 //! * **10 / 1000 patterns** — the same, with 7 / 997 extra raw handlers whose patterns never
 //!   match the benchmark key (a mix of `other{i}.created`, `p{i}.*` and `q{i}.#`), showing
 //!   whether routing cost grows with the number of registered patterns.
@@ -28,7 +30,7 @@
 //! `PUBSUB_BENCH_PREFETCH` (default 100: 32–300 measure alike, 1000 about 10 % slower,
 //! 10000 about 30 % slower), `PUBSUB_BENCH_PUBLISHERS` (default 1),
 //! `PUBSUB_BENCH_WORKERS` (runtime worker threads, default 2), and
-//! `PUBSUB_BENCH_ONLY=3` (or `10`, `1000`, `split`) to run only that scenario, without the
+//! `PUBSUB_BENCH_ONLY=3` (or `10`, `1000`, `inline`, `split`) to run only that scenario, without the
 //! floor and without the summary, e.g. under a profiler; `PUBSUB_BENCH_COOP=1` makes the
 //! publishing loop call `tokio::task::coop::consume_budget()` after every publish, so it
 //! yields to the bus like a budget-aware (or back-pressured) transport would.
@@ -39,7 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pubsub::{
-    Bus, Context, Event, Handler, HandlerError, HandlerSelection, MemoryTransport, RawEvent,
+    Bus, Context, Event, Handler, HandlerError, HandlerSelection, Isolation, MemoryTransport,
+    RawEvent,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -218,6 +221,7 @@ fn extra_pattern(i: usize) -> String {
 async fn build_bus(
     cfg: &Config,
     patterns: usize,
+    isolation: Isolation,
     done: &Arc<Done>,
     stray: &Arc<AtomicU64>,
 ) -> (Bus, MemoryTransport) {
@@ -249,6 +253,7 @@ async fn build_bus(
         .transport(transport.clone())
         .select_handlers(HandlerSelection::None)
         .prefetch(cfg.prefetch)
+        .isolation(isolation)
         .handler(typed)
         .handler(raw("raw-domain", "bench.*"))
         .handler(raw("raw-all", "#"));
@@ -283,7 +288,7 @@ async fn finish(bus: Bus, running: JoinHandle<pubsub::Result<()>>, stray: &Atomi
 async fn split_once(cfg: &Config, n: u64) -> (Sample, Sample) {
     let done = Arc::new(Done::default());
     let stray = Arc::new(AtomicU64::new(0));
-    let (bus, transport) = build_bus(cfg, 3, &done, &stray).await;
+    let (bus, transport) = build_bus(cfg, 3, Isolation::Task, &done, &stray).await;
     let start = Instant::now();
     let publisher = bus.clone();
     tokio::spawn(async move {
@@ -327,10 +332,10 @@ async fn split(cfg: &Config) -> (Vec<Sample>, Vec<Sample>) {
     (publish, drain)
 }
 
-async fn framework(cfg: &Config, patterns: usize) -> Vec<Sample> {
+async fn framework(cfg: &Config, patterns: usize, isolation: Isolation) -> Vec<Sample> {
     let done = Arc::new(Done::default());
     let stray = Arc::new(AtomicU64::new(0));
-    let (bus, transport) = build_bus(cfg, patterns, &done, &stray).await;
+    let (bus, transport) = build_bus(cfg, patterns, isolation, &done, &stray).await;
     let running = bus.spawn().await.expect("bus starts consuming");
 
     let event = sample(7);
@@ -422,10 +427,17 @@ fn main() {
     );
     println!();
 
+    // Isolation::Task (the default): every handler attempt in its own task.
     let scenarios = [
-        (3, "framework, 3 handlers"),
-        (10, "framework, 10 patterns"),
-        (1000, "framework, 1000 patterns"),
+        (3, Isolation::Task, "3", "framework, 3 handlers"),
+        (10, Isolation::Task, "10", "framework, 10 patterns"),
+        (1000, Isolation::Task, "1000", "framework, 1000 patterns"),
+        (
+            3,
+            Isolation::Inline,
+            "inline",
+            "  3 handlers, Isolation::Inline",
+        ),
     ];
     let mut rows = Vec::new();
     if cfg.only.is_none() {
@@ -441,15 +453,11 @@ fn main() {
             });
         }
     }
-    for (patterns, name) in scenarios {
-        if cfg
-            .only
-            .as_ref()
-            .is_some_and(|only| *only != patterns.to_string())
-        {
+    for (patterns, isolation, key, name) in scenarios {
+        if cfg.only.as_ref().is_some_and(|only| only != key) {
             continue;
         }
-        let (best, median) = summary(runtime.block_on(framework(&cfg, patterns)));
+        let (best, median) = summary(runtime.block_on(framework(&cfg, patterns, isolation)));
         rows.push(Row {
             name: name.into(),
             best,
@@ -510,11 +518,20 @@ fn main() {
         return;
     };
     println!();
-    let (three, ten, thousand) = (rows[2].best.total, rows[3].best.total, rows[4].best.total);
+    let (three, ten, thousand, inline) = (
+        rows[2].best.total,
+        rows[3].best.total,
+        rows[4].best.total,
+        rows[5].best.total,
+    );
     println!(
         "framework (3 handlers) / floor rate: {:.2}×  (goal ≥ 0.50×)  {}",
         floor_best / three,
         verdict(floor_best / three >= 0.5)
+    );
+    println!(
+        "  the same, Isolation::Inline:       {:.2}×",
+        floor_best / inline
     );
     println!(
         "1000-pattern / 10-pattern time:      {:.2}×  (goal ≤ 1.20×; median {:.2}×)  {}",
