@@ -233,3 +233,82 @@ async fn wait_idle_times_out_while_work_is_stuck() {
         .unwrap_err();
     assert!(err.to_string().contains("did not become idle"), "{err}");
 }
+
+#[tokio::test]
+async fn competing_consumers_are_served_round_robin() {
+    let broker = MemoryTransport::new();
+    let subscription = subscription("rr", &["rr.#"], 10);
+    let mut a = broker.consume(&subscription).await.unwrap();
+    let mut b = broker.consume(&subscription).await.unwrap();
+    for n in 0..10u8 {
+        broker
+            .publish(Message::new("rr.tick", Bytes::from(vec![n])).into())
+            .await
+            .unwrap();
+    }
+    let (mut got, mut held) = ((Vec::new(), Vec::new()), Vec::new());
+    // a takes first, all it can: a broker that let consumers pull would hand it 0..5
+    for _ in 0..5 {
+        let delivery = a.next().await.unwrap().unwrap();
+        got.0.push(delivery.message.body[0]);
+        held.push(delivery); // unsettled: dropping would requeue it
+    }
+    for _ in 0..5 {
+        let delivery = b.next().await.unwrap().unwrap();
+        got.1.push(delivery.message.body[0]);
+        held.push(delivery);
+    }
+    assert_eq!(
+        got,
+        (vec![0, 2, 4, 6, 8], vec![1, 3, 5, 7, 9]),
+        "alternating"
+    );
+    let depth = broker.queue_depth("rr").unwrap();
+    assert_eq!((depth.ready, depth.unacked), (0, 10), "{depth:?}");
+}
+
+#[tokio::test]
+async fn messages_pushed_to_a_cancelled_consumer_go_to_the_others() {
+    let broker = MemoryTransport::new();
+    let subscription = subscription("rc", &["rc.#"], 10);
+    let mut a = broker.consume(&subscription).await.unwrap();
+    let mut b = broker.consume(&subscription).await.unwrap();
+    for n in 0..4u8 {
+        broker
+            .publish(Message::new("rc.tick", Bytes::from(vec![n])).into())
+            .await
+            .unwrap();
+    }
+    a.cancel().await.unwrap();
+    assert!(a.next().await.is_none(), "a cancelled consumer ends");
+    let mut got: Vec<u8> = Vec::new();
+    for _ in 0..4 {
+        let delivery = b.next().await.unwrap().unwrap();
+        got.push(delivery.message.body[0]);
+        delivery.acker.settle(Settlement::Ack).await.unwrap();
+    }
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [0, 1, 2, 3],
+        "nothing stranded with the cancelled consumer"
+    );
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_publishes_and_keeps_what_it_has() {
+    let broker = MemoryTransport::with_max_length(2);
+    broker
+        .declare(&subscription("full", &["full.#"], 10))
+        .await
+        .unwrap();
+    let publish = |n: u8| broker.publish(Message::new("full.job", Bytes::from(vec![n])).into());
+    publish(0).await.unwrap();
+    publish(1).await.unwrap();
+    let refused = publish(2).await;
+    assert!(
+        matches!(refused, Err(pubsub::TransportError::Nacked { ref reason }) if reason.contains("full")),
+        "{refused:?}"
+    );
+    assert_eq!(broker.queue_depth("full").unwrap().ready, 2);
+}

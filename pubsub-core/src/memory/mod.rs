@@ -91,7 +91,7 @@ struct Topology {
 pub struct QueueDepth {
     /// Messages waiting for a consumer.
     pub ready: usize,
-    /// Messages delivered and not yet settled.
+    /// Messages delivered (pushed to a consumer) and not yet settled.
     pub unacked: usize,
     /// Attached consumers.
     pub consumers: usize,
@@ -237,7 +237,7 @@ impl MemoryTransport {
             let state = q.lock();
             QueueDepth {
                 ready: state.ready.len(),
-                unacked: state.unacked.len(),
+                unacked: state.unacked.len() + state.assigned(),
                 consumers: state.consumers.len(),
                 dead_lettered: state.dead.len(),
                 delayed: state.delayed,

@@ -91,6 +91,8 @@ pub(crate) struct QueueState {
     /// A consumer found nothing to take and waits for a change.
     pub(crate) consumer_waiting: bool,
     pub(crate) consumers: HashMap<u64, ConsumerSlot>,
+    /// Consumers in round-robin order: the next message goes to the first with credit.
+    rotation: VecDeque<u64>,
     pub(crate) dead: Vec<DeadLetteredMessage>,
     next_tag: u64,
 }
@@ -99,7 +101,45 @@ pub(crate) struct QueueState {
 pub(crate) struct ConsumerSlot {
     pub(crate) prefetch: usize,
     pub(crate) in_flight: usize,
+    /// Messages pushed to this consumer (as the broker pushes up to the prefetch) and not
+    /// taken yet.
+    assigned: VecDeque<Ready>,
     pub(crate) cancelled: bool,
+}
+
+impl QueueState {
+    /// Pushes a new message to the next consumer in round-robin order that has credit, as
+    /// the broker does; with none, or behind older waiting messages (order is kept), it
+    /// waits in the queue.
+    fn enqueue(&mut self, ready: Ready) {
+        if !self.ready.is_empty() {
+            self.ready.push_back(ready);
+            return;
+        }
+        let turn = self.rotation.iter().position(|id| {
+            self.consumers
+                .get(id)
+                .is_some_and(|c| !c.cancelled && c.in_flight + c.assigned.len() < c.prefetch)
+        });
+        let Some(turn) = turn else {
+            self.ready.push_back(ready);
+            return;
+        };
+        let Some(id) = self.rotation.remove(turn) else {
+            self.ready.push_back(ready);
+            return;
+        };
+        self.rotation.push_back(id);
+        match self.consumers.get_mut(&id) {
+            Some(slot) => slot.assigned.push_back(ready),
+            None => self.ready.push_back(ready),
+        }
+    }
+
+    /// Messages pushed to consumers and not taken yet.
+    pub(crate) fn assigned(&self) -> usize {
+        self.consumers.values().map(|c| c.assigned.len()).sum()
+    }
 }
 
 /// A queue shared by the broker and its consumers.
@@ -166,7 +206,7 @@ impl Queue {
             if state.max_length.is_some_and(|max| state.ready.len() >= max) {
                 return false;
             }
-            state.ready.push_back(Ready {
+            state.enqueue(Ready {
                 message,
                 redelivered: false,
                 deliveries: 0,
@@ -178,14 +218,18 @@ impl Queue {
     }
 
     pub(crate) fn add_consumer(&self, id: u64, prefetch: usize) {
-        self.lock().consumers.insert(
+        let mut state = self.lock();
+        state.consumers.insert(
             id,
             ConsumerSlot {
                 prefetch: prefetch.max(1),
                 in_flight: 0,
+                assigned: VecDeque::new(),
                 cancelled: false,
             },
         );
+        state.rotation.push_back(id);
+        drop(state);
         self.signal.bump();
     }
 
@@ -198,11 +242,12 @@ impl Queue {
         if slot.cancelled {
             return Take::Cancelled;
         }
-        if slot.in_flight >= slot.prefetch {
-            state.consumer_waiting = true;
-            return Take::Wait;
-        }
-        let Some(ready) = state.ready.pop_front() else {
+        let next = match slot.assigned.pop_front() {
+            Some(ready) => Some(ready),
+            None if slot.in_flight < slot.prefetch => state.ready.pop_front(),
+            None => None,
+        };
+        let Some(ready) = next else {
             state.consumer_waiting = true;
             return Take::Wait;
         };
@@ -287,7 +332,7 @@ impl Queue {
             let wake = {
                 let mut state = queue.lock();
                 state.delayed = state.delayed.saturating_sub(1);
-                state.ready.push_back(Ready {
+                state.enqueue(Ready {
                     message: Arc::new(message),
                     redelivered: false,
                     deliveries: 0,
@@ -298,10 +343,17 @@ impl Queue {
         });
     }
 
+    /// Stops deliveries to a consumer; what was pushed to it and not taken goes to others.
     pub(crate) fn cancel(&self, consumer: u64) {
-        if let Some(slot) = self.lock().consumers.get_mut(&consumer) {
+        let mut state = self.lock();
+        if let Some(slot) = state.consumers.get_mut(&consumer) {
             slot.cancelled = true;
+            let assigned = std::mem::take(&mut slot.assigned);
+            for ready in assigned.into_iter().rev() {
+                state.ready.push_front(ready);
+            }
         }
+        drop(state);
         self.changed(true);
     }
 
@@ -309,7 +361,12 @@ impl Queue {
     /// marked redelivered.
     pub(crate) fn remove_consumer(&self, consumer: u64) {
         let mut state = self.lock();
-        state.consumers.remove(&consumer);
+        state.rotation.retain(|c| *c != consumer);
+        if let Some(slot) = state.consumers.remove(&consumer) {
+            for ready in slot.assigned.into_iter().rev() {
+                state.ready.push_front(ready);
+            }
+        }
         let mut tags: Vec<u64> = state
             .unacked
             .iter()
@@ -358,6 +415,10 @@ impl Queue {
     pub(crate) fn is_busy(&self) -> bool {
         let state = self.lock();
         let consuming = state.consumers.values().any(|c| !c.cancelled);
-        !state.unacked.is_empty() || state.delayed > 0 || (!state.ready.is_empty() && consuming)
+        let assigned = state.consumers.values().any(|c| !c.assigned.is_empty());
+        !state.unacked.is_empty()
+            || assigned
+            || state.delayed > 0
+            || (!state.ready.is_empty() && consuming)
     }
 }
