@@ -136,7 +136,7 @@ async fn a_slow_handler_times_out_and_the_others_finish() {
 
 #[tokio::test]
 async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
-    let h = TestHarness::start(only(&["flaky", "rejects"]).retry_policy(
+    let h = TestHarness::start(only(&["flaky", "rejects"]).define_retry_policy(
         "quick",
         RetryPolicy::exponential(4, Duration::from_millis(1)),
     ))

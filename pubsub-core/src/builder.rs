@@ -31,7 +31,7 @@ use crate::transport::{Subscription, Transport};
 ///     .select_handlers(HandlerSelection::None)
 ///     .state(Db)
 ///     .retry(RetryPolicy::exponential(5, Duration::from_millis(200)))
-///     .retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
+///     .define_retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
 ///     .handler_timeout(Duration::from_secs(10))
 ///     .prefetch(32)
 ///     .build()
@@ -134,8 +134,10 @@ impl BusBuilder {
         self
     }
 
-    /// A named retry policy for `#[handler(retry = "name")]`.
-    pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
+    /// Defines a named retry policy, which handlers select with
+    /// `#[handler(retry = "name")]` or [`Handler::use_retry_policy`]. Defining a name again
+    /// replaces its policy.
+    pub fn define_retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
         self.policies.insert(name.into(), policy);
         self
     }
@@ -214,7 +216,7 @@ impl BusBuilder {
                 RetrySpecOwned::Retries(n) => self.retry.retries(*n),
                 RetrySpecOwned::Named(name) => *self.policies.get(name).ok_or_else(|| {
                     Error::Config(format!(
-                        "handler `{}` uses retry policy `{name}`, which is not registered: .retry_policy(\"{name}\", ...)",
+                        "handler `{}` uses retry policy `{name}`, which is not defined: .define_retry_policy(\"{name}\", ...)",
                         handler.name
                     ))
                 })?,

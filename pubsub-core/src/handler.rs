@@ -330,7 +330,7 @@ pub enum RetrySpec {
     Default,
     /// The default policy with this many retries (0: fail at once).
     Retries(u32),
-    /// A policy registered on the bus builder under this name.
+    /// A policy the bus builder defines under this name.
     Named(&'static str),
 }
 
@@ -407,8 +407,8 @@ impl HandlerRegistration {
         self
     }
 
-    /// Uses the retry policy registered under `name` on the bus builder.
-    pub const fn retry_policy(mut self, name: &'static str) -> Self {
+    /// Uses the retry policy the bus builder defines under `name`.
+    pub const fn use_retry_policy(mut self, name: &'static str) -> Self {
         self.retry = RetrySpec::Named(name);
         self
     }

@@ -140,10 +140,12 @@ pub(crate) type DynCall =
 /// #[event(domain = "user", action = "registered")]
 /// struct UserRegistered { email: String }
 ///
+/// // retried with the policy the bus defines as "patient" (`.define_retry_policy(..)`)
 /// let welcome = Handler::typed("welcome", |user: UserRegistered, _ctx: Context| async move {
 ///     tracing::info!(email = %user.email, "welcome mail");
 ///     Ok::<_, HandlerError>(())
-/// });
+/// })
+/// .use_retry_policy("patient");
 /// let audit = Handler::raw("audit", "user.#", |event: RawEvent, _ctx: Context| async move {
 ///     tracing::info!(key = event.key(), "audit");
 ///     Ok::<_, HandlerError>(())
@@ -249,9 +251,11 @@ impl Handler {
         self
     }
 
-    /// Uses the retry policy registered under `name`.
+    /// Uses the retry policy the bus defines under `name` with
+    /// [`BusBuilder::define_retry_policy`](crate::BusBuilder::define_retry_policy) (checked by
+    /// `build()`), like `#[handler(retry = "name")]`.
     #[must_use]
-    pub fn retry_policy(mut self, name: impl Into<String>) -> Self {
+    pub fn use_retry_policy(mut self, name: impl Into<String>) -> Self {
         self.retry = RetrySpecOwned::Named(name.into());
         self
     }

@@ -103,7 +103,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// | `name = "..."` | registered name, shown in logs and dead letters | the fn's name |
 /// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
-/// | `retry = "slow"` | a retry policy registered on the bus builder; excludes `retries` | — |
+/// | `retry = "slow"` | a retry policy the bus defines with `BusBuilder::define_retry_policy("slow", ..)`; excludes `retries` | — |
 /// | `service = "billing"` | run only on buses of this service | every bus |
 /// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
 ///

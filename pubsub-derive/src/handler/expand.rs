@@ -169,7 +169,7 @@ fn pattern_check(
     }
 }
 
-/// `.timeout_ms(..)`, `.retries(..)`, `.retry_policy(..)`, `.service(..)`: only those given.
+/// `.timeout_ms(..)`, `.retries(..)`, `.use_retry_policy(..)`, `.service(..)`: only those given.
 fn builder_calls(args: &HandlerArgs) -> TokenStream {
     let mut calls = TokenStream::new();
     if let Some(ms) = args.timeout_ms {
@@ -179,7 +179,7 @@ fn builder_calls(args: &HandlerArgs) -> TokenStream {
         calls.extend(quote!(.retries(#n)));
     }
     if let Some(policy) = &args.retry {
-        calls.extend(quote!(.retry_policy(#policy)));
+        calls.extend(quote!(.use_retry_policy(#policy)));
     }
     if let Some(service) = &args.service {
         calls.extend(quote!(.service(#service)));
