@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use pubsub::Bytes;
 use pubsub::prelude::*;
-use pubsub::{Bus, Error, Handler, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness};
+use pubsub::{
+    Bus, Error, Handler, HandlerOrigin, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "shop", action = "ordered")]
@@ -21,6 +23,8 @@ struct Packed {
     id: u32,
 }
 
+/// The line of `async fn pack`, which errors about the handler name.
+const PACK_LINE: u32 = line!() + 2;
 #[handler]
 async fn pack(order: Ordered, ctx: Context) -> Result<(), HandlerError> {
     ctx.publish(&Packed { id: order.id }).await?;
@@ -304,35 +308,106 @@ async fn missing_state_fails_the_handler_permanently() {
     h.shutdown().await.unwrap();
 }
 
+async fn noop(_event: RawEvent, _ctx: Context) -> Result<(), HandlerError> {
+    Ok(())
+}
+
 #[tokio::test]
 async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
-    let noop = |name: &str, pattern: &str| {
-        Handler::raw(name, pattern, |_e: RawEvent, _c| async {
-            Ok::<_, HandlerError>(())
-        })
-    };
+    let first_line = line!() + 1;
+    let first = Handler::raw("a", "x.*", noop);
+    let second = Handler::raw("a", "y.*", noop);
+    assert_eq!(
+        first.origin(),
+        HandlerOrigin::Runtime {
+            file: file!(),
+            line: first_line
+        }
+    );
     let dup = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
-        .handler(noop("a", "x.*"))
-        .handler(noop("a", "y.*"))
+        .handler(first)
+        .handler(second)
         .build()
         .await
         .unwrap_err();
+    let Error::DuplicateHandler {
+        ref name,
+        first,
+        second,
+    } = dup
+    else {
+        panic!("expected DuplicateHandler, got {dup:?}");
+    };
+    assert_eq!(name, "a");
+    assert_eq!((first.file(), first.line()), (file!(), first_line));
+    assert_eq!((second.file(), second.line()), (file!(), first_line + 1));
+    let text = dup.to_string();
     assert!(
-        dup.to_string().contains("two handlers are named `a`"),
-        "{dup}"
+        text.contains("two handlers are named `a`: the Handler built at"),
+        "{text}"
     );
+    assert!(
+        text.contains(&format!("tests/dispatch.rs:{first_line} and ")),
+        "{text}"
+    );
+    assert!(text.contains("Handler::raw(\"other-name\", ..)"), "{text}");
+
     let bad = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
-        .handler(noop("a", "x.y*"))
+        .handler(Handler::raw("a", "x.y*", noop))
         .build()
         .await
         .unwrap_err();
     assert!(matches!(bad, Error::Pattern(_)), "{bad}");
     let nameless = Bus::builder().build().await.unwrap_err();
     assert!(nameless.to_string().contains("service name"), "{nameless}");
+}
+
+#[tokio::test]
+async fn a_runtime_handler_named_like_a_handler_fn_names_both_places() {
+    let fn_origin = pubsub::registered_handlers()
+        .into_iter()
+        .find(|h| h.name == "pack")
+        .map(|h| (h.module_path, h.file, h.line))
+        .unwrap();
+    assert_eq!(
+        fn_origin,
+        ("dispatch".to_owned(), file!().to_owned(), PACK_LINE),
+        "the line of `async fn pack`"
+    );
+    let runtime_line = line!() + 1;
+    let again = Handler::typed("pack", |_o: Ordered, _c: Context| async {
+        Ok::<_, HandlerError>(())
+    });
+    let err = only(&["pack"])
+        .service("s")
+        .handler(again)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DuplicateHandler {
+                first: HandlerOrigin::Attribute { line: first, .. },
+                second: HandlerOrigin::Runtime { line: second, .. },
+                ..
+            } if (first, second) == (PACK_LINE, runtime_line)
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the #[handler] fn in dispatch (tests/dispatch.rs:{PACK_LINE}) and the Handler \
+             built at tests/dispatch.rs:{runtime_line}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("#[handler(name = \"...\")]"), "{text}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! [`BusBuilder`]: configuring a [`Bus`] and resolving its handlers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, hash_map};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -199,16 +199,22 @@ impl BusBuilder {
         };
         let mut handlers = registry::select(&self.selection, &service)?;
         handlers.extend(self.handlers);
-        let mut names = BTreeSet::new();
+        let mut names = HashMap::with_capacity(handlers.len());
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
         for handler in handlers {
             registry::check_name(&handler.name)?;
-            if !names.insert(handler.name.to_string()) {
-                return Err(Error::Config(format!(
-                    "two handlers are named `{}` on service {service}: rename one with #[handler(name = \"...\")]",
-                    handler.name
-                )));
+            match names.entry(Arc::clone(&handler.name)) {
+                hash_map::Entry::Occupied(first) => {
+                    return Err(Error::DuplicateHandler {
+                        name: handler.name.to_string(),
+                        first: *first.get(),
+                        second: handler.origin,
+                    });
+                }
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(handler.origin);
+                }
             }
             patterns.push(Pattern::new(handler.pattern.as_str())?);
             let policy = match &handler.retry {

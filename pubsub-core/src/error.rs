@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::registry::HandlerOrigin;
+
 /// Everything that can go wrong in the bus itself (handlers fail with
 /// [`HandlerError`](crate::HandlerError) instead).
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +18,21 @@ pub enum Error {
     /// The bus was configured inconsistently (reported by [`BusBuilder::build`](crate::BusBuilder::build)).
     #[error("configuration error: {0}")]
     Config(String),
+    /// Two handlers of one bus have the same name, which tells handlers apart in logs, dead
+    /// letters and the test harness (reported by
+    /// [`BusBuilder::build`](crate::BusBuilder::build)).
+    #[error(
+        "two handlers are named `{name}`: {first} and {second}; {}",
+        rename_hint(*.first, *.second)
+    )]
+    DuplicateHandler {
+        /// The name both handlers have.
+        name: String,
+        /// Where the first one was declared.
+        first: HandlerOrigin,
+        /// Where the second one was declared.
+        second: HandlerOrigin,
+    },
     /// A topic pattern is not valid AMQP topic syntax.
     #[error(transparent)]
     Pattern(#[from] crate::pattern::PatternError),
@@ -28,6 +45,21 @@ pub enum Error {
     /// A task of the bus (its consumer loop) panicked or was cancelled.
     #[error("a bus task failed: {0}")]
     Task(String),
+}
+
+/// How to rename one of two handlers that share a name, for [`Error::DuplicateHandler`].
+fn rename_hint(first: HandlerOrigin, second: HandlerOrigin) -> &'static str {
+    let is_fn = |origin| matches!(origin, HandlerOrigin::Attribute { .. });
+    match (is_fn(first), is_fn(second)) {
+        (true, true) => "rename one with #[handler(name = \"...\")] on its fn",
+        (false, false) => {
+            "rename one: Handler::typed(\"other-name\", ..) or Handler::raw(\"other-name\", ..)"
+        }
+        _ => {
+            "rename one: #[handler(name = \"...\")] on the fn, or Handler::typed(\"other-name\", ..) \
+             / Handler::raw(\"other-name\", ..) for the other"
+        }
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].

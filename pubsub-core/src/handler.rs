@@ -351,6 +351,8 @@ pub struct HandlerRegistration {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpec,
     pub(crate) module_path: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
     pub(crate) call: CallFn,
 }
 
@@ -362,17 +364,22 @@ impl fmt::Debug for HandlerRegistration {
             .field("event_key", &self.event_key)
             .field("service", &self.service)
             .field("module_path", &self.module_path)
+            .field("file", &self.file)
+            .field("line", &self.line)
             .finish_non_exhaustive()
     }
 }
 
 impl HandlerRegistration {
-    /// A handler whose first argument is `I`. A typed handler is bound to its event's key;
-    /// `pattern` is required for [`RawEvent`] handlers.
+    /// A handler whose first argument is `I`, declared in `module_path` at `file`:`line`. A
+    /// typed handler is bound to its event's key; `pattern` is required for [`RawEvent`]
+    /// handlers.
     pub const fn new<I: HandlerInput>(
         name: &'static str,
         pattern: Option<&'static str>,
         module_path: &'static str,
+        file: &'static str,
+        line: u32,
         call: CallFn,
     ) -> Self {
         let pattern = match (I::KEY, pattern) {
@@ -391,6 +398,8 @@ impl HandlerRegistration {
             timeout: None,
             retry: RetrySpec::Default,
             module_path,
+            file,
+            line,
             call,
         }
     }

@@ -29,6 +29,10 @@ pub struct HandlerInfo {
     pub service: Option<String>,
     /// The module it was declared in.
     pub module_path: String,
+    /// The source file it was declared in, as `file!()` names it.
+    pub file: String,
+    /// The line of the fn's name in [`file`](Self::file).
+    pub line: u32,
 }
 
 impl HandlerInfo {
@@ -39,6 +43,71 @@ impl HandlerInfo {
             event_key: r.event_key.map(str::to_owned),
             service: r.service.map(str::to_owned),
             module_path: r.module_path.to_owned(),
+            file: r.file.to_owned(),
+            line: r.line,
+        }
+    }
+}
+
+/// Where a handler was declared, so that an error about it (such as
+/// [`Error::DuplicateHandler`]) can point at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandlerOrigin {
+    /// A `#[handler]` fn.
+    Attribute {
+        /// The module the fn is declared in.
+        module_path: &'static str,
+        /// The source file, as `file!()` names it.
+        file: &'static str,
+        /// The line of the fn's name.
+        line: u32,
+    },
+    /// A [`Handler::typed`] or [`Handler::raw`] call.
+    Runtime {
+        /// The source file of the call, as `file!()` names it.
+        file: &'static str,
+        /// The line of the call.
+        line: u32,
+    },
+}
+
+impl HandlerOrigin {
+    /// The source file.
+    pub fn file(&self) -> &'static str {
+        match *self {
+            Self::Attribute { file, .. } | Self::Runtime { file, .. } => file,
+        }
+    }
+
+    /// The line in [`file`](Self::file).
+    pub fn line(&self) -> u32 {
+        match *self {
+            Self::Attribute { line, .. } | Self::Runtime { line, .. } => line,
+        }
+    }
+}
+
+impl HandlerOrigin {
+    #[track_caller]
+    fn caller() -> Self {
+        let location = std::panic::Location::caller();
+        Self::Runtime {
+            file: location.file(),
+            line: location.line(),
+        }
+    }
+}
+
+impl std::fmt::Display for HandlerOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Attribute {
+                module_path,
+                file,
+                line,
+            } => write!(f, "the #[handler] fn in {module_path} ({file}:{line})"),
+            Self::Runtime { file, line } => write!(f, "the Handler built at {file}:{line}"),
         }
     }
 }
@@ -160,6 +229,7 @@ pub struct Handler {
     pub(crate) decoder: Option<Decoder>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpecOwned,
+    pub(crate) origin: HandlerOrigin,
     pub(crate) call: DynCall,
 }
 
@@ -168,6 +238,7 @@ impl std::fmt::Debug for Handler {
         f.debug_struct("Handler")
             .field("name", &self.name)
             .field("pattern", &self.pattern)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
@@ -191,7 +262,9 @@ impl From<RetrySpec> for RetrySpecOwned {
 }
 
 impl Handler {
-    /// A handler for the typed event `E`, bound to `E::KEY`.
+    /// A handler for the typed event `E`, bound to `E::KEY`. Errors about it name the
+    /// caller's file and line.
+    #[track_caller]
     pub fn typed<E, F, Fut, R>(name: impl Into<String>, f: F) -> Self
     where
         E: Event + Clone,
@@ -199,20 +272,29 @@ impl Handler {
         Fut: Future<Output = R> + Send + 'static,
         R: IntoHandlerResult,
     {
-        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), f)
+        let origin = HandlerOrigin::caller();
+        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), origin, f)
     }
 
-    /// A handler for every event whose key matches `pattern` (checked by `build()`).
+    /// A handler for every event whose key matches `pattern` (checked by `build()`). Errors
+    /// about it name the caller's file and line.
+    #[track_caller]
     pub fn raw<F, Fut, R>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
     where
         F: Fn(RawEvent, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
         R: IntoHandlerResult,
     {
-        Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), f)
+        let origin = HandlerOrigin::caller();
+        Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), origin, f)
     }
 
-    fn from_fn<I, F, Fut, R>(name: impl Into<String>, pattern: String, f: F) -> Self
+    fn from_fn<I, F, Fut, R>(
+        name: impl Into<String>,
+        pattern: String,
+        origin: HandlerOrigin,
+        f: F,
+    ) -> Self
     where
         I: HandlerInput,
         F: Fn(I, Context) -> Fut + Send + Sync + 'static,
@@ -233,6 +315,7 @@ impl Handler {
             decoder: I::DECODER,
             timeout: None,
             retry: RetrySpecOwned::Default,
+            origin,
             call,
         }
     }
@@ -270,6 +353,11 @@ impl Handler {
         &self.pattern
     }
 
+    /// Where it was declared.
+    pub fn origin(&self) -> HandlerOrigin {
+        self.origin
+    }
+
     fn from_registration(r: &'static HandlerRegistration) -> Self {
         let call = r.call;
         Self {
@@ -278,6 +366,11 @@ impl Handler {
             decoder: r.decoder,
             timeout: r.timeout,
             retry: r.retry.into(),
+            origin: HandlerOrigin::Attribute {
+                module_path: r.module_path,
+                file: r.file,
+                line: r.line,
+            },
             call: Arc::new(move |input, ctx| call(input, ctx)),
         }
     }

@@ -120,6 +120,15 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
         .attrs
         .iter()
         .filter(|attr| attr.path().is_ident("cfg"));
+    // Spanned at the fn's name, `line!()` is the line of `async fn name` (not of the
+    // attribute); errors about two handlers show it.
+    let (file, line) = {
+        let span = ident.span();
+        (
+            quote_spanned!(span=> ::core::file!()),
+            quote_spanned!(span=> ::core::line!()),
+        )
+    };
 
     quote! {
         #(#cfgs)*
@@ -138,6 +147,8 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
                     #name,
                     #pattern,
                     ::core::module_path!(),
+                    #file,
+                    #line,
                     __call,
                 )
                 #options
