@@ -159,8 +159,17 @@ async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
 async fn an_unknown_retry_policy_is_a_build_error() {
     let err = only(&["flaky"]).service("x").build().await.unwrap_err();
     assert!(
-        matches!(err, Error::Config(ref m) if m.contains("quick")),
-        "{err}"
+        matches!(
+            err,
+            Error::UnknownRetryPolicy { ref handler, ref policy }
+                if handler == "flaky" && policy == "quick"
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(".define_retry_policy(\"quick\", RetryPolicy::exponential(..))"),
+        "states the fix: {err}"
     );
 }
 
@@ -363,7 +372,13 @@ async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
         .unwrap_err();
     assert!(matches!(bad, Error::Pattern(_)), "{bad}");
     let nameless = Bus::builder().build().await.unwrap_err();
-    assert!(nameless.to_string().contains("service name"), "{nameless}");
+    assert!(matches!(nameless, Error::MissingService), "{nameless:?}");
+    assert!(
+        nameless.to_string().contains(".service(\"orders\")"),
+        "states the fix: {nameless}"
+    );
+    let blank = Bus::builder().service("  ").build().await.unwrap_err();
+    assert!(matches!(blank, Error::MissingService), "{blank:?}");
 }
 
 #[tokio::test]
@@ -497,19 +512,26 @@ async fn selecting_an_unknown_handler_name_is_a_build_error() {
         .build()
         .await
         .unwrap_err();
+    let Error::UnknownHandler {
+        ref names,
+        ref registered,
+    } = err
+    else {
+        panic!("expected UnknownHandler, got {err:?}");
+    };
+    assert_eq!(names, &["pakc"]);
+    assert!(
+        registered.iter().any(|n| n == "pack"),
+        "lists the registered names: {registered:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("no #[handler] is named [\"pakc\"]"), "{text}");
-    assert!(
-        text.contains("\"pack\""),
-        "lists the registered names: {text}"
-    );
 }
 
 #[tokio::test]
 async fn handler_names_must_be_plain() {
-    let odd = Handler::raw("a,b", "x.*", |_e: RawEvent, _c| async {
-        Ok::<_, HandlerError>(())
-    });
+    let line = line!() + 1;
+    let odd = Handler::raw("a,b", "x.*", noop);
     let err = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
@@ -517,7 +539,19 @@ async fn handler_names_must_be_plain() {
         .build()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("handler name \"a,b\""), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidHandlerName { ref name, origin } if name == "a,b" && origin.line() == line
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "handler name \"a,b\" (the Handler built at tests/dispatch.rs:{line}) is not plain"
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -673,11 +707,27 @@ async fn reserved_envelope_headers_cannot_be_set_as_free_headers() {
         .publish_with(&Ordered { id: 1 }, options)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("reserved"), "{err}");
+    assert!(
+        matches!(err, Error::ReservedHeader { ref header } if header == "x-causation-id"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("set it with PublishOptions::causation_id(..)"),
+        "states the fix: {err}"
+    );
     let mut message = Message::new("shop.ordered", Bytes::from_static(b"{}"));
     message
         .metadata
         .headers
         .insert("X-Death-Reason".into(), "forged".into());
-    assert!(bus.publish_message(message).await.is_err());
+    let err = bus.publish_message(message).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservedHeader { ref header } if header == "X-Death-Reason"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the bus sets it"),
+        "states the fix: {err}"
+    );
 }

@@ -191,11 +191,7 @@ impl BusBuilder {
     pub async fn build(self) -> Result<Bus> {
         let service = match self.service.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s.to_owned(),
-            _ => {
-                return Err(Error::Config(
-                    "a bus needs a service name: .service(\"orders\")".into(),
-                ));
-            }
+            _ => return Err(Error::MissingService),
         };
         let mut handlers = registry::select(&self.selection, &service)?;
         handlers.extend(self.handlers);
@@ -203,7 +199,7 @@ impl BusBuilder {
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
         for handler in handlers {
-            registry::check_name(&handler.name)?;
+            registry::check_name(&handler)?;
             match names.entry(Arc::clone(&handler.name)) {
                 hash_map::Entry::Occupied(first) => {
                     return Err(Error::DuplicateHandler {
@@ -220,12 +216,15 @@ impl BusBuilder {
             let policy = match &handler.retry {
                 RetrySpecOwned::Default => self.retry,
                 RetrySpecOwned::Retries(n) => self.retry.retries(*n),
-                RetrySpecOwned::Named(name) => *self.policies.get(name).ok_or_else(|| {
-                    Error::Config(format!(
-                        "handler `{}` uses retry policy `{name}`, which is not defined: .define_retry_policy(\"{name}\", ...)",
-                        handler.name
-                    ))
-                })?,
+                RetrySpecOwned::Named(name) => {
+                    *self
+                        .policies
+                        .get(name)
+                        .ok_or_else(|| Error::UnknownRetryPolicy {
+                            handler: handler.name.to_string(),
+                            policy: name.clone(),
+                        })?
+                }
             };
             resolved.push(ResolvedHandler {
                 name: handler.name,

@@ -389,9 +389,10 @@ pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Result<Vec<
             .collect();
         if !missing.is_empty() {
             let known: Vec<String> = registered_handlers().into_iter().map(|h| h.name).collect();
-            return Err(Error::Config(format!(
-                "no #[handler] is named {missing:?}; registered handlers: {known:?}"
-            )));
+            return Err(Error::UnknownHandler {
+                names: missing.into_iter().cloned().collect(),
+                registered: known,
+            });
         }
     }
     picked.sort_by(|(_, a), (_, b)| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
@@ -402,12 +403,13 @@ pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Result<Vec<
 }
 
 /// Handler names travel in a comma-separated dead-letter header: keep them plain.
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(handler: &Handler) -> Result<(), Error> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
-    if name.is_empty() || !name.chars().all(plain) {
-        return Err(Error::Config(format!(
-            "handler name {name:?} must be non-empty ASCII letters, digits, `_`, `-`, `.` or `:`"
-        )));
+    if handler.name.is_empty() || !handler.name.chars().all(plain) {
+        return Err(Error::InvalidHandlerName {
+            name: handler.name.to_string(),
+            origin: handler.origin,
+        });
     }
     Ok(())
 }
