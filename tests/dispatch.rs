@@ -528,6 +528,81 @@ async fn selecting_an_unknown_handler_name_is_a_build_error() {
     assert!(text.contains("no #[handler] is named [\"pakc\"]"), "{text}");
 }
 
+/// Handlers that only the tests selecting them by path run.
+mod by_path {
+    use super::Ordered;
+    use pubsub::prelude::*;
+
+    #[handler(name = "count-order")]
+    pub(crate) async fn count(_order: Ordered) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    pub(crate) mod twins {
+        use super::super::Ordered;
+        use pubsub::prelude::*;
+
+        // Same registered name as `by_path::twin`; reserved for another service, so that
+        // no other test's selection sees two handlers named `twin`.
+        #[handler(name = "twin", service = "twins")]
+        pub(crate) async fn twin(_order: Ordered) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    #[handler(service = "twins")]
+    pub(crate) async fn twin(_order: Ordered) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn handlers_selected_by_path_run_and_no_others() {
+    use by_path::count;
+    let selection = pubsub::handlers![pack, count];
+    assert!(
+        matches!(&selection, HandlerSelection::Fns(fns)
+        if fns.iter().map(|f| (f.module_path(), f.name())).eq([
+            ("dispatch", "pack"),
+            ("dispatch::by_path", "count-order"),
+        ])),
+        "{selection:?}"
+    );
+    let h = TestHarness::start(Bus::builder().select_handlers(selection))
+        .await
+        .unwrap();
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 1 }]);
+    assert_eq!(h.consumed::<Ordered>("count-order"), [Ordered { id: 1 }]);
+    assert_eq!(h.bus().handler_names(), ["pack", "count-order"]);
+    let ran: std::collections::BTreeSet<String> =
+        h.all_calls().into_iter().map(|c| c.handler).collect();
+    assert_eq!(ran, ["count-order".to_owned(), "pack".to_owned()].into());
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_path_selects_one_fn_where_a_name_would_select_two() {
+    let by_name = only(&["twin"]).service("twins").build().await.unwrap_err();
+    assert!(
+        matches!(by_name, Error::DuplicateHandler { ref name, .. } if name == "twin"),
+        "{by_name:?}"
+    );
+    let h = TestHarness::start(
+        Bus::builder()
+            .service("twins")
+            .select_handlers(pubsub::handlers![by_path::twins::twin]),
+    )
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 2 }).await.unwrap();
+    h.settled().await.unwrap();
+    let calls = h.calls("twin");
+    assert_eq!(calls.len(), 1, "only one of the two `twin`s ran");
+    h.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn handler_names_must_be_plain() {
     let line = line!() + 1;

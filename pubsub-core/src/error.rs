@@ -48,7 +48,8 @@ pub enum Error {
     /// `#[handler]` registered (reported by [`BusBuilder::build`](crate::BusBuilder::build)).
     #[error(
         "no #[handler] is named {names:?} (registered: {registered:?}): select registered names \
-         (a handler is named after its fn unless #[handler(name = \"...\")] says otherwise)"
+         (a handler is named after its fn unless #[handler(name = \"...\")] says otherwise), or \
+         the fns by path with pubsub::handlers![..], which the compiler checks"
     )]
     UnknownHandler {
         /// The selected names that match no handler.

@@ -109,6 +109,12 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
 ///
+/// Beside it, in the type namespace, `#[handler]` declares a hidden empty struct of the same
+/// name and visibility, which `pubsub::handlers![path::to::fn]` resolves (so a path that
+/// reaches the fn, through `use` declarations too, reaches it). Therefore no module or type
+/// of that name may sit beside a handler fn, and the compiler calls it a struct in errors
+/// about such paths.
+///
 /// Handlers of a bus share its consumer task unless the bus gives each delivery a task of
 /// its own (`BusBuilder::task_per_delivery`): like any async code, a handler must not block
 /// its thread — use `tokio::task::spawn_blocking` for blocking work.

@@ -1,9 +1,11 @@
 //! The registration emitted next to the user's fn.
 //!
 //! Everything lives in an anonymous `const _: () = { ... };` block so that nothing leaks
-//! into the user's namespace. Trait-bound checks are spanned at the user's tokens, so that
-//! `#[diagnostic::on_unimplemented]` messages underline the argument or return type, and a
-//! pattern that cannot match fails const evaluation at the pattern literal.
+//! into the user's namespace, except for one hidden item: an empty struct named like the
+//! fn, in the type namespace, which `pubsub::handlers![..]` resolves paths to. Trait-bound
+//! checks are spanned at the user's tokens, so that `#[diagnostic::on_unimplemented]`
+//! messages underline the argument or return type, and a pattern that cannot match fails
+//! const evaluation at the pattern literal.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -34,7 +36,8 @@ impl SpanRange {
     }
 }
 
-/// `const _: () = { fn __call(..) {..} const _: () = check; submit! {..} };`
+/// `struct name {}` and `const _: () = { impl IsHandlerFn for name {..} fn __call(..) {..}
+/// const _: () = check; submit! {..} };`
 pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerArgs) -> TokenStream {
     let krate = args.krate.to_token_stream();
     // `::pubsub::__private`, spanned at the user token the surrounding code is about.
@@ -130,9 +133,37 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
         )
     };
 
+    // The fn's name in the type namespace, where `handlers![path::to::fn]` finds it, with
+    // the fn's visibility. Braced, so that it takes no name in the value namespace, where
+    // the fn is. Spanned at the fn's name, so that notes such as "similarly named struct
+    // defined here" point there.
+    let vis = &function.vis;
+    let marker_cfgs = cfgs.clone();
+    let marker = quote_spanned! {ident.span()=>
+        #[doc(hidden)]
+        #[allow(
+            non_camel_case_types,
+            dead_code,
+            missing_docs,
+            missing_debug_implementations,
+            unreachable_pub
+        )]
+        #vis struct #ident {}
+    };
+    let handler_fn = quote! {
+        impl #p::IsHandlerFn for #ident {
+            const HANDLER: #p::HandlerFn = #p::handler_fn(#name, ::core::module_path!());
+        }
+    };
+
     quote! {
+        #(#marker_cfgs)*
+        #marker
+
         #(#cfgs)*
         const _: () = {
+            #handler_fn
+
             fn __call(
                 __pubsub_input: #p::Input,
                 #context_param: #p::Context,
