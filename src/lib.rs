@@ -7,7 +7,7 @@ pub use pubsub_derive::{Event, handler};
 pub mod prelude {
     pub use pubsub_core::{
         Bus, Context, Event, Handler, HandlerError, HandlerResultExt, HandlerSelection,
-        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, TestHarness,
+        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, TestHarness, handlers,
     };
     pub use pubsub_derive::{Event, handler};
     pub use serde::{Deserialize, Serialize};

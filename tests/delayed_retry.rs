@@ -22,13 +22,13 @@ async fn a_burst_of_failing_messages_does_not_stop_the_service() {
         }
         Ok::<_, HandlerError>(())
     })
-    .retry_policy("patient");
+    .use_retry_policy("patient");
     let h = TestHarness::start(
         Bus::builder()
             .select_handlers(HandlerSelection::None)
             .prefetch(PREFETCH)
             // one retry after 1 s, without jitter: longer than the in-process limit
-            .retry_policy(
+            .define_retry_policy(
                 "patient",
                 RetryPolicy::exponential(1, Duration::from_secs(1)).jitter(0.0),
             )

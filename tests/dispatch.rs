@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use pubsub::Bytes;
 use pubsub::prelude::*;
-use pubsub::{Bus, Error, Handler, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness};
+use pubsub::{
+    Bus, Error, Handler, HandlerOrigin, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "shop", action = "ordered")]
@@ -21,6 +23,8 @@ struct Packed {
     id: u32,
 }
 
+/// The line of `async fn pack`, which errors about the handler name.
+const PACK_LINE: u32 = line!() + 2;
 #[handler]
 async fn pack(order: Ordered, ctx: Context) -> Result<(), HandlerError> {
     ctx.publish(&Packed { id: order.id }).await?;
@@ -136,7 +140,7 @@ async fn a_slow_handler_times_out_and_the_others_finish() {
 
 #[tokio::test]
 async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
-    let h = TestHarness::start(only(&["flaky", "rejects"]).retry_policy(
+    let h = TestHarness::start(only(&["flaky", "rejects"]).define_retry_policy(
         "quick",
         RetryPolicy::exponential(4, Duration::from_millis(1)),
     ))
@@ -155,8 +159,17 @@ async fn retries_follow_the_named_policy_and_permanent_errors_skip_them() {
 async fn an_unknown_retry_policy_is_a_build_error() {
     let err = only(&["flaky"]).service("x").build().await.unwrap_err();
     assert!(
-        matches!(err, Error::Config(ref m) if m.contains("quick")),
-        "{err}"
+        matches!(
+            err,
+            Error::UnknownRetryPolicy { ref handler, ref policy }
+                if handler == "flaky" && policy == "quick"
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(".define_retry_policy(\"quick\", RetryPolicy::exponential(..))"),
+        "states the fix: {err}"
     );
 }
 
@@ -304,35 +317,112 @@ async fn missing_state_fails_the_handler_permanently() {
     h.shutdown().await.unwrap();
 }
 
+async fn noop(_event: RawEvent, _ctx: Context) -> Result<(), HandlerError> {
+    Ok(())
+}
+
 #[tokio::test]
 async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
-    let noop = |name: &str, pattern: &str| {
-        Handler::raw(name, pattern, |_e: RawEvent, _c| async {
-            Ok::<_, HandlerError>(())
-        })
-    };
+    let first_line = line!() + 1;
+    let first = Handler::raw("a", "x.*", noop);
+    let second = Handler::raw("a", "y.*", noop);
+    assert_eq!(
+        first.origin(),
+        HandlerOrigin::Runtime {
+            file: file!(),
+            line: first_line
+        }
+    );
     let dup = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
-        .handler(noop("a", "x.*"))
-        .handler(noop("a", "y.*"))
+        .handler(first)
+        .handler(second)
         .build()
         .await
         .unwrap_err();
+    let Error::DuplicateHandler {
+        ref name,
+        first,
+        second,
+    } = dup
+    else {
+        panic!("expected DuplicateHandler, got {dup:?}");
+    };
+    assert_eq!(name, "a");
+    assert_eq!((first.file(), first.line()), (file!(), first_line));
+    assert_eq!((second.file(), second.line()), (file!(), first_line + 1));
+    let text = dup.to_string();
     assert!(
-        dup.to_string().contains("two handlers are named `a`"),
-        "{dup}"
+        text.contains("two handlers are named `a`: the Handler built at"),
+        "{text}"
     );
+    assert!(
+        text.contains(&format!("tests/dispatch.rs:{first_line} and ")),
+        "{text}"
+    );
+    assert!(text.contains("Handler::raw(\"other-name\", ..)"), "{text}");
+
     let bad = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
-        .handler(noop("a", "x.y*"))
+        .handler(Handler::raw("a", "x.y*", noop))
         .build()
         .await
         .unwrap_err();
     assert!(matches!(bad, Error::Pattern(_)), "{bad}");
     let nameless = Bus::builder().build().await.unwrap_err();
-    assert!(nameless.to_string().contains("service name"), "{nameless}");
+    assert!(matches!(nameless, Error::MissingService), "{nameless:?}");
+    assert!(
+        nameless.to_string().contains(".service(\"orders\")"),
+        "states the fix: {nameless}"
+    );
+    let blank = Bus::builder().service("  ").build().await.unwrap_err();
+    assert!(matches!(blank, Error::MissingService), "{blank:?}");
+}
+
+#[tokio::test]
+async fn a_runtime_handler_named_like_a_handler_fn_names_both_places() {
+    let fn_origin = pubsub::registered_handlers()
+        .into_iter()
+        .find(|h| h.name == "pack")
+        .map(|h| (h.module_path, h.file, h.line))
+        .unwrap();
+    assert_eq!(
+        fn_origin,
+        ("dispatch".to_owned(), file!().to_owned(), PACK_LINE),
+        "the line of `async fn pack`"
+    );
+    let runtime_line = line!() + 1;
+    let again = Handler::typed("pack", |_o: Ordered, _c: Context| async {
+        Ok::<_, HandlerError>(())
+    });
+    let err = only(&["pack"])
+        .service("s")
+        .handler(again)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DuplicateHandler {
+                first: HandlerOrigin::Attribute { line: first, .. },
+                second: HandlerOrigin::Runtime { line: second, .. },
+                ..
+            } if (first, second) == (PACK_LINE, runtime_line)
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the #[handler] fn in dispatch (tests/dispatch.rs:{PACK_LINE}) and the Handler \
+             built at tests/dispatch.rs:{runtime_line}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("#[handler(name = \"...\")]"), "{text}");
 }
 
 #[tokio::test]
@@ -422,19 +512,101 @@ async fn selecting_an_unknown_handler_name_is_a_build_error() {
         .build()
         .await
         .unwrap_err();
+    let Error::UnknownHandler {
+        ref names,
+        ref registered,
+    } = err
+    else {
+        panic!("expected UnknownHandler, got {err:?}");
+    };
+    assert_eq!(names, &["pakc"]);
+    assert!(
+        registered.iter().any(|n| n == "pack"),
+        "lists the registered names: {registered:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("no #[handler] is named [\"pakc\"]"), "{text}");
+}
+
+/// Handlers that only the tests selecting them by path run.
+mod by_path {
+    use super::Ordered;
+    use pubsub::prelude::*;
+
+    #[handler(name = "count-order")]
+    pub(crate) async fn count(_order: Ordered) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    pub(crate) mod twins {
+        use super::super::Ordered;
+        use pubsub::prelude::*;
+
+        // Same registered name as `by_path::twin`; reserved for another service, so that
+        // no other test's selection sees two handlers named `twin`.
+        #[handler(name = "twin", service = "twins")]
+        pub(crate) async fn twin(_order: Ordered) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    #[handler(service = "twins")]
+    pub(crate) async fn twin(_order: Ordered) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn handlers_selected_by_path_run_and_no_others() {
+    use by_path::count;
+    let selection = pubsub::handlers![pack, count];
     assert!(
-        text.contains("\"pack\""),
-        "lists the registered names: {text}"
+        matches!(&selection, HandlerSelection::Fns(fns)
+        if fns.iter().map(|f| (f.module_path(), f.name())).eq([
+            ("dispatch", "pack"),
+            ("dispatch::by_path", "count-order"),
+        ])),
+        "{selection:?}"
     );
+    let h = TestHarness::start(Bus::builder().select_handlers(selection))
+        .await
+        .unwrap();
+    h.publish(&Ordered { id: 1 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Ordered>("pack"), [Ordered { id: 1 }]);
+    assert_eq!(h.consumed::<Ordered>("count-order"), [Ordered { id: 1 }]);
+    assert_eq!(h.bus().handler_names(), ["pack", "count-order"]);
+    let ran: std::collections::BTreeSet<String> =
+        h.all_calls().into_iter().map(|c| c.handler).collect();
+    assert_eq!(ran, ["count-order".to_owned(), "pack".to_owned()].into());
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_path_selects_one_fn_where_a_name_would_select_two() {
+    let by_name = only(&["twin"]).service("twins").build().await.unwrap_err();
+    assert!(
+        matches!(by_name, Error::DuplicateHandler { ref name, .. } if name == "twin"),
+        "{by_name:?}"
+    );
+    let h = TestHarness::start(
+        Bus::builder()
+            .service("twins")
+            .select_handlers(pubsub::handlers![by_path::twins::twin]),
+    )
+    .await
+    .unwrap();
+    h.publish(&Ordered { id: 2 }).await.unwrap();
+    h.settled().await.unwrap();
+    let calls = h.calls("twin");
+    assert_eq!(calls.len(), 1, "only one of the two `twin`s ran");
+    h.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn handler_names_must_be_plain() {
-    let odd = Handler::raw("a,b", "x.*", |_e: RawEvent, _c| async {
-        Ok::<_, HandlerError>(())
-    });
+    let line = line!() + 1;
+    let odd = Handler::raw("a,b", "x.*", noop);
     let err = Bus::builder()
         .service("s")
         .select_handlers(HandlerSelection::None)
@@ -442,7 +614,19 @@ async fn handler_names_must_be_plain() {
         .build()
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("handler name \"a,b\""), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidHandlerName { ref name, origin } if name == "a,b" && origin.line() == line
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "handler name \"a,b\" (the Handler built at tests/dispatch.rs:{line}) is not plain"
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -597,11 +781,27 @@ async fn reserved_envelope_headers_cannot_be_set_as_free_headers() {
         .publish_with(&Ordered { id: 1 }, options)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("reserved"), "{err}");
+    assert!(
+        matches!(err, Error::ReservedHeader { ref header } if header == "x-causation-id"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("set it with PublishOptions::causation_id(..)"),
+        "states the fix: {err}"
+    );
     let mut message = Message::new("shop.ordered", Bytes::from_static(b"{}"));
     message
         .metadata
         .headers
         .insert("X-Death-Reason".into(), "forged".into());
-    assert!(bus.publish_message(message).await.is_err());
+    let err = bus.publish_message(message).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ReservedHeader { ref header } if header == "X-Death-Reason"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("the bus sets it"),
+        "states the fix: {err}"
+    );
 }

@@ -127,6 +127,7 @@ mod protobuf {
 }
 
 // Handlers in the test crate itself: they compile, stay callable and register.
+const TYPED_LINE: u32 = line!() + 2;
 #[handler]
 async fn typed(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
     let _ = (event, ctx);
@@ -189,6 +190,11 @@ fn handlers_are_registered_at_link_time() {
     );
     assert!(typed.contains(r#"service: None"#), "{typed}");
     assert!(typed.contains(r#"module_path: "macros""#), "{typed}");
+    assert!(typed.contains(r#"file: "tests/macros.rs""#), "{typed}");
+    assert!(
+        typed.contains(&format!("line: {TYPED_LINE}")),
+        "the line of `async fn typed`: {typed}"
+    );
 
     let audit = registration("order-audit");
     assert!(audit.contains(r#"pattern: "order.#""#), "{audit}");

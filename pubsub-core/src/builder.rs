@@ -1,6 +1,6 @@
 //! [`BusBuilder`]: configuring a [`Bus`] and resolving its handlers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, hash_map};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use crate::transport::{DelayedRedelivery, Subscription, Transport};
 ///     .select_handlers(HandlerSelection::None)
 ///     .state(Db)
 ///     .retry(RetryPolicy::exponential(5, Duration::from_millis(200)))
-///     .retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
+///     .define_retry_policy("patient", RetryPolicy::exponential(10, Duration::from_secs(1)))
 ///     .handler_timeout(Duration::from_secs(10))
 ///     .prefetch(32)
 ///     .build()
@@ -140,8 +140,10 @@ impl BusBuilder {
         self
     }
 
-    /// A named retry policy for `#[handler(retry = "name")]`.
-    pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
+    /// Defines a named retry policy, which handlers select with
+    /// `#[handler(retry = "name")]` or [`Handler::use_retry_policy`]. Defining a name again
+    /// replaces its policy.
+    pub fn define_retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
         self.policies.insert(name.into(), policy);
         self
     }
@@ -220,35 +222,40 @@ impl BusBuilder {
     pub async fn build(self) -> Result<Bus> {
         let service = match self.service.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s.to_owned(),
-            _ => {
-                return Err(Error::Config(
-                    "a bus needs a service name: .service(\"orders\")".into(),
-                ));
-            }
+            _ => return Err(Error::MissingService),
         };
         let mut handlers = registry::select(&self.selection, &service)?;
         handlers.extend(self.handlers);
-        let mut names = BTreeSet::new();
+        let mut names = HashMap::with_capacity(handlers.len());
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
         for handler in handlers {
-            registry::check_name(&handler.name)?;
-            if !names.insert(handler.name.to_string()) {
-                return Err(Error::Config(format!(
-                    "two handlers are named `{}` on service {service}: rename one with #[handler(name = \"...\")]",
-                    handler.name
-                )));
+            registry::check_name(&handler)?;
+            match names.entry(Arc::clone(&handler.name)) {
+                hash_map::Entry::Occupied(first) => {
+                    return Err(Error::DuplicateHandler {
+                        name: handler.name.to_string(),
+                        first: *first.get(),
+                        second: handler.origin,
+                    });
+                }
+                hash_map::Entry::Vacant(slot) => {
+                    slot.insert(handler.origin);
+                }
             }
             patterns.push(Pattern::new(handler.pattern.as_str())?);
             let policy = match &handler.retry {
                 RetrySpecOwned::Default => self.retry,
                 RetrySpecOwned::Retries(n) => self.retry.retries(*n),
-                RetrySpecOwned::Named(name) => *self.policies.get(name).ok_or_else(|| {
-                    Error::Config(format!(
-                        "handler `{}` uses retry policy `{name}`, which is not registered: .retry_policy(\"{name}\", ...)",
-                        handler.name
-                    ))
-                })?,
+                RetrySpecOwned::Named(name) => {
+                    *self
+                        .policies
+                        .get(name)
+                        .ok_or_else(|| Error::UnknownRetryPolicy {
+                            handler: handler.name.to_string(),
+                            policy: name.clone(),
+                        })?
+                }
             };
             resolved.push(ResolvedHandler {
                 name: handler.name,

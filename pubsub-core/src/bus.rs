@@ -253,10 +253,9 @@ impl Bus {
             return Err(Error::Closed);
         }
         if self.inner.running.send_replace(true) {
-            return Err(Error::Config(format!(
-                "bus {} is already running: run it once, or build another bus to add consumers",
-                self.service()
-            )));
+            return Err(Error::AlreadyRunning {
+                service: self.service().to_owned(),
+            });
         }
         Ok(RunningClaim(Arc::clone(&self.inner)))
     }

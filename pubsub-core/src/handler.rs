@@ -330,7 +330,7 @@ pub enum RetrySpec {
     Default,
     /// The default policy with this many retries (0: fail at once).
     Retries(u32),
-    /// A policy registered on the bus builder under this name.
+    /// A policy the bus builder defines under this name.
     Named(&'static str),
 }
 
@@ -351,6 +351,8 @@ pub struct HandlerRegistration {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpec,
     pub(crate) module_path: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
     pub(crate) call: CallFn,
 }
 
@@ -362,17 +364,22 @@ impl fmt::Debug for HandlerRegistration {
             .field("event_key", &self.event_key)
             .field("service", &self.service)
             .field("module_path", &self.module_path)
+            .field("file", &self.file)
+            .field("line", &self.line)
             .finish_non_exhaustive()
     }
 }
 
 impl HandlerRegistration {
-    /// A handler whose first argument is `I`. A typed handler is bound to its event's key;
-    /// `pattern` is required for [`RawEvent`] handlers.
+    /// A handler whose first argument is `I`, declared in `module_path` at `file`:`line`. A
+    /// typed handler is bound to its event's key; `pattern` is required for [`RawEvent`]
+    /// handlers.
     pub const fn new<I: HandlerInput>(
         name: &'static str,
         pattern: Option<&'static str>,
         module_path: &'static str,
+        file: &'static str,
+        line: u32,
         call: CallFn,
     ) -> Self {
         let pattern = match (I::KEY, pattern) {
@@ -391,6 +398,8 @@ impl HandlerRegistration {
             timeout: None,
             retry: RetrySpec::Default,
             module_path,
+            file,
+            line,
             call,
         }
     }
@@ -407,8 +416,8 @@ impl HandlerRegistration {
         self
     }
 
-    /// Uses the retry policy registered under `name` on the bus builder.
-    pub const fn retry_policy(mut self, name: &'static str) -> Self {
+    /// Uses the retry policy the bus builder defines under `name`.
+    pub const fn use_retry_policy(mut self, name: &'static str) -> Self {
         self.retry = RetrySpec::Named(name);
         self
     }

@@ -51,7 +51,9 @@ pub use metadata::{
 };
 pub use pattern::{Pattern, PatternError};
 pub use publish::PublishOptions;
-pub use registry::{Handler, HandlerInfo, HandlerSelection, registered_handlers};
+pub use registry::{
+    Handler, HandlerFn, HandlerInfo, HandlerOrigin, HandlerSelection, registered_handlers,
+};
 pub use retry::RetryPolicy;
 pub use router::Router;
 pub use transport::{

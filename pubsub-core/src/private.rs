@@ -15,8 +15,14 @@ pub use crate::handler::{
     CallFn, FromContext, HandlerError, HandlerInput, HandlerRegistration, Input, IntoHandlerResult,
 };
 pub use crate::pattern::matches as pattern_matches;
+pub use crate::registry::{HandlerFn, IsHandlerFn};
 pub use futures::future::BoxFuture;
 pub use inventory;
+
+/// What `#[handler]` puts in the [`IsHandlerFn`] impl of its fn's hidden item.
+pub const fn handler_fn(name: &'static str, module_path: &'static str) -> HandlerFn {
+    HandlerFn::new(name, module_path)
+}
 
 /// Boxes a handler future (keeps generated code short).
 pub fn boxed<F>(future: F) -> BoxFuture<'static, Result<(), HandlerError>>

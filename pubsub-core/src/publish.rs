@@ -169,9 +169,9 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {
         .keys()
         .find(|name| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
     {
-        Some(name) => Err(Error::Config(format!(
-            "header {name:?} is reserved for the envelope; set it through its own field"
-        ))),
+        Some(name) => Err(Error::ReservedHeader {
+            header: name.clone(),
+        }),
         None => Ok(()),
     }
 }

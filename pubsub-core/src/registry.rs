@@ -29,6 +29,10 @@ pub struct HandlerInfo {
     pub service: Option<String>,
     /// The module it was declared in.
     pub module_path: String,
+    /// The source file it was declared in, as `file!()` names it.
+    pub file: String,
+    /// The line of the fn's name in [`file`](Self::file).
+    pub line: u32,
 }
 
 impl HandlerInfo {
@@ -39,6 +43,71 @@ impl HandlerInfo {
             event_key: r.event_key.map(str::to_owned),
             service: r.service.map(str::to_owned),
             module_path: r.module_path.to_owned(),
+            file: r.file.to_owned(),
+            line: r.line,
+        }
+    }
+}
+
+/// Where a handler was declared, so that an error about it (such as
+/// [`Error::DuplicateHandler`]) can point at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandlerOrigin {
+    /// A `#[handler]` fn.
+    Attribute {
+        /// The module the fn is declared in.
+        module_path: &'static str,
+        /// The source file, as `file!()` names it.
+        file: &'static str,
+        /// The line of the fn's name.
+        line: u32,
+    },
+    /// A [`Handler::typed`] or [`Handler::raw`] call.
+    Runtime {
+        /// The source file of the call, as `file!()` names it.
+        file: &'static str,
+        /// The line of the call.
+        line: u32,
+    },
+}
+
+impl HandlerOrigin {
+    /// The source file.
+    pub fn file(&self) -> &'static str {
+        match *self {
+            Self::Attribute { file, .. } | Self::Runtime { file, .. } => file,
+        }
+    }
+
+    /// The line in [`file`](Self::file).
+    pub fn line(&self) -> u32 {
+        match *self {
+            Self::Attribute { line, .. } | Self::Runtime { line, .. } => line,
+        }
+    }
+}
+
+impl HandlerOrigin {
+    #[track_caller]
+    fn caller() -> Self {
+        let location = std::panic::Location::caller();
+        Self::Runtime {
+            file: location.file(),
+            line: location.line(),
+        }
+    }
+}
+
+impl std::fmt::Display for HandlerOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Attribute {
+                module_path,
+                file,
+                line,
+            } => write!(f, "the #[handler] fn in {module_path} ({file}:{line})"),
+            Self::Runtime { file, line } => write!(f, "the Handler built at {file}:{line}"),
         }
     }
 }
@@ -66,7 +135,8 @@ fn registrations() -> impl Iterator<Item = (&'static HandlerRegistration, Handle
 ///
 /// ```
 /// use pubsub::HandlerSelection;
-/// // only two handlers, e.g. in a unit test
+/// // only two handlers, e.g. in a unit test; `pubsub::handlers![send_email, audit]` does
+/// // the same with paths to the fns, which the compiler checks
 /// let only = HandlerSelection::named(["send_email", "audit"]);
 /// // everything declared under a module
 /// let email = HandlerSelection::matching(|h| h.module_path.starts_with("shop::email"));
@@ -84,6 +154,8 @@ pub enum HandlerSelection {
     None,
     /// Handlers with these names.
     Named(Vec<String>),
+    /// These `#[handler]` fns, named by path with [`handlers!`](crate::handlers).
+    Fns(Vec<HandlerFn>),
     /// Handlers for which the predicate holds.
     Matching(Arc<dyn Fn(&HandlerInfo) -> bool + Send + Sync>),
 }
@@ -95,6 +167,7 @@ impl std::fmt::Debug for HandlerSelection {
             Self::All => f.write_str("All"),
             Self::None => f.write_str("None"),
             Self::Named(names) => f.debug_tuple("Named").field(names).finish(),
+            Self::Fns(fns) => f.debug_tuple("Fns").field(fns).finish(),
             Self::Matching(_) => f.write_str("Matching(..)"),
         }
     }
@@ -121,9 +194,126 @@ impl HandlerSelection {
             Self::All => true,
             Self::None => false,
             Self::Named(names) => names.contains(&info.name),
+            Self::Fns(fns) => fns.iter().any(|f| f.is(info)),
             Self::Matching(predicate) => predicate(info),
         }
     }
+}
+
+/// A `#[handler]` fn as [`handlers!`](crate::handlers) names it, for
+/// [`HandlerSelection::Fns`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HandlerFn {
+    name: &'static str,
+    module_path: &'static str,
+}
+
+impl HandlerFn {
+    pub(crate) const fn new(name: &'static str, module_path: &'static str) -> Self {
+        Self { name, module_path }
+    }
+
+    /// The handler's registered name (the fn's name unless `#[handler(name = "...")]`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The module the fn is declared in.
+    pub fn module_path(&self) -> &'static str {
+        self.module_path
+    }
+
+    /// Whether `info` describes this fn's registration.
+    fn is(&self, info: &HandlerInfo) -> bool {
+        info.name == self.name && info.module_path == self.module_path
+    }
+}
+
+/// Implemented by the hidden item `#[handler]` declares under its fn's name (in the type
+/// namespace, beside the fn), so that [`handlers!`](crate::handlers) can turn a path to the
+/// fn into a [`HandlerFn`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `#[handler]` fn",
+    label = "not a `#[handler]` fn",
+    note = "`pubsub::handlers![..]` takes paths to fns annotated with `#[handler]`"
+)]
+pub trait IsHandlerFn {
+    /// The fn's registration, as a selection names it.
+    const HANDLER: HandlerFn;
+}
+
+/// Selects `#[handler]` fns by their paths, checked by the compiler: a
+/// [`HandlerSelection`] for [`BusBuilder::select_handlers`](crate::BusBuilder::select_handlers).
+///
+/// A path that does not lead to a `#[handler]` fn — a typo, a plain fn — does not compile,
+/// where [`HandlerSelection::named`] would fail only when the bus is built. A path selects
+/// exactly that fn, even if a handler in another module has the same name. The paths are
+/// written as for calling the fn: relative to the current module, through `use`
+/// declarations and re-exports, and only where the fn is visible.
+///
+/// Each path names the hidden struct `#[handler]` declares under the fn's name, which is
+/// how the compiler words its errors: "expected type, found function `plain`" for a fn
+/// without `#[handler]`, "cannot find type `sned_email`" for a typo, "struct `audit` is
+/// private" for a fn that is not visible here.
+///
+/// ```
+/// use pubsub::prelude::*;
+/// use pubsub::TestHarness;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "user", action = "registered")]
+/// struct UserRegistered { email: String }
+///
+/// #[handler]
+/// async fn send_welcome(_user: UserRegistered) -> Result<(), HandlerError> {
+///     Ok(())
+/// }
+///
+/// #[handler]
+/// async fn add_to_newsletter(_user: UserRegistered) -> Result<(), HandlerError> {
+///     Ok(())
+/// }
+///
+/// mod billing {
+///     use pubsub::prelude::*;
+///
+///     #[handler("user.*", name = "billing-audit")]
+///     pub(crate) async fn audit(_event: RawEvent) -> Result<(), HandlerError> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub::Result<()> {
+/// let harness = TestHarness::start(
+///     Bus::builder().select_handlers(pubsub::handlers![send_welcome, billing::audit]),
+/// )
+/// .await?;
+/// harness.publish(&UserRegistered { email: "ada@example.com".into() }).await?;
+/// harness.settled().await?;
+/// // the bus runs these two, not `add_to_newsletter`
+/// assert_eq!(harness.bus().handler_names(), ["send_welcome", "billing-audit"]);
+/// assert_eq!(harness.calls("send_welcome").len(), 1);
+/// assert_eq!(harness.calls("billing-audit").len(), 1); // its registered name
+/// harness.shutdown().await
+/// # }
+/// ```
+///
+/// A path to anything but a `#[handler]` fn is a compile error:
+///
+/// ```compile_fail
+/// async fn plain(_event: pubsub::RawEvent) -> Result<(), pubsub::HandlerError> {
+///     Ok(())
+/// }
+/// let selection = pubsub::handlers![plain]; // expected type, found function `plain`
+/// ```
+#[macro_export]
+macro_rules! handlers {
+    ($($handler:path),* $(,)?) => {
+        $crate::HandlerSelection::Fns(::std::vec![
+            $(<$handler as $crate::__private::IsHandlerFn>::HANDLER),*
+        ])
+    };
 }
 
 pub(crate) type DynCall =
@@ -140,10 +330,12 @@ pub(crate) type DynCall =
 /// #[event(domain = "user", action = "registered")]
 /// struct UserRegistered { email: String }
 ///
+/// // retried with the policy the bus defines as "patient" (`.define_retry_policy(..)`)
 /// let welcome = Handler::typed("welcome", |user: UserRegistered, _ctx: Context| async move {
 ///     tracing::info!(email = %user.email, "welcome mail");
 ///     Ok::<_, HandlerError>(())
-/// });
+/// })
+/// .use_retry_policy("patient");
 /// let audit = Handler::raw("audit", "user.#", |event: RawEvent, _ctx: Context| async move {
 ///     tracing::info!(key = event.key(), "audit");
 ///     Ok::<_, HandlerError>(())
@@ -158,6 +350,7 @@ pub struct Handler {
     pub(crate) decoder: Option<Decoder>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpecOwned,
+    pub(crate) origin: HandlerOrigin,
     pub(crate) call: DynCall,
 }
 
@@ -166,6 +359,7 @@ impl std::fmt::Debug for Handler {
         f.debug_struct("Handler")
             .field("name", &self.name)
             .field("pattern", &self.pattern)
+            .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
@@ -189,7 +383,9 @@ impl From<RetrySpec> for RetrySpecOwned {
 }
 
 impl Handler {
-    /// A handler for the typed event `E`, bound to `E::KEY`.
+    /// A handler for the typed event `E`, bound to `E::KEY`. Errors about it name the
+    /// caller's file and line.
+    #[track_caller]
     pub fn typed<E, F, Fut, R>(name: impl Into<String>, f: F) -> Self
     where
         E: Event + Clone,
@@ -197,20 +393,29 @@ impl Handler {
         Fut: Future<Output = R> + Send + 'static,
         R: IntoHandlerResult,
     {
-        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), f)
+        let origin = HandlerOrigin::caller();
+        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), origin, f)
     }
 
-    /// A handler for every event whose key matches `pattern` (checked by `build()`).
+    /// A handler for every event whose key matches `pattern` (checked by `build()`). Errors
+    /// about it name the caller's file and line.
+    #[track_caller]
     pub fn raw<F, Fut, R>(name: impl Into<String>, pattern: impl Into<String>, f: F) -> Self
     where
         F: Fn(RawEvent, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
         R: IntoHandlerResult,
     {
-        Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), f)
+        let origin = HandlerOrigin::caller();
+        Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), origin, f)
     }
 
-    fn from_fn<I, F, Fut, R>(name: impl Into<String>, pattern: String, f: F) -> Self
+    fn from_fn<I, F, Fut, R>(
+        name: impl Into<String>,
+        pattern: String,
+        origin: HandlerOrigin,
+        f: F,
+    ) -> Self
     where
         I: HandlerInput,
         F: Fn(I, Context) -> Fut + Send + Sync + 'static,
@@ -231,6 +436,7 @@ impl Handler {
             decoder: I::DECODER,
             timeout: None,
             retry: RetrySpecOwned::Default,
+            origin,
             call,
         }
     }
@@ -249,9 +455,11 @@ impl Handler {
         self
     }
 
-    /// Uses the retry policy registered under `name`.
+    /// Uses the retry policy the bus defines under `name` with
+    /// [`BusBuilder::define_retry_policy`](crate::BusBuilder::define_retry_policy) (checked by
+    /// `build()`), like `#[handler(retry = "name")]`.
     #[must_use]
-    pub fn retry_policy(mut self, name: impl Into<String>) -> Self {
+    pub fn use_retry_policy(mut self, name: impl Into<String>) -> Self {
         self.retry = RetrySpecOwned::Named(name.into());
         self
     }
@@ -266,6 +474,11 @@ impl Handler {
         &self.pattern
     }
 
+    /// Where it was declared.
+    pub fn origin(&self) -> HandlerOrigin {
+        self.origin
+    }
+
     fn from_registration(r: &'static HandlerRegistration) -> Self {
         let call = r.call;
         Self {
@@ -274,6 +487,11 @@ impl Handler {
             decoder: r.decoder,
             timeout: r.timeout,
             retry: r.retry.into(),
+            origin: HandlerOrigin::Attribute {
+                module_path: r.module_path,
+                file: r.file,
+                line: r.line,
+            },
             call: Arc::new(move |input, ctx| call(input, ctx)),
         }
     }
@@ -285,17 +503,26 @@ pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Result<Vec<
     let mut picked: Vec<(&'static HandlerRegistration, HandlerInfo)> = registrations()
         .filter(|(_, info)| selection.selects(info, service))
         .collect();
-    if let HandlerSelection::Named(names) = selection {
-        let missing: Vec<&String> = names
+    let missing: Vec<String> = match selection {
+        HandlerSelection::Named(names) => names
             .iter()
             .filter(|n| !picked.iter().any(|(_, info)| info.name == **n))
-            .collect();
-        if !missing.is_empty() {
-            let known: Vec<String> = registered_handlers().into_iter().map(|h| h.name).collect();
-            return Err(Error::Config(format!(
-                "no #[handler] is named {missing:?}; registered handlers: {known:?}"
-            )));
-        }
+            .cloned()
+            .collect(),
+        // Cannot happen while a fn's registration is linked whenever its path is used.
+        HandlerSelection::Fns(fns) => fns
+            .iter()
+            .filter(|f| !picked.iter().any(|(_, info)| f.is(info)))
+            .map(|f| format!("{}::{}", f.module_path, f.name))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !missing.is_empty() {
+        let registered = registered_handlers().into_iter().map(|h| h.name).collect();
+        return Err(Error::UnknownHandler {
+            names: missing,
+            registered,
+        });
     }
     picked.sort_by(|(_, a), (_, b)| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
     Ok(picked
@@ -305,12 +532,13 @@ pub(crate) fn select(selection: &HandlerSelection, service: &str) -> Result<Vec<
 }
 
 /// Handler names travel in a comma-separated dead-letter header: keep them plain.
-pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+pub(crate) fn check_name(handler: &Handler) -> Result<(), Error> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
-    if name.is_empty() || !name.chars().all(plain) {
-        return Err(Error::Config(format!(
-            "handler name {name:?} must be non-empty ASCII letters, digits, `_`, `-`, `.` or `:`"
-        )));
+    if handler.name.is_empty() || !handler.name.chars().all(plain) {
+        return Err(Error::InvalidHandlerName {
+            name: handler.name.to_string(),
+            origin: handler.origin,
+        });
     }
     Ok(())
 }

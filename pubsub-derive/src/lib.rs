@@ -107,7 +107,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// | `name = "..."` | registered name, shown in logs and dead letters | the fn's name |
 /// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
-/// | `retry = "slow"` | a retry policy registered on the bus builder; excludes `retries` | — |
+/// | `retry = "slow"` | a retry policy the bus defines with `BusBuilder::define_retry_policy("slow", ..)`; excludes `retries` | — |
 /// | `service = "billing"` | run only on buses of this service | every bus |
 /// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
 ///
@@ -118,6 +118,12 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// there is no prefix matching) and ASCII control characters (tab, newline, ...).
 ///
 /// The fn itself is kept as written, so it can also be called directly, e.g. in tests.
+///
+/// Beside it, in the type namespace, `#[handler]` declares a hidden empty struct of the same
+/// name and visibility, which `pubsub::handlers![path::to::fn]` resolves (so a path that
+/// reaches the fn, through `use` declarations too, reaches it). Therefore no module or type
+/// of that name may sit beside a handler fn, and the compiler calls it a struct in errors
+/// about such paths.
 ///
 /// Each attempt of a handler runs in a task of its own (`Isolation::Task`, the default),
 /// with its timeout enforced from outside; with `Isolation::Inline` handlers share the bus's

@@ -46,7 +46,8 @@ struct Builder {
 }
 
 const RETRY_CONFLICT: &str = "`retries` and `retry` are mutually exclusive: `retries = N` uses \
-    the default policy with N retries, `retry = \"name\"` a policy registered on the bus builder";
+    the default policy with N retries, `retry = \"name\"` a policy the bus defines with \
+    `.define_retry_policy(\"name\", ..)`";
 
 impl HandlerArgs {
     /// Parses the attribute's arguments, recording every error in `cx`.

@@ -1,9 +1,11 @@
 //! The registration emitted next to the user's fn.
 //!
 //! Everything lives in an anonymous `const _: () = { ... };` block so that nothing leaks
-//! into the user's namespace. Trait-bound checks are spanned at the user's tokens, so that
-//! `#[diagnostic::on_unimplemented]` messages underline the argument or return type, and a
-//! pattern that cannot match fails const evaluation at the pattern literal.
+//! into the user's namespace, except for one hidden item: an empty struct named like the
+//! fn, in the type namespace, which `pubsub::handlers![..]` resolves paths to. Trait-bound
+//! checks are spanned at the user's tokens, so that `#[diagnostic::on_unimplemented]`
+//! messages underline the argument or return type, and a pattern that cannot match fails
+//! const evaluation at the pattern literal.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -34,7 +36,8 @@ impl SpanRange {
     }
 }
 
-/// `const _: () = { fn __call(..) {..} const _: () = check; submit! {..} };`
+/// `struct name {}` and `const _: () = { impl IsHandlerFn for name {..} fn __call(..) {..}
+/// const _: () = check; submit! {..} };`
 pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerArgs) -> TokenStream {
     let krate = args.krate.to_token_stream();
     // `::pubsub::__private`, spanned at the user token the surrounding code is about.
@@ -120,10 +123,47 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
         .attrs
         .iter()
         .filter(|attr| attr.path().is_ident("cfg"));
+    // Spanned at the fn's name, `line!()` is the line of `async fn name` (not of the
+    // attribute); errors about two handlers show it.
+    let (file, line) = {
+        let span = ident.span();
+        (
+            quote_spanned!(span=> ::core::file!()),
+            quote_spanned!(span=> ::core::line!()),
+        )
+    };
+
+    // The fn's name in the type namespace, where `handlers![path::to::fn]` finds it, with
+    // the fn's visibility. Braced, so that it takes no name in the value namespace, where
+    // the fn is. Spanned at the fn's name, so that notes such as "similarly named struct
+    // defined here" point there.
+    let vis = &function.vis;
+    let marker_cfgs = cfgs.clone();
+    let marker = quote_spanned! {ident.span()=>
+        #[doc(hidden)]
+        #[allow(
+            non_camel_case_types,
+            dead_code,
+            missing_docs,
+            missing_debug_implementations,
+            unreachable_pub
+        )]
+        #vis struct #ident {}
+    };
+    let handler_fn = quote! {
+        impl #p::IsHandlerFn for #ident {
+            const HANDLER: #p::HandlerFn = #p::handler_fn(#name, ::core::module_path!());
+        }
+    };
 
     quote! {
+        #(#marker_cfgs)*
+        #marker
+
         #(#cfgs)*
         const _: () = {
+            #handler_fn
+
             fn __call(
                 __pubsub_input: #p::Input,
                 #context_param: #p::Context,
@@ -138,6 +178,8 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
                     #name,
                     #pattern,
                     ::core::module_path!(),
+                    #file,
+                    #line,
                     __call,
                 )
                 #options
@@ -169,7 +211,7 @@ fn pattern_check(
     }
 }
 
-/// `.timeout_ms(..)`, `.retries(..)`, `.retry_policy(..)`, `.service(..)`: only those given.
+/// `.timeout_ms(..)`, `.retries(..)`, `.use_retry_policy(..)`, `.service(..)`: only those given.
 fn builder_calls(args: &HandlerArgs) -> TokenStream {
     let mut calls = TokenStream::new();
     if let Some(ms) = args.timeout_ms {
@@ -179,7 +221,7 @@ fn builder_calls(args: &HandlerArgs) -> TokenStream {
         calls.extend(quote!(.retries(#n)));
     }
     if let Some(policy) = &args.retry {
-        calls.extend(quote!(.retry_policy(#policy)));
+        calls.extend(quote!(.use_retry_policy(#policy)));
     }
     if let Some(service) = &args.service {
         calls.extend(quote!(.service(#service)));

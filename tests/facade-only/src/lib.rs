@@ -47,6 +47,11 @@ pub async fn on_reserved(_event: StockReserved) -> Result<(), HandlerError> {
     Ok(())
 }
 
+/// Two handlers selected by path.
+pub fn selection() -> HandlerSelection {
+    pubsub::handlers![reserve_stock, audit]
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]
