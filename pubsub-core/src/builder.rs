@@ -7,12 +7,13 @@ use std::time::Duration;
 use crate::bus::Bus;
 use crate::dispatch::{Dispatcher, Isolation, Observer, ResolvedHandler, RetrySettings};
 use crate::error::{Error, Result};
+use crate::handler::{Handler, RetrySpecOwned};
 use crate::memory::MemoryTransport;
 use crate::pattern::Pattern;
 use crate::publish::Publisher;
-use crate::registry::{self, Handler, HandlerSelection, RetrySpecOwned};
 use crate::retry::RetryPolicy;
 use crate::router::Router;
+use crate::selection::HandlerSelection;
 use crate::state::StateMap;
 use crate::transport::{DelayedRedelivery, Subscription, Transport};
 
@@ -224,13 +225,13 @@ impl BusBuilder {
             Some(s) if !s.is_empty() => s.to_owned(),
             _ => return Err(Error::MissingService),
         };
-        let mut handlers = registry::select(&self.selection, &service)?;
+        let mut handlers = crate::selection::select(&self.selection, &service)?;
         handlers.extend(self.handlers);
         let mut names = HashMap::with_capacity(handlers.len());
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
         for handler in handlers {
-            registry::check_name(&handler)?;
+            crate::handler::check_name(&handler)?;
             match names.entry(Arc::clone(&handler.name)) {
                 hash_map::Entry::Occupied(first) => {
                     return Err(Error::DuplicateHandler {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::event::Event;
-use crate::handler::HandlerError;
+use crate::handler_error::HandlerError;
 use crate::metadata::{Message, Metadata};
 use crate::publish::{PublishOptions, Publisher};
 use crate::state::StateMap;

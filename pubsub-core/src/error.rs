@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::metadata::{
     HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, HEADER_VERSION,
 };
-use crate::registry::HandlerOrigin;
+use crate::registration::HandlerOrigin;
 
 /// Everything that can go wrong in the bus itself (handlers fail with
 /// [`HandlerError`](crate::HandlerError) instead).

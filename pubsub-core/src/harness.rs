@@ -13,7 +13,7 @@ use crate::bus::Bus;
 use crate::dispatch::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::handler::{HandlerError, HandlerErrorKind};
+use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::memory::{DeadLetteredMessage, MemoryTransport};
 use crate::metadata::Message;
 

@@ -11,14 +11,17 @@ mod dispatch;
 mod error;
 mod event;
 mod handler;
+mod handler_error;
+mod handler_input;
 mod harness;
 mod memory;
 mod metadata;
 pub mod pattern;
 mod publish;
-mod registry;
+mod registration;
 mod retry;
 mod router;
+mod selection;
 mod state;
 mod stats;
 mod transport;
@@ -37,12 +40,14 @@ pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{BoxedSource, CodecError, Error, Result, TransportError};
 pub use event::Event;
-pub use handler::{HandlerError, HandlerErrorKind, HandlerResultExt, RawEvent};
+pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
+pub use handler_input::RawEvent;
 pub use uuid::Uuid;
 // What the macros' generated code names; public so that diagnostics can name them, hidden
 // because users never write them.
+pub use handler::Handler;
 #[doc(hidden)]
-pub use handler::{FromContext, HandlerInput, HandlerRegistration, IntoHandlerResult, RetrySpec};
+pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{
@@ -51,11 +56,11 @@ pub use metadata::{
 };
 pub use pattern::{Pattern, PatternError};
 pub use publish::PublishOptions;
-pub use registry::{
-    Handler, HandlerFn, HandlerInfo, HandlerOrigin, HandlerSelection, registered_handlers,
-};
+pub use registration::{HandlerInfo, HandlerOrigin, registered_handlers};
+pub use registration::{HandlerRegistration, RetrySpec};
 pub use retry::RetryPolicy;
 pub use router::Router;
+pub use selection::{HandlerFn, HandlerSelection};
 pub use transport::{
     Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,
     Destination, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,

@@ -11,11 +11,11 @@ pub use crate::codec::Protobuf;
 pub struct Protobuf;
 pub use crate::context::Context;
 pub use crate::event::Event;
-pub use crate::handler::{
-    CallFn, FromContext, HandlerError, HandlerInput, HandlerRegistration, Input, IntoHandlerResult,
-};
+pub use crate::handler_error::HandlerError;
+pub use crate::handler_input::{FromContext, HandlerInput, Input, IntoHandlerResult};
 pub use crate::pattern::matches as pattern_matches;
-pub use crate::registry::{HandlerFn, IsHandlerFn};
+pub use crate::registration::{CallFn, HandlerRegistration};
+pub use crate::selection::{HandlerFn, IsHandlerFn};
 pub use futures::future::BoxFuture;
 pub use inventory;
 

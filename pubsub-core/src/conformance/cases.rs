@@ -10,10 +10,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::Broker;
 use super::support::{Seen, bus, eventually, message, namespace, publish_all, start, stop};
 use crate::bus::Bus;
-use crate::handler::{HandlerError, RawEvent};
+use crate::handler::Handler;
+use crate::handler_error::HandlerError;
+use crate::handler_input::RawEvent;
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
-use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
+use crate::selection::HandlerSelection;
 
 /// Every published message reaches the handler once, with its envelope intact.
 pub async fn publish_subscribe(broker: &dyn Broker) {

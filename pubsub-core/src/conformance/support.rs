@@ -8,10 +8,12 @@ use bytes::Bytes;
 
 use super::Broker;
 use crate::bus::Bus;
-use crate::handler::{HandlerError, RawEvent};
+use crate::handler::Handler;
+use crate::handler_error::HandlerError;
+use crate::handler_input::RawEvent;
 use crate::metadata::Message;
-use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
+use crate::selection::HandlerSelection;
 
 /// How long a case waits for handling before it fails.
 pub(super) const PATIENCE: Duration = Duration::from_secs(30);

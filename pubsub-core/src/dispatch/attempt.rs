@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use super::ResolvedHandler;
 use crate::context::Context;
-use crate::handler::{HandlerError, HandlerErrorKind, Input};
+use crate::handler_error::{HandlerError, HandlerErrorKind};
+use crate::handler_input::Input;
 
 /// How handlers run.
 ///

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 use super::ResolvedHandler;
 use super::attempt::panic_message;
 use crate::error::CodecError;
-use crate::handler::{Decoder, Shared};
+use crate::handler_input::{Decoder, Shared};
 use crate::metadata::Message;
 
 /// Payloads decoded for one delivery: per event type, its key and the result.

@@ -23,10 +23,11 @@ use decode::{Decoded, decode_caught, decode_once, superseded};
 
 use crate::context::{Context, DeliveryScope};
 use crate::error::CodecError;
-use crate::handler::{Decoder, HandlerError, HandlerErrorKind, Input, Shared};
+use crate::handler::DynCall;
+use crate::handler_error::{HandlerError, HandlerErrorKind};
+use crate::handler_input::{Decoder, Input, Shared};
 use crate::metadata::{HEADER_ATTEMPTS, HEADER_FAILED_HANDLERS, Message};
 use crate::publish::Publisher;
-use crate::registry::DynCall;
 use crate::retry::RetryPolicy;
 use crate::router::Router;
 use crate::state::StateMap;

@@ -1,0 +1,178 @@
+//! What a handler takes and returns: its event argument (typed or [`RawEvent`]), the
+//! context, and its result; and the payload decoded once per event type.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::context::Context;
+use crate::error::CodecError;
+use crate::event::Event;
+use crate::handler_error::{HandlerError, HandlerErrorKind};
+use crate::metadata::{Message, Metadata};
+
+/// An event whose payload is not decoded: the envelope and the raw body. Wildcard handlers
+/// take it; it decodes into any event type on demand.
+///
+/// ```
+/// use pubsub::prelude::*;
+/// #[handler("order.*")]
+/// async fn audit(event: RawEvent) -> Result<(), HandlerError> {
+///     tracing::info!(key = event.key(), bytes = event.body().len(), "audited");
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    message: Arc<Message>,
+}
+
+impl RawEvent {
+    pub(crate) fn new(message: Arc<Message>) -> Self {
+        Self { message }
+    }
+
+    /// Routing key, `domain.action`.
+    pub fn key(&self) -> &str {
+        &self.message.metadata.key
+    }
+
+    /// The whole envelope.
+    pub fn metadata(&self) -> &Metadata {
+        &self.message.metadata
+    }
+
+    /// The payload bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.message.body
+    }
+
+    /// The message as it came off the transport.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Decodes the payload as `E`, checking content type and version.
+    pub fn decode<E: Event>(&self) -> Result<E, CodecError> {
+        E::decode_message(&self.message)
+    }
+
+    /// Parses a JSON body as any deserializable type (e.g. `serde_json::Value`).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        serde_json::from_slice(&self.message.body).map_err(HandlerError::from)
+    }
+}
+
+/// A payload decoded once per event type and shared by the handlers of that type.
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+
+/// Decodes a message into the shared form of one event type.
+#[derive(Clone, Copy)]
+pub struct Decoder {
+    pub(crate) key: &'static str,
+    pub(crate) type_id: fn() -> TypeId,
+    pub(crate) decode: fn(&Message) -> Result<Shared, CodecError>,
+}
+
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder")
+            .field("type_id", &(self.type_id)())
+            .finish()
+    }
+}
+
+fn decode_shared<E: Event>(message: &Message) -> Result<Shared, CodecError> {
+    E::decode_message(message).map(|e| Arc::new(e) as Shared)
+}
+
+/// What the dispatcher hands to one handler invocation.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub(crate) message: Arc<Message>,
+    pub(crate) decoded: Option<Shared>,
+}
+
+/// A type that can be a handler's first argument: a typed event (`Event + Clone`) or
+/// [`RawEvent`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler's event argument",
+    label = "expected a type that derives `Event` (and `Clone`), or `RawEvent`",
+    note = "a handler's first argument is the event: `event: OrderCreated` or `event: RawEvent`"
+)]
+pub trait HandlerInput: Sized + Send + 'static {
+    /// The key a typed event is published under; `None` for [`RawEvent`].
+    const KEY: Option<&'static str>;
+    /// How to decode the payload once for every handler of this type.
+    const DECODER: Option<Decoder>;
+    /// Takes the argument out of the invocation input.
+    fn take(input: Input) -> Result<Self, HandlerError>;
+}
+
+impl<E: Event + Clone> HandlerInput for E {
+    const KEY: Option<&'static str> = Some(E::KEY);
+    const DECODER: Option<Decoder> = Some(Decoder {
+        key: E::KEY,
+        type_id: TypeId::of::<E>,
+        decode: decode_shared::<E>,
+    });
+
+    fn take(input: Input) -> Result<Self, HandlerError> {
+        let shared = match input.decoded {
+            Some(shared) => shared,
+            None => decode_shared::<E>(&input.message)
+                .map_err(|e| HandlerError::with_kind(HandlerErrorKind::Decode, e.to_string()))?,
+        };
+        match shared.downcast::<E>() {
+            Ok(event) => Ok(Arc::unwrap_or_clone(event)),
+            Err(_) => Err(HandlerError::with_kind(
+                HandlerErrorKind::Decode,
+                format!("payload was decoded as another type than {}", E::KEY),
+            )),
+        }
+    }
+}
+
+impl HandlerInput for RawEvent {
+    const KEY: Option<&'static str> = None;
+    const DECODER: Option<Decoder> = None;
+
+    fn take(input: Input) -> Result<Self, HandlerError> {
+        Ok(RawEvent::new(input.message))
+    }
+}
+
+/// A type that can be a handler's second argument. Implemented for [`Context`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a handler argument",
+    label = "expected `Context`",
+    note = "a handler takes `(event)` or `(event, ctx: Context)`; shared state comes from `ctx.state::<T>()`"
+)]
+pub trait FromContext: Sized {
+    /// Extracts the argument from the invocation context.
+    fn from_context(ctx: Context) -> Result<Self, HandlerError>;
+}
+
+impl FromContext for Context {
+    fn from_context(ctx: Context) -> Result<Self, HandlerError> {
+        Ok(ctx)
+    }
+}
+
+/// What a handler may return: `Result<(), E>` for any `E` that converts into
+/// [`HandlerError`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid handler return type",
+    label = "expected `Result<(), E>` where `E: Into<HandlerError>`",
+    note = "return `Result<(), HandlerError>`, or a `Result` whose error implements `std::error::Error`"
+)]
+pub trait IntoHandlerResult {
+    /// Converts the handler's output.
+    fn into_handler_result(self) -> Result<(), HandlerError>;
+}
+
+impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), HandlerError> {
+        self.map_err(Into::into)
+    }
+}

@@ -1,0 +1,235 @@
+//! Link-time registration: what `#[handler]` submits to `inventory`, and what the binary's
+//! registry says about it.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::context::Context;
+use crate::handler_error::HandlerError;
+use crate::handler_input::{Decoder, HandlerInput, Input};
+
+/// Which retry policy a handler uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrySpec {
+    /// The bus's default policy.
+    Default,
+    /// The default policy with this many retries (0: fail at once).
+    Retries(u32),
+    /// A policy the bus builder defines under this name.
+    Named(&'static str),
+}
+
+/// The type-erased call of a handler.
+pub type CallFn = fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>>;
+
+/// A handler as `#[handler]` registers it at link time.
+///
+/// Built in `const` context by the macro; users see it through
+/// [`HandlerInfo`](crate::HandlerInfo).
+#[derive(Clone, Copy)]
+pub struct HandlerRegistration {
+    pub(crate) name: &'static str,
+    pub(crate) pattern: &'static str,
+    pub(crate) event_key: Option<&'static str>,
+    pub(crate) decoder: Option<Decoder>,
+    pub(crate) service: Option<&'static str>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetrySpec,
+    pub(crate) module_path: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+    pub(crate) call: CallFn,
+}
+
+impl fmt::Debug for HandlerRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerRegistration")
+            .field("name", &self.name)
+            .field("pattern", &self.pattern)
+            .field("event_key", &self.event_key)
+            .field("service", &self.service)
+            .field("module_path", &self.module_path)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandlerRegistration {
+    /// A handler whose first argument is `I`, declared in `module_path` at `file`:`line`. A
+    /// typed handler is bound to its event's key; `pattern` is required for [`RawEvent`]
+    /// handlers.
+    pub const fn new<I: HandlerInput>(
+        name: &'static str,
+        pattern: Option<&'static str>,
+        module_path: &'static str,
+        file: &'static str,
+        line: u32,
+        call: CallFn,
+    ) -> Self {
+        let pattern = match (I::KEY, pattern) {
+            (Some(key), _) => key,
+            (None, Some(pattern)) => pattern,
+            (None, None) => {
+                panic!("a `RawEvent` handler needs a pattern, e.g. #[handler(\"order.*\")]")
+            }
+        };
+        Self {
+            name,
+            pattern,
+            event_key: I::KEY,
+            decoder: I::DECODER,
+            service: None,
+            timeout: None,
+            retry: RetrySpec::Default,
+            module_path,
+            file,
+            line,
+            call,
+        }
+    }
+
+    /// Sets the per-invocation timeout.
+    pub const fn timeout_ms(mut self, millis: u64) -> Self {
+        self.timeout = Some(Duration::from_millis(millis));
+        self
+    }
+
+    /// Uses the default retry policy with `retries` retries.
+    pub const fn retries(mut self, retries: u32) -> Self {
+        self.retry = RetrySpec::Retries(retries);
+        self
+    }
+
+    /// Uses the retry policy the bus builder defines under `name`.
+    pub const fn use_retry_policy(mut self, name: &'static str) -> Self {
+        self.retry = RetrySpec::Named(name);
+        self
+    }
+
+    /// Runs this handler only on buses of `service`.
+    pub const fn service(mut self, service: &'static str) -> Self {
+        self.service = Some(service);
+        self
+    }
+}
+
+inventory::collect!(HandlerRegistration);
+
+/// A description of a handler, as `#[handler]` registered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandlerInfo {
+    /// The handler's name (the fn name unless `name = "..."`).
+    pub name: String,
+    /// The pattern its service's queue is bound with (a typed handler's event key).
+    pub pattern: String,
+    /// The key of its typed event; `None` for `RawEvent` handlers.
+    pub event_key: Option<String>,
+    /// The service it is reserved for (`service = "..."`), if any.
+    pub service: Option<String>,
+    /// The module it was declared in.
+    pub module_path: String,
+    /// The source file it was declared in, as `file!()` names it.
+    pub file: String,
+    /// The line of the fn's name in [`file`](Self::file).
+    pub line: u32,
+}
+
+impl HandlerInfo {
+    fn of(r: &HandlerRegistration) -> Self {
+        Self {
+            name: r.name.to_owned(),
+            pattern: r.pattern.to_owned(),
+            event_key: r.event_key.map(str::to_owned),
+            service: r.service.map(str::to_owned),
+            module_path: r.module_path.to_owned(),
+            file: r.file.to_owned(),
+            line: r.line,
+        }
+    }
+}
+
+/// Where a handler was declared, so that an error about it (such as
+/// [`Error::DuplicateHandler`]) can point at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandlerOrigin {
+    /// A `#[handler]` fn.
+    Attribute {
+        /// The module the fn is declared in.
+        module_path: &'static str,
+        /// The source file, as `file!()` names it.
+        file: &'static str,
+        /// The line of the fn's name.
+        line: u32,
+    },
+    /// A [`Handler::typed`] or [`Handler::raw`] call.
+    Runtime {
+        /// The source file of the call, as `file!()` names it.
+        file: &'static str,
+        /// The line of the call.
+        line: u32,
+    },
+}
+
+impl HandlerOrigin {
+    /// The source file.
+    pub fn file(&self) -> &'static str {
+        match *self {
+            Self::Attribute { file, .. } | Self::Runtime { file, .. } => file,
+        }
+    }
+
+    /// The line in [`file`](Self::file).
+    pub fn line(&self) -> u32 {
+        match *self {
+            Self::Attribute { line, .. } | Self::Runtime { line, .. } => line,
+        }
+    }
+}
+
+impl HandlerOrigin {
+    #[track_caller]
+    pub(crate) fn caller() -> Self {
+        let location = std::panic::Location::caller();
+        Self::Runtime {
+            file: location.file(),
+            line: location.line(),
+        }
+    }
+}
+
+impl std::fmt::Display for HandlerOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Attribute {
+                module_path,
+                file,
+                line,
+            } => write!(f, "the #[handler] fn in {module_path} ({file}:{line})"),
+            Self::Runtime { file, line } => write!(f, "the Handler built at {file}:{line}"),
+        }
+    }
+}
+
+/// Every handler `#[handler]` registered in this binary, in a stable order (module, name).
+///
+/// ```
+/// for handler in pubsub::registered_handlers() {
+///     println!("{} <- {}", handler.name, handler.pattern);
+/// }
+/// ```
+pub fn registered_handlers() -> Vec<HandlerInfo> {
+    let mut all: Vec<HandlerInfo> = registrations().map(|(_, info)| info).collect();
+    all.sort_by(|a, b| (&a.module_path, &a.name).cmp(&(&b.module_path, &b.name)));
+    all
+}
+
+pub(crate) fn registrations() -> impl Iterator<Item = (&'static HandlerRegistration, HandlerInfo)> {
+    inventory::iter::<HandlerRegistration>
+        .into_iter()
+        .map(|r| (r, HandlerInfo::of(r)))
+}
