@@ -14,7 +14,7 @@ use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
 use crate::metadata::Message;
-use crate::publish::{PublishOptions, Publisher};
+use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
 use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Subscription, Transport};
@@ -161,6 +161,39 @@ impl Bus {
         self.inner
             .publisher
             .publish(event, PublishOptions::new())
+            .await
+    }
+
+    /// Hands `event` to the transport and returns once it is on its way, with a
+    /// [`PendingPublish`] that resolves to the event id when the broker confirmed it:
+    /// pipelined publishing, many confirmations in flight from one task.
+    /// [`publish`](Self::publish) is `send` followed by waiting.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, MemoryTransport};
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "metric", action = "sampled")]
+    /// struct Sampled { value: u32 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let bus = Bus::publisher("sensor", MemoryTransport::new());
+    /// let mut pending = Vec::new();
+    /// for value in 0..1000 {
+    ///     pending.push(bus.send(&Sampled { value }).await?); // does not wait for the broker
+    /// }
+    /// for publish in pending {
+    ///     publish.await?; // each confirmation on its own
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send<E: Event>(&self, event: &E) -> Result<PendingPublish> {
+        self.inner
+            .publisher
+            .send(event, PublishOptions::new())
             .await
     }
 

@@ -55,7 +55,7 @@ pub use metadata::{
     HEADER_VERSION, Message, Metadata,
 };
 pub use pattern::{Pattern, PatternError};
-pub use publish::PublishOptions;
+pub use publish::{PendingPublish, PublishOptions};
 pub use registration::{HandlerInfo, HandlerOrigin, registered_handlers};
 pub use registration::{HandlerRegistration, RetrySpec};
 pub use retry::RetryPolicy;

@@ -1,7 +1,10 @@
 //! Publishing: turning a typed event into a [`Message`] and handing it to the transport.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::SystemTime;
 
 use uuid::Uuid;
@@ -14,7 +17,7 @@ use crate::metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,
 };
-use crate::transport::{Capabilities, Outgoing, Transport};
+use crate::transport::{Capabilities, Confirmation, Outgoing, Transport};
 
 /// Optional envelope fields for one publish.
 ///
@@ -125,24 +128,29 @@ impl Publisher {
         event: &E,
         options: PublishOptions,
     ) -> Result<Uuid> {
+        self.send(event, options).await?.await
+    }
+
+    /// Hands the event to the transport; the returned publish resolves on confirmation.
+    pub(crate) async fn send<E: Event>(
+        &self,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<PendingPublish> {
         let message = self.message(event, options)?;
+        self.send_message(message).await
+    }
+
+    /// Sends to the topic; the returned publish resolves on confirmation.
+    async fn send_message(&self, message: Message) -> Result<PendingPublish> {
         let id = message.metadata.id;
-        self.send(message).await?;
-        Ok(id)
+        let confirmation = self.transport.send(Outgoing::from(message)).await?;
+        Ok(PendingPublish {
+            id,
+            confirmation,
+            unroutable_is_error: self.unroutable_is_error,
+        })
     }
-
-    /// Publishes to the topic and waits for the confirmation; an unroutable message is a
-    /// warning unless the bus makes it an error.
-    async fn send(&self, message: Message) -> Result<()> {
-        match self.transport.publish(Outgoing::from(message)).await {
-            Err(TransportError::Unroutable { message_id, key }) if !self.unroutable_is_error => {
-                tracing::warn!(%key, id = %message_id, "unroutable: no queue is bound for this key; nobody will receive it");
-                Ok(())
-            }
-            result => Ok(result?),
-        }
-    }
-
     /// Publishes an already encoded message; `app_id` defaults to this service.
     pub(crate) async fn publish_message(&self, mut message: Message) -> Result<Uuid> {
         check_headers(&message.metadata.headers)?;
@@ -150,8 +158,43 @@ impl Publisher {
         if message.metadata.app_id.is_none() {
             message.metadata.app_id = Some(self.service.to_string());
         }
-        self.send(message).await?;
+        self.send_message(message).await?.await?;
         Ok(id)
+    }
+}
+
+/// A publish on its way: resolves to the event id once the broker confirmed it, or to why
+/// not. Many can be in flight at once from one task ([`Bus::send`](crate::Bus::send)).
+/// A message no queue is bound for resolves to its id with a warning, unless the bus was
+/// built with [`unroutable_is_error`](crate::BusBuilder::unroutable_is_error).
+#[must_use = "a publish is confirmed only when this is awaited"]
+#[derive(Debug)]
+pub struct PendingPublish {
+    id: Uuid,
+    confirmation: Confirmation,
+    unroutable_is_error: bool,
+}
+
+impl PendingPublish {
+    /// The id of the event being published.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+}
+
+impl Future for PendingPublish {
+    type Output = Result<Uuid>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        Pin::new(&mut this.confirmation).poll(cx).map(|result| match result {
+            Ok(()) => Ok(this.id),
+            Err(TransportError::Unroutable { message_id, key }) if !this.unroutable_is_error => {
+                tracing::warn!(%key, id = %message_id, "unroutable: no queue is bound for this key; nobody will receive it");
+                Ok(this.id)
+            }
+            Err(error) => Err(error.into()),
+        })
     }
 }
 
