@@ -200,3 +200,77 @@ async fn a_message_delivered_past_the_limit_is_dead_lettered_unhandled() {
     assert_eq!((stats.poisoned, stats.dead_lettered), (1, 1), "{stats:?}");
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_service_consumes_its_own_dead_letter_queue() {
+    let broker = MemoryTransport::new();
+    let down = Arc::new(AtomicBool::new(true));
+    let service = TestHarness::start_on(
+        Bus::builder()
+            .service("signup")
+            .select_handlers(HandlerSelection::None)
+            .handler(crm(Arc::clone(&down), Arc::default())),
+        broker.clone(),
+    )
+    .await
+    .unwrap();
+    service
+        .publish(&SignedUp {
+            email: "e@x".into(),
+        })
+        .await
+        .unwrap();
+    service.settled().await.unwrap();
+    assert_eq!(broker.dead_letters("signup").unwrap().len(), 1);
+    // The repair bus fails on its first look, then succeeds: the dead letter stays a dead
+    // letter (with its original failed handlers) until it is acked.
+    let looks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&looks);
+    let repair = Handler::raw("repair", "#", move |_e: RawEvent, ctx: Context| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.push((
+                ctx.header("x-death-reason").map(str::to_owned),
+                ctx.header("x-failed-handlers").map(str::to_owned),
+            ));
+            if seen.len() == 1 {
+                return Err(HandlerError::permanent("not yet"));
+            }
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let repairing = TestHarness::start_on(
+        Bus::builder()
+            .service("signup")
+            .select_handlers(HandlerSelection::None)
+            .retry(RetryPolicy::none().max_backoff(std::time::Duration::from_millis(20)))
+            .handler(repair)
+            .consume_dead_letters(),
+        broker.clone(),
+    )
+    .await
+    .unwrap();
+    repairing.settled().await.unwrap();
+    let looks = looks.lock().unwrap().clone();
+    assert_eq!(looks.len(), 2, "{looks:?}");
+    for (reason, failed) in &looks {
+        assert!(
+            reason.as_deref().unwrap_or("").contains("crm is down"),
+            "{looks:?}"
+        );
+        assert_eq!(failed.as_deref(), Some("crm"), "{looks:?}");
+    }
+    assert!(
+        broker.dead_letters("signup").unwrap().is_empty(),
+        "acked away"
+    );
+    let stats = repairing.bus().stats();
+    assert_eq!(
+        (stats.retried, stats.acked, stats.dead_lettered),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    repairing.shutdown().await.unwrap();
+    service.shutdown().await.unwrap();
+}

@@ -58,6 +58,7 @@ pub struct BusBuilder {
     max_deliveries: Option<u32>,
     in_process_retry_limit: Duration,
     unroutable_is_error: bool,
+    consume_dead_letters: bool,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -79,6 +80,7 @@ impl Default for BusBuilder {
             max_deliveries: Some(10),
             in_process_retry_limit: Duration::from_secs(1),
             unroutable_is_error: false,
+            consume_dead_letters: false,
             observer: None,
         }
     }
@@ -200,6 +202,41 @@ impl BusBuilder {
         self
     }
 
+    /// Makes this bus consume its service's dead-letter queue instead of its queue: its
+    /// handlers (matched by key as usual) see what the service's handlers gave up on, with
+    /// the reason and failed handlers in the headers `x-death-reason` and
+    /// `x-failed-handlers` — to repair, alert or archive. A failure here does not
+    /// dead-letter the message a second time: it stays in the dead-letter queue and comes
+    /// back after the default policy's `max_backoff`. Acking removes it.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let broker = MemoryTransport::new();
+    /// let alert = Handler::raw("alert", "#", |dead: RawEvent, ctx: Context| async move {
+    ///     tracing::error!(key = dead.key(), reason = ?ctx.header("x-death-reason"), "gave up");
+    ///     Ok::<_, HandlerError>(())
+    /// });
+    /// let repair = Bus::builder()
+    ///     .service("billing") // the dead letters of billing
+    ///     .transport(broker.clone())
+    ///     .select_handlers(HandlerSelection::None)
+    ///     .handler(alert)
+    ///     .consume_dead_letters()
+    ///     .build()
+    ///     .await?;
+    /// # let _ = repair;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn consume_dead_letters(mut self) -> Self {
+        self.consume_dead_letters = true;
+        self
+    }
+
     /// Makes publishing an event that no queue is bound for an error
     /// ([`TransportError::Unroutable`](crate::TransportError::Unroutable)); by default it is
     /// a warning, since nobody may listen yet.
@@ -289,8 +326,12 @@ impl BusBuilder {
             None
         } else {
             let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
-            let subscription =
-                Subscription::queue(service.clone(), bindings).prefetch(self.prefetch);
+            let subscription = if self.consume_dead_letters {
+                Subscription::dead_letters(service.clone())
+            } else {
+                Subscription::queue(service.clone(), bindings)
+            }
+            .prefetch(self.prefetch);
             transport.declare(&subscription).await?;
             Some(subscription)
         };
@@ -307,6 +348,7 @@ impl BusBuilder {
                 delayed_redelivery: capabilities.delayed_redelivery != DelayedRedelivery::None,
             },
             isolation: self.isolation,
+            dead_letter_source: self.consume_dead_letters.then_some(self.retry.max_backoff),
             observer: self.observer,
             counters: Arc::clone(&counters),
             sequence: Default::default(),

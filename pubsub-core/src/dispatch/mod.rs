@@ -100,6 +100,10 @@ pub(crate) struct Dispatcher {
     pub(crate) max_deliveries: Option<u32>,
     pub(crate) retry: RetrySettings,
     pub(crate) isolation: Isolation,
+    /// Consuming the service's dead-letter queue: every handler runs (the failed-handler
+    /// names are the original service's), and a failure delivers the message again after
+    /// this delay instead of dead-lettering it a second time.
+    pub(crate) dead_letter_source: Option<Duration>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) sequence: AtomicU64,
@@ -127,10 +131,28 @@ impl Dispatcher {
         let handled = std::panic::AssertUnwindSafe(self.handle(incoming, abandon))
             .catch_unwind()
             .await;
-        handled.unwrap_or_else(|panic| {
+        let outcome = handled.unwrap_or_else(|panic| {
             let reason = format!("the dispatcher panicked: {}", attempt::panic_message(panic));
             Outcome::Settle(self.dead_letter(&incoming.message, reason, Vec::new()))
-        })
+        });
+        match (outcome, self.dead_letter_source) {
+            (Outcome::Settle(Settlement::DeadLetter(_)), Some(delay))
+                if self.retry.delayed_redelivery =>
+            {
+                // a dead letter stays one, with its original headers, and comes back later
+                let headers = &incoming.message.metadata.headers;
+                let attempts = headers
+                    .get(HEADER_ATTEMPTS)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let handlers = headers
+                    .get(HEADER_FAILED_HANDLERS)
+                    .map(|names| names.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                Outcome::Settle(Settlement::Retry(Retry::new(delay, attempts, handlers)))
+            }
+            (outcome, _) => outcome,
+        }
     }
 
     async fn handle(&self, incoming: &Incoming, abandon: &Abandon) -> Outcome {
@@ -147,7 +169,11 @@ impl Dispatcher {
             SmallVec::from_slice(scratch)
         });
         // A replayed dead letter or a delayed retry runs only the handlers that failed.
-        if let Some(names) = message.metadata.headers.get(HEADER_FAILED_HANDLERS) {
+        let names = match self.dead_letter_source {
+            None => message.metadata.headers.get(HEADER_FAILED_HANDLERS),
+            Some(_) => None,
+        };
+        if let Some(names) = names {
             let only: Vec<&str> = names.split(',').map(str::trim).collect();
             matched.retain(|i| only.contains(&&*self.handlers[*i].name));
             if matched.is_empty() {

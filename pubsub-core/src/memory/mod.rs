@@ -190,7 +190,7 @@ impl MemoryTransport {
     /// The dead-letter queue of `service`, oldest first; an error if no queue of that
     /// service was ever declared (a typo must not look like "no dead letters").
     pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
-        self.existing_queue(service).map(|q| q.lock().dead.clone())
+        self.existing_queue(service).map(|q| dead_lettered(&q))
     }
 
     fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, Error> {
@@ -211,7 +211,7 @@ impl MemoryTransport {
         names.sort();
         names
             .into_iter()
-            .flat_map(|n| topology.queues[n].lock().dead.clone())
+            .flat_map(|n| dead_lettered(&topology.queues[n]))
             .collect()
     }
 
@@ -239,7 +239,7 @@ impl MemoryTransport {
                 ready: state.ready.len(),
                 unacked: state.unacked.len() + state.assigned(),
                 consumers: state.consumers.len(),
-                dead_lettered: state.dead.len(),
+                dead_lettered: q.dead_letters.as_ref().map_or(0, |dlq| dlq.len()),
                 delayed: state.delayed,
             }
         })
@@ -248,7 +248,10 @@ impl MemoryTransport {
     /// Whether nothing is in flight: no unsettled delivery, and no ready message in a queue
     /// that has a consumer to take it.
     pub fn is_idle(&self) -> bool {
-        self.topology().queues.values().all(|q| !q.is_busy())
+        self.topology()
+            .queues
+            .values()
+            .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
     }
 
     /// Waits until [`is_idle`](Self::is_idle), at most `timeout`.
@@ -275,16 +278,33 @@ impl MemoryTransport {
             .map_err(|_| Error::Timeout(timeout, "the in-memory broker did not become idle".into()))
     }
 
+    /// Declares what `subscription` needs; returns the queue to consume: the service's
+    /// queue, or its dead-letter queue.
     fn declare_queue(&self, subscription: &Subscription) -> Result<Arc<Queue>, TransportError> {
         self.check_open()?;
-        let Source::Queue(source) = &subscription.source else {
-            return Err(TransportError::Unsupported {
-                what: "stream subscriptions (yet)",
-                transport: "memory",
-            });
+        let patterns: &[String] = match &subscription.source {
+            Source::Queue(source) => &source.patterns,
+            Source::DeadLetters => &[],
+            Source::Stream(_) => {
+                return Err(TransportError::Unsupported {
+                    what: "stream subscriptions (yet)",
+                    transport: "memory",
+                });
+            }
         };
-        let patterns = source
-            .patterns
+        let queue = self.declare_service_queue(&subscription.service, patterns)?;
+        match (&subscription.source, &queue.dead_letters) {
+            (Source::DeadLetters, Some(dlq)) => Ok(Arc::clone(dlq)),
+            _ => Ok(queue),
+        }
+    }
+
+    fn declare_service_queue(
+        &self,
+        service: &str,
+        patterns: &[String],
+    ) -> Result<Arc<Queue>, TransportError> {
+        let patterns = patterns
             .iter()
             .map(|p| Pattern::new(p.as_str()))
             .collect::<Result<Vec<_>, _>>()
@@ -295,17 +315,13 @@ impl MemoryTransport {
         let _serial = lock(&self.broker.declare);
         let current = self.topology();
         let mut queues = current.queues.clone();
-        let queue = Arc::clone(
-            queues
-                .entry(subscription.service.clone())
-                .or_insert_with(|| {
-                    Arc::new(Queue::new(
-                        subscription.service.clone(),
-                        Arc::clone(&self.broker.signal),
-                        self.broker.max_length,
-                    ))
-                }),
-        );
+        let queue = Arc::clone(queues.entry(service.to_owned()).or_insert_with(|| {
+            Arc::new(Queue::service(
+                service.to_owned(),
+                Arc::clone(&self.broker.signal),
+                self.broker.max_length,
+            ))
+        }));
         let mut bindings = current.bindings.clone();
         for pattern in patterns {
             let bound = bindings
@@ -328,6 +344,15 @@ impl MemoryTransport {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
         Ok(queue)
     }
+}
+
+/// The dead letters of a service queue.
+fn dead_lettered(queue: &Queue) -> Vec<DeadLetteredMessage> {
+    queue
+        .dead_letters
+        .as_ref()
+        .map(|dlq| dlq.dead_lettered(&queue.name))
+        .unwrap_or_default()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -9,6 +9,33 @@ use tokio::sync::Notify;
 use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 use crate::transport::{DeadLetter, Retry, Settlement};
 
+impl DeadLetteredMessage {
+    /// A dead letter as its headers describe it.
+    fn of(message: Message, queue: &str) -> Self {
+        let headers = &message.metadata.headers;
+        let reason = headers
+            .get(HEADER_DEATH_REASON)
+            .cloned()
+            .unwrap_or_default();
+        let failed_handlers = headers
+            .get(HEADER_FAILED_HANDLERS)
+            .map(|names| {
+                names
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            message,
+            queue: queue.to_owned(),
+            reason,
+            failed_handlers,
+        }
+    }
+}
+
 /// A message in a dead-letter queue, with why it got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -93,7 +120,6 @@ pub(crate) struct QueueState {
     pub(crate) consumers: HashMap<u64, ConsumerSlot>,
     /// Consumers in round-robin order: the next message goes to the first with credit.
     rotation: VecDeque<u64>,
-    pub(crate) dead: Vec<DeadLetteredMessage>,
     next_tag: u64,
 }
 
@@ -146,6 +172,8 @@ impl QueueState {
 #[derive(Debug)]
 pub(crate) struct Queue {
     pub(crate) name: String,
+    /// The dead-letter queue of a service queue (`None` for a dead-letter queue itself).
+    pub(crate) dead_letters: Option<Arc<Queue>>,
     state: Mutex<QueueState>,
     /// Woken on every change a consumer may be waiting for.
     pub(crate) changed: Notify,
@@ -166,9 +194,30 @@ pub(crate) enum Take {
 }
 
 impl Queue {
-    pub(crate) fn new(name: String, signal: Arc<BrokerSignal>, max_length: Option<usize>) -> Self {
+    /// A service queue with its dead-letter queue.
+    pub(crate) fn service(
+        name: String,
+        signal: Arc<BrokerSignal>,
+        max_length: Option<usize>,
+    ) -> Self {
+        let dlq = Self::new(
+            format!("{name}.dead-letters"),
+            Arc::clone(&signal),
+            None,
+            None,
+        );
+        Self::new(name, signal, max_length, Some(Arc::new(dlq)))
+    }
+
+    fn new(
+        name: String,
+        signal: Arc<BrokerSignal>,
+        max_length: Option<usize>,
+        dead_letters: Option<Arc<Queue>>,
+    ) -> Self {
         Self {
             name,
+            dead_letters,
             state: Mutex::new(QueueState {
                 max_length,
                 ..QueueState::default()
@@ -283,6 +332,7 @@ impl Queue {
         else {
             return false;
         };
+        let mut dead = None;
         if let Some(slot) = state.consumers.get_mut(&consumer) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
         }
@@ -303,20 +353,56 @@ impl Queue {
             }) => {
                 let mut message = Arc::unwrap_or_clone(message);
                 let headers = &mut message.metadata.headers;
-                headers.insert(HEADER_DEATH_REASON.to_owned(), reason.clone());
+                headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
                 headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
-                state.dead.push(DeadLetteredMessage {
-                    message,
-                    queue: self.name.clone(),
-                    reason,
-                    failed_handlers,
-                });
+                dead = Some(message);
             }
         }
         let wake = Self::take_waiting(&mut state);
         drop(state);
+        if let Some(message) = dead {
+            // to the dead-letter queue; a dead-letter queue has none of its own and keeps
+            // what its consumer dead-letters, at the back
+            let target = self.dead_letters.as_ref().unwrap_or(self);
+            target.push_unbounded(Arc::new(message));
+        }
         self.changed(wake);
         true
+    }
+
+    /// Appends a message whatever the length limit (dead-lettering, delayed retries).
+    fn push_unbounded(&self, message: Arc<Message>) {
+        let wake = {
+            let mut state = self.lock();
+            state.enqueue(Ready {
+                message,
+                redelivered: false,
+                deliveries: 0,
+            });
+            Self::take_waiting(&mut state)
+        };
+        self.changed(wake);
+    }
+
+    /// The messages in this (dead-letter) queue, waiting or being handled, oldest first.
+    pub(crate) fn dead_lettered(&self, service: &str) -> Vec<DeadLetteredMessage> {
+        let state = self.lock();
+        let mut unacked: Vec<(&u64, &Unacked)> = state.unacked.iter().collect();
+        unacked.sort_by_key(|(tag, _)| **tag);
+        let assigned = state.consumers.values().flat_map(|c| c.assigned.iter());
+        unacked
+            .into_iter()
+            .map(|(_, u)| &u.message)
+            .chain(assigned.map(|r| &r.message))
+            .chain(state.ready.iter().map(|r| &r.message))
+            .map(|message| DeadLetteredMessage::of(Message::clone(message), service))
+            .collect()
+    }
+
+    /// Messages in this queue: ready, pushed to consumers or unsettled.
+    pub(crate) fn len(&self) -> usize {
+        let state = self.lock();
+        state.ready.len() + state.unacked.len() + state.assigned()
     }
 
     /// A delayed retry: after the delay the message comes back as a new one, carrying the
@@ -387,26 +473,42 @@ impl Queue {
         self.changed(true);
     }
 
-    /// Moves the dead letters back into the queue, without their reason and attempts. With
-    /// `only_failed`, each keeps the names of its failed handlers, so that only those run.
+    /// Moves the waiting dead letters back into the queue, without their reason and
+    /// attempts. With `only_failed`, each keeps the names of its failed handlers, so that
+    /// only those run.
     pub(crate) fn replay_dead_letters(&self, only_failed: bool) -> usize {
-        let mut state = self.lock();
-        let dead = std::mem::take(&mut state.dead);
+        let Some(dlq) = &self.dead_letters else {
+            return 0;
+        };
+        let dead: Vec<Ready> = {
+            let mut dlq = dlq.lock();
+            let mut dead: Vec<Ready> = dlq.ready.drain(..).collect();
+            for slot in dlq.consumers.values_mut() {
+                dead.extend(slot.assigned.drain(..));
+            }
+            dead
+        };
         let count = dead.len();
-        for mut dead in dead {
-            let headers = &mut dead.message.metadata.headers;
+        let mut state = self.lock();
+        for ready in dead {
+            let mut message = Arc::unwrap_or_clone(ready.message);
+            let headers = &mut message.metadata.headers;
             headers.remove(HEADER_DEATH_REASON);
             headers.remove(HEADER_ATTEMPTS);
-            if !only_failed || dead.failed_handlers.is_empty() {
+            let named = headers
+                .get(HEADER_FAILED_HANDLERS)
+                .is_some_and(|names| !names.is_empty());
+            if !only_failed || !named {
                 headers.remove(HEADER_FAILED_HANDLERS);
             }
             state.ready.push_back(Ready {
-                message: Arc::new(dead.message),
+                message: Arc::new(message),
                 redelivered: true,
                 deliveries: 0,
             });
         }
         drop(state);
+        dlq.changed(true);
         self.changed(true);
         count
     }

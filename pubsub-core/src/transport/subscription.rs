@@ -36,6 +36,9 @@ pub enum Source {
     Queue(QueueSource),
     /// A stream (or super stream) read by a named consumer that keeps its offset.
     Stream(StreamSource),
+    /// The service's dead-letter queue: what its handlers gave up on, each message with
+    /// its reason and failed handlers, for a repair or alerting consumer.
+    DeadLetters,
 }
 
 /// A service queue.
@@ -117,6 +120,15 @@ impl Subscription {
         }
     }
 
+    /// The dead-letter queue of `service`, prefetch 100.
+    pub fn dead_letters(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            source: Source::DeadLetters,
+            prefetch: 100,
+        }
+    }
+
     /// `stream`, read by the consumer named after `service`, from [`StartAt::Next`] when it
     /// has no stored offset; prefetch 100.
     pub fn stream(service: impl Into<String>, stream: impl Into<String>) -> Self {
@@ -170,7 +182,7 @@ impl Subscription {
     pub fn patterns(&self) -> &[String] {
         match &self.source {
             Source::Queue(queue) => &queue.patterns,
-            Source::Stream(_) => &[],
+            Source::Stream(_) | Source::DeadLetters => &[],
         }
     }
 }
