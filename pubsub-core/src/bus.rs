@@ -383,7 +383,8 @@ impl Bus {
                 redelivered,
                 delivery_count,
             };
-            let settlement = match dispatcher.dispatch(&incoming, &abandon).await {
+            // boxed: the handling state is large, and is moved less this way
+            let settlement = match Box::pin(dispatcher.dispatch(&incoming, &abandon)).await {
                 Outcome::Settle(settlement) => settlement,
                 Outcome::Abandoned if can_requeue => Settlement::Requeue,
                 Outcome::Abandoned => {
