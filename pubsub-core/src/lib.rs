@@ -1,16 +1,34 @@
 //! Core of `pubsub`: typed events, codecs, topic patterns and router, the handler registry,
-//! the dispatcher, the [`Transport`] trait, the in-memory transport, the [`Bus`] and the
-//! test harness. Users depend on the `pubsub` facade, which re-exports all of it.
+//! the dispatcher, the [`Transport`] trait, the in-memory transport and the [`Bus`]. Users
+//! depend on the `pubsub` facade, which re-exports all of it.
+//!
+//! # Features
+//!
+//! - `protobuf`: Protocol Buffers payloads for events that derive `prost::Message`.
+//! - `testing`: the test harness (`TestHarness`, `HandlerCall`), which unit-tests handlers
+//!   on the in-memory transport, and the transport conformance suite (`conformance`, with
+//!   the `conformance_tests!` macro that runs it). Off by default, so that production
+//!   builds do not compile them; turn it on where tests are built:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! pubsub = { version = "0.1", features = ["testing"] }
+//! ```
+//!
+//! The in-memory transport ([`MemoryTransport`]) is always there: it is a product feature
+//! (examples, single-process tools), not only a test aid.
 
 mod builder;
 mod bus;
 mod codec;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod context;
 mod dispatch;
 mod error;
 mod event;
 mod handler;
+#[cfg(feature = "testing")]
 mod harness;
 mod memory;
 mod metadata;
@@ -42,6 +60,7 @@ pub use handler::{HandlerError, HandlerErrorKind, HandlerResultExt, RawEvent};
 // because users never write them.
 #[doc(hidden)]
 pub use handler::{FromContext, HandlerInput, HandlerRegistration, IntoHandlerResult, RetrySpec};
+#[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{
