@@ -1,14 +1,17 @@
 //! The cases: each one a semantic every transport must share.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::Broker;
-use super::support::{Seen, bus, eventually, message, namespace, publish_all, start, stop};
+use super::support::{
+    PATIENCE, Progress, Seen, bus, eventually, linger, message, namespace, publish_all, start,
+    stop, until,
+};
 use crate::bus::Bus;
 use crate::handler::{HandlerError, RawEvent};
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
@@ -41,7 +44,7 @@ pub async fn publish_subscribe(broker: &dyn Broker) {
     if let Err(error) = bus.publish_message(sent.clone()).await {
         panic!("publish failed: {error}");
     }
-    eventually("the message is handled", || {
+    eventually("the message is handled", &[&bus], || {
         got.lock().map(|g| !g.is_empty()).unwrap_or(false)
     })
     .await;
@@ -106,7 +109,7 @@ pub async fn fan_out(broker: &dyn Broker) {
     let task = start(&bus).await;
     let ids = publish_all(&bus, &format!("{ns}.order.created"), 20).await;
     let user = publish_all(&bus, &format!("{ns}.user.created"), 5).await;
-    eventually("every handler saw its messages", || {
+    eventually("every handler saw its messages", &[&bus], || {
         exact.len() == 20 && star.len() == 20 && hash.len() == 25 && other.len() == 5
     })
     .await;
@@ -134,11 +137,12 @@ pub async fn ack_all_or_nack(broker: &dyn Broker) {
     let bus = bus(broker, &ns, vec![ok.handler("succeeds", &key), failing], 10).await;
     let task = start(&bus).await;
     let ids = publish_all(&bus, &key, 3).await;
-    eventually("three messages dead-lettered", || {
+    eventually("three messages dead-lettered", &[&bus], || {
         bus.stats().dead_lettered == 3
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // a redelivery loop would show here
+    linger(Duration::from_millis(300)).await;
     let stats = bus.stats();
     stop(bus, task).await;
     assert_eq!(
@@ -217,7 +221,7 @@ pub async fn retry_then_dead_letter(broker: &dyn Broker) {
     let task = start(&bus).await;
     publish_all(&bus, &key, 1).await;
     publish_all(&bus, &format!("{ns}.stock.audit"), 1).await;
-    eventually("both messages settled", || {
+    eventually("both messages settled", &[&bus], || {
         let s = bus.stats();
         s.acked + s.dead_lettered == 2
     })
@@ -249,15 +253,26 @@ pub async fn retry_then_dead_letter(broker: &dyn Broker) {
 }
 
 /// Two buses of one service share its queue: each message is handled by exactly one.
+///
+/// Each bus takes one delivery at a time (prefetch 1) and holds its first one until the
+/// other bus has one too: a transport that shares the queue gives the second bus the next
+/// message meanwhile, whatever the scheduling; one that does not leaves both waiting.
 pub async fn competing_consumers(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.job.queued");
     let (a, b) = (Seen::default(), Seen::default());
+    let both_busy = Arc::new(tokio::sync::Barrier::new(2));
     let slow = |seen: &Seen| {
-        let seen = seen.clone();
+        let (seen, both_busy) = (seen.clone(), Arc::clone(&both_busy));
+        let first = Arc::new(AtomicBool::new(true));
         Handler::raw("work", key.clone(), move |event: RawEvent, _ctx| {
-            let seen = seen.clone();
+            let (seen, both_busy, first) =
+                (seen.clone(), Arc::clone(&both_busy), Arc::clone(&first));
             async move {
+                if first.swap(false, Ordering::SeqCst) {
+                    // no rendezvous by then: the check that both got work fails below
+                    let _ = tokio::time::timeout(PATIENCE, both_busy.wait()).await;
+                }
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 seen.push(event.metadata().id.to_string());
                 Ok::<_, HandlerError>(())
@@ -268,8 +283,12 @@ pub async fn competing_consumers(broker: &dyn Broker) {
     let second = bus(broker, &ns, vec![slow(&b)], 1).await;
     let (t1, t2) = (start(&first).await, start(&second).await);
     let ids = publish_all(&first, &key, 200).await;
-    eventually("200 jobs handled", || a.len() + b.len() >= 200).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("200 jobs handled", &[&first, &second], || {
+        a.len() + b.len() >= 200
+    })
+    .await;
+    // a message handled twice would show here
+    linger(Duration::from_millis(100)).await;
     stop(first, t1).await;
     stop(second, t2).await;
     let both: Vec<String> = a.ids().into_iter().chain(b.ids()).collect();
@@ -285,16 +304,28 @@ pub async fn competing_consumers(broker: &dyn Broker) {
 
 /// A consumer that stops with deliveries unfinished loses nothing: they are requeued,
 /// flagged as redelivered, and a new consumer of the same service gets every message.
+///
+/// The first consumer handles five messages, then holds every further delivery until it
+/// is stopped: it stops with deliveries unfinished, whatever the scheduling.
 pub async fn no_loss_across_resubscribe(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.mail.send");
     let first_seen = Seen::default();
+    let held = Arc::new(AtomicUsize::new(0));
+    let holding = Progress::default();
     let slow = {
-        let seen = first_seen.clone();
+        let (seen, calls) = (first_seen.clone(), Arc::new(AtomicUsize::new(0)));
+        let (held, holding) = (Arc::clone(&held), holding.clone());
         Handler::raw("send", key.clone(), move |event: RawEvent, _ctx| {
-            let seen = seen.clone();
+            let (seen, held, holding) = (seen.clone(), Arc::clone(&held), holding.clone());
+            let call = calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                if call >= 5 {
+                    held.fetch_add(1, Ordering::SeqCst);
+                    holding.tick();
+                    // until the shutdown deadline aborts it
+                    std::future::pending::<()>().await;
+                }
                 seen.push(event.metadata().id.to_string());
                 Ok::<_, HandlerError>(())
             }
@@ -313,7 +344,12 @@ pub async fn no_loss_across_resubscribe(broker: &dyn Broker) {
         .unwrap_or_else(|e| panic!("build failed: {e}"));
     let task = start(&first).await;
     let ids = publish_all(&first, &key, 100).await;
-    eventually("the first consumer handled some", || first_seen.len() >= 5).await;
+    eventually(
+        "the first consumer handled five and holds more",
+        &[&first_seen, &holding],
+        || first_seen.len() >= 5 && held.load(Ordering::SeqCst) > 0,
+    )
+    .await;
     let requeued = {
         first.shutdown();
         let _ = task.await;
@@ -340,9 +376,11 @@ pub async fn no_loss_across_resubscribe(broker: &dyn Broker) {
     );
     let second = bus(broker, &ns, vec![counting], 50).await;
     let task = start(&second).await;
-    eventually("every message handled by one of the consumers", || {
-        first_seen.distinct().union(&second_seen.distinct()).count() >= 100
-    })
+    eventually(
+        "every message handled by one of the consumers",
+        &[&second],
+        || first_seen.distinct().union(&second_seen.distinct()).count() >= 100,
+    )
     .await;
     stop(second, task).await;
     let all: BTreeSet<String> = first_seen
@@ -395,38 +433,55 @@ pub async fn concurrent_publishes(broker: &dyn Broker) {
     }
     drop((publisher, connection));
     let task = start(&consumer).await;
-    eventually("all 10 000 handled", || seen.len() >= COUNT).await;
+    eventually("all 10 000 handled", &[&consumer], || seen.len() >= COUNT).await;
     stop(consumer, task).await;
     assert_eq!(seen.len(), COUNT, "handled more often than published");
     assert_eq!(seen.distinct(), sent, "some publishes were lost");
 }
 
 /// Deliveries are handled concurrently, but never more at once than the prefetch.
+///
+/// Until the peak reaches the prefetch, each handler waits for it (bounded): a transport
+/// that hands out the prefetch reaches it whatever the scheduling.
 pub async fn in_flight_bounded_by_prefetch(broker: &dyn Broker) {
+    const PREFETCH: u16 = 4;
     let ns = namespace();
     let key = format!("{ns}.load");
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
-    let (r, p, d) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&done));
+    let rising = Progress::default();
+    let (r, p, d, up) = (
+        Arc::clone(&running),
+        Arc::clone(&peak),
+        Arc::clone(&done),
+        rising.clone(),
+    );
     let handler = Handler::raw("slow", key.clone(), move |_e: RawEvent, _ctx| {
-        let (r, p, d) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&d));
+        let (r, p, d, up) = (Arc::clone(&r), Arc::clone(&p), Arc::clone(&d), up.clone());
         async move {
             p.fetch_max(r.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            up.tick();
+            // the check below fails if the peak never reaches the prefetch
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            until(&[&up], deadline, || {
+                p.load(Ordering::SeqCst) >= usize::from(PREFETCH)
+            })
+            .await;
             tokio::time::sleep(Duration::from_millis(30)).await;
             r.fetch_sub(1, Ordering::SeqCst);
             d.fetch_add(1, Ordering::SeqCst);
             Ok::<_, HandlerError>(())
         }
     });
-    let bus = bus(broker, &ns, vec![handler], 4).await;
+    let bus = bus(broker, &ns, vec![handler], PREFETCH).await;
     publish_all(&bus, &key, 40).await;
     let task = start(&bus).await;
-    eventually("40 handled", || done.load(Ordering::SeqCst) >= 40).await;
+    eventually("40 handled", &[&bus], || done.load(Ordering::SeqCst) >= 40).await;
     stop(bus, task).await;
     assert_eq!(
         peak.load(Ordering::SeqCst),
-        4,
+        usize::from(PREFETCH),
         "at the peak, exactly prefetch deliveries in flight"
     );
 }
@@ -452,7 +507,7 @@ pub async fn ordering_per_producer(broker: &dyn Broker) {
     let bus = bus(broker, &ns, vec![handler], 1).await;
     let task = start(&bus).await;
     publish_all(&bus, &key, 100).await;
-    eventually("100 handled", || {
+    eventually("100 handled", &[&bus], || {
         order.lock().map(|o| o.len() >= 100).unwrap_or(false)
     })
     .await;
