@@ -1,22 +1,25 @@
 //! The cases: each one a semantic every transport must share.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Barrier;
 
-use super::Broker;
 use super::support::{
-    PATIENCE, Progress, Seen, bus, eventually, linger, message, namespace, publish_all, start,
-    stop, until,
+    Changes, Progress, Seen, bus, bus_on, competing, eventually, linger, message, namespace, probe,
+    publish_all, publisher, skip_part, start, stop, stopped, until,
 };
-use crate::bus::Bus;
+use super::{Broker, Need};
+use crate::bus::{Bus, BusStats};
 use crate::handler::{HandlerError, RawEvent};
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
+use crate::transport::Transport;
 
 /// Every published message reaches the handler once, with its envelope intact.
 pub async fn publish_subscribe(broker: &dyn Broker) {
@@ -261,26 +264,21 @@ pub async fn competing_consumers(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.job.queued");
     let (a, b) = (Seen::default(), Seen::default());
-    let both_busy = Arc::new(tokio::sync::Barrier::new(2));
-    let slow = |seen: &Seen| {
-        let (seen, both_busy) = (seen.clone(), Arc::clone(&both_busy));
-        let first = Arc::new(AtomicBool::new(true));
-        Handler::raw("work", key.clone(), move |event: RawEvent, _ctx| {
-            let (seen, both_busy, first) =
-                (seen.clone(), Arc::clone(&both_busy), Arc::clone(&first));
-            async move {
-                if first.swap(false, Ordering::SeqCst) {
-                    // no rendezvous by then: the check that both got work fails below
-                    let _ = tokio::time::timeout(PATIENCE, both_busy.wait()).await;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                seen.push(event.metadata().id.to_string());
-                Ok::<_, HandlerError>(())
-            }
-        })
-    };
-    let first = bus(broker, &ns, vec![slow(&a)], 1).await;
-    let second = bus(broker, &ns, vec![slow(&b)], 1).await;
+    let both_busy = Arc::new(Barrier::new(2));
+    let first = bus(
+        broker,
+        &ns,
+        vec![competing(&a, "work", &key, &both_busy)],
+        1,
+    )
+    .await;
+    let second = bus(
+        broker,
+        &ns,
+        vec![competing(&b, "work", &key, &both_busy)],
+        1,
+    )
+    .await;
     let (t1, t2) = (start(&first).await, start(&second).await);
     let ids = publish_all(&first, &key, 200).await;
     eventually("200 jobs handled", &[&first, &second], || {
@@ -514,4 +512,198 @@ pub async fn ordering_per_producer(broker: &dyn Broker) {
     stop(bus, task).await;
     let got = order.lock().unwrap_or_else(|p| p.into_inner()).clone();
     assert_eq!(got, (0..100).collect::<Vec<u64>>(), "out of order");
+}
+
+/// Two services bound to one key each handle every event (consumer groups), while the two
+/// buses within each service compete for it: each event once per service.
+pub async fn every_service_gets_every_event(broker: &dyn Broker) {
+    const COUNT: usize = 100;
+    let ns = namespace();
+    let key = format!("{ns}.order.placed");
+    let (transport, capabilities) = probe(broker).await;
+    let competing_half = capabilities.competing_consumers;
+    if !competing_half {
+        skip_part(
+            "every_service_gets_every_event",
+            "two competing buses per service",
+            Need::CompetingConsumers,
+            transport,
+        );
+    }
+    let buses_per_service = if competing_half { 2 } else { 1 };
+    let mut services = Vec::new();
+    for name in ["billing", "shipping"] {
+        let service = format!("{ns}-{name}");
+        let rendezvous = Arc::new(Barrier::new(buses_per_service));
+        let mut buses = Vec::new();
+        for _ in 0..buses_per_service {
+            let seen = Seen::default();
+            let handler = competing(&seen, "record", &key, &rendezvous);
+            buses.push((bus(broker, &service, vec![handler], 1).await, seen));
+        }
+        services.push((service, buses));
+    }
+    let mut tasks = Vec::new();
+    for (_, buses) in &services {
+        for (bus, _) in buses {
+            tasks.push((bus.clone(), start(bus).await));
+        }
+    }
+    let publisher = publisher(broker.connect().await, &format!("{ns}-publisher")).await;
+    let ids = publish_all(&publisher, &key, COUNT).await;
+    let all_buses: Vec<&dyn Changes> = tasks.iter().map(|(bus, _)| bus as &dyn Changes).collect();
+    eventually("every service handled every event", &all_buses, || {
+        services
+            .iter()
+            .all(|(_, buses)| buses.iter().map(|(_, seen)| seen.len()).sum::<usize>() >= COUNT)
+    })
+    .await;
+    // an event handled twice within a service would show here
+    linger(Duration::from_millis(100)).await;
+    for (bus, task) in tasks {
+        stop(bus, task).await;
+    }
+    for (service, buses) in &services {
+        let handled: Vec<String> = buses.iter().flat_map(|(_, seen)| seen.ids()).collect();
+        assert_eq!(
+            handled.len(),
+            COUNT,
+            "service {service}: each of the {COUNT} events must be handled exactly once by one of its buses"
+        );
+        assert_eq!(
+            handled.into_iter().collect::<BTreeSet<_>>(),
+            ids,
+            "service {service} did not get every event"
+        );
+        if competing_half {
+            let per_bus: Vec<usize> = buses.iter().map(|(_, seen)| seen.len()).collect();
+            assert!(
+                per_bus.iter().all(|&n| n > 0),
+                "service {service}: both of its buses must get work, got {per_bus:?}"
+            );
+        }
+    }
+}
+
+/// About 20 services are built, run and shut down concurrently on one connection: each
+/// gets its own messages and no other's. Then, on the same connection, a service started
+/// after the churn and the churned services started again lose nothing: each gets
+/// exactly what was published to it meanwhile.
+pub async fn many_services_at_once(broker: &dyn Broker) {
+    const EACH: usize = 10;
+    let ns = namespace();
+    let connection = broker.connect().await;
+    let publisher = publisher(Arc::clone(&connection), &format!("{ns}-publisher")).await;
+    let publish_each = || {
+        join_all((0..SERVICES).map(|i| {
+            let (publisher, key) = (&publisher, format!("{ns}.s{i:02}.ping"));
+            async move { publish_all(publisher, &key, EACH).await }
+        }))
+    };
+
+    // round 1: the messages published while the services run
+    let round = Services::start(&connection, &ns).await;
+    let sent = publish_each().await;
+    round.finish(1, EACH, &sent).await;
+
+    // while every service is down, more for each; and a service that comes late, fed
+    // before and after it starts
+    let backlog = publish_each().await;
+    let late_key = format!("{ns}.late.ping");
+    let late_seen = Seen::default();
+    let late = bus_on(
+        Arc::clone(&connection),
+        &format!("{ns}-late"),
+        vec![late_seen.handler("ping", &late_key)],
+        10,
+    )
+    .await;
+    let mut late_sent = publish_all(&publisher, &late_key, EACH).await;
+    let late_task = start(&late).await;
+    late_sent.extend(publish_all(&publisher, &late_key, EACH).await);
+
+    // round 2: the same services again, on the same connection, get their backlog
+    let round = Services::start(&connection, &ns).await;
+    round.finish(2, EACH, &backlog).await;
+    eventually("the late service handled its messages", &[&late], || {
+        late_seen.len() >= 2 * EACH
+    })
+    .await;
+    linger(Duration::from_millis(100)).await;
+    let late_stats = stopped(late, late_task).await;
+    assert_eq!(
+        (late_seen.len(), late_stats.deliveries),
+        (2 * EACH, 2 * EACH as u64),
+        "the service started after the churn: each of its messages once, {late_stats:?}"
+    );
+    assert_eq!(
+        late_seen.distinct(),
+        late_sent,
+        "the late service lost messages"
+    );
+}
+
+/// How many services [`many_services_at_once`] runs at once.
+const SERVICES: usize = 20;
+
+/// The services of [`many_services_at_once`], `{ns}-s00` … bound to `{ns}.s00.*` …
+struct Services {
+    names: Vec<String>,
+    seen: Vec<Seen>,
+    buses: Vec<Bus>,
+    tasks: Vec<tokio::task::JoinHandle<crate::Result<()>>>,
+}
+
+impl Services {
+    /// Builds every service at once on `connection`, then starts every one at once.
+    async fn start(connection: &Arc<dyn Transport>, ns: &str) -> Self {
+        let names: Vec<String> = (0..SERVICES).map(|i| format!("{ns}-s{i:02}")).collect();
+        let seen: Vec<Seen> = (0..SERVICES).map(|_| Seen::default()).collect();
+        let buses = join_all((0..SERVICES).map(|i| {
+            let handler = seen[i].handler("ping", &format!("{ns}.s{i:02}.*"));
+            bus_on(Arc::clone(connection), &names[i], vec![handler], 10)
+        }))
+        .await;
+        let tasks = join_all(buses.iter().map(start)).await;
+        Self {
+            names,
+            seen,
+            buses,
+            tasks,
+        }
+    }
+
+    /// Waits until each service handled `each` messages, stops every one at once, and
+    /// checks that each got exactly `sent[i]`, once each, and nothing else.
+    async fn finish(self, round: usize, each: usize, sent: &[BTreeSet<String>]) {
+        let sources: Vec<&dyn Changes> = self.buses.iter().map(|b| b as &dyn Changes).collect();
+        eventually(
+            &format!("round {round}: every service handled its messages"),
+            &sources,
+            || self.seen.iter().all(|s| s.len() >= each),
+        )
+        .await;
+        // a misrouted or duplicated message would show here
+        linger(Duration::from_millis(100)).await;
+        let stats: Vec<BusStats> = join_all(
+            self.buses
+                .into_iter()
+                .zip(self.tasks)
+                .map(|(bus, task)| stopped(bus, task)),
+        )
+        .await;
+        for (i, name) in self.names.iter().enumerate() {
+            let stats = stats[i];
+            assert_eq!(
+                (self.seen[i].len(), stats.deliveries, stats.unhandled),
+                (each, each as u64, 0),
+                "round {round}, service {name}: its {each} messages once each and nothing else (handled, deliveries, deliveries no handler matched): {stats:?}"
+            );
+            assert_eq!(
+                self.seen[i].distinct(),
+                sent[i],
+                "round {round}, service {name}: not its own messages"
+            );
+        }
+    }
 }

@@ -179,6 +179,8 @@ macro_rules! __conformance_cases {
         $crate::$then! { $args
             publish_subscribe [],
             fan_out [],
+            every_service_gets_every_event [],
+            many_services_at_once [],
             ack_all_or_nack [],
             retry_then_dead_letter [],
             competing_consumers [CompetingConsumers],
@@ -285,10 +287,7 @@ pub fn case(name: &str) -> Option<&'static Case> {
 /// `skipped <case>: needs <capability> (the <transport> transport cannot <…>)` to stderr.
 /// The capabilities are those of a fresh connection, closed afterwards.
 pub async fn run_case(broker: &dyn Broker, case: &Case) -> Ran {
-    let probe = broker.connect().await;
-    let (transport, capabilities) = (probe.name(), probe.capabilities());
-    let _ = probe.close().await;
-    drop(probe);
+    let (transport, capabilities) = support::probe(broker).await;
     if let Some(&need) = case.needs.iter().find(|need| !need.met_by(&capabilities)) {
         eprintln!("skipped {}: {}", case.name, need.skip_reason(transport));
         return Ran::Skipped(need);

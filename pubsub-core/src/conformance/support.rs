@@ -2,21 +2,24 @@
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
+use tokio::sync::{Barrier, Notify};
 use tokio::time::Instant;
 
-use super::Broker;
-use crate::bus::Bus;
+use super::{Broker, Need};
+use crate::builder::BusBuilder;
+use crate::bus::{Bus, BusStats};
 use crate::handler::{HandlerError, RawEvent};
 use crate::metadata::Message;
 use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
+use crate::transport::{Capabilities, Transport};
 
 /// How long a case waits for handling before it fails.
 pub(super) const PATIENCE: Duration = Duration::from_secs(30);
@@ -103,26 +106,90 @@ impl Changes for Seen {
     }
 }
 
+/// Handles like [`Seen::handler`], but the bus's first delivery is held until the other
+/// holder of `rendezvous` has its first one too (bounded by [`PATIENCE`]). With prefetch 1,
+/// two competing buses then both get work, whatever the scheduling, on a transport that
+/// shares the queue between them.
+pub(super) fn competing(
+    seen: &Seen,
+    name: &str,
+    pattern: &str,
+    rendezvous: &Arc<Barrier>,
+) -> Handler {
+    let (seen, rendezvous) = (seen.clone(), Arc::clone(rendezvous));
+    let first = Arc::new(AtomicBool::new(true));
+    Handler::raw(name, pattern, move |event: RawEvent, _ctx| {
+        let (seen, rendezvous, first) = (seen.clone(), Arc::clone(&rendezvous), Arc::clone(&first));
+        async move {
+            if first.swap(false, Ordering::SeqCst) {
+                // no rendezvous by then: the case's check that both got work fails
+                let _ = tokio::time::timeout(PATIENCE, rendezvous.wait()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            seen.push(event.metadata().id.to_string());
+            Ok::<_, HandlerError>(())
+        }
+    })
+}
+
+/// The name and capabilities of the broker's transport, read from a fresh connection
+/// (closed afterwards).
+pub(super) async fn probe(broker: &dyn Broker) -> (&'static str, Capabilities) {
+    let connection = broker.connect().await;
+    let found = (connection.name(), connection.capabilities());
+    let _ = connection.close().await;
+    found
+}
+
+/// Says that part of a case does not run, and why.
+pub(super) fn skip_part(case: &str, part: &str, need: Need, transport: &str) {
+    eprintln!("skipped {case} ({part}): {}", need.skip_reason(transport));
+}
+
+/// The suite's bus settings: handlers added at run time only, 3 quick retries.
+pub(super) fn builder(transport: Arc<dyn Transport>, service: &str, prefetch: u16) -> BusBuilder {
+    Bus::builder()
+        .service(service)
+        .shared_transport(transport)
+        .select_handlers(HandlerSelection::None)
+        .prefetch(prefetch)
+        .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
+        .shutdown_timeout(Duration::from_secs(5))
+}
+
+/// Builds the bus with `handlers` added, or fails the case.
+pub(super) async fn build(builder: BusBuilder, handlers: Vec<Handler>) -> Bus {
+    let builder = handlers.into_iter().fold(builder, BusBuilder::handler);
+    let described = format!("{builder:?}");
+    match builder.build().await {
+        Ok(bus) => bus,
+        Err(error) => panic!("building a bus failed: {error}\n{described}"),
+    }
+}
+
+/// A bus of `service` on `transport` that only publishes.
+pub(super) async fn publisher(transport: Arc<dyn Transport>, service: &str) -> Bus {
+    build(builder(transport, service, 1), Vec::new()).await
+}
+
+/// A bus of `service` on a new connection, running `handlers`.
 pub(super) async fn bus(
     broker: &dyn Broker,
     service: &str,
     handlers: Vec<Handler>,
     prefetch: u16,
 ) -> Bus {
-    let mut builder = Bus::builder()
-        .service(service)
-        .shared_transport(broker.connect().await)
-        .select_handlers(HandlerSelection::None)
-        .prefetch(prefetch)
-        .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
-        .shutdown_timeout(Duration::from_secs(5));
-    for handler in handlers {
-        builder = builder.handler(handler);
-    }
-    match builder.build().await {
-        Ok(bus) => bus,
-        Err(error) => panic!("building a bus for {service} failed: {error}"),
-    }
+    bus_on(broker.connect().await, service, handlers, prefetch).await
+}
+
+/// A bus of `service` on `transport` (a connection other buses may share).
+pub(super) async fn bus_on(
+    transport: Arc<dyn Transport>,
+    service: &str,
+    handlers: Vec<Handler>,
+    prefetch: u16,
+) -> Bus {
+    build(builder(transport, service, prefetch), handlers).await
 }
 
 /// A JSON message under `key` carrying `n`.
@@ -191,6 +258,16 @@ pub(super) async fn start(bus: &Bus) -> tokio::task::JoinHandle<crate::Result<()
         Ok(task) => task,
         Err(error) => panic!("bus {} did not start: {error}", bus.service()),
     }
+}
+
+/// Stops the bus and returns what it did, every delivery settled.
+pub(super) async fn stopped(
+    bus: Bus,
+    task: tokio::task::JoinHandle<crate::Result<()>>,
+) -> BusStats {
+    let stats = bus.clone();
+    stop(bus, task).await;
+    stats.stats()
 }
 
 pub(super) async fn stop(bus: Bus, task: tokio::task::JoinHandle<crate::Result<()>>) {
