@@ -11,18 +11,20 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Barrier;
 
 use super::support::{
-    Changes, Progress, Seen, bus, bus_on, competing, eventually, linger, message, namespace, probe,
-    publish_all, publisher, skip_part, start, stop, stopped, until,
+    Changes, PATIENCE, Progress, Seen, at_once, bus, bus_on, competing, eventually, linger,
+    message, namespace, probe, publish_all, publisher, skip_part, start, stop, stopped, until,
+    within,
 };
 use super::{Broker, Need};
 use crate::bus::{Bus, BusStats};
 use crate::codec::Json;
+use crate::error::TransportError;
 use crate::event::Event;
 use crate::handler::{HandlerError, RawEvent};
 use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 use crate::registry::{Handler, HandlerSelection};
 use crate::retry::RetryPolicy;
-use crate::transport::{Destination, Outgoing, Transport};
+use crate::transport::{Destination, Outgoing, Settlement, Subscription, Transport};
 
 /// The typed event of [`dead_letter_keeps_the_envelope`]. Its key is not namespaced (an
 /// event type's key is a constant), so the case sends it straight to its service's queue,
@@ -943,4 +945,123 @@ pub async fn dead_letter_keeps_the_envelope(broker: &dyn Broker) {
             "{what}: dead-letter reason {why:?} should mention {mentions:?}"
         );
     }
+}
+
+/// After [`Transport::close`](crate::Transport::close): publish, declare and consume fail
+/// with [`TransportError::Closed`] at once, a consumer of that connection ends, and a
+/// second close is fine. What was confirmed before the close reaches a consumer on another
+/// connection. After [`Consumer::cancel`](crate::Consumer::cancel), `next()` returns
+/// `None`, even with a message waiting.
+pub async fn closed_transport_refuses(broker: &dyn Broker) {
+    const COUNT: usize = 50;
+    let ns = namespace();
+    let key = format!("{ns}.audit.logged");
+    let subscription = Subscription::queue(ns.clone(), [key.clone()]).prefetch(COUNT as u16);
+    let closing = broker.connect().await;
+    let other = broker.connect().await;
+    if let Err(error) = other.declare(&subscription).await {
+        panic!("declaring {ns} failed: {error}");
+    }
+    let side = Subscription::queue(format!("{ns}-side"), [format!("{ns}.side.#")]);
+    let mut side_consumer = match closing.consume(&side).await {
+        Ok(consumer) => consumer,
+        Err(error) => panic!("consuming {ns}-side failed: {error}"),
+    };
+    let mut sent = BTreeSet::new();
+    for n in 0..COUNT {
+        let message = message(&key, n);
+        sent.insert(message.metadata.id.to_string());
+        if let Err(error) = closing.publish(message.into()).await {
+            panic!("publish {n} before the close failed: {error}");
+        }
+    }
+
+    // closing flushes outstanding work: bounded, not instant
+    if let Err(error) = within(PATIENCE, "close", closing.close()).await {
+        panic!("close failed: {error}");
+    }
+    if let Err(error) = at_once("a second close", closing.close()).await {
+        panic!("close is idempotent, but a second close failed: {error}");
+    }
+    let refused = |what: &str, result: Result<(), TransportError>| match result {
+        Err(TransportError::Closed) => {}
+        Err(error) => panic!("{what} after close failed with {error:?}, not Closed"),
+        Ok(()) => panic!("{what} after close succeeded"),
+    };
+    let late = message(&key, COUNT);
+    refused(
+        "publish",
+        at_once("publish after close", closing.publish(late.clone().into())).await,
+    );
+    // send may refuse, or hand back a confirmation that does, at once
+    let sent_late = match at_once("send after close", closing.send(late.into())).await {
+        Ok(confirmation) => at_once("the confirmation of a send after close", confirmation).await,
+        Err(error) => Err(error),
+    };
+    refused("send", sent_late);
+    refused(
+        "declare",
+        at_once("declare after close", closing.declare(&subscription)).await,
+    );
+    refused(
+        "consume",
+        at_once("consume after close", closing.consume(&subscription))
+            .await
+            .map(drop),
+    );
+    match at_once(
+        "next() of a consumer of the closed connection",
+        side_consumer.next(),
+    )
+    .await
+    {
+        None | Some(Err(TransportError::Closed)) => {}
+        Some(Ok(delivery)) => panic!("a consumer of a closed connection delivered {delivery:?}"),
+        Some(Err(error)) => {
+            panic!("a consumer of a closed connection failed with {error:?}, not Closed or None")
+        }
+    }
+    drop(side_consumer);
+
+    let mut consumer = match other.consume(&subscription).await {
+        Ok(consumer) => consumer,
+        Err(error) => panic!("consuming {ns} on another connection failed: {error}"),
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let (mut got, mut deliveries) = (BTreeSet::new(), 0);
+    while got.len() < COUNT {
+        let delivery = match tokio::time::timeout_at(deadline, consumer.next()).await {
+            Ok(Some(Ok(delivery))) => delivery,
+            Ok(Some(Err(error))) => panic!("consuming on another connection failed: {error}"),
+            Ok(None) => panic!("the consumer ended after {} of {COUNT} messages", got.len()),
+            Err(_) => panic!(
+                "only {} of the {COUNT} messages confirmed before the close arrived within {PATIENCE:?}",
+                got.len()
+            ),
+        };
+        deliveries += 1;
+        got.insert(delivery.message.metadata.id.to_string());
+        if let Err(error) = delivery.acker.settle(Settlement::Ack).await {
+            panic!("acking failed: {error}");
+        }
+    }
+    assert_eq!(got, sent, "messages confirmed before the close were lost");
+    assert_eq!(
+        deliveries, COUNT,
+        "a message confirmed once was delivered twice"
+    );
+
+    if let Err(error) = consumer.cancel().await {
+        panic!("cancelling the consumer failed: {error}");
+    }
+    if let Err(error) = other.publish(message(&key, COUNT + 1).into()).await {
+        panic!("publishing on the open connection failed: {error}");
+    }
+    match at_once("next() after cancel", consumer.next()).await {
+        None => {}
+        Some(Ok(delivery)) => panic!("a cancelled consumer delivered {delivery:?}"),
+        Some(Err(error)) => panic!("a cancelled consumer failed with {error:?} instead of ending"),
+    }
+    let _ = consumer.close().await;
+    let _ = other.close().await;
 }

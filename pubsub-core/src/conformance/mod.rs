@@ -190,6 +190,7 @@ macro_rules! __conformance_cases {
             concurrent_publishes [],
             in_flight_bounded_by_prefetch [],
             ordering_per_producer [],
+            closed_transport_refuses [],
         }
     };
 }

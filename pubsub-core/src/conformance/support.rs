@@ -1,6 +1,7 @@
 //! What the cases share: namespaces, counting handlers, bus set-up, waiting.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -258,6 +259,20 @@ pub(super) async fn start(bus: &Bus) -> tokio::task::JoinHandle<crate::Result<()
         Ok(task) => task,
         Err(error) => panic!("bus {} did not start: {error}", bus.service()),
     }
+}
+
+/// Fails the case unless `future` completes within `limit`.
+pub(super) async fn within<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what} did not return within {limit:?}"),
+    }
+}
+
+/// Fails the case unless `future` completes within a second: what a transport must do "at
+/// once".
+pub(super) async fn at_once<F: Future>(what: &str, future: F) -> F::Output {
+    within(Duration::from_secs(1), what, future).await
 }
 
 /// Stops the bus and returns what it did, every delivery settled.
