@@ -183,6 +183,8 @@ macro_rules! __conformance_cases {
             many_services_at_once [],
             ack_all_or_nack [],
             retry_then_dead_letter [],
+            retry_waits_its_delay [],
+            delayed_retry_waits_its_delay [DelayedRedelivery],
             dead_letter_keeps_the_envelope [],
             settled_stays_settled [],
             competing_consumers [CompetingConsumers],
