@@ -193,6 +193,8 @@ macro_rules! __conformance_cases {
             in_flight_bounded_by_prefetch [],
             ordering_per_producer [],
             closed_transport_refuses [],
+            request_reply [RequestReply],
+            request_times_out [RequestReply],
         }
     };
 }
