@@ -936,9 +936,10 @@ pub async fn dead_letter_keeps_the_envelope(broker: &dyn Broker) {
     ] {
         let d = find(sent);
         assert_eq!(d.body, sent.body, "{what}: dead letter lost its body");
+        // no handler failed on input that reached none: the header may be empty or absent
         assert_eq!(
-            failed(&d).as_deref(),
-            Some(handlers),
+            failed(&d).unwrap_or_default(),
+            handlers,
             "{what}: failed handlers"
         );
         let why = reason(&d).unwrap_or_default();
