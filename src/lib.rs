@@ -5,9 +5,12 @@ pub use pubsub_derive::{Event, handler};
 
 /// Everything a service needs in scope: `use pubsub::prelude::*;`.
 pub mod prelude {
+    /// `TestHarness`, with the `testing` feature (of `pubsub` or of `pubsub-core`).
+    #[allow(unused_imports, unreachable_pub)] // the module is empty without the feature
+    pub use pubsub_core::__private::testing_prelude::*;
     pub use pubsub_core::{
         Bus, Context, Event, Handler, HandlerError, HandlerResultExt, HandlerSelection,
-        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, TestHarness, handlers,
+        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, handlers,
     };
     pub use pubsub_derive::{Event, handler};
     pub use serde::{Deserialize, Serialize};

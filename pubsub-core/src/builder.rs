@@ -245,11 +245,14 @@ impl BusBuilder {
         self
     }
 
+    /// Used by the test harness (`testing` feature).
+    #[cfg(feature = "testing")]
     pub(crate) fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.observer = Some(observer);
         self
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn has_service(&self) -> bool {
         self.service.is_some()
     }

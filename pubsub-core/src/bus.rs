@@ -214,6 +214,8 @@ impl Bus {
         self.inner.counters.snapshot()
     }
 
+    /// Used by the test harness and the conformance suite (`testing` feature).
+    #[cfg(feature = "testing")]
     pub(crate) fn counters(&self) -> &Counters {
         &self.inner.counters
     }

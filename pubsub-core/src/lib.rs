@@ -1,10 +1,27 @@
 //! Core of `pubsub`: typed events, codecs, topic patterns and router, the handler registry,
-//! the dispatcher, the [`Transport`] trait, the in-memory transport, the [`Bus`] and the
-//! test harness. Users depend on the `pubsub` facade, which re-exports all of it.
+//! the dispatcher, the [`Transport`] trait, the in-memory transport and the [`Bus`]. Users
+//! depend on the `pubsub` facade, which re-exports all of it.
+//!
+//! # Features
+//!
+//! - `protobuf`: Protocol Buffers payloads for events that derive `prost::Message`.
+//! - `testing`: the test harness (`TestHarness`, `HandlerCall`), which unit-tests handlers
+//!   on the in-memory transport, and the transport conformance suite (`conformance`, with
+//!   the `conformance_tests!` macro that runs it). Off by default, so that production
+//!   builds do not compile them; turn it on where tests are built:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! pubsub = { version = "0.1", features = ["testing"] }
+//! ```
+//!
+//! The in-memory transport ([`MemoryTransport`]) is always there: it is a product feature
+//! (examples, single-process tools), not only a test aid.
 
 mod builder;
 mod bus;
 mod codec;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod context;
 mod dispatch;
@@ -13,6 +30,7 @@ mod event;
 mod handler;
 mod handler_error;
 mod handler_input;
+#[cfg(feature = "testing")]
 mod harness;
 mod memory;
 mod metadata;
@@ -40,14 +58,15 @@ pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{BoxedSource, CodecError, Error, Result, TransportError};
 pub use event::Event;
+pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
 pub use uuid::Uuid;
 // What the macros' generated code names; public so that diagnostics can name them, hidden
 // because users never write them.
-pub use handler::Handler;
 #[doc(hidden)]
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
+#[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
 pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{

@@ -40,3 +40,11 @@ pub const fn pattern_can_match(pattern: &str, key: Option<&str>) -> bool {
         None => true,
     }
 }
+
+/// What the facade's prelude adds when the `testing` feature of `pubsub-core` is on: the
+/// facade glob-imports this module, so that its prelude follows the feature however it
+/// was turned on (the facade's `testing`, or `pubsub-core/testing` directly).
+pub mod testing_prelude {
+    #[cfg(feature = "testing")]
+    pub use crate::harness::TestHarness;
+}

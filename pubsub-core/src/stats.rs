@@ -102,6 +102,7 @@ impl Counters {
         self.handler_failures.fetch_add(1, Ordering::SeqCst);
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::SeqCst)
     }

@@ -48,8 +48,10 @@ pub(crate) struct ResolvedHandler {
     pub(crate) call: DynCall,
 }
 
-/// One handler attempt, as reported to an observer.
+/// One handler attempt, as reported to an observer. Only the test harness observes (the
+/// `testing` feature); without it the fields are never read.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub(crate) struct Attempt<'a> {
     pub(crate) handler: &'a str,
     pub(crate) message: &'a Arc<Message>,
