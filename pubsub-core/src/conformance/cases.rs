@@ -980,6 +980,15 @@ pub async fn closed_transport_refuses(broker: &dyn Broker) {
             panic!("publish {n} before the close failed: {error}");
         }
     }
+    // a delivery taken on the closing connection and not settled before the close
+    let held_message = message(&format!("{ns}.side.held"), 0);
+    if let Err(error) = closing.publish(held_message.clone().into()).await {
+        panic!("publishing to {ns}-side failed: {error}");
+    }
+    let held = match within(PATIENCE, "the side delivery", side_consumer.next()).await {
+        Some(Ok(delivery)) => delivery,
+        other => panic!("the side consumer got {other:?}, not the held message"),
+    };
 
     // closing flushes outstanding work: bounded, not instant
     if let Err(error) = within(PATIENCE, "close", closing.close()).await {
@@ -1026,7 +1035,30 @@ pub async fn closed_transport_refuses(broker: &dyn Broker) {
             panic!("a consumer of a closed connection failed with {error:?}, not Closed or None")
         }
     }
+    // settling on a closed connection is an error, never reported as done (even while its
+    // consumer is still around); the broker delivers the message again, as redelivered
+    if let Ok(()) = held.acker.settle(Settlement::Ack).await {
+        panic!("an ack on a closed connection was reported as done");
+    }
     drop(side_consumer);
+    let mut side_again = match other.consume(&side).await {
+        Ok(consumer) => consumer,
+        Err(error) => panic!("consuming {ns}-side on another connection failed: {error}"),
+    };
+    match within(PATIENCE, "the held message again", side_again.next()).await {
+        Some(Ok(again)) => {
+            assert_eq!(
+                again.message.metadata.id, held_message.metadata.id,
+                "the held message comes back"
+            );
+            assert!(again.redelivered, "flagged as redelivered");
+            if let Err(error) = again.acker.settle(Settlement::Ack).await {
+                panic!("acking the redelivered message failed: {error}");
+            }
+        }
+        other => panic!("the held message did not come back: {other:?}"),
+    }
+    drop(side_again);
 
     let mut consumer = match other.consume(&subscription).await {
         Ok(consumer) => consumer,

@@ -60,6 +60,9 @@ pub struct MemoryTransport {
 #[derive(Debug, Default)]
 pub(crate) struct Connection {
     pub(crate) closed: AtomicBool,
+    /// The consumers opened on it: closing the connection ends them, as the broker does,
+    /// requeueing what they left unsettled.
+    consumers: Mutex<Vec<(Arc<Queue>, u64)>>,
 }
 
 #[derive(Default)]
@@ -427,6 +430,7 @@ impl Transport for MemoryTransport {
         let queue = self.declare_queue(subscription)?;
         let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
         queue.add_consumer(id, usize::from(subscription.prefetch));
+        lock(&self.connection.consumers).push((Arc::clone(&queue), id));
         Ok(Box::new(MemoryConsumer {
             queue,
             id,
@@ -471,9 +475,11 @@ impl Transport for MemoryTransport {
 
     async fn close(&self) -> Result<(), TransportError> {
         if !self.connection.closed.swap(true, Ordering::SeqCst) {
-            // wake this connection's consumers so that they end
-            for queue in self.topology().queues.values() {
-                queue.changed.notify_waiters();
+            // its consumers end (woken to see it), their unsettled deliveries go back to
+            // their queues, and settling those later fails
+            let consumers = std::mem::take(&mut *lock(&self.connection.consumers));
+            for (queue, id) in consumers {
+                queue.remove_consumer(id);
             }
         }
         Ok(())
