@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::SystemTime;
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::codec::Codec;
@@ -144,7 +145,17 @@ impl Publisher {
     /// Sends to the topic; the returned publish resolves on confirmation.
     async fn send_message(&self, message: Message) -> Result<PendingPublish> {
         let id = message.metadata.id;
-        let confirmation = self.transport.send(Outgoing::from(message)).await?;
+        let span = tracing::debug_span!(
+            "publish",
+            service = %self.service,
+            key = %message.metadata.key,
+            %id,
+        );
+        let confirmation = self
+            .transport
+            .send(Outgoing::from(message))
+            .instrument(span)
+            .await?;
         Ok(PendingPublish {
             id,
             confirmation,

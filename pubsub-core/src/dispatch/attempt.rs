@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::ResolvedHandler;
 use crate::context::Context;
@@ -86,7 +87,9 @@ async fn in_task(
     abandon: &Abandon,
 ) -> AttemptResult {
     let call = std::sync::Arc::clone(&handler.call);
-    let mut task = tokio::spawn(async move { call(input, ctx).await });
+    // the task is logged within the delivery's span, as an inline handler would be
+    let span = tracing::Span::current();
+    let mut task = tokio::spawn(async move { call(input, ctx).await }.instrument(span));
     let timeout = handler.timeout;
     let joined = tokio::select! {
         biased;
