@@ -66,7 +66,7 @@ impl Pattern {
     }
 
     /// Whether `key` matches under AMQP topic rules. Runs in O(pattern words × key words),
-    /// so it is safe on untrusted keys (the `const` [`matches`] backtracks, which is fine at
+    /// so it is safe on untrusted keys (the `const` [`matches()`] backtracks, which is fine at
     /// compile time only). To match one key against many patterns, use a
     /// [`Router`](crate::Router).
     pub fn matches(&self, key: &str) -> bool {
