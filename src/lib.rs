@@ -3,6 +3,10 @@
 pub use pubsub_core::*;
 pub use pubsub_derive::{Event, handler};
 
+/// The AMQP 0-9-1 transport, on lapin (feature `amqp`).
+#[cfg(feature = "amqp")]
+pub use pubsub_amqp as amqp;
+
 /// Everything a service needs in scope: `use pubsub::prelude::*;`.
 pub mod prelude {
     /// `TestHarness`, with the `testing` feature (of `pubsub` or of `pubsub-core`).

@@ -1,0 +1,358 @@
+//! [`AmqpConfig`]: where the broker is and how to talk to it, from a URL, the environment or
+//! code. The password lives only inside the parsed URL and is never printed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use lapin::uri::AMQPUri;
+use pubsub_core::QueueType;
+
+use crate::error::AmqpError;
+
+/// The full broker URL, `amqp://user:password@host:port/vhost` (or `amqps://`).
+pub const ENV_URL: &str = "RABBITMQ_URL";
+/// Broker host, when [`ENV_URL`] is not set (default `localhost`).
+pub const ENV_HOST: &str = "RABBITMQ_HOST";
+/// Broker port, when [`ENV_URL`] is not set (default 5672).
+pub const ENV_PORT: &str = "RABBITMQ_PORT";
+/// User name, when [`ENV_URL`] is not set (default `guest`).
+pub const ENV_USERNAME: &str = "RABBITMQ_USERNAME";
+/// Password, when [`ENV_URL`] is not set (default `guest`).
+pub const ENV_PASSWORD: &str = "RABBITMQ_PASSWORD";
+/// Virtual host, when [`ENV_URL`] is not set (default `/`).
+pub const ENV_VHOST: &str = "RABBITMQ_VHOST";
+
+/// How to reach RabbitMQ over AMQP 0-9-1, and the options of what the transport declares.
+///
+/// Settings come, in this order of precedence, from code (the builder methods), the
+/// specific environment variables, [`ENV_URL`], then the defaults. `Debug` and every error
+/// show the URL with its password replaced by `***`.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub_amqp::{AmqpConfig, QueueType};
+///
+/// let config = AmqpConfig::from_url("amqp://app:s3cret@rabbit.internal:5672/shop")?
+///     .connection_attempts(5)
+///     .prefetch(200)
+///     .exchange("shop.events")
+///     .queue_type(QueueType::Quorum { delivery_limit: Some(10) });
+/// assert_eq!(config.url(), "amqp://app:***@rabbit.internal:5672/shop");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// # Ok::<(), pubsub_amqp::AmqpError>(())
+/// ```
+#[derive(Clone)]
+pub struct AmqpConfig {
+    uri: AMQPUri,
+    /// Connection attempts before giving up (at least 1; default 10).
+    pub connection_attempts: u32,
+    /// Wait after the first failed attempt, doubling up to `max_backoff` (default 500 ms).
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts (default 10 s).
+    pub max_backoff: Duration,
+    /// Unsettled deliveries per consumer (default 100).
+    pub prefetch: u16,
+    /// The durable topic exchange events are published to (default `pubsub.events`).
+    pub exchange: String,
+    /// Classic or quorum service queues (default classic).
+    pub queue_type: QueueType,
+    /// How service queues are declared.
+    pub queue: QueueOptions,
+    /// How long a publish waits for its frames to be written and for the broker's
+    /// confirmation, each (default 30 s).
+    pub publish_timeout: Duration,
+}
+
+/// How the transport declares a service queue (as the seed systems let their users).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueOptions {
+    /// Survives a broker restart (default true).
+    pub durable: bool,
+    /// Only this connection may use it, and it goes with it (default false).
+    pub exclusive: bool,
+    /// Deleted when its last consumer goes (default false).
+    pub auto_delete: bool,
+    /// Extra `x-` arguments (`x-max-length`, `x-message-ttl`, ...).
+    pub arguments: BTreeMap<String, Argument>,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: BTreeMap::new(),
+        }
+    }
+}
+
+/// The value of a queue argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Argument {
+    /// A string (`x-overflow: reject-publish`).
+    Str(String),
+    /// An integer (`x-max-length: 10000`).
+    Int(i64),
+    /// A boolean (`x-single-active-consumer: true`).
+    Bool(bool),
+}
+
+impl AmqpConfig {
+    /// The broker at `url` (`amqp://` or `amqps://`), with the defaults.
+    pub fn from_url(url: &str) -> Result<Self, AmqpError> {
+        let uri: AMQPUri = url.parse().map_err(|reason: String| {
+            AmqpError::Config(format!(
+                "{ENV_URL} is not an AMQP URL ({}): {reason}",
+                redact_text(url)
+            ))
+        })?;
+        Ok(Self::from_uri(uri))
+    }
+
+    /// From the environment (a `.env` file in the working directory or above is read
+    /// first, without overriding variables already set): [`ENV_URL`], or [`ENV_HOST`],
+    /// [`ENV_PORT`], [`ENV_USERNAME`], [`ENV_PASSWORD`] and [`ENV_VHOST`], which also
+    /// override the URL's parts.
+    pub fn from_env() -> Result<Self, AmqpError> {
+        // a missing .env is fine; a malformed one is not silently ignored
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(AmqpError::Config(format!("cannot read .env: {error}")));
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup` (for tests and
+    /// for settings kept elsewhere).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, AmqpError> {
+        let mut config = match lookup(ENV_URL) {
+            Some(url) => Self::from_url(&url)?,
+            None => Self::from_url("amqp://guest:guest@localhost:5672/%2f")?,
+        };
+        let authority = &mut config.uri.authority;
+        if let Some(host) = lookup(ENV_HOST) {
+            authority.host = host;
+        }
+        if let Some(port) = lookup(ENV_PORT) {
+            authority.port = port.trim().parse().map_err(|_| {
+                AmqpError::Config(format!("{ENV_PORT}={port:?} is not a port number"))
+            })?;
+        }
+        if let Some(username) = lookup(ENV_USERNAME) {
+            authority.userinfo.username = username;
+        }
+        if let Some(password) = lookup(ENV_PASSWORD) {
+            authority.userinfo.password = password;
+        }
+        if let Some(vhost) = lookup(ENV_VHOST) {
+            config.uri.vhost = vhost;
+        }
+        Ok(config)
+    }
+
+    fn from_uri(uri: AMQPUri) -> Self {
+        Self {
+            uri,
+            connection_attempts: 10,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            prefetch: 100,
+            exchange: "pubsub.events".to_owned(),
+            queue_type: QueueType::Classic,
+            queue: QueueOptions::default(),
+            publish_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The broker URL with the password replaced by `***`.
+    pub fn url(&self) -> String {
+        let scheme = match self.uri.scheme {
+            lapin::uri::AMQPScheme::AMQP => "amqp",
+            lapin::uri::AMQPScheme::AMQPS => "amqps",
+        };
+        let a = &self.uri.authority;
+        let vhost = if self.uri.vhost == "/" {
+            "%2f".to_owned()
+        } else {
+            self.uri.vhost.clone()
+        };
+        format!(
+            "{scheme}://{}:***@{}:{}/{vhost}",
+            a.userinfo.username, a.host, a.port
+        )
+    }
+
+    /// The parsed URL, password included, for the connection.
+    pub(crate) fn uri(&self) -> &AMQPUri {
+        &self.uri
+    }
+
+    /// The heartbeat interval negotiated with the broker, if set (URL query
+    /// `?heartbeat=30`, or [`heartbeat`](Self::heartbeat)).
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.uri
+            .query
+            .heartbeat
+            .map(|s| Duration::from_secs(s.into()))
+    }
+
+    /// Connection attempts before giving up (at least 1).
+    #[must_use]
+    pub fn connection_attempts(mut self, attempts: u32) -> Self {
+        self.connection_attempts = attempts.max(1);
+        self
+    }
+
+    /// Backoff between attempts: `initial`, doubling up to `max`.
+    #[must_use]
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// The heartbeat interval (whole seconds; 0 turns heartbeats off).
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.uri.query.heartbeat = Some(u16::try_from(interval.as_secs()).unwrap_or(u16::MAX));
+        self
+    }
+
+    /// Unsettled deliveries per consumer (0 is taken as 1).
+    #[must_use]
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// The topic exchange events are published to.
+    #[must_use]
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.exchange = exchange.into();
+        self
+    }
+
+    /// Classic or quorum service queues.
+    #[must_use]
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
+    /// How service queues are declared.
+    #[must_use]
+    pub fn queue_options(mut self, options: QueueOptions) -> Self {
+        self.queue = options;
+        self
+    }
+
+    /// How long a publish waits for the write and for the confirmation, each.
+    #[must_use]
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &self.url())
+            .field("heartbeat", &self.heartbeat_interval())
+            .field("connection_attempts", &self.connection_attempts)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("prefetch", &self.prefetch)
+            .field("exchange", &self.exchange)
+            .field("queue_type", &self.queue_type)
+            .field("queue", &self.queue)
+            .field("publish_timeout", &self.publish_timeout)
+            .finish()
+    }
+}
+
+/// `text` (a URL that did not parse) with whatever sits between `://user:` and `@` hidden.
+fn redact_text(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return "a value that is not a URL".to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn defaults_to_a_local_broker() {
+        let config = AmqpConfig::from_lookup(env(&[])).unwrap();
+        assert_eq!(config.url(), "amqp://guest:***@localhost:5672/%2f");
+        assert_eq!(config.connection_attempts, 10);
+        assert_eq!(config.prefetch, 100);
+        assert!(config.queue.durable);
+    }
+
+    #[test]
+    fn the_url_from_the_environment_with_parts_overridden() {
+        let config = AmqpConfig::from_lookup(env(&[
+            (ENV_URL, "amqps://app:pw@rabbit:5671/shop?heartbeat=15"),
+            (ENV_PORT, "5999"),
+            (ENV_VHOST, "other"),
+        ]))
+        .unwrap();
+        assert_eq!(config.url(), "amqps://app:***@rabbit:5999/other");
+        assert_eq!(config.heartbeat_interval(), Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn the_parts_from_the_environment() {
+        let config = AmqpConfig::from_lookup(env(&[
+            (ENV_HOST, "mq.internal"),
+            (ENV_PORT, "5673"),
+            (ENV_USERNAME, "svc"),
+            (ENV_PASSWORD, "hunter2"),
+            (ENV_VHOST, "prod"),
+        ]))
+        .unwrap();
+        assert_eq!(config.url(), "amqp://svc:***@mq.internal:5673/prod");
+        assert_eq!(config.uri().authority.userinfo.password, "hunter2");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors_without_the_password() {
+        let port = AmqpConfig::from_lookup(env(&[(ENV_PORT, "fifty")])).unwrap_err();
+        assert!(port.to_string().contains("RABBITMQ_PORT"), "{port}");
+        let url = AmqpConfig::from_lookup(env(&[(ENV_URL, "http://u:topsecret@h:x/")]))
+            .unwrap_err()
+            .to_string();
+        assert!(url.contains("not an AMQP URL"), "{url}");
+        assert!(!url.contains("topsecret"), "{url}");
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug() {
+        let config = AmqpConfig::from_url("amqp://app:pa55word@h:5672/%2f").unwrap();
+        let debug = format!("{config:?} {config:#?}");
+        assert!(!debug.contains("pa55word"), "{debug}");
+        assert!(debug.contains("app:***@h"), "{debug}");
+    }
+}

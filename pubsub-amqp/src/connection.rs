@@ -1,0 +1,81 @@
+//! Connecting: the configured attempts with capped exponential backoff and jitter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::{Connection, ConnectionProperties};
+
+use crate::config::AmqpConfig;
+use crate::error::AmqpError;
+
+/// Opens a connection to the configured broker, named `pubsub <role>` in the management
+/// UI, trying [`AmqpConfig::connection_attempts`] times with a backoff that starts at
+/// [`AmqpConfig::initial_backoff`], doubles, is capped at [`AmqpConfig::max_backoff`] and
+/// is jittered by ±20 %. Each failed attempt is logged (without the password); the error
+/// after the last one keeps lapin's.
+///
+/// Publishers and consumers take one connection each: a broker alarm blocks publishing
+/// connections only, and consumers must keep draining queues meanwhile.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), pubsub_amqp::AmqpError> {
+/// use pubsub_amqp::{AmqpConfig, connect};
+/// let config = AmqpConfig::from_env()?.connection_attempts(3);
+/// let connection = connect(&config, "billing consumer").await?;
+/// # let _ = connection;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(config: &AmqpConfig, role: &str) -> Result<Connection, AmqpError> {
+    let started = Instant::now();
+    let attempts = config.connection_attempts.max(1);
+    let mut wait = config.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        let properties =
+            ConnectionProperties::default().with_connection_name(format!("pubsub {role}").into());
+        match Connection::connect_uri(config.uri().clone(), properties).await {
+            Ok(connection) => {
+                tracing::info!(url = %config.url(), role, attempt, "connected to RabbitMQ");
+                return Ok(connection);
+            }
+            Err(error) if attempt >= attempts => {
+                return Err(AmqpError::Connect {
+                    url: config.url(),
+                    attempts: attempt,
+                    elapsed: started.elapsed(),
+                    source: Arc::new(error),
+                });
+            }
+            Err(error) => {
+                let pause = jittered(wait);
+                tracing::warn!(url = %config.url(), role, attempt, of = attempts, %error, retry_in = ?pause, "connecting to RabbitMQ failed; retrying");
+                tokio::time::sleep(pause).await;
+                wait = (wait * 2).min(config.max_backoff);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// `wait` ± 20 %.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jittered;
+    use std::time::Duration;
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        for _ in 0..1000 {
+            let j = jittered(Duration::from_millis(100));
+            assert!(
+                (Duration::from_millis(80)..=Duration::from_millis(120)).contains(&j),
+                "{j:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! `pubsub-amqp`'s configuration and connection against the broker under test
+//! (`RABBITMQ_URL`, as `scripts/broker.sh` prints it). Without it the tests are skipped,
+//! unless `PUBSUB_REQUIRE_BROKER` is set (as `scripts/test.sh` does).
+#![cfg(feature = "amqp")]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pubsub::amqp::{AmqpConfig, AmqpError, ENV_PASSWORD, ENV_URL, connect};
+
+/// The broker's configuration from the environment, or `None` to skip.
+fn broker_config() -> Option<AmqpConfig> {
+    if std::env::var_os(ENV_URL).is_none() {
+        assert!(
+            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
+            "PUBSUB_REQUIRE_BROKER is set but {ENV_URL} is not"
+        );
+        eprintln!("skipped: no {ENV_URL}");
+        return None;
+    }
+    Some(AmqpConfig::from_env().expect("the broker's configuration"))
+}
+
+#[tokio::test]
+async fn connects_to_the_broker_and_opens_a_channel() {
+    let Some(config) = broker_config() else {
+        return;
+    };
+    let connection = connect(&config.connection_attempts(3), "test")
+        .await
+        .expect("connects");
+    assert!(connection.status().connected());
+    let channel = connection.create_channel().await.expect("a channel");
+    assert!(channel.status().connected());
+    connection.close(200, "done".into()).await.expect("closes");
+}
+
+/// Collects everything logged, to search it for the password.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
+    let Some(config) = broker_config() else {
+        return;
+    };
+    const PASSWORD: &str = "Wr0ng-pa55word-7f3a";
+    let url = std::env::var(ENV_URL).unwrap();
+    let wrong = AmqpConfig::from_lookup(|name| match name {
+        ENV_URL => Some(url.clone()),
+        ENV_PASSWORD => Some(PASSWORD.to_owned()),
+        _ => None,
+    })
+    .unwrap()
+    .connection_attempts(2)
+    .backoff(Duration::from_millis(10), Duration::from_millis(20));
+    drop(config);
+
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let error = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        connect(&wrong, "test").await.unwrap_err()
+    };
+    match &error {
+        AmqpError::Connect { attempts, .. } => assert_eq!(*attempts, 2, "{error}"),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    let mut shown = format!("{error} {error:?} {wrong:?}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("connecting to RabbitMQ failed; retrying"),
+        "the failed attempt is logged: {logged}"
+    );
+    for (what, text) in [("the error", &shown), ("the logs", &logged)] {
+        assert!(!text.contains(PASSWORD), "{what} show the password: {text}");
+    }
+    let transport: pubsub::TransportError = error.into();
+    assert!(transport.is_transient(), "{transport}");
+    assert!(!format!("{transport} {transport:?}").contains(PASSWORD));
+}
