@@ -21,6 +21,8 @@
 
 mod config;
 mod connection;
+#[allow(dead_code)] // used by the publisher and consumer, next
+mod convert;
 mod error;
 
 pub use config::{
