@@ -24,6 +24,8 @@ mod connection;
 #[allow(dead_code)] // used by the publisher and consumer, next
 mod convert;
 mod error;
+#[allow(dead_code)] // used by the transport, next
+mod topology;
 
 pub use config::{
     AmqpConfig, Argument, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST,
