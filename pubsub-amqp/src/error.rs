@@ -23,6 +23,15 @@ pub enum AmqpError {
         #[source]
         source: Arc<lapin::Error>,
     },
+    /// Opening or setting up a channel failed.
+    #[error("{what}: {source}")]
+    Channel {
+        /// What was being done.
+        what: String,
+        /// lapin's error.
+        #[source]
+        source: Arc<lapin::Error>,
+    },
     /// The transport cannot do this.
     #[error("the AMQP transport does not support {0}")]
     Unsupported(&'static str),
@@ -42,6 +51,13 @@ pub enum AmqpError {
 }
 
 impl AmqpError {
+    pub(crate) fn channel(what: &str, source: lapin::Error) -> Self {
+        Self::Channel {
+            what: what.to_owned(),
+            source: Arc::new(source),
+        }
+    }
+
     pub(crate) fn topology(what: String, source: lapin::Error) -> Self {
         Self::Topology {
             what,
@@ -62,10 +78,12 @@ impl From<AmqpError> for TransportError {
                 message: topology.to_string(),
                 source: Some(Arc::new(topology)),
             },
-            connect @ AmqpError::Connect { .. } => TransportError::Unavailable {
-                message: connect.to_string(),
-                source: Some(Arc::new(connect)),
-            },
+            connect @ (AmqpError::Connect { .. } | AmqpError::Channel { .. }) => {
+                TransportError::Unavailable {
+                    message: connect.to_string(),
+                    source: Some(Arc::new(connect)),
+                }
+            }
         }
     }
 }

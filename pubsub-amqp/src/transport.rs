@@ -1,0 +1,216 @@
+//! [`AmqpTransport`]: the `Transport` of RabbitMQ queues.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use lapin::Connection;
+use lapin::options::BasicGetOptions;
+use pubsub_core::{
+    Capabilities, Confirmation, Consumer, DelayedRedelivery, Message, Outgoing, QueueType,
+    Subscription, Transport, TransportError,
+};
+use tokio::sync::OnceCell;
+
+use crate::config::AmqpConfig;
+use crate::connect;
+use crate::consumer::AmqpConsumer;
+use crate::convert;
+use crate::error::AmqpError;
+use crate::publisher::Publisher;
+use crate::topology;
+
+/// RabbitMQ over AMQP 0-9-1: a publishing connection and a consuming connection (a broker
+/// alarm blocks the first only), opened on first use.
+///
+/// ```no_run
+/// use pubsub_amqp::AmqpTransport;
+/// use pubsub_core::Bus; // `pubsub::Bus` through the facade
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = Bus::builder()
+///     .service("billing")
+///     .transport(AmqpTransport::from_env()?)
+///     .build()
+///     .await?;
+/// # let _ = bus;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Not yet: reconnection (a lost connection fails operations with `Unavailable`), delayed
+/// redelivery on the broker (the bus retries in process), request/reply.
+#[derive(Debug, Clone)]
+pub struct AmqpTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: AmqpConfig,
+    publishing: OnceCell<(Connection, Arc<Publisher>)>,
+    consuming: OnceCell<Connection>,
+    closed: AtomicBool,
+}
+
+impl AmqpTransport {
+    /// A transport for the broker `config` describes; connects on first use.
+    pub fn new(config: AmqpConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                publishing: OnceCell::new(),
+                consuming: OnceCell::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// A transport configured from the environment ([`AmqpConfig::from_env`]).
+    pub fn from_env() -> Result<Self, AmqpError> {
+        AmqpConfig::from_env().map(Self::new)
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &AmqpConfig {
+        &self.inner.config
+    }
+
+    fn check_open(&self) -> Result<(), TransportError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            Err(TransportError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn publisher(&self) -> Result<&Arc<Publisher>, TransportError> {
+        self.check_open()?;
+        let config = &self.inner.config;
+        let (_, publisher) = self
+            .inner
+            .publishing
+            .get_or_try_init(|| async {
+                let connection = connect(config, "publisher").await?;
+                let publisher = Publisher::open(&connection, config).await?;
+                Ok::<_, AmqpError>((connection, Arc::new(publisher)))
+            })
+            .await?;
+        Ok(publisher)
+    }
+
+    async fn consuming(&self) -> Result<&Connection, TransportError> {
+        self.check_open()?;
+        let config = &self.inner.config;
+        Ok(self
+            .inner
+            .consuming
+            .get_or_try_init(|| connect(config, "consumer"))
+            .await?)
+    }
+
+    /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
+    /// its `x-death-reason` and `x-failed-handlers` headers; they stay in the queue (read
+    /// and given back, so the broker flags them as redelivered).
+    pub async fn dead_letters(&self, service: &str) -> Result<Vec<Message>, TransportError> {
+        let connection = self.consuming().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::channel("opening a channel to read dead letters", e))?;
+        let queue = topology::dead_letter_queue(service);
+        let mut messages = Vec::new();
+        loop {
+            let got = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| AmqpError::channel("reading the dead-letter queue", e))?;
+            let Some(got) = got else { break };
+            let d = got.delivery;
+            messages.push(convert::message(
+                d.routing_key.as_str(),
+                false,
+                &d.properties,
+                d.data,
+            ));
+        }
+        // closing the channel gives back every message it held
+        if let Err(error) = channel.close(200, "peeked".into()).await {
+            tracing::debug!(%error, "closing the dead-letter channel");
+        }
+        Ok(messages)
+    }
+
+    async fn declare_queue(&self, subscription: &Subscription) -> Result<String, TransportError> {
+        let connection = self.consuming().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::channel("opening a channel to declare", e))?;
+        let queue = topology::declare(&channel, &self.inner.config, subscription).await;
+        if let Err(error) = channel.close(200, "declared".into()).await {
+            tracing::debug!(%error, "closing the declaring channel");
+        }
+        Ok(queue?)
+    }
+}
+
+#[async_trait]
+impl Transport for AmqpTransport {
+    fn name(&self) -> &'static str {
+        "amqp"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut capabilities = Capabilities::queue();
+        capabilities.delayed_redelivery = DelayedRedelivery::None;
+        capabilities.delivery_count =
+            matches!(self.inner.config.queue_type, QueueType::Quorum { .. });
+        capabilities
+    }
+
+    async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
+        self.publisher().await?.send(outgoing).await
+    }
+
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        self.declare_queue(subscription).await.map(drop)
+    }
+
+    async fn consume(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        let queue = self.declare_queue(subscription).await?;
+        let publisher = Arc::clone(self.publisher().await?);
+        let connection = self.consuming().await?;
+        let consumer = AmqpConsumer::start(
+            connection,
+            &self.inner.config,
+            &subscription.service,
+            &queue,
+            subscription.prefetch,
+            publisher,
+        )
+        .await?;
+        Ok(Box::new(consumer))
+    }
+
+    async fn close(&self) -> Result<(), TransportError> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some((connection, publisher)) = self.inner.publishing.get() {
+            publisher.close().await;
+            if let Err(error) = connection.close(200, "closing".into()).await {
+                tracing::debug!(%error, "closing the publishing connection");
+            }
+        }
+        if let Some(connection) = self.inner.consuming.get()
+            && let Err(error) = connection.close(200, "closing".into()).await
+        {
+            tracing::debug!(%error, "closing the consuming connection");
+        }
+        Ok(())
+    }
+}

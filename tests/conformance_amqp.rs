@@ -1,0 +1,56 @@
+//! The transport conformance suite against RabbitMQ (`RABBITMQ_URL`, as `scripts/broker.sh`
+//! prints it), every case the AMQP transport's capabilities allow. Skipped without a broker
+//! unless `PUBSUB_REQUIRE_BROKER` is set (as `scripts/test.sh` does).
+#![cfg(feature = "amqp")]
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use pubsub::amqp::{AmqpConfig, AmqpTransport};
+use pubsub::conformance::{self, Broker, Ran};
+use pubsub::{Message, Transport};
+
+struct RabbitMq {
+    config: AmqpConfig,
+}
+
+impl Broker for RabbitMq {
+    fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>> {
+        let transport: Arc<dyn Transport> = Arc::new(AmqpTransport::new(self.config.clone()));
+        Box::pin(std::future::ready(transport))
+    }
+
+    fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>> {
+        Box::pin(async move {
+            let transport = AmqpTransport::new(self.config.clone());
+            let dead = transport
+                .dead_letters(service)
+                .await
+                .unwrap_or_else(|e| panic!("reading the dead letters of {service}: {e}"));
+            let _ = transport.close().await;
+            dead
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_against_rabbitmq() {
+    if std::env::var_os("RABBITMQ_URL").is_none() {
+        assert!(
+            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
+            "PUBSUB_REQUIRE_BROKER is set but RABBITMQ_URL is not"
+        );
+        eprintln!("skipped: no RABBITMQ_URL");
+        return;
+    }
+    let broker = RabbitMq {
+        config: AmqpConfig::from_env().expect("the broker's configuration"),
+    };
+    let ran = conformance::run_all(&broker).await;
+    let passed = ran.iter().filter(|(_, r)| matches!(r, Ran::Passed)).count();
+    eprintln!(
+        "conformance on RabbitMQ: {passed} of {} cases passed, the rest skipped: {ran:?}",
+        ran.len()
+    );
+    assert!(passed >= 10, "{ran:?}");
+}
