@@ -1,0 +1,214 @@
+//! Talking to the bus from a plain AMQP client, both ways, through RabbitMQ: a raw lapin
+//! publish that sets none of our fields is handled as a typed event, and a raw consumer
+//! reads every field of what the bus publishes. Against `RABBITMQ_URL`; skipped without
+//! it unless `PUBSUB_REQUIRE_BROKER` is set.
+#![cfg(feature = "amqp")]
+
+use std::sync::{Arc, Mutex};
+
+use lapin::BasicProperties;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
+use pubsub::prelude::*;
+use pubsub::{HandlerSelection, PublishOptions, Uuid};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "interop", action = "signed-up")]
+struct SignedUp {
+    email: String,
+}
+
+/// The broker's config with an exchange of the test's own, or `None` to skip.
+fn config(ns: &str) -> Option<AmqpConfig> {
+    if std::env::var_os("RABBITMQ_URL").is_none() {
+        assert!(
+            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
+            "PUBSUB_REQUIRE_BROKER is set but RABBITMQ_URL is not"
+        );
+        return None;
+    }
+    Some(
+        AmqpConfig::from_env()
+            .unwrap()
+            .exchange(format!("{ns}.events"))
+            .connection_attempts(3),
+    )
+}
+
+fn namespace() -> String {
+    format!("interop{}", &Uuid::now_v7().simple().to_string()[20..])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_publish_is_handled_as_a_typed_event() {
+    let ns = namespace();
+    let Some(config) = config(&ns) else { return };
+    let got: Arc<Mutex<Vec<(SignedUp, String, u32)>>> = Arc::default();
+    let handled = Arc::new(tokio::sync::Notify::new());
+    let (sink, done) = (Arc::clone(&got), Arc::clone(&handled));
+    let handler = pubsub::Handler::typed("welcome", move |event: SignedUp, ctx: Context| {
+        let (sink, done) = (Arc::clone(&sink), Arc::clone(&done));
+        async move {
+            sink.lock()
+                .unwrap()
+                .push((event, ctx.key().to_owned(), ctx.version()));
+            done.notify_one();
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let transport = AmqpTransport::new(config.clone());
+    let bus = Bus::builder()
+        .service(format!("{ns}-svc"))
+        .transport(transport.clone())
+        .select_handlers(HandlerSelection::None)
+        .handler(handler)
+        .build()
+        .await
+        .unwrap();
+    let task = bus.spawn().await.unwrap();
+
+    // as pika would: a routing key and a JSON body, nothing else
+    let raw = connect(&config, "raw publisher").await.unwrap();
+    let channel = raw.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+        .basic_publish(
+            config.exchange.as_str().into(),
+            SignedUp::KEY.into(),
+            BasicPublishOptions::default(),
+            br#"{"email":"ada@example.com"}"#,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the raw publish was not handled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    bus.close().await.unwrap();
+    task.await.unwrap().unwrap();
+    raw.close(200, "done".into()).await.unwrap();
+    let got = got.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        [(
+            SignedUp {
+                email: "ada@example.com".into()
+            },
+            SignedUp::KEY.to_owned(),
+            1
+        )]
+    );
+    assert_eq!(bus.stats().acked, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_consumer_reads_every_field_the_bus_publishes() {
+    let ns = namespace();
+    let Some(config) = config(&ns) else { return };
+    let bus = Bus::publisher("storefront", AmqpTransport::new(config.clone()));
+    // the exchange exists once a bus declared; a raw consumer binds its own queue
+    let raw = connect(&config, "raw consumer").await.unwrap();
+    let channel = raw.create_channel().await.unwrap();
+    channel
+        .exchange_declare(
+            config.exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let queue = format!("{ns}.raw");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            config.exchange.as_str().into(),
+            "interop.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let id = bus
+        .publish_with(
+            &SignedUp {
+                email: "grace@example.com".into(),
+            },
+            PublishOptions::new()
+                .correlation_id("checkout-9")
+                .header("tenant", "acme"),
+        )
+        .await
+        .unwrap();
+    let message = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a confirmed publish is in the bound queue");
+    let d = message.delivery;
+    let p = &d.properties;
+    assert_eq!(d.routing_key.as_str(), SignedUp::KEY);
+    assert_eq!(
+        p.message_id().as_ref().map(|s| s.as_str()),
+        Some(id.to_string().as_str())
+    );
+    assert_eq!(p.kind().as_ref().map(|s| s.as_str()), Some(SignedUp::KEY));
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(p.app_id().as_ref().map(|s| s.as_str()), Some("storefront"));
+    assert_eq!(
+        p.correlation_id().as_ref().map(|s| s.as_str()),
+        Some("checkout-9")
+    );
+    assert_eq!(p.delivery_mode(), &Some(2), "persistent");
+    assert!(p.timestamp().is_some());
+    let headers = p.headers().as_ref().expect("headers").inner();
+    assert!(matches!(
+        headers.get("x-event-version"),
+        Some(AMQPValue::LongLongInt(1))
+    ));
+    assert!(
+        matches!(headers.get("tenant"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"acme")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&d.data).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"email": "grace@example.com"}),
+        "the body is the payload alone"
+    );
+    channel
+        .exchange_delete(config.exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    raw.close(200, "done".into()).await.unwrap();
+}
