@@ -46,11 +46,18 @@ async fn every_case_against_rabbitmq() {
     let broker = RabbitMq {
         config: AmqpConfig::from_env().expect("the broker's configuration"),
     };
+    // a case that fails panics here
     let ran = conformance::run_all(&broker).await;
-    let passed = ran.iter().filter(|(_, r)| matches!(r, Ran::Passed)).count();
+    let skipped: Vec<&str> = ran
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ran::Passed))
+        .map(|(name, _)| *name)
+        .collect();
     eprintln!(
-        "conformance on RabbitMQ: {passed} of {} cases passed, the rest skipped: {ran:?}",
+        "conformance on RabbitMQ: {} of {} cases passed; skipped {skipped:?}",
+        ran.len() - skipped.len(),
         ran.len()
     );
-    assert!(passed >= 10, "{ran:?}");
+    // what the AMQP transport cannot do yet: RPC
+    assert_eq!(skipped, ["request_reply", "request_times_out"], "{ran:?}");
 }

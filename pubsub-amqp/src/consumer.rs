@@ -7,6 +7,11 @@
 //!   publish fails, the original is rejected without requeue, so that the broker's own
 //!   dead-lettering still keeps it (reason `rejected` in `x-death`): never lost, at worst
 //!   a duplicate in the dead-letter queue.
+//! - **Retry**: a copy carrying the attempts spent and the handlers to run again is
+//!   published (with confirm) to the service's wait queue for that delay, which
+//!   dead-letters it back into the service's queue when the delay is over; then the
+//!   original is acked. If that publish fails, the original is requeued (retried sooner,
+//!   never lost).
 //! - Acking on a channel that has gone is an error, never reported as done; the broker
 //!   delivers the message again.
 
@@ -21,8 +26,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use pubsub_core::{
-    Acker, Consumer, DeadLetter, Delivery, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message,
-    Settlement, TransportError,
+    Acker, Consumer, DeadLetter, Delivery, HEADER_ATTEMPTS, HEADER_DEATH_REASON,
+    HEADER_FAILED_HANDLERS, Message, Retry, Settlement, TransportError,
 };
 
 use crate::config::AmqpConfig;
@@ -36,6 +41,7 @@ pub(crate) struct AmqpConsumer {
     channel: Channel,
     consumer: lapin::Consumer,
     exchange: String,
+    service: String,
     dead_letter_exchange: String,
     publisher: Arc<Publisher>,
 }
@@ -71,6 +77,7 @@ impl AmqpConsumer {
             channel,
             consumer,
             exchange: config.exchange.clone(),
+            service: service.to_owned(),
             dead_letter_exchange: topology::dead_letter_exchange(service),
             publisher,
         })
@@ -93,6 +100,7 @@ impl AmqpConsumer {
         let acker = Box::new(AmqpAcker {
             acker: delivery.acker,
             message: Arc::clone(&message),
+            service: self.service.clone(),
             dead_letter_exchange: self.dead_letter_exchange.clone(),
             publisher: Arc::clone(&self.publisher),
         });
@@ -147,6 +155,7 @@ impl Consumer for AmqpConsumer {
 struct AmqpAcker {
     acker: lapin::Acker,
     message: Arc<Message>,
+    service: String,
     dead_letter_exchange: String,
     publisher: Arc<Publisher>,
 }
@@ -176,6 +185,35 @@ impl AmqpAcker {
                 taken(
                     self.acker
                         .reject(BasicRejectOptions { requeue: false })
+                        .await,
+                )
+            }
+        }
+    }
+
+    async fn retry(&self, retry: Retry) -> Result<(), TransportError> {
+        let mut copy = Message::clone(&self.message);
+        let headers = &mut copy.metadata.headers;
+        headers.insert(HEADER_ATTEMPTS.to_owned(), retry.attempts.to_string());
+        headers.insert(HEADER_FAILED_HANDLERS.to_owned(), retry.handlers.join(","));
+        let waiting = match self
+            .publisher
+            .publish_delayed(&self.service, retry.delay, &copy)
+            .await
+        {
+            Ok(confirmation) => confirmation.await,
+            Err(error) => Err(error),
+        };
+        match waiting {
+            Ok(()) => self.ack().await,
+            Err(error) => {
+                tracing::warn!(id = %self.message.metadata.id, %error, "publishing the delayed retry failed; requeueing (retried sooner)");
+                taken(
+                    self.acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
                         .await,
                 )
             }
@@ -222,8 +260,9 @@ impl Acker for AmqpAcker {
                     .await,
             ),
             Settlement::DeadLetter(dead) => self.dead_letter(dead).await,
+            Settlement::Retry(retry) => self.retry(retry).await,
             _ => Err(TransportError::Unsupported {
-                what: "delayed redelivery (yet)",
+                what: "this settlement",
                 transport: "amqp",
             }),
         }

@@ -14,8 +14,10 @@
 //!   (rejected to the broker's dead-lettering if that publish fails). The conformance suite
 //!   passes against RabbitMQ 4.0 in every case its capabilities allow.
 //!
-//! Not yet: reconnection, delayed redelivery on the broker (the bus retries in process),
-//! request/reply.
+//! Long retries wait on the broker, in TTL wait queues that dead-letter back into the
+//! service's queue (see the topology), so a restart loses no pending retry.
+//!
+//! Not yet: reconnection, request/reply.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), pubsub_amqp::AmqpError> {

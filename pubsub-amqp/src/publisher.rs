@@ -26,6 +26,8 @@ use crate::error::AmqpError;
 #[derive(Debug)]
 pub(crate) struct Publisher {
     channel: Channel,
+    /// Wait queues (service, delay step) declared on this channel already.
+    waits: std::sync::Mutex<HashSet<(String, Duration)>>,
     exchange: String,
     timeout: Duration,
     pending: mpsc::UnboundedSender<Pending>,
@@ -57,6 +59,7 @@ impl Publisher {
         tokio::spawn(collect(incoming));
         Ok(Self {
             channel,
+            waits: std::sync::Mutex::default(),
             exchange: config.exchange.clone(),
             timeout: config.publish_timeout,
             pending,
@@ -139,6 +142,35 @@ impl Publisher {
                 }),
             }
         }))
+    }
+
+    /// Publishes `message` to wait `delay` (rounded up to the ladder) in a wait queue of
+    /// `service`, which then dead-letters it back into the service's queue; returns the
+    /// broker's confirmation.
+    pub(crate) async fn publish_delayed(
+        &self,
+        service: &str,
+        delay: Duration,
+        message: &Message,
+    ) -> Result<Confirmation, TransportError> {
+        let step = crate::topology::retry_step(delay);
+        let key = (service.to_owned(), step);
+        let known = self
+            .waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key);
+        let queue = if known {
+            crate::topology::wait_queue(service, step)
+        } else {
+            let queue = crate::topology::declare_wait_queue(&self.channel, service, step).await?;
+            self.waits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key);
+            queue
+        };
+        self.publish_raw("", &queue, true, message).await
     }
 
     /// Closes the channel (pending confirms fail).

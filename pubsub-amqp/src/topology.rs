@@ -11,8 +11,16 @@
 //! The broker itself dead-letters into `{service}.dead-letters` what is rejected without
 //! requeue or delivered past a quorum queue's delivery limit; the transport publishes its
 //! own dead letters (with reason and failed handlers) there too.
+//!
+//! Delayed retries wait in `{service}.retry.{ms}ms`, durable queues whose message TTL is
+//! that delay and which dead-letter, through the default exchange, back into the service's
+//! queue. Delays are rounded up to a ladder (50 ms × √2ⁿ, so at most 41 % longer), which
+//! keeps the number of wait queues small whatever the jitter; each is declared when a
+//! retry first needs it. A wait queue is a plain FIFO with one TTL, so no message waits
+//! behind a longer one, and a restart of the service loses no pending retry.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -30,6 +38,52 @@ pub(crate) fn dead_letter_exchange(service: &str) -> String {
 /// The dead-letter queue of `service`.
 pub(crate) fn dead_letter_queue(service: &str) -> String {
     format!("{service}.dead-letters")
+}
+
+/// The ladder step a retry `delay` waits: the smallest 50 ms × √2ⁿ at least `delay`
+/// (capped at a day).
+pub(crate) fn retry_step(delay: Duration) -> Duration {
+    let wanted = delay.as_micros().div_ceil(1000);
+    let mut n = 0;
+    loop {
+        // rounded to whole milliseconds: 50, 71, 100, 141, 200, ...
+        let step = (50.0 * 2f64.powf(f64::from(n) / 2.0)).round() as u64;
+        if u128::from(step) >= wanted || step >= 86_400_000 {
+            return Duration::from_millis(step);
+        }
+        n += 1;
+    }
+}
+
+/// The wait queue of `service` for ladder step `step`.
+pub(crate) fn wait_queue(service: &str, step: Duration) -> String {
+    format!("{service}.retry.{}ms", step.as_millis())
+}
+
+/// Declares the wait queue of `service` for `step` (idempotent).
+pub(crate) async fn declare_wait_queue(
+    channel: &Channel,
+    service: &str,
+    step: Duration,
+) -> Result<String, AmqpError> {
+    let name = wait_queue(service, step);
+    let mut args = BTreeMap::new();
+    let ttl = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+    args.insert(
+        ShortString::from("x-message-ttl"),
+        AMQPValue::LongLongInt(ttl),
+    );
+    args.insert(ShortString::from("x-dead-letter-exchange"), text(""));
+    args.insert(
+        ShortString::from("x-dead-letter-routing-key"),
+        text(service),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    queue(channel, &name, durable, FieldTable::from(args)).await?;
+    Ok(name)
 }
 
 /// Declares the events exchange, and for a queue or dead-letter subscription the service's
@@ -152,6 +206,27 @@ async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_steps_round_up_by_at_most_a_square_root_of_two() {
+        for ms in [1u64, 50, 51, 99, 400, 1000, 12_345, 3_600_000] {
+            let delay = Duration::from_millis(ms);
+            let step = retry_step(delay);
+            assert!(step >= delay, "{step:?} < {delay:?}");
+            assert!(
+                step.as_secs_f64() <= (delay.as_secs_f64() * 1.42).max(0.051),
+                "{step:?} for {delay:?}"
+            );
+        }
+        assert_eq!(
+            retry_step(Duration::from_millis(400)),
+            Duration::from_millis(400)
+        );
+        let distinct: std::collections::BTreeSet<_> = (1..10_000u64)
+            .map(|ms| retry_step(Duration::from_millis(ms * 7)))
+            .collect();
+        assert!(distinct.len() < 25, "{}", distinct.len());
+    }
     use lapin::BasicProperties;
     use lapin::options::{
         BasicGetOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions,

@@ -38,8 +38,8 @@ use crate::topology;
 /// # }
 /// ```
 ///
-/// Not yet: reconnection (a lost connection fails operations with `Unavailable`), delayed
-/// redelivery on the broker (the bus retries in process), request/reply.
+/// Not yet: reconnection (a lost connection fails operations with `Unavailable`),
+/// request/reply.
 #[derive(Debug, Clone)]
 pub struct AmqpTransport {
     inner: Arc<Inner>,
@@ -163,7 +163,7 @@ impl Transport for AmqpTransport {
 
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::queue();
-        capabilities.delayed_redelivery = DelayedRedelivery::None;
+        capabilities.delayed_redelivery = DelayedRedelivery::Durable;
         capabilities.delivery_count =
             matches!(self.inner.config.queue_type, QueueType::Quorum { .. });
         capabilities
