@@ -162,6 +162,14 @@ impl QueueState {
         }
     }
 
+    /// Messages pushed to a consumer that will not take them go back to the head of the
+    /// queue, in order.
+    fn give_back(&mut self, assigned: VecDeque<Ready>) {
+        for ready in assigned.into_iter().rev() {
+            self.ready.push_front(ready);
+        }
+    }
+
     /// Messages pushed to consumers and not taken yet.
     pub(crate) fn assigned(&self) -> usize {
         self.consumers.values().map(|c| c.assigned.len()).sum()
@@ -250,9 +258,17 @@ impl Queue {
 
     /// Appends a published message; `false` if the queue is full (reject-publish).
     pub(crate) fn push(&self, message: Arc<Message>) -> bool {
+        self.append(message, |state| {
+            state.max_length.is_none_or(|max| state.ready.len() < max)
+        })
+    }
+
+    /// Appends a new message if `admit` lets it in (it may update the state first), and
+    /// wakes whoever waits for it.
+    fn append(&self, message: Arc<Message>, admit: impl FnOnce(&mut QueueState) -> bool) -> bool {
         let wake = {
             let mut state = self.lock();
-            if state.max_length.is_some_and(|max| state.ready.len() >= max) {
+            if !admit(&mut state) {
                 return false;
             }
             state.enqueue(Ready {
@@ -364,24 +380,10 @@ impl Queue {
             // to the dead-letter queue; a dead-letter queue has none of its own and keeps
             // what its consumer dead-letters, at the back
             let target = self.dead_letters.as_ref().unwrap_or(self);
-            target.push_unbounded(Arc::new(message));
+            target.append(Arc::new(message), |_| true);
         }
         self.changed(wake);
         true
-    }
-
-    /// Appends a message whatever the length limit (dead-lettering, delayed retries).
-    fn push_unbounded(&self, message: Arc<Message>) {
-        let wake = {
-            let mut state = self.lock();
-            state.enqueue(Ready {
-                message,
-                redelivered: false,
-                deliveries: 0,
-            });
-            Self::take_waiting(&mut state)
-        };
-        self.changed(wake);
     }
 
     /// The messages in this (dead-letter) queue, waiting or being handled, oldest first.
@@ -415,17 +417,11 @@ impl Queue {
         let queue = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(retry.delay).await;
-            let wake = {
-                let mut state = queue.lock();
+            // as a new message, whatever the length limit, as a TTL queue dead-letters it
+            queue.append(Arc::new(message), |state| {
                 state.delayed = state.delayed.saturating_sub(1);
-                state.enqueue(Ready {
-                    message: Arc::new(message),
-                    redelivered: false,
-                    deliveries: 0,
-                });
-                Self::take_waiting(&mut state)
-            };
-            queue.changed(wake);
+                true
+            });
         });
     }
 
@@ -435,9 +431,7 @@ impl Queue {
         if let Some(slot) = state.consumers.get_mut(&consumer) {
             slot.cancelled = true;
             let assigned = std::mem::take(&mut slot.assigned);
-            for ready in assigned.into_iter().rev() {
-                state.ready.push_front(ready);
-            }
+            state.give_back(assigned);
         }
         drop(state);
         self.changed(true);
@@ -449,9 +443,7 @@ impl Queue {
         let mut state = self.lock();
         state.rotation.retain(|c| *c != consumer);
         if let Some(slot) = state.consumers.remove(&consumer) {
-            for ready in slot.assigned.into_iter().rev() {
-                state.ready.push_front(ready);
-            }
+            state.give_back(slot.assigned);
         }
         let mut tags: Vec<u64> = state
             .unacked
