@@ -26,8 +26,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use pubsub_core::{
-    Acker, Consumer, DeadLetter, Delivery, HEADER_ATTEMPTS, HEADER_DEATH_REASON,
-    HEADER_FAILED_HANDLERS, Message, Retry, Settlement, TransportError,
+    Acker, Confirmation, Consumer, DeadLetter, Delivery, Message, Retry, Settlement, TransportError,
 };
 
 use crate::config::AmqpConfig;
@@ -163,59 +162,46 @@ struct AmqpAcker {
 impl AmqpAcker {
     async fn dead_letter(&self, dead: DeadLetter) -> Result<(), TransportError> {
         let mut copy = Message::clone(&self.message);
-        let headers = &mut copy.metadata.headers;
-        headers.insert(HEADER_DEATH_REASON.to_owned(), dead.reason);
-        headers.insert(
-            HEADER_FAILED_HANDLERS.to_owned(),
-            dead.failed_handlers.join(","),
-        );
+        dead.mark(&mut copy);
         let key = copy.metadata.key.clone();
-        let copied = match self
+        let sent = self
             .publisher
             .publish_raw(&self.dead_letter_exchange, &key, false, &copy)
+            .await;
+        // if the copy fails, the broker's own dead-lettering keeps it (without reason)
+        self.ack_once_confirmed(sent, "the dead letter", false)
             .await
-        {
-            Ok(confirmation) => confirmation.await,
-            Err(error) => Err(error),
-        };
-        match copied {
-            Ok(()) => self.ack().await,
-            Err(error) => {
-                tracing::warn!(id = %self.message.metadata.id, %error, "publishing the dead letter failed; rejecting, so the broker dead-letters it (without reason)");
-                taken(
-                    self.acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await,
-                )
-            }
-        }
     }
 
     async fn retry(&self, retry: Retry) -> Result<(), TransportError> {
         let mut copy = Message::clone(&self.message);
-        let headers = &mut copy.metadata.headers;
-        headers.insert(HEADER_ATTEMPTS.to_owned(), retry.attempts.to_string());
-        headers.insert(HEADER_FAILED_HANDLERS.to_owned(), retry.handlers.join(","));
-        let waiting = match self
+        retry.mark(&mut copy);
+        let sent = self
             .publisher
             .publish_delayed(&self.service, retry.delay, &copy)
+            .await;
+        // if the copy fails, the message comes back at once and is retried sooner
+        self.ack_once_confirmed(sent, "the delayed retry", true)
             .await
-        {
+    }
+
+    /// Acks the original once the broker confirmed the copy that replaces it; otherwise
+    /// rejects it, requeued or not, so that it is never lost.
+    async fn ack_once_confirmed(
+        &self,
+        sent: Result<Confirmation, TransportError>,
+        copy: &str,
+        requeue: bool,
+    ) -> Result<(), TransportError> {
+        let confirmed = match sent {
             Ok(confirmation) => confirmation.await,
             Err(error) => Err(error),
         };
-        match waiting {
+        match confirmed {
             Ok(()) => self.ack().await,
             Err(error) => {
-                tracing::warn!(id = %self.message.metadata.id, %error, "publishing the delayed retry failed; requeueing (retried sooner)");
-                taken(
-                    self.acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await,
-                )
+                tracing::warn!(id = %self.message.metadata.id, %error, requeue, "publishing {copy} failed; rejecting the original");
+                taken(self.acker.reject(BasicRejectOptions { requeue }).await)
             }
         }
     }

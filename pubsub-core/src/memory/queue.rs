@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
-use crate::transport::{DeadLetter, Retry, Settlement};
+use crate::transport::{Retry, Settlement};
 
 impl DeadLetteredMessage {
     /// A dead letter as its headers describe it.
@@ -363,14 +363,9 @@ impl Queue {
                 state.delayed += 1;
                 self.redeliver_later(message, retry);
             }
-            Settlement::DeadLetter(DeadLetter {
-                reason,
-                failed_handlers,
-            }) => {
+            Settlement::DeadLetter(reason) => {
                 let mut message = Arc::unwrap_or_clone(message);
-                let headers = &mut message.metadata.headers;
-                headers.insert(HEADER_DEATH_REASON.to_owned(), reason);
-                headers.insert(HEADER_FAILED_HANDLERS.to_owned(), failed_handlers.join(","));
+                reason.mark(&mut message);
                 dead = Some(message);
             }
         }
@@ -411,9 +406,7 @@ impl Queue {
     /// attempts spent and the handlers to run (as a TTL wait queue dead-lettering back).
     fn redeliver_later(self: &Arc<Self>, message: Arc<Message>, retry: Retry) {
         let mut message = Arc::unwrap_or_clone(message);
-        let headers = &mut message.metadata.headers;
-        headers.insert(HEADER_ATTEMPTS.to_owned(), retry.attempts.to_string());
-        headers.insert(HEADER_FAILED_HANDLERS.to_owned(), retry.handlers.join(","));
+        retry.mark(&mut message);
         let queue = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(retry.delay).await;

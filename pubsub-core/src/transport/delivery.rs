@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::TransportError;
-use crate::metadata::Message;
+use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
 
 /// One message handed to a consumer, to be settled exactly once through its [`Acker`].
 #[non_exhaustive]
@@ -112,6 +112,17 @@ impl DeadLetter {
             failed_handlers,
         }
     }
+
+    /// Writes the reason and failed handlers into the headers of the copy that goes to the
+    /// dead-letter queue ([`HEADER_DEATH_REASON`], [`HEADER_FAILED_HANDLERS`]).
+    pub fn mark(&self, message: &mut Message) {
+        let headers = &mut message.metadata.headers;
+        headers.insert(HEADER_DEATH_REASON.to_owned(), self.reason.clone());
+        headers.insert(
+            HEADER_FAILED_HANDLERS.to_owned(),
+            self.failed_handlers.join(","),
+        );
+    }
 }
 
 /// A delayed redelivery: the message comes back after `delay` carrying the handlers to run
@@ -137,5 +148,13 @@ impl Retry {
             attempts,
             handlers,
         }
+    }
+
+    /// Writes the attempts spent and the handlers to run into the headers of the copy that
+    /// is delivered again ([`HEADER_ATTEMPTS`], [`HEADER_FAILED_HANDLERS`]).
+    pub fn mark(&self, message: &mut Message) {
+        let headers = &mut message.metadata.headers;
+        headers.insert(HEADER_ATTEMPTS.to_owned(), self.attempts.to_string());
+        headers.insert(HEADER_FAILED_HANDLERS.to_owned(), self.handlers.join(","));
     }
 }
