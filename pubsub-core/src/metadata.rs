@@ -81,6 +81,27 @@ impl Metadata {
         UNIX_EPOCH + Duration::from_millis(millis)
     }
 
+    /// Handler attempts already spent on this event ([`HEADER_ATTEMPTS`]; 0 when absent or
+    /// unreadable).
+    pub(crate) fn attempts_spent(&self) -> u32 {
+        self.headers
+            .get(HEADER_ATTEMPTS)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The handlers named in [`HEADER_FAILED_HANDLERS`], if the header is there (empty
+    /// names left out).
+    pub(crate) fn failed_handlers(&self) -> Option<Vec<&str>> {
+        self.headers.get(HEADER_FAILED_HANDLERS).map(|names| {
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+    }
+
     /// The correlation id, or the event id when none was set: what a reply or a
     /// follow-up event should carry.
     pub fn correlation_or_id(&self) -> String {

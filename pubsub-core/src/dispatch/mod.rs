@@ -26,7 +26,7 @@ use crate::error::CodecError;
 use crate::handler::DynCall;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::handler_input::{Decoder, Input, Shared};
-use crate::metadata::{HEADER_ATTEMPTS, HEADER_FAILED_HANDLERS, Message};
+use crate::metadata::Message;
 use crate::publish::Publisher;
 use crate::retry::RetryPolicy;
 use crate::router::Router;
@@ -142,16 +142,13 @@ impl Dispatcher {
                 if self.retry.delayed_redelivery =>
             {
                 // a dead letter stays one, with its original headers, and comes back later
-                let headers = &incoming.message.metadata.headers;
-                let attempts = headers
-                    .get(HEADER_ATTEMPTS)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                let handlers = headers
-                    .get(HEADER_FAILED_HANDLERS)
-                    .map(|names| names.split(',').map(str::to_owned).collect())
+                let metadata = &incoming.message.metadata;
+                let handlers = metadata
+                    .failed_handlers()
+                    .map(|names| names.into_iter().map(str::to_owned).collect())
                     .unwrap_or_default();
-                Outcome::Settle(Settlement::Retry(Retry::new(delay, attempts, handlers)))
+                let retry = Retry::new(delay, metadata.attempts_spent(), handlers);
+                Outcome::Settle(Settlement::Retry(retry))
             }
             (outcome, _) => outcome,
         }
@@ -171,15 +168,14 @@ impl Dispatcher {
             SmallVec::from_slice(scratch)
         });
         // A replayed dead letter or a delayed retry runs only the handlers that failed.
-        let names = match self.dead_letter_source {
-            None => message.metadata.headers.get(HEADER_FAILED_HANDLERS),
+        let only = match self.dead_letter_source {
+            None => message.metadata.failed_handlers(),
             Some(_) => None,
         };
-        if let Some(names) = names {
-            let only: Vec<&str> = names.split(',').map(str::trim).collect();
+        if let Some(only) = only {
             matched.retain(|i| only.contains(&&*self.handlers[*i].name));
             if matched.is_empty() {
-                tracing::warn!(failed_handlers = %names, "none of the handlers to run again is on this bus; acked");
+                tracing::warn!(failed_handlers = ?only, "none of the handlers to run again is on this bus; acked");
             }
         }
         if matched.is_empty() {
@@ -187,12 +183,7 @@ impl Dispatcher {
             tracing::debug!("no handler matches; acked");
             return Outcome::Settle(Settlement::Ack);
         }
-        let spent = message
-            .metadata
-            .headers
-            .get(HEADER_ATTEMPTS)
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(0);
+        let spent = message.metadata.attempts_spent();
         let scope = Arc::new(DeliveryScope {
             message: Arc::clone(message),
             redelivered: incoming.redelivered,

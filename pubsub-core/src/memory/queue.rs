@@ -17,15 +17,10 @@ impl DeadLetteredMessage {
             .get(HEADER_DEATH_REASON)
             .cloned()
             .unwrap_or_default();
-        let failed_handlers = headers
-            .get(HEADER_FAILED_HANDLERS)
-            .map(|names| {
-                names
-                    .split(',')
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+        let failed_handlers = message
+            .metadata
+            .failed_handlers()
+            .map(|names| names.into_iter().map(str::to_owned).collect())
             .unwrap_or_default();
         Self {
             message,
