@@ -109,6 +109,19 @@ pub enum Error {
         /// The services whose queues exist.
         known: Vec<String>,
     },
+    /// The in-memory broker has no stream of this name (nothing was published to it and no
+    /// consumer declared it).
+    #[error("the in-memory broker has no stream {stream:?}; known streams: {known:?}")]
+    UnknownStream {
+        /// The stream asked for.
+        stream: String,
+        /// The streams that exist.
+        known: Vec<String>,
+    },
+    /// A handler pattern maps to no stream (reported by
+    /// [`BusBuilder::build`](crate::BusBuilder::build) for a bus that reads streams).
+    #[error(transparent)]
+    UnmappedPattern(#[from] crate::stream::UnmappedPattern),
     /// A task of the bus (its consumer loop) panicked or was cancelled.
     #[error("a bus task failed: {0}")]
     Task(String),

@@ -42,6 +42,7 @@ mod router;
 mod selection;
 mod state;
 mod stats;
+mod stream;
 mod transport;
 
 #[doc(hidden)]
@@ -80,8 +81,12 @@ pub use registration::{HandlerRegistration, RetrySpec};
 pub use retry::RetryPolicy;
 pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
+pub use stream::{
+    DEFAULT_STREAM_PREFIX, ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET, StreamNaming,
+    UnmappedPattern,
+};
 pub use transport::{
     Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,
-    Destination, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,
-    SettlementModel, Source, StartAt, StreamSource, Subscription, Transport,
+    Destination, OffsetCommits, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,
+    SettlementModel, Source, StartAt, StoreOffsets, StreamSource, Subscription, Transport,
 };

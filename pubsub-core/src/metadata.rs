@@ -102,6 +102,21 @@ impl Metadata {
         })
     }
 
+    /// What a dead letter's headers say: why it failed and which handlers failed (empty
+    /// when absent).
+    pub(crate) fn death(&self) -> (String, Vec<String>) {
+        let reason = self
+            .headers
+            .get(HEADER_DEATH_REASON)
+            .cloned()
+            .unwrap_or_default();
+        let handlers = self
+            .failed_handlers()
+            .map(|names| names.into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        (reason, handlers)
+    }
+
     /// The correlation id, or the event id when none was set: what a reply or a
     /// follow-up event should carry.
     pub fn correlation_or_id(&self) -> String {

@@ -12,16 +12,7 @@ use crate::transport::{Retry, Settlement};
 impl DeadLetteredMessage {
     /// A dead letter as its headers describe it.
     fn of(message: Message, queue: &str) -> Self {
-        let headers = &message.metadata.headers;
-        let reason = headers
-            .get(HEADER_DEATH_REASON)
-            .cloned()
-            .unwrap_or_default();
-        let failed_handlers = message
-            .metadata
-            .failed_handlers()
-            .map(|names| names.into_iter().map(str::to_owned).collect())
-            .unwrap_or_default();
+        let (reason, failed_handlers) = message.metadata.death();
         Self {
             message,
             queue: queue.to_owned(),

@@ -25,12 +25,15 @@ use async_trait::async_trait;
 
 pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
 pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
-pub use offsets::OffsetTracker;
+pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
-pub use subscription::{QueueSource, QueueType, Source, StartAt, StreamSource, Subscription};
+pub use subscription::{
+    QueueSource, QueueType, Source, StartAt, StoreOffsets, StreamSource, Subscription,
+};
 
 use crate::error::TransportError;
 use crate::metadata::Message;
+use crate::stream::StreamNaming;
 
 /// A broker connection as the bus uses it.
 ///
@@ -43,6 +46,15 @@ pub trait Transport: Send + Sync + 'static {
 
     /// What this transport can do; the bus adapts to it (see [`Capabilities`]).
     fn capabilities(&self) -> Capabilities;
+
+    /// How a stream-backed transport names its streams. `Some` means: a publish to
+    /// [`Destination::Topic`] is appended to the stream of the event's domain
+    /// ([`StreamNaming::stream_of_key`]), and a bus on this transport reads the streams its
+    /// handlers need (one [`Source::Stream`] subscription each, named after the service)
+    /// instead of a queue. `None` (the default): a queue transport.
+    fn stream_naming(&self) -> Option<StreamNaming> {
+        None
+    }
 
     /// Hands `outgoing` to the broker and returns once it is on its way, with a
     /// [`Confirmation`] that resolves when the broker confirmed it (stored, routed) or

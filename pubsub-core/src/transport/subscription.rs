@@ -1,7 +1,7 @@
 //! What a consumer consumes: a service queue bound to patterns, or a stream read by a named
 //! consumer.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What a bus consumes, and how many deliveries it takes at once.
 ///
@@ -79,9 +79,61 @@ pub struct StreamSource {
     pub single_active: bool,
     /// The stream is a super stream: its partitions are consumed, each with its own offset.
     pub super_stream: bool,
+    /// When the consumer stores its offset (named after the service); with
+    /// [`StoreOffsets::Never`] it is anonymous: it neither reads nor stores one.
+    pub store: StoreOffsets,
+}
+
+/// When a stream consumer stores its offset: only ever the contiguous prefix of
+/// deliveries the bus settled (see [`OffsetTracker`](crate::OffsetTracker)), so that a
+/// restart resumes after the last one handled and skips none.
+///
+/// A restarted consumer handles again at most what was settled since the last store: a
+/// shorter interval means fewer duplicates and more writes to the broker.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub::StoreOffsets;
+/// let often = StoreOffsets::every(10, Duration::from_millis(100));
+/// assert_eq!(often, StoreOffsets::Every { events: 10, interval: Duration::from_millis(100) });
+/// assert_eq!(StoreOffsets::default(), StoreOffsets::every(1000, Duration::from_secs(1)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOffsets {
+    /// An anonymous reader: no offset is read at start or stored; it starts where its
+    /// [`StartAt`] says every time (a reader that iterates a stream).
+    Never,
+    /// Store once `events` more deliveries were settled, or once `interval` passed since
+    /// the last store with something new to store, and when the consumer closes.
+    Every {
+        /// Settled deliveries between stores (0 is taken as 1: after every one).
+        events: u32,
+        /// Longest time a settled delivery waits to be stored.
+        interval: Duration,
+    },
+}
+
+impl StoreOffsets {
+    /// Store after `events` settled deliveries or `interval`, whichever comes first, and
+    /// at close.
+    pub const fn every(events: u32, interval: Duration) -> Self {
+        Self::Every { events, interval }
+    }
+}
+
+impl Default for StoreOffsets {
+    /// Every 1000 settled deliveries or every second, and at close.
+    fn default() -> Self {
+        Self::every(1000, Duration::from_secs(1))
+    }
 }
 
 /// Where a stream consumer starts reading when it has no stored offset.
+///
+/// A named consumer's `Next` means "after the end of the stream as it was when the
+/// subscription was declared" (when its bus was built), so that what is published between
+/// building a bus and running it is not missed, as a queue declared at build holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StartAt {
@@ -139,6 +191,7 @@ impl Subscription {
                 start: StartAt::default(),
                 single_active: false,
                 super_stream: false,
+                store: StoreOffsets::default(),
             }),
             prefetch: 100,
         }
@@ -176,6 +229,32 @@ impl Subscription {
             stream.single_active = enabled;
         }
         self
+    }
+
+    /// When a stream consumer stores its offset (ignored for queues).
+    #[must_use]
+    pub fn store_offsets(mut self, store: StoreOffsets) -> Self {
+        if let Source::Stream(stream) = &mut self.source {
+            stream.store = store;
+        }
+        self
+    }
+
+    /// Reads a super stream's partitions, each with its own offset (ignored for queues).
+    #[must_use]
+    pub fn super_stream(mut self, enabled: bool) -> Self {
+        if let Source::Stream(stream) = &mut self.source {
+            stream.super_stream = enabled;
+        }
+        self
+    }
+
+    /// The stream a stream subscription reads (`None` for a queue).
+    pub fn stream_source(&self) -> Option<&StreamSource> {
+        match &self.source {
+            Source::Stream(stream) => Some(stream),
+            Source::Queue(_) | Source::DeadLetters => None,
+        }
     }
 
     /// The patterns a queue subscription is bound with (empty for a stream).
