@@ -69,7 +69,7 @@ pub use uuid::Uuid;
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 #[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
-pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
+pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, DeadLetteredMessage, MemoryTransport, QueueDepth};
 pub use metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,

@@ -2,10 +2,14 @@
 //!
 //! Topic routing to one queue per service, competing consumers on a shared queue,
 //! prefetch, ack / dead-letter, redelivery of what a departed consumer left unsettled,
-//! and an inspectable dead-letter queue per service.
+//! and an inspectable dead-letter queue per service. In stream mode
+//! ([`MemoryTransport::streams`]), an append-only log per stream instead.
 
 mod consumer;
 mod queue;
+mod stream;
+mod stream_consumer;
+mod streams;
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -19,11 +23,15 @@ use tokio::sync::oneshot;
 use consumer::MemoryConsumer;
 pub use queue::DeadLetteredMessage;
 use queue::{BrokerSignal, Queue};
+use stream::Log;
+pub use streams::DEFAULT_MEMORY_STREAM_LENGTH;
+use streams::Streams;
 
 use crate::error::{Error, TransportError};
 use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
+use crate::stream::StreamNaming;
 use crate::transport::{
     Capabilities, Confirmation, Consumer, DelayedRedelivery, Destination, Outgoing, Source,
     Subscription, Transport,
@@ -63,6 +71,9 @@ pub(crate) struct Connection {
     /// The consumers opened on it: closing the connection ends them, as the broker does,
     /// requeueing what they left unsettled.
     consumers: Mutex<Vec<(Arc<Queue>, u64)>>,
+    /// The stream readers opened on it: closing the connection detaches them, storing
+    /// nothing more.
+    readers: Mutex<Vec<(Arc<Log>, u64)>>,
 }
 
 #[derive(Default)]
@@ -79,6 +90,8 @@ struct Broker {
     published: Mutex<Vec<Message>>,
     unroutable: AtomicU64,
     next_consumer: AtomicU64,
+    /// Stream mode: the streams, and no queues.
+    streams: Option<Streams>,
 }
 
 #[derive(Default)]
@@ -145,7 +158,8 @@ impl MemoryTransport {
         }
     }
 
-    /// Another connection to the same broker: closing it leaves this one open.
+    /// Another connection to the same broker (in the same mode): closing it leaves this
+    /// one open.
     pub fn connection(&self) -> Self {
         Self {
             broker: Arc::clone(&self.broker),
@@ -191,8 +205,12 @@ impl MemoryTransport {
     }
 
     /// The dead-letter queue of `service`, oldest first; an error if no queue of that
-    /// service was ever declared (a typo must not look like "no dead letters").
+    /// service was ever declared (a typo must not look like "no dead letters"). In stream
+    /// mode, the service's error stream (see [`error_stream`](Self::error_stream)).
     pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
+        if self.stream_mode().is_some() {
+            return self.stream_dead_letters(service);
+        }
         self.existing_queue(service).map(|q| dead_lettered(&q))
     }
 
@@ -251,10 +269,12 @@ impl MemoryTransport {
     /// Whether nothing is in flight: no unsettled delivery, and no ready message in a queue
     /// that has a consumer to take it.
     pub fn is_idle(&self) -> bool {
-        self.topology()
-            .queues
-            .values()
-            .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
+        self.streams_idle()
+            && self
+                .topology()
+                .queues
+                .values()
+                .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
     }
 
     /// Waits until [`is_idle`](Self::is_idle), at most `timeout`.
@@ -371,12 +391,19 @@ impl Transport for MemoryTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
+        if self.stream_mode().is_some() {
+            return Capabilities::stream();
+        }
         Capabilities {
             delayed_redelivery: DelayedRedelivery::InProcess,
             request_reply: true,
             delivery_count: true,
             ..Capabilities::queue()
         }
+    }
+
+    fn stream_naming(&self) -> Option<StreamNaming> {
+        self.stream_mode().map(|streams| streams.naming.clone())
     }
 
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
@@ -391,6 +418,9 @@ impl Transport for MemoryTransport {
             lock(&self.broker.published).push(message.clone());
         }
         let message = Arc::new(message);
+        if self.stream_mode().is_some() {
+            return Ok(Confirmation::ready(self.append(message, destination)));
+        }
         let result = match destination {
             Destination::Topic => self.route(&message),
             Destination::Queue(name) => match self.queue(&name) {
@@ -420,6 +450,9 @@ impl Transport for MemoryTransport {
     }
 
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        if self.stream_mode().is_some() {
+            return self.declare_stream(subscription).map(drop);
+        }
         self.declare_queue(subscription).map(drop)
     }
 
@@ -427,6 +460,9 @@ impl Transport for MemoryTransport {
         &self,
         subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError> {
+        if self.stream_mode().is_some() {
+            return self.consume_stream(subscription);
+        }
         let queue = self.declare_queue(subscription)?;
         let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
         queue.add_consumer(id, usize::from(subscription.prefetch));
@@ -480,6 +516,11 @@ impl Transport for MemoryTransport {
             let consumers = std::mem::take(&mut *lock(&self.connection.consumers));
             for (queue, id) in consumers {
                 queue.remove_consumer(id);
+            }
+            // stream readers leave without storing, as on a lost connection
+            let readers = std::mem::take(&mut *lock(&self.connection.readers));
+            for (log, id) in readers {
+                log.detach(id, false);
             }
         }
         Ok(())
