@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::Bus;
+use crate::consumption::Consumption;
 use crate::dispatch::{Dispatcher, Isolation, Observer, ResolvedHandler, RetrySettings};
+use crate::error::TransportError;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, RetrySpecOwned};
 use crate::memory::MemoryTransport;
@@ -15,6 +17,7 @@ use crate::retry::RetryPolicy;
 use crate::router::Router;
 use crate::selection::HandlerSelection;
 use crate::state::StateMap;
+use crate::stream::StreamConsumption;
 use crate::transport::{DelayedRedelivery, Subscription, Transport};
 
 /// Configures a [`Bus`]; consumed by [`build`](Self::build).
@@ -59,6 +62,7 @@ pub struct BusBuilder {
     in_process_retry_limit: Duration,
     unroutable_is_error: bool,
     consume_dead_letters: bool,
+    streams: Option<StreamConsumption>,
     observer: Option<Arc<dyn Observer>>,
 }
 
@@ -81,6 +85,7 @@ impl Default for BusBuilder {
             in_process_retry_limit: Duration::from_secs(1),
             unroutable_is_error: false,
             consume_dead_letters: false,
+            streams: None,
             observer: None,
         }
     }
@@ -237,6 +242,39 @@ impl BusBuilder {
         self
     }
 
+    /// Reads streams instead of a queue, as `consumption` says: the stream of each domain
+    /// the handlers' patterns name, one consumer per stream named after the service, its
+    /// offset stored only after handling (see [`StreamConsumption`]). Needs a
+    /// stream-backed transport ([`Transport::stream_naming`]), on which a bus reads
+    /// streams anyway, with [`StreamConsumption::default`] unless this says otherwise;
+    /// on a queue transport, [`build`](Self::build) fails.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport, StartAt, StreamConsumption};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let broker = MemoryTransport::streams();
+    /// let audit = Handler::raw("audit", "order.#", |_: RawEvent, _: Context| async { Ok::<_, HandlerError>(()) });
+    /// let bus = Bus::builder()
+    ///     .service("audit")
+    ///     .transport(broker.clone())
+    ///     .select_handlers(HandlerSelection::None)
+    ///     .handler(audit)
+    ///     .streams(StreamConsumption::new().start_at(StartAt::First))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(broker.stream_names(), ["events.errors.audit", "events.order"]);
+    /// # let _ = bus;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn streams(mut self, consumption: StreamConsumption) -> Self {
+        self.streams = Some(consumption);
+        self
+    }
+
     /// Makes publishing an event that no queue is bound for an error
     /// ([`TransportError::Unroutable`](crate::TransportError::Unroutable)); by default it is
     /// a warning, since nobody may listen yet.
@@ -325,18 +363,47 @@ impl BusBuilder {
             service: Arc::from(service.as_str()),
             unroutable_is_error: self.unroutable_is_error,
         };
-        let subscription = if resolved.is_empty() {
+        let consumption = if resolved.is_empty() {
             None
         } else {
-            let bindings: BTreeSet<String> = patterns.iter().map(|p| p.to_string()).collect();
-            let subscription = if self.consume_dead_letters {
-                Subscription::dead_letters(service.clone())
-            } else {
-                Subscription::queue(service.clone(), bindings)
-            }
-            .prefetch(self.prefetch);
-            transport.declare(&subscription).await?;
-            Some(subscription)
+            let bindings: Vec<String> = patterns
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let consumption = match (transport.stream_naming(), self.streams) {
+                (Some(_), _) if self.consume_dead_letters => {
+                    return Err(TransportError::Unsupported {
+                        what: "consume_dead_letters on streams (failures go to the service's error stream, StreamNaming::error_stream)",
+                        transport: transport.name(),
+                    }
+                    .into());
+                }
+                (Some(naming), streams) => {
+                    Consumption::Streams(streams.unwrap_or_default().subscriptions(
+                        &service,
+                        &naming,
+                        &bindings,
+                        self.prefetch,
+                    )?)
+                }
+                (None, Some(_)) => {
+                    return Err(TransportError::Unsupported {
+                        what: "reading streams (BusBuilder::streams needs a stream-backed transport)",
+                        transport: transport.name(),
+                    }
+                    .into());
+                }
+                (None, None) if self.consume_dead_letters => Consumption::Queue(
+                    Subscription::dead_letters(service.clone()).prefetch(self.prefetch),
+                ),
+                (None, None) => Consumption::Queue(
+                    Subscription::queue(service.clone(), bindings).prefetch(self.prefetch),
+                ),
+            };
+            consumption.declare(&*transport).await?;
+            Some(consumption)
         };
         let counters = Arc::default();
         let dispatcher = Dispatcher {
@@ -359,7 +426,7 @@ impl BusBuilder {
         Ok(Bus::from_parts(
             publisher,
             Some(dispatcher),
-            subscription,
+            consumption,
             counters,
             self.shutdown_timeout,
         ))

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::builder::BusBuilder;
+use crate::consumption::Consumption;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
@@ -17,7 +18,7 @@ use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
-use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Subscription, Transport};
+use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Transport};
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -54,7 +55,7 @@ pub(crate) struct BusInner {
     /// `None` for a publisher-only bus.
     pub(crate) dispatcher: Option<Arc<Dispatcher>>,
     /// What this bus consumes; `None` for a bus without handlers.
-    pub(crate) subscription: Option<Subscription>,
+    pub(crate) consumption: Option<Consumption>,
     pub(crate) capabilities: Capabilities,
     pub(crate) counters: Arc<Counters>,
     /// Whether the bus is consuming now.
@@ -115,7 +116,7 @@ impl Bus {
     pub(crate) fn from_parts(
         publisher: Publisher,
         dispatcher: Option<Dispatcher>,
-        subscription: Option<Subscription>,
+        consumption: Option<Consumption>,
         counters: Arc<Counters>,
         shutdown_timeout: Duration,
     ) -> Self {
@@ -130,7 +131,7 @@ impl Bus {
                 capabilities: publisher.capabilities,
                 publisher,
                 dispatcher: dispatcher.map(Arc::new),
-                subscription,
+                consumption,
                 counters,
                 running,
                 handler_names,
@@ -243,13 +244,15 @@ impl Bus {
     /// transport that refuses to consume fails here); the handle yields how the run ended.
     pub async fn spawn(&self) -> Result<tokio::task::JoinHandle<Result<()>>> {
         let bus = self.clone();
-        let Some(subscription) = &self.inner.subscription else {
+        let Some(consumption) = &self.inner.consumption else {
             return Ok(tokio::spawn(async move {
                 bus.run_until(std::future::pending::<()>()).await
             }));
         };
         let claim = self.claim()?;
-        let consumer = self.inner.publisher.transport.consume(subscription).await?;
+        let consumer = consumption
+            .consume(&*self.inner.publisher.transport)
+            .await?;
         Ok(tokio::spawn(async move {
             let _claim = claim;
             bus.run_consumer(consumer, std::future::pending::<()>())
@@ -268,7 +271,7 @@ impl Bus {
     /// Fails if the bus is already running or was shut down, or if the transport closed the
     /// consumer without being asked to.
     pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
-        let Some(subscription) = &self.inner.subscription else {
+        let Some(consumption) = &self.inner.consumption else {
             // Nothing to consume, just wait for the signal.
             let mut stop = self.inner.shutdown.subscribe();
             tokio::select! {
@@ -278,7 +281,9 @@ impl Bus {
             return Ok(());
         };
         let _claim = self.claim()?;
-        let consumer = self.inner.publisher.transport.consume(subscription).await?;
+        let consumer = consumption
+            .consume(&*self.inner.publisher.transport)
+            .await?;
         self.run_consumer(consumer, signal).await
     }
 
@@ -312,9 +317,9 @@ impl Bus {
         // that a transport with coarser credit (streams) cannot overload it.
         let limit = self
             .inner
-            .subscription
+            .consumption
             .as_ref()
-            .map_or(1, |s| usize::from(s.prefetch.max(1)));
+            .map_or(1, |c| usize::from(c.prefetch().max(1)));
         let mut signal = std::pin::pin!(signal);
         let mut outcome = Ok(());
         tracing::info!(service = %self.service(), handlers = ?self.inner.handler_names, "bus running");

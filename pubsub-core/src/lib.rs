@@ -23,6 +23,7 @@ mod bus;
 mod codec;
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod consumption;
 mod context;
 mod dispatch;
 mod error;
@@ -82,8 +83,8 @@ pub use retry::RetryPolicy;
 pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
 pub use stream::{
-    DEFAULT_STREAM_PREFIX, ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET, StreamNaming,
-    UnmappedPattern,
+    DEFAULT_STREAM_PREFIX, ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET,
+    StreamConsumption, StreamNaming, UnmappedPattern,
 };
 pub use transport::{
     Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,

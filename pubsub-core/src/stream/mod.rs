@@ -2,10 +2,17 @@
 //! error stream, and typed event streams for code that iterates.
 //!
 //! A stream-backed transport ([`Transport::stream_naming`](crate::Transport::stream_naming)
-//! is `Some`) appends each event to the stream of its domain ([`StreamNaming`]).
+//! is `Some`: the in-memory [`MemoryTransport::streams`](crate::MemoryTransport::streams),
+//! and the RabbitMQ Streams transport) appends each event to the stream of its domain. A
+//! bus on it reads, with one consumer per stream named after its service, the streams its
+//! handlers' patterns need ([`StreamNaming`], [`StreamConsumption`]).
 
+mod consumption;
 mod error_stream;
+mod merged;
 mod naming;
 
+pub use consumption::StreamConsumption;
 pub use error_stream::{ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET};
+pub(crate) use merged::MergedConsumer;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};

@@ -18,7 +18,7 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 ///   or `#`) needs the stream of every domain known: those named by any linked
 ///   `#[handler]` (its event's key or its pattern's literal first word), by the bus's own
 ///   handlers, and those listed with
-///   `StreamConsumption::domains`. A stream that only
+///   [`StreamConsumption::domains`](crate::StreamConsumption::domains). A stream that only
 ///   appears later is not read until the service is built again.
 /// - **Failures go to the service's error stream** `{prefix}.errors.{service}`: each
 ///   event its handlers gave up on, with the reason, the failed handlers, and the stream
