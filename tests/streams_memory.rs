@@ -156,3 +156,52 @@ async fn a_wildcard_domain_needs_known_domains() {
     .unwrap();
     let _ = bus;
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "ledger", action = "closed")]
+struct Closed {
+    day: u32,
+}
+
+/// The next item of an event stream, failing the test after 5 s.
+async fn item<E>(events: &mut pubsub::EventStream<E>) -> pubsub::Result<pubsub::Envelope<E>> {
+    use futures::StreamExt;
+    match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        Ok(Some(item)) => item,
+        Ok(None) => panic!("the event stream ended"),
+        Err(_) => panic!("no event within 5 s"),
+    }
+}
+
+#[tokio::test]
+async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_input_as_items() {
+    let broker = MemoryTransport::streams();
+    let bus = Bus::publisher("clerk", broker.clone());
+    bus.publish(&Posted { n: 1 }).await.unwrap();
+    bus.publish(&Closed { day: 1 }).await.unwrap(); // same stream, another key
+    let mut bad = pubsub::Message::new(Posted::KEY, pubsub::Bytes::from_static(b"{not json"));
+    bad.metadata.id = pubsub::Uuid::now_v7();
+    bus.publish_message(bad.clone()).await.unwrap();
+    bus.publish(&Posted { n: 2 }).await.unwrap();
+    let mut posted = bus.subscribe::<Posted>(StartAt::First).await.unwrap();
+    assert_eq!(posted.stream(), "events.ledger");
+    let first = item(&mut posted).await.unwrap();
+    assert_eq!((first.event.n, first.offset), (1, Some(0)));
+    match item(&mut posted).await {
+        Err(pubsub::Error::Undecodable { offset, id, .. }) => {
+            assert_eq!((offset, id), (Some(2), bad.metadata.id));
+        }
+        other => panic!("expected the malformed message as an error item, got {other:?}"),
+    }
+    let second = item(&mut posted).await.unwrap();
+    assert_eq!((second.event.n, second.offset), (2, Some(3)));
+    // from an absolute offset, and only what comes next
+    let mut from_three = bus.subscribe::<Posted>(StartAt::Offset(3)).await.unwrap();
+    assert_eq!(item(&mut from_three).await.unwrap().event.n, 2);
+    let mut closed = bus.subscribe::<Closed>(StartAt::Next).await.unwrap();
+    bus.publish(&Closed { day: 2 }).await.unwrap();
+    assert_eq!(item(&mut closed).await.unwrap().event.day, 2);
+    // on a queue transport there is no stream to read
+    let queues = Bus::publisher("clerk", MemoryTransport::new());
+    assert!(queues.subscribe::<Posted>(StartAt::First).await.is_err());
+}

@@ -118,6 +118,20 @@ pub enum Error {
         /// The streams that exist.
         known: Vec<String>,
     },
+    /// A message read from a stream under an event's key did not decode as that event
+    /// (an item of an [`EventStream`](crate::EventStream); the stream goes on).
+    #[error("message {id} at offset {offset:?} of stream {stream} does not decode: {source}")]
+    Undecodable {
+        /// The stream.
+        stream: String,
+        /// Its offset there.
+        offset: Option<u64>,
+        /// The message's id.
+        id: uuid::Uuid,
+        /// Why it does not decode.
+        #[source]
+        source: CodecError,
+    },
     /// A handler pattern maps to no stream (reported by
     /// [`BusBuilder::build`](crate::BusBuilder::build) for a bus that reads streams).
     #[error(transparent)]

@@ -83,8 +83,8 @@ pub use retry::RetryPolicy;
 pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
 pub use stream::{
-    DEFAULT_STREAM_PREFIX, ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET,
-    StreamConsumption, StreamNaming, UnmappedPattern,
+    DEFAULT_STREAM_PREFIX, Envelope, ErrorStreamEntry, EventStream, HEADER_STREAM,
+    HEADER_STREAM_OFFSET, StreamConsumption, StreamNaming, UnmappedPattern,
 };
 pub use transport::{
     Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,

@@ -11,8 +11,10 @@ mod consumption;
 mod error_stream;
 mod merged;
 mod naming;
+mod subscribe;
 
 pub use consumption::StreamConsumption;
 pub use error_stream::{ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET};
 pub(crate) use merged::MergedConsumer;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
+pub use subscribe::{Envelope, EventStream};

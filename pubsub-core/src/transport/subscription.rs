@@ -102,7 +102,8 @@ pub struct StreamSource {
 #[non_exhaustive]
 pub enum StoreOffsets {
     /// An anonymous reader: no offset is read at start or stored; it starts where its
-    /// [`StartAt`] says every time (a reader that iterates a stream).
+    /// [`StartAt`] says every time (the typed event streams of
+    /// [`Bus::subscribe`](crate::Bus::subscribe)).
     Never,
     /// Store once `events` more deliveries were settled, or once `interval` passed since
     /// the last store with something new to store, and when the consumer closes.
