@@ -22,7 +22,7 @@ use crate::handler_input::RawEvent;
 use crate::metadata::Message;
 use crate::retry::RetryPolicy;
 use crate::selection::HandlerSelection;
-use crate::transport::{Capabilities, Transport};
+use crate::transport::{Capabilities, Destination, Subscription, Transport};
 
 /// How long a case waits for handling before it fails.
 pub(super) const PATIENCE: Duration = Duration::from_secs(30);
@@ -193,6 +193,32 @@ pub(super) async fn bus_on(
     prefetch: u16,
 ) -> Bus {
     build(builder(transport, service, prefetch), handlers).await
+}
+
+/// What a raw consumer of `service` reads for `pattern`: its queue bound to the pattern,
+/// or, on a stream transport, the stream of the pattern's domain (from `Next` as of the
+/// declare).
+pub(super) fn raw_subscription(
+    transport: &dyn Transport,
+    service: &str,
+    pattern: &str,
+) -> Subscription {
+    match transport.stream_naming() {
+        Some(naming) => Subscription::stream(service, naming.stream_of_key(pattern)),
+        None => Subscription::queue(service, [pattern]),
+    }
+}
+
+/// Where raw input for `service` goes straight to: its queue, or, on a stream transport,
+/// the stream of `key`'s domain.
+pub(super) fn straight_to(transport: &dyn Transport, service: &str, key: &str) -> Destination {
+    match transport.stream_naming() {
+        Some(naming) => Destination::Stream {
+            stream: naming.stream_of_key(key),
+            partition_key: None,
+        },
+        None => Destination::Queue(service.to_owned()),
+    }
 }
 
 /// A JSON message under `key` carrying `n`.

@@ -387,7 +387,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl Transport for MemoryTransport {
     fn name(&self) -> &'static str {
-        "memory"
+        if self.stream_mode().is_some() {
+            "memory-streams"
+        } else {
+            "memory"
+        }
     }
 
     fn capabilities(&self) -> Capabilities {

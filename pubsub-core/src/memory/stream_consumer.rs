@@ -129,7 +129,7 @@ impl Acker for MemoryStreamAcker {
             Settlement::Requeue | Settlement::Retry(_) => {
                 return Err(TransportError::Unsupported {
                     what: "requeue or delayed redelivery on a stream (the offset stays back; a restart reads it again)",
-                    transport: "memory",
+                    transport: "memory-streams",
                 });
             }
         }

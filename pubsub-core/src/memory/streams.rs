@@ -207,13 +207,13 @@ impl MemoryTransport {
             Destination::Stream { .. } => {
                 return Err(TransportError::Unsupported {
                     what: "super streams (partition keys) yet",
-                    transport: "memory",
+                    transport: "memory-streams",
                 });
             }
             Destination::Queue(_) | Destination::Reply(_) => {
                 return Err(TransportError::Unsupported {
                     what: "queues and replies in stream mode (use MemoryTransport::new())",
-                    transport: "memory",
+                    transport: "memory-streams",
                 });
             }
         };
@@ -233,14 +233,14 @@ impl MemoryTransport {
             Source::Stream(source) if source.super_stream => {
                 return Err(TransportError::Unsupported {
                     what: "super streams yet",
-                    transport: "memory",
+                    transport: "memory-streams",
                 });
             }
             Source::Stream(source) => source,
             Source::Queue(_) | Source::DeadLetters => {
                 return Err(TransportError::Unsupported {
                     what: "queues in stream mode (read the error stream as a stream instead of the dead-letter queue)",
-                    transport: "memory",
+                    transport: "memory-streams",
                 });
             }
         };
