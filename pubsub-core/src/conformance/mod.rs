@@ -31,6 +31,7 @@
 //! ```
 
 mod cases;
+mod stream_cases;
 mod support;
 
 use std::fmt;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use cases::*;
+pub use stream_cases::*;
 
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
@@ -171,7 +173,8 @@ pub enum Ran {
 
 /// The one list of cases, in the order [`CASES`] and [`conformance_tests!`](crate::conformance_tests)
 /// use: `name [needs…]`. Calls the macro `$crate::$then!` with `$args` and the list.
-/// Every `pub async fn` of `cases.rs` must be here: a const assertion below counts them.
+/// Every `pub async fn` of `cases.rs` and `stream_cases.rs` must be here: a const assertion
+/// below counts them.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
@@ -195,6 +198,12 @@ macro_rules! __conformance_cases {
             closed_transport_refuses [],
             request_reply [RequestReply],
             request_times_out [RequestReply],
+            resume_after_restart [Replay],
+            only_handled_prefix_is_stored [Replay],
+            failures_go_to_the_error_stream [Replay],
+            single_active_consumer_takes_over [Replay],
+            start_positions [Replay],
+            new_service_reads_history [Replay],
         }
     };
 }
@@ -281,8 +290,9 @@ const fn count_cases(source: &str) -> usize {
 // A case written in cases.rs but missing from the list would never run anywhere: refuse
 // to compile. (A name in the list without its function fails to compile anyway.)
 const _: () = assert!(
-    count_cases(include_str!("cases.rs")) == CASES.len(),
-    "every `pub async fn` of conformance/cases.rs must be in the case list of conformance/mod.rs (__conformance_cases!), and every case there must be one"
+    count_cases(include_str!("cases.rs")) + count_cases(include_str!("stream_cases.rs"))
+        == CASES.len(),
+    "every `pub async fn` of conformance/cases.rs and stream_cases.rs must be in the case list of conformance/mod.rs (__conformance_cases!), and every case there must be one"
 );
 
 /// The case named `name`.

@@ -13,10 +13,11 @@ use crate::memory::MemoryTransport;
 use crate::metadata::Message;
 use crate::transport::{Capabilities, Confirmation, Consumer, Outgoing, Subscription, Transport};
 
-/// The names of the `pub async fn`s of cases.rs, read from its source.
+/// The names of the `pub async fn`s of cases.rs and stream_cases.rs, read from their source.
 fn cases_in_source() -> Vec<&'static str> {
-    include_str!("cases.rs")
-        .lines()
+    [include_str!("cases.rs"), include_str!("stream_cases.rs")]
+        .into_iter()
+        .flat_map(str::lines)
         .filter_map(|line| line.strip_prefix("pub async fn "))
         .map(|rest| rest.split(['(', '<']).next().unwrap_or(rest).trim())
         .collect()
