@@ -72,6 +72,19 @@ impl Capabilities {
     }
 
     /// An offset-commit stream transport: replay, no requeue, no delayed redelivery.
+    ///
+    /// A log has no requeue: a failed handler is retried **in process**, its delivery held
+    /// (and the stored offset held back) meanwhile; after the retries the event goes to the
+    /// service's error stream and the offset advances. A delivery abandoned at shutdown is
+    /// read again after a restart, from the stored offset.
+    ///
+    /// ```
+    /// use pubsub::{Capabilities, DelayedRedelivery, MemoryTransport, Transport};
+    /// let caps = MemoryTransport::streams().capabilities();
+    /// assert_eq!(caps, Capabilities::stream());
+    /// assert!(!caps.requeue && caps.replay);
+    /// assert_eq!(caps.delayed_redelivery, DelayedRedelivery::None); // retries in process
+    /// ```
     pub const fn stream() -> Self {
         Self {
             requeue: false,

@@ -14,13 +14,17 @@ use crate::metadata::Message;
 #[non_exhaustive]
 pub enum Destination {
     /// The topic exchange, routed by the message's key to every bound queue (the default).
+    /// A stream-backed transport appends it to the stream of the key's domain instead
+    /// ([`StreamNaming::stream_of_key`](crate::StreamNaming::stream_of_key)): the bus
+    /// always publishes to the topic, and the transport maps it.
     #[default]
     Topic,
     /// Straight to one named queue.
     Queue(String),
     /// A reply address taken from a request's `reply_to`.
     Reply(String),
-    /// A stream; with a partition key, the partition of a super stream that key hashes to.
+    /// A stream named explicitly (a chat room's own stream, raw input for a test); with a
+    /// partition key, the partition of a super stream that key hashes to.
     Stream {
         /// The stream (or super stream) name.
         stream: String,
