@@ -205,3 +205,86 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
     let queues = Bus::publisher("clerk", MemoryTransport::new());
     assert!(queues.subscribe::<Posted>(StartAt::First).await.is_err());
 }
+
+#[tokio::test]
+async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partition() {
+    use pubsub::{PublishOptions, StreamNaming};
+    let naming = StreamNaming::default().super_stream("ledger", 3);
+    let broker = MemoryTransport::streams_with(naming, pubsub::DEFAULT_MEMORY_STREAM_LENGTH);
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = TestHarness::start_on(builder(&calls, None), broker.clone())
+        .await
+        .unwrap();
+    let account = |n: u32| PublishOptions::new().partition_key(format!("account-{}", n % 5));
+    for n in 0..30 {
+        h.bus()
+            .publish_with(&Posted { n }, account(n))
+            .await
+            .unwrap();
+    }
+    h.settled().await.unwrap();
+    assert_eq!(h.consumed::<Posted>("ledger").len(), 30);
+    let partitions = ["events.ledger-0", "events.ledger-1", "events.ledger-2"];
+    let mut lengths = Vec::new();
+    for partition in partitions {
+        let held: Vec<u32> = broker
+            .stream_messages(partition)
+            .unwrap()
+            .iter()
+            .map(|(_, m)| Posted::decode_message(m).unwrap().n)
+            .collect();
+        // a key's events sit in one partition, in publish order
+        for key in 0..5 {
+            let of_key: Vec<u32> = held.iter().copied().filter(|n| n % 5 == key).collect();
+            assert!(
+                of_key.is_empty() || of_key.len() == 6,
+                "{partition}: {held:?}"
+            );
+            assert!(of_key.is_sorted(), "{partition}: {held:?}");
+        }
+        lengths.push(held.len() as u64);
+    }
+    assert_eq!(lengths.iter().sum::<u64>(), 30);
+    assert!(
+        lengths.iter().filter(|l| **l > 0).count() >= 2,
+        "{lengths:?}"
+    );
+    h.shutdown().await.unwrap();
+    for (partition, length) in partitions.iter().zip(&lengths) {
+        let stored = broker.stored_offset(partition, "books").unwrap();
+        assert_eq!(
+            stored,
+            length.checked_sub(1),
+            "{partition}: one offset each"
+        );
+    }
+    // a restart reads each partition after its own offset
+    let again = Arc::new(AtomicU32::new(0));
+    let h = TestHarness::start_on(builder(&again, None), broker.clone())
+        .await
+        .unwrap();
+    for n in 30..36 {
+        h.bus()
+            .publish_with(&Posted { n }, account(n))
+            .await
+            .unwrap();
+    }
+    h.settled().await.unwrap();
+    let seen: Vec<u32> = h.consumed::<Posted>("ledger").iter().map(|p| p.n).collect();
+    let mut sorted = seen.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (30..36).collect::<Vec<_>>(),
+        "only the new events: {seen:?}"
+    );
+    // iterating the super stream reads every partition
+    let mut all = h.bus().subscribe::<Posted>(StartAt::First).await.unwrap();
+    let mut read = Vec::new();
+    for _ in 0..36 {
+        read.push(item(&mut all).await.unwrap().event.n);
+    }
+    read.sort_unstable();
+    assert_eq!(read, (0..36).collect::<Vec<_>>());
+    h.shutdown().await.unwrap();
+}

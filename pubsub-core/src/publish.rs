@@ -18,7 +18,7 @@ use crate::metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,
 };
-use crate::transport::{Capabilities, Confirmation, Outgoing, Transport};
+use crate::transport::{Capabilities, Confirmation, Destination, Outgoing, Transport};
 
 /// Optional envelope fields for one publish.
 ///
@@ -37,6 +37,8 @@ pub struct PublishOptions {
     pub(crate) headers: BTreeMap<String, String>,
     /// The event id (set for events caused by a handler); a new UUID v7 otherwise.
     pub(crate) id: Option<Uuid>,
+    /// Picks the partition of a super stream.
+    pub(crate) partition_key: Option<String>,
 }
 
 impl PublishOptions {
@@ -70,6 +72,16 @@ impl PublishOptions {
     #[must_use]
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// On a stream-backed transport whose stream of the event's domain is a super stream
+    /// ([`StreamNaming::super_stream`](crate::StreamNaming::super_stream)): the key that
+    /// picks its partition (an order id), so that the events of one key stay in order.
+    /// Ignored by queue transports.
+    #[must_use]
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
         self
     }
 
@@ -138,12 +150,30 @@ impl Publisher {
         event: &E,
         options: PublishOptions,
     ) -> Result<PendingPublish> {
+        let partition_key = options.partition_key.clone();
         let message = self.message(event, options)?;
-        self.send_message(message).await
+        let destination = self.destination(&message, partition_key);
+        self.send_message(message, destination).await
     }
 
-    /// Sends to the topic; the returned publish resolves on confirmation.
-    async fn send_message(&self, message: Message) -> Result<PendingPublish> {
+    /// The topic; with a partition key, on a stream-backed transport, the stream of the
+    /// event's domain with that key.
+    fn destination(&self, message: &Message, partition_key: Option<String>) -> Destination {
+        match (partition_key, self.transport.stream_naming()) {
+            (Some(partition_key), Some(naming)) => Destination::Stream {
+                stream: naming.stream_of_key(&message.metadata.key),
+                partition_key: Some(partition_key),
+            },
+            _ => Destination::Topic,
+        }
+    }
+
+    /// Sends to `destination`; the returned publish resolves on confirmation.
+    async fn send_message(
+        &self,
+        message: Message,
+        destination: Destination,
+    ) -> Result<PendingPublish> {
         let id = message.metadata.id;
         let span = tracing::debug_span!(
             "publish",
@@ -153,7 +183,7 @@ impl Publisher {
         );
         let confirmation = self
             .transport
-            .send(Outgoing::from(message))
+            .send(Outgoing::new(message, destination))
             .instrument(span)
             .await?;
         Ok(PendingPublish {
@@ -169,7 +199,9 @@ impl Publisher {
         if message.metadata.app_id.is_none() {
             message.metadata.app_id = Some(self.service.to_string());
         }
-        self.send_message(message).await?.await?;
+        self.send_message(message, Destination::Topic)
+            .await?
+            .await?;
         Ok(id)
     }
 }

@@ -12,11 +12,19 @@ use super::{Broker, MemoryTransport, lock};
 use crate::error::{Error, TransportError};
 use crate::memory::DeadLetteredMessage;
 use crate::metadata::Message;
-use crate::stream::{ErrorStreamEntry, StreamNaming};
+use crate::stream::{ErrorStreamEntry, MergedConsumer, StreamNaming};
 use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription};
 
 /// Most messages a memory stream keeps by default ([`MemoryTransport::streams`]).
 pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
+
+/// What a stream subscription reads: its logs (a super stream's partitions), the
+/// service's error stream, and how.
+pub(super) struct Declared<'s> {
+    logs: Vec<Arc<Log>>,
+    errors: Arc<Log>,
+    source: &'s StreamSource,
+}
 
 /// The streams of a broker in stream mode.
 #[derive(Debug)]
@@ -33,7 +41,8 @@ impl MemoryTransport {
     /// that keeps the last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages; a bus on it reads the
     /// streams its handlers need with a consumer named after its service, whose offset is
     /// stored after handling; single active consumer; each service's failures go to its
-    /// error stream. Its capabilities are [`Capabilities::stream`](crate::Capabilities::stream):
+    /// error stream; super streams if the naming has some
+    /// ([`StreamNaming::super_stream`]), each partition its own log. Its capabilities are [`Capabilities::stream`](crate::Capabilities::stream):
     /// no queues, no requeue, retries in process.
     ///
     /// ```
@@ -198,18 +207,13 @@ impl MemoryTransport {
         destination: Destination,
     ) -> Result<(), TransportError> {
         let streams = self.streams_or_error()?;
-        let stream = match destination {
-            Destination::Topic => streams.naming.stream_of_key(&message.metadata.key),
+        let naming = &streams.naming;
+        let (stream, partition_key) = match destination {
+            Destination::Topic => (naming.stream_of_key(&message.metadata.key), None),
             Destination::Stream {
                 stream,
-                partition_key: None,
-            } => stream,
-            Destination::Stream { .. } => {
-                return Err(TransportError::Unsupported {
-                    what: "super streams (partition keys) yet",
-                    transport: "memory-streams",
-                });
-            }
+                partition_key,
+            } => (stream, partition_key),
             Destination::Queue(_) | Destination::Reply(_) => {
                 return Err(TransportError::Unsupported {
                     what: "queues and replies in stream mode (use MemoryTransport::new())",
@@ -217,25 +221,34 @@ impl MemoryTransport {
                 });
             }
         };
+        let stream = match (naming.partitions(&stream), partition_key) {
+            (None, None) => stream,
+            (None, Some(_)) => {
+                return Err(TransportError::topology(format!(
+                    "stream {stream} is not a super stream, but the publish has a partition key \
+                     (StreamNaming::super_stream makes it one)"
+                )));
+            }
+            (Some(_), key) => {
+                // without a key: the conversation's, so that it stays in one partition
+                let metadata = &message.metadata;
+                let key = key.unwrap_or_else(|| metadata.correlation_or_id());
+                naming.partition_for(&stream, &key).unwrap_or(stream)
+            }
+        };
         self.log(streams, &stream).append(message);
         Ok(())
     }
 
-    /// Declares the stream and the service's error stream; fixes where a new consumer
-    /// starting at `Next` begins.
+    /// Declares the stream (each partition of a super stream) and the service's error
+    /// stream; fixes where a new consumer starting at `Next` begins.
     pub(super) fn declare_stream<'s>(
         &self,
         subscription: &'s Subscription,
-    ) -> Result<(Arc<Log>, Arc<Log>, &'s StreamSource), TransportError> {
+    ) -> Result<Declared<'s>, TransportError> {
         self.check_open()?;
         let streams = self.streams_or_error()?;
         let source = match &subscription.source {
-            Source::Stream(source) if source.super_stream => {
-                return Err(TransportError::Unsupported {
-                    what: "super streams yet",
-                    transport: "memory-streams",
-                });
-            }
             Source::Stream(source) => source,
             Source::Queue(_) | Source::DeadLetters => {
                 return Err(TransportError::Unsupported {
@@ -244,10 +257,29 @@ impl MemoryTransport {
                 });
             }
         };
-        let log = self.log(streams, &source.stream);
+        let names = match (
+            source.super_stream,
+            streams.naming.partitions(&source.stream),
+        ) {
+            (false, _) => vec![source.stream.clone()],
+            (true, Some(partitions)) => partitions,
+            (true, None) => {
+                return Err(TransportError::topology(format!(
+                    "stream {} is not a super stream (StreamNaming::super_stream makes it one)",
+                    source.stream
+                )));
+            }
+        };
+        let logs: Vec<Arc<Log>> = names.iter().map(|name| self.log(streams, name)).collect();
         let errors = self.log(streams, &streams.naming.error_stream(&subscription.service));
-        log.declare_reader(&subscription.service, source);
-        Ok((log, errors, source))
+        for log in &logs {
+            log.declare_reader(&subscription.service, source);
+        }
+        Ok(Declared {
+            logs,
+            errors,
+            source,
+        })
     }
 
     /// Reads the stream with a consumer named after the service.
@@ -255,24 +287,41 @@ impl MemoryTransport {
         &self,
         subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError> {
-        let (log, errors, source) = self.declare_stream(subscription)?;
-        let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
-        log.attach(
-            id,
-            &subscription.service,
-            source,
-            usize::from(subscription.prefetch),
-        );
-        lock(&self.connection.readers).push((Arc::clone(&log), id));
-        let consumer = MemoryStreamConsumer {
-            log,
+        let Declared {
+            logs,
             errors,
-            id,
-            connection: Arc::clone(&self.connection),
-            detached: false,
-        };
-        consumer.start_store_timer(source.store);
-        Ok(Box::new(consumer))
+            source,
+        } = self.declare_stream(subscription)?;
+        let mut consumers: Vec<Box<dyn Consumer>> = Vec::with_capacity(logs.len());
+        for log in logs {
+            let id = self.broker.next_consumer.fetch_add(1, Ordering::Relaxed);
+            log.attach(
+                id,
+                &subscription.service,
+                source,
+                usize::from(subscription.prefetch),
+            );
+            lock(&self.connection.readers).push((Arc::clone(&log), id));
+            let consumer = MemoryStreamConsumer {
+                log,
+                errors: Arc::clone(&errors),
+                id,
+                connection: Arc::clone(&self.connection),
+                detached: false,
+            };
+            consumer.start_store_timer(source.store);
+            consumers.push(Box::new(consumer));
+        }
+        match consumers.pop() {
+            Some(only) if consumers.is_empty() => Ok(only),
+            Some(last) => {
+                consumers.push(last);
+                Ok(Box::new(MergedConsumer::new(consumers)))
+            }
+            None => Err(TransportError::topology(
+                "a super stream without partitions",
+            )),
+        }
     }
 
     /// Whether no stream has a reader with work left.

@@ -118,7 +118,9 @@ impl StreamConsumption {
         Ok(streams
             .into_iter()
             .map(|stream| {
+                let partitioned = naming.partitions(&stream).is_some();
                 Subscription::stream(service, stream)
+                    .super_stream(partitioned)
                     .start_at(self.start)
                     .single_active(self.single_active)
                     .store_offsets(self.store)

@@ -11,6 +11,7 @@ mod consumption;
 mod error_stream;
 mod merged;
 mod naming;
+mod partition;
 mod subscribe;
 
 pub use consumption::StreamConsumption;

@@ -1,6 +1,8 @@
 //! Which stream an event goes to, which streams a service reads, and where its failures go.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::partition::{partition_name, partition_of};
 
 /// The prefix of [`StreamNaming::default`].
 pub const DEFAULT_STREAM_PREFIX: &str = "events";
@@ -27,6 +29,13 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 /// With an empty prefix, streams are named after the domains alone (`order`,
 /// `errors.billing`).
 ///
+/// **Super streams**: [`super_stream`](Self::super_stream) makes a domain's stream a super
+/// stream of N partitions `{stream}-0` … `{stream}-(N-1)`. An event goes to the partition
+/// its partition key hashes to ([`PublishOptions::partition_key`](crate::PublishOptions::partition_key);
+/// without one, its correlation id, else its id), by RabbitMQ's hash routing (MurmurHash3,
+/// seed 104729, modulo N), so the events of one key stay in order in one partition. A
+/// service reads every partition, each with its own stored offset.
+///
 /// ```
 /// use pubsub::StreamNaming;
 /// let naming = StreamNaming::default();
@@ -39,6 +48,8 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamNaming {
     prefix: String,
+    /// Super streams by stream name, with their partition counts.
+    super_streams: BTreeMap<String, u16>,
 }
 
 impl Default for StreamNaming {
@@ -55,7 +66,41 @@ impl StreamNaming {
         while prefix.ends_with('.') {
             prefix.pop();
         }
-        Self { prefix }
+        Self {
+            prefix,
+            super_streams: BTreeMap::new(),
+        }
+    }
+
+    /// Makes the stream of `domain` a super stream of `partitions` partitions (at least 1).
+    ///
+    /// ```
+    /// use pubsub::StreamNaming;
+    /// let naming = StreamNaming::default().super_stream("order", 3);
+    /// assert_eq!(naming.partitions("events.order").map(|p| p.len()), Some(3));
+    /// assert_eq!(naming.partitions("events.stock"), None);
+    /// let partition = naming.partition_for("events.order", "order-42");
+    /// assert_eq!(partition, naming.partition_for("events.order", "order-42")); // stable
+    /// assert!(partition.is_some_and(|p| p.starts_with("events.order-")));
+    /// ```
+    #[must_use]
+    pub fn super_stream(mut self, domain: &str, partitions: u16) -> Self {
+        let stream = self.stream_of_domain(domain);
+        self.super_streams.insert(stream, partitions.max(1));
+        self
+    }
+
+    /// The partitions of `stream`, in order, if it is a super stream.
+    pub fn partitions(&self, stream: &str) -> Option<Vec<String>> {
+        let count = *self.super_streams.get(stream)?;
+        Some((0..count).map(|i| partition_name(stream, i)).collect())
+    }
+
+    /// The partition of super stream `stream` that `partition_key` goes to; `None` if
+    /// `stream` is not a super stream.
+    pub fn partition_for(&self, stream: &str, partition_key: &str) -> Option<String> {
+        let count = *self.super_streams.get(stream)?;
+        Some(partition_name(stream, partition_of(partition_key, count)))
     }
 
     /// The prefix (without its dot).

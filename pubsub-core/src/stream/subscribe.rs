@@ -113,14 +113,20 @@ impl Bus {
     }
 
     /// Iterates the events of type `E` in the stream named `stream`, from `start` (see
-    /// [`subscribe`](Self::subscribe)).
+    /// [`subscribe`](Self::subscribe)). Of a super stream, every partition is read, each
+    /// from `start`: events of one partition key come in order, across keys interleaved.
     pub async fn subscribe_to<E: Event>(
         &self,
         stream: impl Into<String>,
         start: StartAt,
     ) -> Result<EventStream<E>> {
         let stream = stream.into();
+        let transport = &self.inner.publisher.transport;
+        let partitioned = transport
+            .stream_naming()
+            .is_some_and(|naming| naming.partitions(&stream).is_some());
         let subscription = Subscription::stream(self.service(), stream.clone())
+            .super_stream(partitioned)
             .start_at(start)
             .store_offsets(StoreOffsets::Never)
             .prefetch(READ_AHEAD);
