@@ -83,6 +83,17 @@ async fn the_harness_runs_a_stream_service_and_a_failure_lands_in_its_error_stre
 }
 
 #[tokio::test]
+async fn the_harness_gives_a_stream_service_a_stream_broker() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = TestHarness::start(builder(&calls, Some(0))).await.unwrap();
+    h.publish(&Posted { n: 0 }).await.unwrap();
+    h.settled().await.unwrap();
+    assert_eq!(h.single_dead_letter().failed_handlers, ["ledger"]);
+    assert_eq!(h.transport().stream_length("events.ledger").unwrap(), 1);
+    h.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_restarted_service_resumes_after_its_stored_offset() {
     let broker = MemoryTransport::streams();
     let calls = Arc::new(AtomicU32::new(0));

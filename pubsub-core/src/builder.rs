@@ -295,6 +295,11 @@ impl BusBuilder {
         self.service.is_some()
     }
 
+    #[cfg(feature = "testing")]
+    pub(crate) fn reads_streams(&self) -> bool {
+        self.streams.is_some()
+    }
+
     /// Checks the configuration, declares the service's queue and bindings with the
     /// transport (so events published from now on wait for it), and returns the bus, not
     /// yet consuming: see [`Bus::run_until`] and [`Bus::spawn`].

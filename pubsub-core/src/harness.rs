@@ -106,9 +106,17 @@ impl Observer for CallLog {
 
 impl TestHarness {
     /// Builds the bus on a fresh [`MemoryTransport`] (service `test` unless the builder
-    /// names one) and starts it.
+    /// names one) and starts it; a bus that reads streams
+    /// ([`BusBuilder::streams`](crate::BusBuilder::streams)) gets one in stream mode
+    /// ([`MemoryTransport::streams`]), whose error stream [`dead_letters`](Self::dead_letters)
+    /// reads.
     pub async fn start(builder: BusBuilder) -> Result<Self> {
-        Self::start_on(builder, MemoryTransport::new()).await
+        let transport = if builder.reads_streams() {
+            MemoryTransport::streams()
+        } else {
+            MemoryTransport::new()
+        };
+        Self::start_on(builder, transport).await
     }
 
     /// Like [`start`](Self::start) on a given broker, e.g. one shared with other buses.

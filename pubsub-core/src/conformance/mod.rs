@@ -50,7 +50,8 @@ use crate::transport::{Capabilities, DelayedRedelivery, SettlementModel, Transpo
 pub trait Broker: Send + Sync {
     /// A new connection; every call must reach the same broker.
     fn connect(&self) -> BoxFuture<'_, Arc<dyn Transport>>;
-    /// The messages in the dead-letter queue of `service`, oldest first.
+    /// The messages in the dead-letter queue of `service`, oldest first (on a stream
+    /// transport, its error stream).
     fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>>;
 }
 

@@ -73,7 +73,9 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Declares what `subscription` needs (the service's queue bound to its patterns and
     /// its dead-letter queue, or the stream) without consuming. Idempotent. Called when a
-    /// bus is built, so that events published from then on wait for it.
+    /// bus is built, so that events published from then on wait for it: for a named
+    /// stream consumer with no stored offset that starts at [`StartAt::Next`], declare
+    /// fixes "next" as the end of the stream now, and consuming later starts there.
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError>;
 
     /// Starts consuming `subscription` (declaring it first if needed). Called when a bus
