@@ -165,7 +165,7 @@ async fn a_wildcard_domain_needs_known_domains() {
     )
     .await
     .unwrap();
-    let _ = bus;
+    assert_eq!(bus.streams(), ["events.ledger", "events.shop"]);
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]

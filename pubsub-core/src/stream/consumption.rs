@@ -5,7 +5,44 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::naming::{StreamNaming, UnmappedPattern, literal_domain};
+use crate::bus::Bus;
+use crate::consumption::Consumption;
 use crate::transport::{StartAt, StoreOffsets, Subscription};
+
+impl Bus {
+    /// The streams this bus reads, sorted (empty for a bus that reads a queue or
+    /// publishes only): what its handlers' patterns need, as [`StreamNaming`] says.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let audit = Handler::raw("audit", "order.#", |_: RawEvent, _: Context| async {
+    ///     Ok::<_, HandlerError>(())
+    /// });
+    /// let bus = Bus::builder()
+    ///     .service("audit")
+    ///     .transport(MemoryTransport::streams())
+    ///     .select_handlers(HandlerSelection::None)
+    ///     .handler(audit)
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(bus.streams(), ["events.order"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn streams(&self) -> Vec<&str> {
+        match &self.inner.consumption {
+            Some(Consumption::Streams(subscriptions)) => subscriptions
+                .iter()
+                .filter_map(|s| s.stream_source().map(|source| source.stream.as_str()))
+                .collect(),
+            Some(Consumption::Queue(_)) | None => Vec::new(),
+        }
+    }
+}
 
 /// How a service's bus reads streams: given to
 /// [`BusBuilder::streams`](crate::BusBuilder::streams), and used with its defaults when
