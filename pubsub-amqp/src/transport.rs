@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use lapin::Connection;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
-    Capabilities, Confirmation, Consumer, DelayedRedelivery, Message, Outgoing, QueueType,
-    Subscription, Transport, TransportError,
+    Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
+    QueueType, Subscription, Transport, TransportError,
 };
 use tokio::sync::OnceCell;
 
@@ -109,38 +109,6 @@ impl AmqpTransport {
             .await?)
     }
 
-    /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
-    /// its `x-death-reason` and `x-failed-handlers` headers; they stay in the queue (read
-    /// and given back, so the broker flags them as redelivered).
-    pub async fn dead_letters(&self, service: &str) -> Result<Vec<Message>, TransportError> {
-        let connection = self.consuming().await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| AmqpError::channel("opening a channel to read dead letters", e))?;
-        let queue = topology::dead_letter_queue(service);
-        let mut messages = Vec::new();
-        loop {
-            let got = channel
-                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|e| AmqpError::channel("reading the dead-letter queue", e))?;
-            let Some(got) = got else { break };
-            let d = got.delivery;
-            messages.push(convert::message(
-                d.routing_key.as_str(),
-                false,
-                &d.properties,
-                d.data,
-            ));
-        }
-        // closing the channel gives back every message it held
-        if let Err(error) = channel.close(200, "peeked".into()).await {
-            tracing::debug!(%error, "closing the dead-letter channel");
-        }
-        Ok(messages)
-    }
-
     async fn declare_queue(&self, subscription: &Subscription) -> Result<String, TransportError> {
         let connection = self.consuming().await?;
         let channel = connection
@@ -194,6 +162,36 @@ impl Transport for AmqpTransport {
         )
         .await?;
         Ok(Box::new(consumer))
+    }
+
+    /// Reads the dead-letter queue with `basic.get` and gives every message back by
+    /// closing the channel, so they stay (the broker flags them as redelivered).
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        let connection = self.consuming().await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::channel("opening a channel to read dead letters", e))?;
+        let queue = topology::dead_letter_queue(service);
+        let mut messages = Vec::new();
+        loop {
+            let got = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| AmqpError::channel("reading the dead-letter queue", e))?;
+            let Some(got) = got else { break };
+            let d = got.delivery;
+            let message = convert::message(d.routing_key.as_str(), false, &d.properties, d.data);
+            messages.push(DeadLetteredMessage::new(message, service));
+        }
+        // closing the channel gives back every message it held
+        if let Err(error) = channel.close(200, "peeked".into()).await {
+            tracing::debug!(%error, "closing the dead-letter channel");
+        }
+        Ok(messages)
     }
 
     async fn close(&self) -> Result<(), TransportError> {

@@ -17,7 +17,9 @@ use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
-use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Subscription, Transport};
+use crate::transport::{
+    Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Subscription, Transport,
+};
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -212,6 +214,28 @@ impl Bus {
     /// before it leaves `in_flight`.
     pub fn stats(&self) -> BusStats {
         self.inner.counters.snapshot()
+    }
+
+    /// The messages waiting in this service's dead-letter queue, oldest first, each with
+    /// its reason and the handlers that failed. They stay in the queue (replay or consume
+    /// them with [`BusBuilder::consume_dead_letters`](crate::BusBuilder::consume_dead_letters)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pubsub_core::Error> {
+    /// use pubsub_core::{Bus, MemoryTransport};
+    ///
+    /// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+    /// assert!(bus.dead_letters().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetteredMessage>> {
+        Ok(self
+            .inner
+            .publisher
+            .transport
+            .dead_letters(self.service())
+            .await?)
     }
 
     /// Used by the test harness and the conformance suite (`testing` feature).

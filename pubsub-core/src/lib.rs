@@ -68,7 +68,7 @@ pub use uuid::Uuid;
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 #[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
-pub use memory::{DeadLetteredMessage, MemoryTransport, QueueDepth};
+pub use memory::{MemoryTransport, QueueDepth};
 pub use metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,
@@ -81,7 +81,7 @@ pub use retry::RetryPolicy;
 pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
 pub use transport::{
-    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,
-    Destination, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,
-    SettlementModel, Source, StartAt, StreamSource, Subscription, Transport,
+    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,
+    DelayedRedelivery, Delivery, Destination, OffsetTracker, Outgoing, QueueSource, QueueType,
+    Retry, Settlement, SettlementModel, Source, StartAt, StreamSource, Subscription, Transport,
 };

@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use consumer::MemoryConsumer;
-pub use queue::DeadLetteredMessage;
 use queue::{BrokerSignal, Queue};
 
 use crate::error::{Error, TransportError};
@@ -25,8 +24,8 @@ use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
 use crate::transport::{
-    Capabilities, Confirmation, Consumer, DelayedRedelivery, Destination, Outgoing, Source,
-    Subscription, Transport,
+    Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Destination,
+    Outgoing, Source, Subscription, Transport,
 };
 
 thread_local! {
@@ -377,6 +376,15 @@ impl Transport for MemoryTransport {
             delivery_count: true,
             ..Capabilities::queue()
         }
+    }
+
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        self.check_open()?;
+        MemoryTransport::dead_letters(self, service)
+            .map_err(|e| TransportError::topology(e.to_string()))
     }
 
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
