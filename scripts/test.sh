@@ -30,6 +30,10 @@ port_open "$RABBITMQ_STREAM_HOST" "$RABBITMQ_STREAM_PORT" ||
 if [[ -n "${PUBSUB_RABBITMQCTL:-}" ]]; then
   # shellcheck disable=SC2086  # PUBSUB_RABBITMQCTL is a command prefix, split on purpose
   $PUBSUB_RABBITMQCTL status >/dev/null || { echo "'$PUBSUB_RABBITMQCTL status' failed" >&2; exit 1; }
+  # a fault test killed mid-way (a timeout, ^C) cannot restore what it changed: heal it
+  # shellcheck disable=SC2086
+  $PUBSUB_RABBITMQCTL -q start_app >/dev/null && $PUBSUB_RABBITMQCTL -q set_vm_memory_high_watermark 0.6 >/dev/null ||
+    { echo "could not reset the broker's state" >&2; exit 1; }
   ctl_note="rabbitmqctl OK"
 else
   ctl_note="no PUBSUB_RABBITMQCTL: fault tests needing rabbitmqctl cannot run"

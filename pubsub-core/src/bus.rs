@@ -13,6 +13,7 @@ use crate::builder::BusBuilder;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
+use crate::health::Health;
 use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
@@ -214,6 +215,17 @@ impl Bus {
     /// before it leaves `in_flight`.
     pub fn stats(&self) -> BusStats {
         self.inner.counters.snapshot()
+    }
+
+    /// Whether the bus is connected and consuming: its own state and its transport's
+    /// connections and consumers (see [`Health`]).
+    pub fn health(&self) -> Health {
+        Health {
+            service: self.service().to_owned(),
+            consuming: *self.inner.running.borrow(),
+            has_handlers: self.inner.subscription.is_some(),
+            transport: self.inner.publisher.transport.health(),
+        }
     }
 
     /// The messages waiting in this service's dead-letter queue, oldest first, each with

@@ -32,6 +32,7 @@ mod handler_error;
 mod handler_input;
 #[cfg(feature = "testing")]
 mod harness;
+mod health;
 mod memory;
 mod metadata;
 pub mod pattern;
@@ -61,6 +62,9 @@ pub use event::Event;
 pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
+pub use health::{
+    ConnectionHealth, ConnectionState, ConsumerHealth, ConsumerState, Health, TransportHealth,
+};
 pub use uuid::Uuid;
 // What the macros' generated code names; public so that diagnostics can name them, hidden
 // because users never write them.

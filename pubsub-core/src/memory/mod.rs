@@ -20,6 +20,7 @@ use consumer::MemoryConsumer;
 use queue::{BrokerSignal, Queue};
 
 use crate::error::{Error, TransportError};
+use crate::health::{ConnectionHealth, ConnectionState, TransportHealth};
 use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
@@ -376,6 +377,19 @@ impl Transport for MemoryTransport {
             delivery_count: true,
             ..Capabilities::queue()
         }
+    }
+
+    fn health(&self) -> TransportHealth {
+        let state = if self.check_open().is_ok() {
+            ConnectionState::Up
+        } else {
+            ConnectionState::Closed
+        };
+        let mut health = TransportHealth::new(self.name());
+        health
+            .connections
+            .push(ConnectionHealth::new("memory", state));
+        health
     }
 
     async fn dead_letters(

@@ -32,6 +32,7 @@ pub use outgoing::{Confirmation, Destination, Outgoing};
 pub use subscription::{QueueSource, QueueType, Source, StartAt, StreamSource, Subscription};
 
 use crate::error::TransportError;
+use crate::health::TransportHealth;
 use crate::metadata::Message;
 
 /// A broker connection as the bus uses it.
@@ -87,6 +88,13 @@ pub trait Transport: Send + Sync + 'static {
             what: "request/reply",
             transport: self.name(),
         })
+    }
+
+    /// The state of its connections and consumers, for [`Bus::health`](crate::Bus::health).
+    /// Transports that report state changes also log each one (`tracing`). The default
+    /// reports nothing, which counts as healthy.
+    fn health(&self) -> TransportHealth {
+        TransportHealth::new(self.name())
     }
 
     /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
