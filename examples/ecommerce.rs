@@ -4,16 +4,26 @@
 //! cargo run --example ecommerce
 //! ```
 //!
+//! or over RabbitMQ (`RABBITMQ_URL`, or `RABBITMQ_HOST`/`PORT`/`USERNAME`/`PASSWORD`/`VHOST`,
+//! or a `.env` file), where the CRM's dead letter stays in the `crm-service.dead-letters`
+//! queue for you to look at in the management UI:
+//!
+//! ```text
+//! PUBSUB_TRANSPORT=amqp cargo run --example ecommerce --features amqp
+//! ```
+//!
 //! A storefront publishes `user.registered`, `order.created` and `order.paid`. Four
 //! services, each with its own queue on one broker, react: email, inventory (which
 //! publishes `stock.reserved` in the same conversation), analytics (`order.*` and `#`),
 //! and a CRM sync that fails on purpose so you can watch the retries and the dead letter.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use pubsub::prelude::*;
-use pubsub::{Bus, MemoryTransport, RetryPolicy};
+use pubsub::{Bus, MemoryTransport, RetryPolicy, Transport};
 
 // ---- events ---------------------------------------------------------------------------
 
@@ -182,17 +192,13 @@ async fn main() -> anyhow::Result<()> {
         .compact()
         .init();
 
-    let broker = MemoryTransport::new();
+    let broker = transport()?;
+    println!("broker: {}\n", broker.name());
     let mut services = Vec::new();
-    for service in [
-        "email-service",
-        "inventory-service",
-        "analytics-service",
-        "crm-service",
-    ] {
+    for (service, _) in DUE {
         let bus = Bus::builder()
             .service(service)
-            .transport(broker.clone())
+            .shared_transport(Arc::clone(&broker))
             .retry(RetryPolicy::exponential(3, Duration::from_millis(100)))
             .build()
             .await?;
@@ -202,12 +208,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let storefront = Bus::builder()
         .service("storefront")
-        .transport(broker.clone())
+        .shared_transport(Arc::clone(&broker))
         .build()
         .await?;
 
     println!("\nstorefront publishes user.registered, order.created, order.paid:");
-    storefront
+    let user_event = storefront
         .publish(&UserRegistered {
             user_id: "u-17".into(),
             email: "ada@example.com".into(),
@@ -240,17 +246,31 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    broker.wait_idle(Duration::from_secs(10)).await?;
+    wait_until_settled(&services, Duration::from_secs(20)).await?;
 
     println!("\ndead letters:");
-    for dead in broker.all_dead_letters() {
-        println!(
-            "  {} from queue {}: {} (failed: {})",
-            dead.message.metadata.key,
-            dead.queue,
-            dead.reason,
-            dead.failed_handlers.join(", ")
-        );
+    for (bus, _) in &services {
+        let dead = bus.dead_letters().await?;
+        // over RabbitMQ the queue keeps those of earlier runs too
+        let (this_run, earlier): (Vec<_>, Vec<_>) = dead
+            .into_iter()
+            .partition(|d| d.message.metadata.id == user_event);
+        for dead in this_run {
+            println!(
+                "  {} from queue {}: {} (failed: {})",
+                dead.message.metadata.key,
+                dead.queue,
+                dead.reason,
+                dead.failed_handlers.join(", ")
+            );
+        }
+        if !earlier.is_empty() {
+            println!(
+                "  ({} more in {}'s queue from earlier runs)",
+                earlier.len(),
+                bus.service()
+            );
+        }
     }
     println!();
     for (bus, task) in services {
@@ -265,6 +285,55 @@ async fn main() -> anyhow::Result<()> {
             s.dead_lettered,
             s.handler_failures
         );
+    }
+    storefront.close().await?;
+    Ok(())
+}
+
+/// The services, and how many deliveries each settles in this run: email gets the three
+/// storefront events, inventory the order, analytics all four events (the three and
+/// `stock.reserved`), the CRM the sign-up it dead-letters.
+const DUE: [(&str, u64); 4] = [
+    ("email-service", 3),
+    ("inventory-service", 1),
+    ("analytics-service", 4),
+    ("crm-service", 1),
+];
+
+/// The in-memory broker, or RabbitMQ with `PUBSUB_TRANSPORT=amqp`.
+fn transport() -> anyhow::Result<Arc<dyn Transport>> {
+    match std::env::var("PUBSUB_TRANSPORT").as_deref() {
+        Err(_) | Ok("" | "memory") => Ok(Arc::new(MemoryTransport::new())),
+        #[cfg(feature = "amqp")]
+        Ok("amqp") => Ok(Arc::new(
+            pubsub::amqp::AmqpTransport::from_env().context("configuring RabbitMQ")?,
+        )),
+        #[cfg(not(feature = "amqp"))]
+        Ok("amqp") => anyhow::bail!("PUBSUB_TRANSPORT=amqp needs `--features amqp`"),
+        Ok(other) => anyhow::bail!("PUBSUB_TRANSPORT={other}: expected `memory` or `amqp`"),
+    }
+}
+
+/// Waits until every service has settled (acked or dead-lettered) what it is due.
+async fn wait_until_settled(
+    services: &[(Bus, tokio::task::JoinHandle<pubsub::Result<()>>)],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for ((bus, _), (_, due)) in services.iter().zip(DUE) {
+        loop {
+            let stats = bus.stats();
+            if stats.acked + stats.dead_lettered >= due {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} settled {} of {due} deliveries in {timeout:?}",
+                bus.service(),
+                stats.acked + stats.dead_lettered
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ impl Broker for RabbitMq {
                 .dead_letters(service)
                 .await
                 .unwrap_or_else(|e| panic!("reading the dead letters of {service}: {e}"));
+            let dead = dead.into_iter().map(|d| d.message).collect();
             let _ = transport.close().await;
             dead
         })

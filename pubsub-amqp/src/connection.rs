@@ -32,9 +32,7 @@ pub async fn connect(config: &AmqpConfig, role: &str) -> Result<Connection, Amqp
     let mut wait = config.initial_backoff;
     let mut attempt = 1;
     loop {
-        let properties =
-            ConnectionProperties::default().with_connection_name(format!("pubsub {role}").into());
-        match Connection::connect_uri(config.uri().clone(), properties).await {
+        match connect_once(config, role).await {
             Ok(connection) => {
                 tracing::info!(url = %config.url(), role, attempt, "connected to RabbitMQ");
                 return Ok(connection);
@@ -58,8 +56,30 @@ pub async fn connect(config: &AmqpConfig, role: &str) -> Result<Connection, Amqp
     }
 }
 
+/// One attempt, bounded by [`CONNECT_TIMEOUT`] (a broker that accepts TCP but does not
+/// answer must not hold the caller).
+pub(crate) async fn connect_once(
+    config: &AmqpConfig,
+    role: &str,
+) -> Result<Connection, lapin::Error> {
+    let properties =
+        ConnectionProperties::default().with_connection_name(format!("pubsub {role}").into());
+    let attempt = Connection::connect_uri(config.uri().clone(), properties);
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from the broker in {CONNECT_TIMEOUT:?}"),
+        )
+        .into()),
+    }
+}
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `wait` ± 20 %.
-fn jittered(wait: Duration) -> Duration {
+pub(crate) fn jittered(wait: Duration) -> Duration {
     wait.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 

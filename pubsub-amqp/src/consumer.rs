@@ -15,75 +15,273 @@
 //! - Acking on a channel that has gone is an error, never reported as done; the broker
 //!   delivers the message again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use lapin::Channel;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
     BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection};
 use pubsub_core::{
-    Acker, Confirmation, Consumer, DeadLetter, Delivery, Message, Retry, Settlement, TransportError,
+    Acker, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetter, Delivery, Message,
+    Retry, Settlement, Subscription, TransportError,
 };
+use tokio::sync::{mpsc, watch};
 
 use crate::config::AmqpConfig;
 use crate::convert;
 use crate::error::AmqpError;
-use crate::publisher::Publisher;
+use crate::link::Link;
+use crate::publisher::{Publisher, Route};
 use crate::topology;
 
-/// A consumer of one queue.
+/// A consumer of one queue. A task of its own keeps it consuming: after its channel or its
+/// connection is lost it waits for the link's next connection, declares the topology again
+/// and consumes again, so deliveries resume with nothing asked of the bus.
 pub(crate) struct AmqpConsumer {
-    channel: Channel,
-    consumer: lapin::Consumer,
-    exchange: String,
-    service: String,
-    dead_letter_exchange: String,
+    deliveries: mpsc::Receiver<Delivery>,
+    mode: watch::Sender<Mode>,
+    /// Whether the task still forwards deliveries (false once cancelled or stopped).
+    forwarding: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the bus asked of the consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Consume,
+    /// Stop new deliveries; keep the channel, so held deliveries can be settled.
+    Cancel,
+    /// Close the channel: the broker requeues whatever is unsettled.
+    Close,
+}
+
+/// What the consuming task needs.
+struct Source {
+    link: Arc<Link>,
+    config: AmqpConfig,
+    subscription: Subscription,
     publisher: Arc<Publisher>,
+    health: Arc<Mutex<ConsumerHealth>>,
 }
 
 impl AmqpConsumer {
-    /// Consumes `queue` with `prefetch` on a new channel of `connection`.
+    /// Starts consuming `subscription` on `link`; fails if the first attempt to declare and
+    /// consume fails (a queue declared before with other arguments, say).
     pub(crate) async fn start(
-        connection: &Connection,
+        link: Arc<Link>,
         config: &AmqpConfig,
-        service: &str,
-        queue: &str,
-        prefetch: u16,
+        subscription: &Subscription,
         publisher: Arc<Publisher>,
-    ) -> Result<Self, AmqpError> {
+        health: Arc<Mutex<ConsumerHealth>>,
+    ) -> Result<Self, TransportError> {
+        let source = Source {
+            link,
+            config: config.clone(),
+            subscription: subscription.clone(),
+            publisher,
+            health,
+        };
+        let (connection, _) = source.link.connection(None).await?;
+        let first = source.open(&connection).await?;
+        let (tx, deliveries) = mpsc::channel(usize::from(subscription.prefetch.max(1)));
+        let (mode, modes) = watch::channel(Mode::Consume);
+        let (forwarding_tx, forwarding) = watch::channel(true);
+        let task = tokio::spawn(source.run(first, tx, modes, forwarding_tx));
+        Ok(Self {
+            deliveries,
+            mode,
+            forwarding,
+            task,
+        })
+    }
+}
+
+impl Source {
+    /// Declares the topology and consumes on a new channel of `connection`.
+    async fn open(
+        &self,
+        connection: &lapin::Connection,
+    ) -> Result<(Channel, lapin::Consumer), AmqpError> {
         let channel = connection
             .create_channel()
             .await
             .map_err(|e| AmqpError::channel("opening a consuming channel", e))?;
+        let queue = topology::declare(&channel, &self.config, &self.subscription).await?;
         channel
-            .basic_qos(prefetch.max(1), BasicQosOptions::default())
+            .basic_qos(
+                self.subscription.prefetch.max(1),
+                BasicQosOptions::default(),
+            )
             .await
             .map_err(|e| AmqpError::channel("setting the prefetch", e))?;
         let consumer = channel
             .basic_consume(
-                queue.into(),
-                format!("pubsub {service}").into(),
+                queue.as_str().into(),
+                format!("pubsub {}", self.subscription.service).into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .map_err(|e| AmqpError::channel("starting to consume", e))?;
-        Ok(Self {
-            channel,
-            consumer,
-            exchange: config.exchange.clone(),
-            service: service.to_owned(),
-            dead_letter_exchange: topology::dead_letter_exchange(service),
-            publisher,
-        })
+        Ok((channel, consumer))
+    }
+
+    /// Forwards deliveries; after a loss, consumes again on the next connection.
+    async fn run(
+        self,
+        first: (Channel, lapin::Consumer),
+        tx: mpsc::Sender<Delivery>,
+        mut modes: watch::Receiver<Mode>,
+        forwarding: watch::Sender<bool>,
+    ) {
+        let mut current = Some(first);
+        let mut backoff = self.config.initial_backoff;
+        // the channel to keep open after a cancel, so held deliveries can still settle
+        let kept = loop {
+            let (channel, consumer) = match current.take() {
+                Some(open) => open,
+                None => match self.reopen(&mut modes, &mut backoff).await {
+                    Some(open) => open,
+                    None => break None,
+                },
+            };
+            self.transition(ConsumerState::Running, None);
+            backoff = self.config.initial_backoff;
+            match self.forward(&channel, consumer, &tx, &mut modes).await {
+                Ended::Lost(error) => self.transition(ConsumerState::Recovering, Some(error)),
+                Ended::Cancelled => break Some(channel),
+                Ended::Closed => {
+                    close(&channel).await;
+                    break None;
+                }
+            }
+        };
+        // `next` ends once the buffered deliveries are taken
+        drop(tx);
+        forwarding.send_replace(false);
+        self.transition(ConsumerState::Stopped, None);
+        if let Some(channel) = kept {
+            let _ = modes.wait_for(|m| *m == Mode::Close).await;
+            close(&channel).await;
+        }
+    }
+
+    /// Waits for a connection and consumes on it, with backoff between failures; `None`
+    /// when the bus closes the consumer or the link closes.
+    async fn reopen(
+        &self,
+        modes: &mut watch::Receiver<Mode>,
+        backoff: &mut Duration,
+    ) -> Option<(Channel, lapin::Consumer)> {
+        loop {
+            if *modes.borrow() != Mode::Consume {
+                return None;
+            }
+            let attempt = async {
+                let (connection, _) = self.link.connection(None).await?;
+                Ok::<_, TransportError>(self.open(&connection).await?)
+            };
+            let result = tokio::select! {
+                result = attempt => result,
+                _ = modes.changed() => continue,
+            };
+            match result {
+                Ok(open) => {
+                    lock(&self.health).resumed += 1;
+                    tracing::info!(service = %self.subscription.service, "consumer resumed");
+                    return Some(open);
+                }
+                Err(TransportError::Closed) => return None,
+                Err(error) => {
+                    tracing::warn!(service = %self.subscription.service, %error, "resuming the consumer failed; trying again");
+                    lock(&self.health).last_error = Some(error.to_string());
+                    let pause = crate::connection::jittered(*backoff);
+                    *backoff = (*backoff * 2).min(self.config.max_backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = modes.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forwards deliveries until the consumer's stream ends or the bus changes the mode.
+    async fn forward(
+        &self,
+        channel: &Channel,
+        mut consumer: lapin::Consumer,
+        tx: &mpsc::Sender<Delivery>,
+        modes: &mut watch::Receiver<Mode>,
+    ) -> Ended {
+        let mut sending: Option<Delivery> = None;
+        loop {
+            if let Some(delivery) = sending.take() {
+                tokio::select! {
+                    sent = tx.send(delivery) => if sent.is_err() { return Ended::Closed },
+                    _ = modes.changed() => {
+                        let mode = *modes.borrow();
+                        return self.stop_mode(channel, &consumer, mode).await;
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => sending = Some(self.delivery(delivery)),
+                    Some(Err(error)) => return Ended::Lost(error.to_string()),
+                    None => return Ended::Lost("the broker cancelled the consumer (its queue deleted?)".to_owned()),
+                },
+                _ = modes.changed() => {
+                        let mode = *modes.borrow();
+                        return self.stop_mode(channel, &consumer, mode).await;
+                    }
+            }
+        }
+    }
+
+    async fn stop_mode(&self, channel: &Channel, consumer: &lapin::Consumer, mode: Mode) -> Ended {
+        match mode {
+            Mode::Consume => Ended::Lost("unexpected mode change".to_owned()),
+            Mode::Cancel => {
+                if let Err(error) = channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await
+                {
+                    tracing::debug!(%error, "cancelling the consumer");
+                }
+                Ended::Cancelled
+            }
+            Mode::Close => Ended::Closed,
+        }
+    }
+
+    fn transition(&self, state: ConsumerState, error: Option<String>) {
+        let mut health = lock(&self.health);
+        if let Some(error) = error {
+            health.last_error = Some(error);
+        }
+        if health.state != state {
+            let service = &self.subscription.service;
+            match state {
+                ConsumerState::Recovering => {
+                    tracing::warn!(%service, error = health.last_error.as_deref().unwrap_or(""), "consumer lost its channel; it resumes once the connection is back")
+                }
+                ConsumerState::Running => tracing::debug!(%service, "consumer running"),
+                _ => tracing::debug!(%service, ?state, "consumer state"),
+            }
+            health.state = state;
+            health.since = SystemTime::now();
+        }
     }
 
     fn delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
-        let via_topic = delivery.exchange.as_str() == self.exchange;
+        let via_topic = delivery.exchange.as_str() == self.config.exchange;
         // quorum queues count earlier deliveries in x-delivery-count
         let earlier = delivery
             .properties
@@ -96,11 +294,12 @@ impl AmqpConsumer {
             &delivery.properties,
             delivery.data,
         ));
+        let service = &self.subscription.service;
         let acker = Box::new(AmqpAcker {
             acker: delivery.acker,
             message: Arc::clone(&message),
-            service: self.service.clone(),
-            dead_letter_exchange: self.dead_letter_exchange.clone(),
+            service: service.clone(),
+            dead_letter_exchange: topology::dead_letter_exchange(service),
             publisher: Arc::clone(&self.publisher),
         });
         let core = Delivery::new(message, delivery.redelivered, acker);
@@ -109,6 +308,30 @@ impl AmqpConsumer {
             None => core,
         }
     }
+}
+
+/// Why forwarding stopped.
+enum Ended {
+    Lost(String),
+    Cancelled,
+    Closed,
+}
+
+async fn close(channel: &Channel) {
+    if channel.status().connected() {
+        let close = channel.close(200, "consumer closed".into());
+        match tokio::time::timeout(crate::publisher::CLOSE_TIMEOUT, close).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "closing the consuming channel"),
+            Err(_) => tracing::debug!("closing the consuming channel timed out"),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn count(value: &AMQPValue) -> Option<u32> {
@@ -125,28 +348,34 @@ fn count(value: &AMQPValue) -> Option<u32> {
 #[async_trait]
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
-        match self.consumer.next().await? {
-            Ok(delivery) => Some(Ok(self.delivery(delivery))),
-            Err(error) => Some(Err(TransportError::Unavailable {
-                message: format!("consuming failed: {error}"),
-                source: Some(Arc::new(error)),
-            })),
-        }
+        self.deliveries.recv().await.map(Ok)
     }
 
     async fn cancel(&mut self) -> Result<(), TransportError> {
-        self.channel
-            .basic_cancel(self.consumer.tag(), BasicCancelOptions::default())
-            .await
-            .map_err(|e| TransportError::unavailable(format!("cancelling the consumer: {e}")))
+        self.mode.send_replace(Mode::Cancel);
+        // once this returns the broker delivers nothing more to this consumer
+        let stopped = self.forwarding.wait_for(|forwarding| !forwarding);
+        match tokio::time::timeout(Duration::from_secs(10), stopped).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(TransportError::TimedOut {
+                operation: "cancelling the consumer",
+                after: Duration::from_secs(10),
+            }),
+        }
     }
 
     async fn close(self: Box<Self>) -> Result<(), TransportError> {
         // unsettled deliveries go back to the queue with the channel
-        self.channel
-            .close(200, "consumer closed".into())
-            .await
-            .map_err(|e| TransportError::unavailable(format!("closing the consumer: {e}")))
+        let Self {
+            deliveries,
+            mode,
+            task,
+            ..
+        } = *self;
+        mode.send_replace(Mode::Close);
+        drop(deliveries);
+        task.await
+            .map_err(|e| TransportError::other(format!("the consuming task failed: {e}")))
     }
 }
 
@@ -163,11 +392,8 @@ impl AmqpAcker {
     async fn dead_letter(&self, dead: DeadLetter) -> Result<(), TransportError> {
         let mut copy = Message::clone(&self.message);
         dead.mark(&mut copy);
-        let key = copy.metadata.key.clone();
-        let sent = self
-            .publisher
-            .publish_raw(&self.dead_letter_exchange, &key, false, &copy)
-            .await;
+        let route = Route::new(&self.dead_letter_exchange, &copy.metadata.key, false);
+        let sent = self.publisher.publish(route, copy).await;
         // if the copy fails, the broker's own dead-lettering keeps it (without reason)
         self.ack_once_confirmed(sent, "the dead letter", false)
             .await
@@ -178,7 +404,7 @@ impl AmqpAcker {
         retry.mark(&mut copy);
         let sent = self
             .publisher
-            .publish_delayed(&self.service, retry.delay, &copy)
+            .publish_delayed(&self.service, retry.delay, copy)
             .await;
         // if the copy fails, the message comes back at once and is retried sooner
         self.ack_once_confirmed(sent, "the delayed retry", true)

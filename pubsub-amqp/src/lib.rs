@@ -33,6 +33,7 @@ mod connection;
 mod consumer;
 mod convert;
 mod error;
+mod link;
 mod publisher;
 mod topology;
 mod transport;

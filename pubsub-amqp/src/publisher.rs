@@ -1,36 +1,84 @@
-//! Confirmed, pipelined publishing on a channel of its own connection.
+//! Confirmed, pipelined publishing on a channel of the publishing connection, surviving
+//! reconnects.
 //!
 //! Every publish is persistent and, to the topic, `mandatory`, with publisher confirms on.
-//! Many can be in flight: each gets its own [`Confirmation`]. One collector task owns every
-//! pending broker confirm of the channel, because lapin attaches a returned message to
-//! whichever confirmation completes next, not to its own publish: the collector drains all
-//! the confirms that are ready before resolving any, and matches each return to its publish
-//! by `message_id`. Both the frame write and the confirm are bounded by the publish timeout.
+//! Many can be in flight: each gets its own [`Confirmation`]. One collector task per
+//! channel owns every pending broker confirm of it, because lapin attaches a returned
+//! message to whichever confirmation completes next, not to its own publish: the collector
+//! drains all the confirms that are ready before resolving any, and matches each return to
+//! its publish by `message_id`.
+//!
+//! **At least once across reconnects.** A publish whose confirm is lost with its channel or
+//! connection is written again, with the same `message_id`, on the next channel, by the
+//! [`Confirmation`] that awaits it; the broker may then hold it twice (duplicates are the
+//! price of never losing a confirmed publish). A publish issued while the connection is
+//! down waits for it. Everything, from the first write to the last confirm, is bounded by
+//! the publish timeout, after which the error says why: `Blocked` by an alarm, `Unavailable`
+//! with the connection's last error, or `TimedOut`.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, Connection, PublisherConfirm};
+use lapin::{Channel, PublisherConfirm};
 use pubsub_core::{Confirmation, Destination, Message, Outgoing, TransportError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AmqpConfig;
 use crate::convert;
 use crate::error::AmqpError;
+use crate::link::Link;
 
-/// Publishes on one confirm-mode channel.
+/// How long closing may wait for the broker.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often one message may close its channel with a channel-level error (an exchange
+/// deleted under it) before that error is final.
+const CHANNEL_ERRORS_PER_MESSAGE: u32 = 3;
+
+/// Publishes on one confirm-mode channel at a time, opening another after a loss.
 #[derive(Debug)]
 pub(crate) struct Publisher {
-    channel: Channel,
-    /// Wait queues (service, delay step) declared on this channel already.
-    waits: std::sync::Mutex<HashSet<(String, Duration)>>,
+    link: Link,
+    /// The channel in use; replaced under `opening` when it is gone.
+    session: Mutex<Option<Arc<Session>>>,
+    opening: tokio::sync::Mutex<()>,
     exchange: String,
     timeout: Duration,
+    /// Publishes written again after their channel was lost.
+    resent: AtomicU64,
+}
+
+/// One confirm-mode channel and its collector.
+#[derive(Debug)]
+struct Session {
+    channel: Channel,
     pending: mpsc::UnboundedSender<Pending>,
+    /// Wait queues (service, delay step) declared on this channel already.
+    waits: Mutex<HashSet<(String, Duration)>>,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    exchange: String,
+    routing_key: String,
+    mandatory: bool,
+}
+
+impl Route {
+    /// To `exchange` with `routing_key`.
+    pub(crate) fn new(exchange: &str, routing_key: &str, mandatory: bool) -> Self {
+        Self {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            mandatory,
+        }
+    }
 }
 
 /// A publish whose confirm the collector waits for.
@@ -38,15 +86,242 @@ struct Pending {
     message_id: String,
     key: String,
     confirm: PublisherConfirm,
-    answer: oneshot::Sender<Result<(), TransportError>>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What the collector tells the publish.
+enum Answer {
+    Done(Result<(), TransportError>),
+    /// The channel went before the broker answered: write it again.
+    Lost {
+        error: lapin::Error,
+    },
 }
 
 impl Publisher {
+    /// A publisher on `link`, opening its channel on first use.
+    pub(crate) fn new(link: Link, config: &AmqpConfig) -> Self {
+        Self {
+            link,
+            session: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            exchange: config.exchange.clone(),
+            timeout: config.publish_timeout,
+            resent: AtomicU64::new(0),
+        }
+    }
+
+    /// The publishing connection.
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// How many publishes were written again after their channel was lost.
+    pub(crate) fn resent(&self) -> u64 {
+        self.resent.load(Ordering::Relaxed)
+    }
+
+    /// Writes the message and hands back its confirmation.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        outgoing: Outgoing,
+    ) -> Result<Confirmation, TransportError> {
+        let Outgoing {
+            message,
+            destination,
+            ..
+        } = outgoing;
+        let route = match destination {
+            Destination::Topic => Route::new(&self.exchange, &message.metadata.key, true),
+            Destination::Queue(queue) => Route::new("", &queue, true),
+            // a reply to amq.rabbitmq.reply-to.* is returned as unroutable in 4.0 even when
+            // it is delivered: never mandatory
+            Destination::Reply(address) => Route::new("", &address, false),
+            _ => {
+                return Err(TransportError::Unsupported {
+                    what: "streams as destinations: use the Streams transport",
+                    transport: "amqp",
+                });
+            }
+        };
+        self.publish(route, message).await
+    }
+
+    /// Writes `message` along `route` and hands back its confirmation, which writes it again
+    /// if its channel is lost before the broker answers.
+    pub(crate) async fn publish(
+        self: &Arc<Self>,
+        route: Route,
+        message: Message,
+    ) -> Result<Confirmation, TransportError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let mut answered = self.write(&route, &message, deadline).await?;
+        let publisher = Arc::clone(self);
+        Ok(Confirmation::new(async move {
+            let mut channel_errors = 0;
+            loop {
+                let answer = match tokio::time::timeout_at(deadline.into(), &mut answered).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) => Answer::Lost {
+                        error: lapin::ErrorKind::InvalidChannelState(
+                            lapin::ChannelState::Closed,
+                            "the collector ended",
+                        )
+                        .into(),
+                    },
+                    Err(_) => return Err(publisher.link.unavailable(started.elapsed())),
+                };
+                match answer {
+                    Answer::Done(result) => return result,
+                    Answer::Lost { error } => {
+                        if is_channel_error(&error) {
+                            channel_errors += 1;
+                            if channel_errors >= CHANNEL_ERRORS_PER_MESSAGE {
+                                return Err(publish_error(error));
+                            }
+                        }
+                        publisher.resent.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(id = %message.metadata.id, %error, "the publish lost its channel before the confirm; writing it again");
+                        answered = publisher.write(&route, &message, deadline).await?;
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Writes the message on the current channel (opening one, waiting for the connection
+    /// if needed) and returns where its confirm will be answered.
+    async fn write(
+        &self,
+        route: &Route,
+        message: &Message,
+        deadline: Instant,
+    ) -> Result<oneshot::Receiver<Answer>, TransportError> {
+        let started = Instant::now();
+        let options = BasicPublishOptions {
+            mandatory: route.mandatory,
+            ..BasicPublishOptions::default()
+        };
+        let mut failures = 0;
+        loop {
+            let session = self.session(deadline).await?;
+            let write = session.channel.basic_publish(
+                route.exchange.as_str().into(),
+                route.routing_key.as_str().into(),
+                options,
+                &message.body,
+                convert::properties(message),
+            );
+            let error = match tokio::time::timeout_at(deadline.into(), write).await {
+                Ok(Ok(confirm)) => {
+                    let (answer, answered) = oneshot::channel();
+                    let pending = Pending {
+                        message_id: message.metadata.id.to_string(),
+                        key: route.routing_key.clone(),
+                        confirm,
+                        answer,
+                    };
+                    if session.pending.send(pending).is_ok() {
+                        return Ok(answered);
+                    }
+                    lapin::ErrorKind::InvalidChannelState(
+                        lapin::ChannelState::Closed,
+                        "the collector ended",
+                    )
+                    .into()
+                }
+                Ok(Err(error)) => error,
+                Err(_) => return Err(self.link.unavailable(started.elapsed())),
+            };
+            // the channel or the connection went: the next round waits for a new one
+            failures += 1;
+            if failures >= CHANNEL_ERRORS_PER_MESSAGE && is_channel_error(&error) {
+                return Err(publish_error(error));
+            }
+            tracing::debug!(%error, "writing a publish failed; trying on a new channel");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The channel in use, or a new one on the current connection.
+    async fn session(&self, deadline: Instant) -> Result<Arc<Session>, TransportError> {
+        if let Some(session) = self.live_session() {
+            return Ok(session);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(session) = self.live_session() {
+            return Ok(session);
+        }
+        let started = Instant::now();
+        loop {
+            let (connection, _) = self.link.connection(Some(deadline)).await?;
+            let open = Session::open(&connection);
+            match tokio::time::timeout_at(deadline.into(), open).await {
+                Ok(Ok(session)) => {
+                    let session = Arc::new(session);
+                    *lock(&self.session) = Some(Arc::clone(&session));
+                    return Ok(session);
+                }
+                // a connection lost a moment ago, before the link noticed: wait for the next
+                Ok(Err(_)) if !connection.status().connected() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => return Err(self.link.unavailable(started.elapsed())),
+            }
+        }
+    }
+
+    fn live_session(&self) -> Option<Arc<Session>> {
+        lock(&self.session)
+            .as_ref()
+            .filter(|s| s.channel.status().connected())
+            .cloned()
+    }
+
+    /// Publishes `message` to wait `delay` (rounded up to the ladder) in a wait queue of
+    /// `service`, which then dead-letters it back into the service's queue; returns the
+    /// broker's confirmation.
+    pub(crate) async fn publish_delayed(
+        self: &Arc<Self>,
+        service: &str,
+        delay: Duration,
+        message: Message,
+    ) -> Result<Confirmation, TransportError> {
+        let step = crate::topology::retry_step(delay);
+        let key = (service.to_owned(), step);
+        let session = self.session(Instant::now() + self.timeout).await?;
+        let queue = if lock(&session.waits).contains(&key) {
+            crate::topology::wait_queue(service, step)
+        } else {
+            let queue =
+                crate::topology::declare_wait_queue(&session.channel, service, step).await?;
+            lock(&session.waits).insert(key);
+            queue
+        };
+        self.publish(Route::new("", &queue, true), message).await
+    }
+
+    /// Closes the channel (pending confirms fail) and the connection.
+    pub(crate) async fn close(&self) {
+        let session = lock(&self.session).take();
+        if let Some(session) = session {
+            // a blocked connection writes nothing, not even the close: bounded
+            let close = session.channel.close(200, "closing".into());
+            match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "closing the publishing channel"),
+                Err(_) => tracing::debug!("closing the publishing channel timed out"),
+            }
+        }
+        self.link.close().await;
+    }
+}
+
+impl Session {
     /// A confirm-mode channel on `connection`, and its collector task.
-    pub(crate) async fn open(
-        connection: &Connection,
-        config: &AmqpConfig,
-    ) -> Result<Self, AmqpError> {
+    async fn open(connection: &lapin::Connection) -> Result<Self, AmqpError> {
         let channel = connection
             .create_channel()
             .await
@@ -59,126 +334,16 @@ impl Publisher {
         tokio::spawn(collect(incoming));
         Ok(Self {
             channel,
-            waits: std::sync::Mutex::default(),
-            exchange: config.exchange.clone(),
-            timeout: config.publish_timeout,
             pending,
+            waits: Mutex::default(),
         })
     }
+}
 
-    /// Writes the message and hands back its confirmation.
-    pub(crate) async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
-        let Outgoing {
-            message,
-            destination,
-            ..
-        } = outgoing;
-        let (exchange, routing_key, mandatory) = match destination {
-            Destination::Topic => (self.exchange.clone(), message.metadata.key.clone(), true),
-            Destination::Queue(queue) => (String::new(), queue, true),
-            // a reply to amq.rabbitmq.reply-to.* is returned as unroutable in 4.0 even when
-            // it is delivered: never mandatory
-            Destination::Reply(address) => (String::new(), address, false),
-            _ => {
-                return Err(TransportError::Unsupported {
-                    what: "streams as destinations: use the Streams transport",
-                    transport: "amqp",
-                });
-            }
-        };
-        self.publish_raw(&exchange, &routing_key, mandatory, &message)
-            .await
-    }
-
-    /// Writes `message` to `exchange` with `routing_key`.
-    pub(crate) async fn publish_raw(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        mandatory: bool,
-        message: &Message,
-    ) -> Result<Confirmation, TransportError> {
-        let options = BasicPublishOptions {
-            mandatory,
-            ..BasicPublishOptions::default()
-        };
-        let write = self.channel.basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            options,
-            &message.body,
-            convert::properties(message),
-        );
-        let confirm = match tokio::time::timeout(self.timeout, write).await {
-            Ok(Ok(confirm)) => confirm,
-            Ok(Err(error)) => return Err(publish_error(error)),
-            Err(_) => {
-                return Err(TransportError::TimedOut {
-                    operation: "writing a publish (is the connection blocked?)",
-                    after: self.timeout,
-                });
-            }
-        };
-        let (answer, answered) = oneshot::channel();
-        let pending = Pending {
-            message_id: message.metadata.id.to_string(),
-            key: routing_key.to_owned(),
-            confirm,
-            answer,
-        };
-        if self.pending.send(pending).is_err() {
-            return Err(TransportError::Closed);
-        }
-        let timeout = self.timeout;
-        Ok(Confirmation::new(async move {
-            match tokio::time::timeout(timeout, answered).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(TransportError::unavailable(
-                    "the publishing channel closed before the broker confirmed",
-                )),
-                Err(_) => Err(TransportError::TimedOut {
-                    operation: "publish confirm",
-                    after: timeout,
-                }),
-            }
-        }))
-    }
-
-    /// Publishes `message` to wait `delay` (rounded up to the ladder) in a wait queue of
-    /// `service`, which then dead-letters it back into the service's queue; returns the
-    /// broker's confirmation.
-    pub(crate) async fn publish_delayed(
-        &self,
-        service: &str,
-        delay: Duration,
-        message: &Message,
-    ) -> Result<Confirmation, TransportError> {
-        let step = crate::topology::retry_step(delay);
-        let key = (service.to_owned(), step);
-        let known = self
-            .waits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key);
-        let queue = if known {
-            crate::topology::wait_queue(service, step)
-        } else {
-            let queue = crate::topology::declare_wait_queue(&self.channel, service, step).await?;
-            self.waits
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key);
-            queue
-        };
-        self.publish_raw("", &queue, true, message).await
-    }
-
-    /// Closes the channel (pending confirms fail).
-    pub(crate) async fn close(&self) {
-        if let Err(error) = self.channel.close(200, "closing".into()).await {
-            tracing::debug!(%error, "closing the publishing channel");
-        }
-    }
+/// Whether the broker closed the channel for something it refused (a soft error), as
+/// opposed to the connection going.
+fn is_channel_error(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(e) if matches!(e.kind(), lapin::protocol::AMQPErrorKind::Soft(_)))
 }
 
 fn publish_error(error: lapin::Error) -> TransportError {
@@ -214,12 +379,12 @@ async fn collect(mut incoming: mpsc::UnboundedReceiver<Pending>) {
                 }
                 for (message_id, key, result, answer) in ready {
                     let outcome = match result {
-                        _ if returned.remove(&message_id) => Err(TransportError::Unroutable { message_id, key }),
-                        Ok(lapin::Confirmation::Ack(_) | lapin::Confirmation::NotRequested) => Ok(()),
-                        Ok(lapin::Confirmation::Nack(_)) => Err(TransportError::Nacked {
+                        _ if returned.remove(&message_id) => Answer::Done(Err(TransportError::Unroutable { message_id, key })),
+                        Ok(lapin::Confirmation::Ack(_) | lapin::Confirmation::NotRequested) => Answer::Done(Ok(())),
+                        Ok(lapin::Confirmation::Nack(_)) => Answer::Done(Err(TransportError::Nacked {
                             reason: "the broker could not take the message (a full queue with reject-publish, an internal error)".into(),
-                        }),
-                        Err(error) => Err(publish_error(error)),
+                        })),
+                        Err(error) => Answer::Lost { error },
                     };
                     let _ = answer.send(outcome);
                 }
@@ -232,10 +397,16 @@ type Confirmed = (
     String,
     String,
     Result<lapin::Confirmation, lapin::Error>,
-    oneshot::Sender<Result<(), TransportError>>,
+    oneshot::Sender<Answer>,
 );
 
 async fn confirmed(pending: Pending) -> Confirmed {
     let result = pending.confirm.await;
     (pending.message_id, pending.key, result, pending.answer)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

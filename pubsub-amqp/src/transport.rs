@@ -1,22 +1,22 @@
 //! [`AmqpTransport`]: the `Transport` of RabbitMQ queues.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lapin::Connection;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
-    Capabilities, Confirmation, Consumer, DelayedRedelivery, Message, Outgoing, QueueType,
-    Subscription, Transport, TransportError,
+    Capabilities, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetteredMessage,
+    DelayedRedelivery, Outgoing, QueueType, Source, Subscription, Transport, TransportError,
+    TransportHealth,
 };
 use tokio::sync::OnceCell;
 
 use crate::config::AmqpConfig;
-use crate::connect;
 use crate::consumer::AmqpConsumer;
 use crate::convert;
 use crate::error::AmqpError;
+use crate::link::Link;
 use crate::publisher::Publisher;
 use crate::topology;
 
@@ -48,8 +48,10 @@ pub struct AmqpTransport {
 #[derive(Debug)]
 struct Inner {
     config: AmqpConfig,
-    publishing: OnceCell<(Connection, Arc<Publisher>)>,
-    consuming: OnceCell<Connection>,
+    publishing: OnceCell<Arc<Publisher>>,
+    consuming: OnceCell<Arc<Link>>,
+    /// The consumers started, for health; stopped ones are dropped when no longer held.
+    consumers: Mutex<Vec<Arc<Mutex<ConsumerHealth>>>>,
     closed: AtomicBool,
 }
 
@@ -61,6 +63,7 @@ impl AmqpTransport {
                 config,
                 publishing: OnceCell::new(),
                 consuming: OnceCell::new(),
+                consumers: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -87,62 +90,35 @@ impl AmqpTransport {
     async fn publisher(&self) -> Result<&Arc<Publisher>, TransportError> {
         self.check_open()?;
         let config = &self.inner.config;
-        let (_, publisher) = self
+        let publisher = self
             .inner
             .publishing
             .get_or_try_init(|| async {
-                let connection = connect(config, "publisher").await?;
-                let publisher = Publisher::open(&connection, config).await?;
-                Ok::<_, AmqpError>((connection, Arc::new(publisher)))
+                let link = Link::open(config, "publisher").await?;
+                Ok::<_, AmqpError>(Arc::new(Publisher::new(link, config)))
             })
             .await?;
         Ok(publisher)
     }
 
-    async fn consuming(&self) -> Result<&Connection, TransportError> {
+    async fn consuming(&self) -> Result<&Arc<Link>, TransportError> {
         self.check_open()?;
         let config = &self.inner.config;
         Ok(self
             .inner
             .consuming
-            .get_or_try_init(|| connect(config, "consumer"))
+            .get_or_try_init(|| async { Link::open(config, "consumer").await.map(Arc::new) })
             .await?)
     }
 
-    /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
-    /// its `x-death-reason` and `x-failed-handlers` headers; they stay in the queue (read
-    /// and given back, so the broker flags them as redelivered).
-    pub async fn dead_letters(&self, service: &str) -> Result<Vec<Message>, TransportError> {
-        let connection = self.consuming().await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| AmqpError::channel("opening a channel to read dead letters", e))?;
-        let queue = topology::dead_letter_queue(service);
-        let mut messages = Vec::new();
-        loop {
-            let got = channel
-                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|e| AmqpError::channel("reading the dead-letter queue", e))?;
-            let Some(got) = got else { break };
-            let d = got.delivery;
-            messages.push(convert::message(
-                d.routing_key.as_str(),
-                false,
-                &d.properties,
-                d.data,
-            ));
-        }
-        // closing the channel gives back every message it held
-        if let Err(error) = channel.close(200, "peeked".into()).await {
-            tracing::debug!(%error, "closing the dead-letter channel");
-        }
-        Ok(messages)
+    /// How many publishes were written again because their channel or connection was lost
+    /// before the broker confirmed them (each may be a duplicate on the broker).
+    pub fn resent_publishes(&self) -> u64 {
+        self.inner.publishing.get().map_or(0, |p| p.resent())
     }
 
     async fn declare_queue(&self, subscription: &Subscription) -> Result<String, TransportError> {
-        let connection = self.consuming().await?;
+        let (connection, _) = self.consuming().await?.connection(None).await?;
         let channel = connection
             .create_channel()
             .await
@@ -181,36 +157,91 @@ impl Transport for AmqpTransport {
         &self,
         subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError> {
-        let queue = self.declare_queue(subscription).await?;
         let publisher = Arc::clone(self.publisher().await?);
-        let connection = self.consuming().await?;
+        let link = Arc::clone(self.consuming().await?);
+        let source = match &subscription.source {
+            Source::DeadLetters => topology::dead_letter_queue(&subscription.service),
+            _ => subscription.service.clone(),
+        };
+        let health = Arc::new(Mutex::new(ConsumerHealth::new(
+            source,
+            ConsumerState::Running,
+        )));
         let consumer = AmqpConsumer::start(
-            connection,
+            link,
             &self.inner.config,
-            &subscription.service,
-            &queue,
-            subscription.prefetch,
+            subscription,
             publisher,
+            Arc::clone(&health),
         )
         .await?;
+        let mut consumers = lock(&self.inner.consumers);
+        consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
+        consumers.push(health);
         Ok(Box::new(consumer))
+    }
+
+    fn health(&self) -> TransportHealth {
+        let mut health = TransportHealth::new(self.name());
+        if let Some(publisher) = self.inner.publishing.get() {
+            health.connections.push(publisher.link().health());
+        }
+        if let Some(link) = self.inner.consuming.get() {
+            health.connections.push(link.health());
+        }
+        health.consumers = lock(&self.inner.consumers)
+            .iter()
+            .map(|c| lock(c).clone())
+            .collect();
+        health
+    }
+
+    /// Reads the dead-letter queue with `basic.get` and gives every message back by
+    /// closing the channel, so they stay (the broker flags them as redelivered).
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        let (connection, _) = self.consuming().await?.connection(None).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| AmqpError::channel("opening a channel to read dead letters", e))?;
+        let queue = topology::dead_letter_queue(service);
+        let mut messages = Vec::new();
+        loop {
+            let got = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| AmqpError::channel("reading the dead-letter queue", e))?;
+            let Some(got) = got else { break };
+            let d = got.delivery;
+            let message = convert::message(d.routing_key.as_str(), false, &d.properties, d.data);
+            messages.push(DeadLetteredMessage::new(message, service));
+        }
+        // closing the channel gives back every message it held
+        if let Err(error) = channel.close(200, "peeked".into()).await {
+            tracing::debug!(%error, "closing the dead-letter channel");
+        }
+        Ok(messages)
     }
 
     async fn close(&self) -> Result<(), TransportError> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        if let Some((connection, publisher)) = self.inner.publishing.get() {
+        if let Some(publisher) = self.inner.publishing.get() {
             publisher.close().await;
-            if let Err(error) = connection.close(200, "closing".into()).await {
-                tracing::debug!(%error, "closing the publishing connection");
-            }
         }
-        if let Some(connection) = self.inner.consuming.get()
-            && let Err(error) = connection.close(200, "closing".into()).await
-        {
-            tracing::debug!(%error, "closing the consuming connection");
+        if let Some(link) = self.inner.consuming.get() {
+            link.close().await;
         }
         Ok(())
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -14,11 +14,14 @@ use crate::consumption::Consumption;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
 use crate::event::Event;
+use crate::health::Health;
 use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
-use crate::transport::{Capabilities, Consumer, Delivery, Settlement, Transport};
+use crate::transport::{
+    Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,
+};
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -213,6 +216,39 @@ impl Bus {
     /// before it leaves `in_flight`.
     pub fn stats(&self) -> BusStats {
         self.inner.counters.snapshot()
+    }
+
+    /// Whether the bus is connected and consuming: its own state and its transport's
+    /// connections and consumers (see [`Health`]).
+    pub fn health(&self) -> Health {
+        Health {
+            service: self.service().to_owned(),
+            consuming: *self.inner.running.borrow(),
+            has_handlers: self.inner.consumption.is_some(),
+            transport: self.inner.publisher.transport.health(),
+        }
+    }
+
+    /// The messages waiting in this service's dead-letter queue, oldest first, each with
+    /// its reason and the handlers that failed. They stay in the queue (replay or consume
+    /// them with [`BusBuilder::consume_dead_letters`](crate::BusBuilder::consume_dead_letters)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), pubsub_core::Error> {
+    /// use pubsub_core::{Bus, MemoryTransport};
+    ///
+    /// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+    /// assert!(bus.dead_letters().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetteredMessage>> {
+        Ok(self
+            .inner
+            .publisher
+            .transport
+            .dead_letters(self.service())
+            .await?)
     }
 
     /// Used by the test harness and the conformance suite (`testing` feature).

@@ -14,8 +14,9 @@ use crate::dispatch::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
-use crate::memory::{DeadLetteredMessage, MemoryTransport};
+use crate::memory::MemoryTransport;
 use crate::metadata::Message;
+use crate::transport::DeadLetteredMessage;
 
 /// Runs a bus on a [`MemoryTransport`] and records what happened, so that a test can
 /// publish, wait until everything settled, and assert.

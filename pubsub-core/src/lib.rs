@@ -33,6 +33,7 @@ mod handler_error;
 mod handler_input;
 #[cfg(feature = "testing")]
 mod harness;
+mod health;
 mod memory;
 mod metadata;
 pub mod pattern;
@@ -63,6 +64,9 @@ pub use event::Event;
 pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
+pub use health::{
+    ConnectionHealth, ConnectionState, ConsumerHealth, ConsumerState, Health, TransportHealth,
+};
 pub use uuid::Uuid;
 // What the macros' generated code names; public so that diagnostics can name them, hidden
 // because users never write them.
@@ -70,7 +74,7 @@ pub use uuid::Uuid;
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 #[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
-pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, DeadLetteredMessage, MemoryTransport, QueueDepth};
+pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth};
 pub use metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,
@@ -87,7 +91,8 @@ pub use stream::{
     HEADER_STREAM_OFFSET, StreamConsumption, StreamNaming, UnmappedPattern,
 };
 pub use transport::{
-    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DelayedRedelivery, Delivery,
-    Destination, OffsetCommits, OffsetTracker, Outgoing, QueueSource, QueueType, Retry, Settlement,
-    SettlementModel, Source, StartAt, StoreOffsets, StreamSource, Subscription, Transport,
+    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,
+    DelayedRedelivery, Delivery, Destination, OffsetCommits, OffsetTracker, Outgoing, QueueSource,
+    QueueType, Retry, Settlement, SettlementModel, Source, StartAt, StoreOffsets, StreamSource,
+    Subscription, Transport,
 };

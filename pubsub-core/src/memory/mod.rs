@@ -21,20 +21,20 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use consumer::MemoryConsumer;
-pub use queue::DeadLetteredMessage;
 use queue::{BrokerSignal, Queue};
 use stream::Log;
 pub use streams::DEFAULT_MEMORY_STREAM_LENGTH;
 use streams::Streams;
 
 use crate::error::{Error, TransportError};
+use crate::health::{ConnectionHealth, ConnectionState, TransportHealth};
 use crate::metadata::Message;
 use crate::pattern::Pattern;
 use crate::router::Router;
 use crate::stream::StreamNaming;
 use crate::transport::{
-    Capabilities, Confirmation, Consumer, DelayedRedelivery, Destination, Outgoing, Source,
-    Subscription, Transport,
+    Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Destination,
+    Outgoing, Source, Subscription, Transport,
 };
 
 thread_local! {
@@ -408,6 +408,28 @@ impl Transport for MemoryTransport {
 
     fn stream_naming(&self) -> Option<StreamNaming> {
         self.stream_mode().map(|streams| streams.naming.clone())
+    }
+
+    fn health(&self) -> TransportHealth {
+        let state = if self.check_open().is_ok() {
+            ConnectionState::Up
+        } else {
+            ConnectionState::Closed
+        };
+        let mut health = TransportHealth::new(self.name());
+        health
+            .connections
+            .push(ConnectionHealth::new("memory", state));
+        health
+    }
+
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        self.check_open()?;
+        MemoryTransport::dead_letters(self, service)
+            .map_err(|e| TransportError::topology(e.to_string()))
     }
 
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {

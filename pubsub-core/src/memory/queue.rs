@@ -7,34 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
-use crate::transport::{Retry, Settlement};
-
-impl DeadLetteredMessage {
-    /// A dead letter as its headers describe it.
-    fn of(message: Message, queue: &str) -> Self {
-        let (reason, failed_handlers) = message.metadata.death();
-        Self {
-            message,
-            queue: queue.to_owned(),
-            reason,
-            failed_handlers,
-        }
-    }
-}
-
-/// A message in a dead-letter queue, with why it got there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeadLetteredMessage {
-    /// The message, with `x-death-reason` and `x-failed-handlers` headers added.
-    pub message: Message,
-    /// The queue (service) it was dead-lettered from.
-    pub queue: String,
-    /// Why.
-    pub reason: String,
-    /// The handlers that failed.
-    pub failed_handlers: Vec<String>,
-}
+use crate::transport::{DeadLetteredMessage, Retry, Settlement};
 
 /// Broker-wide "something settled" signal for idle waits: a generation counter that
 /// every state change bumps, and a notification sent only while someone waits.
@@ -378,7 +351,7 @@ impl Queue {
             .map(|(_, u)| &u.message)
             .chain(assigned.map(|r| &r.message))
             .chain(state.ready.iter().map(|r| &r.message))
-            .map(|message| DeadLetteredMessage::of(Message::clone(message), service))
+            .map(|message| DeadLetteredMessage::new(Message::clone(message), service))
             .collect()
     }
 

@@ -14,6 +14,7 @@
 //! good ends with `None` or [`TransportError::Closed`].
 
 mod capabilities;
+mod dead_letter;
 mod delivery;
 mod offsets;
 mod outgoing;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
+pub use dead_letter::DeadLetteredMessage;
 pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
@@ -32,6 +34,7 @@ pub use subscription::{
 };
 
 use crate::error::TransportError;
+use crate::health::TransportHealth;
 use crate::metadata::Message;
 use crate::stream::StreamNaming;
 
@@ -97,6 +100,28 @@ pub trait Transport: Send + Sync + 'static {
         let _ = (request, timeout);
         Err(TransportError::Unsupported {
             what: "request/reply",
+            transport: self.name(),
+        })
+    }
+
+    /// The state of its connections and consumers, for [`Bus::health`](crate::Bus::health).
+    /// Transports that report state changes also log each one (`tracing`). The default
+    /// reports nothing, which counts as healthy.
+    fn health(&self) -> TransportHealth {
+        TransportHealth::new(self.name())
+    }
+
+    /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
+    /// its reason and failed handlers. They stay where they are. Transports without a
+    /// dead-letter queue (streams keep an error stream instead) return
+    /// [`TransportError::Unsupported`].
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        let _ = service;
+        Err(TransportError::Unsupported {
+            what: "reading dead letters",
             transport: self.name(),
         })
     }

@@ -1,0 +1,171 @@
+//! [`Health`]: whether a bus is connected and consuming, as a value a `/health` endpoint
+//! can serve.
+//!
+//! The bus adds what it knows (is it consuming?) to what the transport reports
+//! ([`Transport::health`](crate::Transport::health)): the state of each connection, of each
+//! consumer, how often they came back, and the last error. A consumer that is gone for good
+//! shows as unhealthy instead of silently idle.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// The state of a bus: its own and its transport's.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub_core::Result<()> {
+/// use pubsub_core::{Bus, MemoryTransport};
+///
+/// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+/// let health = bus.health();
+/// assert!(health.is_healthy(), "{health:?}");
+/// // serve it: `axum::Json(bus.health())`, with status 503 unless `is_healthy()`
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// The service.
+    pub service: String,
+    /// Whether the bus consumes: it has handlers and its run has started and not ended.
+    /// `false` also for a publisher-only bus, which is healthy without consuming.
+    pub consuming: bool,
+    /// Whether the bus has handlers to run (a bus with handlers must be consuming).
+    pub has_handlers: bool,
+    /// What the transport reports.
+    pub transport: TransportHealth,
+}
+
+impl Health {
+    /// Healthy: every connection up (a blocked one counts: publishing waits, nothing is
+    /// lost), every consumer running, and a bus with handlers consuming.
+    pub fn is_healthy(&self) -> bool {
+        (self.consuming || !self.has_handlers) && self.transport.is_healthy()
+    }
+}
+
+/// What a transport reports about its connections and consumers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TransportHealth {
+    /// The transport's name (`amqp`, `memory`, …).
+    pub transport: &'static str,
+    /// Its connections.
+    pub connections: Vec<ConnectionHealth>,
+    /// Its consumers.
+    pub consumers: Vec<ConsumerHealth>,
+}
+
+impl TransportHealth {
+    /// A transport with nothing to report (no connection of its own).
+    pub fn new(transport: &'static str) -> Self {
+        Self {
+            transport,
+            connections: Vec::new(),
+            consumers: Vec::new(),
+        }
+    }
+
+    /// Every connection up or blocked and every consumer running.
+    pub fn is_healthy(&self) -> bool {
+        self.connections
+            .iter()
+            .all(|c| matches!(c.state, ConnectionState::Up | ConnectionState::Blocked))
+            && self
+                .consumers
+                .iter()
+                .all(|c| c.state == ConsumerState::Running)
+    }
+}
+
+/// One connection to the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConnectionHealth {
+    /// What it is for (`publisher`, `consumer`).
+    pub name: String,
+    /// Its state.
+    pub state: ConnectionState,
+    /// Since when it is in that state.
+    pub since: SystemTime,
+    /// How often it was lost and made again.
+    pub reconnects: u64,
+    /// The last error it had (connection lost, connecting failed), if any.
+    pub last_error: Option<String>,
+    /// Why the broker blocks it, while it does (`low on memory`).
+    pub blocked_reason: Option<String>,
+}
+
+impl ConnectionHealth {
+    /// A connection in `state` since now.
+    pub fn new(name: impl Into<String>, state: ConnectionState) -> Self {
+        Self {
+            name: name.into(),
+            state,
+            since: SystemTime::now(),
+            reconnects: 0,
+            last_error: None,
+            blocked_reason: None,
+        }
+    }
+}
+
+/// The state of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connecting (the first time, or again after a loss).
+    Connecting,
+    /// Connected.
+    Up,
+    /// Connected, but the broker blocks publishing (a memory or disk alarm).
+    Blocked,
+    /// Lost; reconnecting with backoff.
+    Down,
+    /// Closed on purpose; it will not come back.
+    Closed,
+}
+
+/// One consumer (a service queue or stream being consumed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConsumerHealth {
+    /// What it consumes (the queue or stream).
+    pub source: String,
+    /// Its state.
+    pub state: ConsumerState,
+    /// Since when it is in that state.
+    pub since: SystemTime,
+    /// How often it was resumed after its channel or connection was lost.
+    pub resumed: u64,
+    /// The last error that stopped it, if any.
+    pub last_error: Option<String>,
+}
+
+impl ConsumerHealth {
+    /// A consumer of `source` in `state` since now.
+    pub fn new(source: impl Into<String>, state: ConsumerState) -> Self {
+        Self {
+            source: source.into(),
+            state,
+            since: SystemTime::now(),
+            resumed: 0,
+            last_error: None,
+        }
+    }
+}
+
+/// The state of a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConsumerState {
+    /// Receiving deliveries.
+    Running,
+    /// Its channel or connection was lost; it resumes once it is back.
+    Recovering,
+    /// Cancelled or closed on purpose.
+    Stopped,
+}
