@@ -213,7 +213,10 @@ async fn memory_alarm_blocks_publishers_not_consumers() {
     // a publisher with a short bound gets a clear error
     let impatient = AmqpTransport::new(config.publish_timeout(Duration::from_secs(2)));
     let error = Bus::publisher(format!("{ns}-impatient"), impatient.clone())
-        .publish(&Tick { n: u64::MAX })
+        .publish(&Tick {
+            n: u64::MAX,
+            note: None,
+        })
         .await
         .expect_err("a publish during the alarm fails after its timeout");
     assert!(
@@ -260,5 +263,176 @@ async fn memory_alarm_blocks_publishers_not_consumers() {
     );
     bus.shutdown();
     running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
+
+/// Poison published by a plain AMQP client, mixed into good events: each is
+/// dead-lettered with its reason, and every good event around them is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_input_is_dead_lettered_and_the_rest_handled() {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start_with("poison", |b| b.max_message_size(64 * 1024)).await
+    else {
+        return;
+    };
+    let running = bus.spawn().await.expect("running the bus");
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    let raw = pubsub::amqp::connect(&config, "raw poison")
+        .await
+        .expect("raw connection");
+    let channel = raw.create_channel().await.expect("raw channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let exchange = format!("{ns}.events");
+    let typed = |content_type: &str| {
+        BasicProperties::default()
+            .with_type("faults.tick".into())
+            .with_content_type(content_type.into())
+    };
+    let mut version = FieldTable::default();
+    version.insert(pubsub::HEADER_VERSION.into(), AMQPValue::LongInt(99));
+    let deep = format!(
+        "{{\"n\":1,\"note\":{}1{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let poison: Vec<(&str, &str, &str, BasicProperties, Vec<u8>)> = vec![
+        (
+            "invalid JSON",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            b"{\"n\": ".to_vec(),
+        ),
+        (
+            "wrong content type",
+            &exchange,
+            "faults.tick",
+            typed("text/csv"),
+            b"n\n1\n".to_vec(),
+        ),
+        (
+            "no type, no routing key",
+            "",
+            &ns,
+            BasicProperties::default(),
+            b"{\"n\":1}".to_vec(),
+        ),
+        (
+            "unknown version",
+            &exchange,
+            "faults.tick",
+            typed("application/json").with_headers(version),
+            b"{\"n\":1}".to_vec(),
+        ),
+        (
+            "over the size limit",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            vec![b' '; 100 * 1024],
+        ),
+        (
+            "nested too deep",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            deep.into_bytes(),
+        ),
+    ];
+
+    const N: u64 = 2_000;
+    let mut confirmed = std::collections::BTreeSet::new();
+    let chunk = N / poison.len() as u64;
+    for (i, (what, exchange, key, properties, body)) in poison.iter().enumerate() {
+        let from = i as u64 * chunk;
+        let (good, failed) = publish(&publisher, from..from + chunk, 8).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        confirmed.extend(good);
+        let properties = properties
+            .clone()
+            .with_message_id(format!("poison-{i}").into());
+        let confirm = channel
+            .basic_publish(
+                (*exchange).into(),
+                (*key).into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("publishing {what}: {e}"))
+            .await
+            .unwrap_or_else(|e| panic!("confirming {what}: {e}"));
+        assert!(confirm.is_ack(), "{what} was not taken: {confirm:?}");
+    }
+    let (good, failed) = publish(&publisher, poison.len() as u64 * chunk..N, 8).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    confirmed.extend(good);
+
+    let settled = wait_for(PATIENCE, || {
+        let s = bus.stats();
+        counts.missing(&confirmed).is_empty() && s.dead_lettered >= poison.len() as u64
+    })
+    .await;
+    let dead = bus.dead_letters().await.expect("reading the dead letters");
+    report(
+        "poison input",
+        N as usize + poison.len(),
+        confirmed.len(),
+        &counts,
+        &format!(" / dead-lettered {}", dead.len()),
+    );
+    for d in &dead {
+        println!(
+            "  dead: id {} key {:?} reason {}",
+            d.message.metadata.id, d.message.metadata.key, d.reason
+        );
+    }
+    assert!(
+        settled,
+        "not all handled or dead-lettered in {PATIENCE:?}: {:?}, missing {:?}",
+        bus.stats(),
+        counts.missing(&confirmed).len()
+    );
+    assert_eq!(
+        dead.len(),
+        poison.len(),
+        "one dead letter per poison: {dead:#?}"
+    );
+    for expected in [
+        "EOF while parsing",
+        "content type \"text/csv\"",
+        "no routing key or type",
+        "unknown version 99",
+        "exceeds the limit of 65536 bytes",
+        "recursion limit exceeded",
+    ] {
+        assert!(
+            dead.iter().any(|d| d.reason.contains(expected)),
+            "no dead letter says {expected:?}: {dead:#?}"
+        );
+    }
+    assert_eq!(
+        counts.distinct() as u64,
+        N,
+        "the good events, each once at least"
+    );
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    let _ = raw.close(200, "done".into()).await;
     transport.close().await.expect("closing");
 }

@@ -17,6 +17,9 @@ use pubsub::{Handler, HandlerSelection, RetryPolicy, Uuid};
 pub(crate) struct Tick {
     /// Its number in the run.
     pub(crate) n: u64,
+    /// Free-form JSON, parsed (so nesting past the parser's limit is refused).
+    #[serde(default)]
+    pub(crate) note: Option<serde_json::Value>,
 }
 
 /// Tests that change the broker's global state run one at a time.
@@ -123,13 +126,21 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// `None` (skip) without a broker.
     pub(crate) async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, |builder| builder).await
+    }
+
+    /// [`start`](Self::start), with the bus's builder changed by `configure`.
+    pub(crate) async fn start_with(
+        test: &str,
+        configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
+    ) -> Option<Self> {
         let one = one_at_a_time().await;
         let ns = namespace(test);
         let config = config(&ns)?;
         let cleanup = Cleanup(ns.clone());
         let transport = AmqpTransport::new(config.clone());
         let counts = Arc::new(Counts::default());
-        let bus = bus(&transport, &ns, vec![counting(&counts)]).await;
+        let bus = bus(&transport, &ns, vec![counting(&counts)], configure).await;
         Some(Self {
             _one: one,
             _cleanup: cleanup,
@@ -192,7 +203,12 @@ pub(crate) fn counting(counts: &Arc<Counts>) -> Handler {
 }
 
 /// A bus of `service` on `transport` running `handlers` (and nothing registered).
-pub(crate) async fn bus(transport: &AmqpTransport, service: &str, handlers: Vec<Handler>) -> Bus {
+pub(crate) async fn bus(
+    transport: &AmqpTransport,
+    service: &str,
+    handlers: Vec<Handler>,
+    configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
+) -> Bus {
     let builder = Bus::builder()
         .service(service)
         .transport(transport.clone())
@@ -200,12 +216,10 @@ pub(crate) async fn bus(transport: &AmqpTransport, service: &str, handlers: Vec<
         .prefetch(50)
         .retry(RetryPolicy::exponential(3, Duration::from_millis(20)))
         .shutdown_timeout(Duration::from_secs(5));
-    handlers
+    let builder = handlers
         .into_iter()
-        .fold(builder, pubsub::BusBuilder::handler)
-        .build()
-        .await
-        .expect("building the bus")
+        .fold(builder, pubsub::BusBuilder::handler);
+    configure(builder).build().await.expect("building the bus")
 }
 
 /// Publishes ticks `range` from `tasks` concurrent tasks (each awaiting its confirms);
@@ -223,7 +237,7 @@ pub(crate) async fn publish(
             let mut confirmed = Vec::new();
             let mut failed = Vec::new();
             for n in range.filter(|n| n % tasks == t) {
-                match bus.publish(&Tick { n }).await {
+                match bus.publish(&Tick { n, note: None }).await {
                     Ok(_) => confirmed.push(n),
                     Err(error) => failed.push(format!("tick {n}: {error}")),
                 }
@@ -243,14 +257,22 @@ pub(crate) async fn publish(
 
 /// Waits until `condition` holds, or panics after `timeout` saying `what`.
 pub(crate) async fn wait_until(what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+    assert!(
+        wait_for(timeout, condition).await,
+        "timed out after {timeout:?}: {what}"
+    );
+}
+
+/// Whether `condition` came to hold within `timeout`.
+pub(crate) async fn wait_for(timeout: Duration, condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 /// The line each test prints.
