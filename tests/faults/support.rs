@@ -290,3 +290,64 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A test of this binary run as a child process, the ticks it holds counted; killed
+/// (SIGKILL) by [`kill`](Self::kill) or when dropped.
+pub(crate) struct Child {
+    process: std::process::Child,
+    held: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+impl Child {
+    /// Runs the ignored test `test` with `PUBSUB_FAULT_CHILD=ns`.
+    pub(crate) fn spawn(test: &str, ns: &str) -> Self {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut process = Command::new(exe)
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PUBSUB_FAULT_CHILD", ns)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the child process");
+        let stdout = process.stdout.take().expect("the child's stdout");
+        let held = Arc::new(Mutex::new(BTreeSet::new()));
+        let sink = Arc::clone(&held);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // a handler attempt that times out is retried: the same tick again
+                if let Some(Ok(n)) = line.strip_prefix("holding ").map(str::parse::<u64>) {
+                    lock(&sink).insert(n);
+                }
+            }
+        });
+        Self { process, held }
+    }
+
+    /// How many events the child said it holds.
+    pub(crate) fn held(&self) -> u64 {
+        lock(&self.held).len() as u64
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub(crate) fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
