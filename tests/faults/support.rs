@@ -277,8 +277,11 @@ pub(crate) async fn wait_for(timeout: Duration, condition: impl Fn() -> bool) ->
 
 /// The line each test prints.
 pub(crate) fn report(test: &str, published: usize, confirmed: usize, counts: &Counts, extra: &str) {
+    use std::io::Write;
     let (dup_events, dup_deliveries) = counts.duplicates();
-    println!(
+    // written to stderr directly, past the test harness's capture, so that CI shows it
+    let _ = writeln!(
+        std::io::stderr(),
         "{test}: published {published} / confirmed {confirmed} / handled {} / duplicates {dup_events} events ({dup_deliveries} extra deliveries) / redelivered {}{extra}",
         counts.distinct(),
         lock(&counts.redelivered),
