@@ -34,6 +34,17 @@ if [[ -n "${PUBSUB_RABBITMQCTL:-}" ]]; then
   # shellcheck disable=SC2086
   $PUBSUB_RABBITMQCTL -q start_app >/dev/null && $PUBSUB_RABBITMQCTL -q set_vm_memory_high_watermark 0.6 >/dev/null ||
     { echo "could not reset the broker's state" >&2; exit 1; }
+  # remove the queues and exchanges earlier test runs left (test names only), in one call
+  # shellcheck disable=SC2086,SC2016
+  removed=$($PUBSUB_RABBITMQCTL -q eval '
+    Test = fun(N) -> lists:any(fun(P) -> binary:longest_common_prefix([N, P]) =:= byte_size(P) end,
+                               [<<"conf">>, <<"interop">>, <<"faults-">>, <<"bench">>]) end,
+    Qs = [Q || Q <- rabbit_amqqueue:list(), Test(element(4, amqqueue:get_name(Q)))],
+    [rabbit_amqqueue:delete(Q, false, false, <<"pubsub tests">>) || Q <- Qs],
+    Xs = [X || X <- rabbit_exchange:list(), Test(element(4, element(2, X)))],
+    [rabbit_exchange:delete(element(2, X), false, <<"pubsub tests">>) || X <- Xs],
+    {length(Qs), length(Xs)}.') || { echo "could not remove what earlier test runs left" >&2; exit 1; }
+  echo "removed (queues, exchanges) left by earlier test runs: $removed"
   ctl_note="rabbitmqctl OK"
 else
   ctl_note="no PUBSUB_RABBITMQCTL: fault tests needing rabbitmqctl cannot run"
@@ -66,9 +77,11 @@ check_example "example (memory)" "$example_out"
 
 step "example: PUBSUB_TRANSPORT=amqp cargo run --example ecommerce (RabbitMQ)"
 if [[ -n "${PUBSUB_RABBITMQCTL:-}" ]]; then
-  # keep the CRM's dead-letter queue to this run's message (it outlives runs on purpose)
-  # shellcheck disable=SC2086
-  $PUBSUB_RABBITMQCTL purge_queue crm-service.dead-letters >/dev/null 2>&1 || true
+  # start from empty queues (the CRM's dead letters outlive runs on purpose, for the UI)
+  for queue in email-service inventory-service analytics-service crm-service crm-service.dead-letters; do
+    # shellcheck disable=SC2086
+    $PUBSUB_RABBITMQCTL -q purge_queue "$queue" >/dev/null 2>&1 || true
+  done
 fi
 # --all-features reuses the build of the tests above
 example_out=$(PUBSUB_TRANSPORT=amqp cargo run --quiet --all-features --example ecommerce 2>&1) ||

@@ -11,7 +11,12 @@ mod support;
 use std::time::Duration;
 
 use pubsub::amqp::AmqpTransport;
-use pubsub::{Bus, ConnectionState, ConsumerState, Error, Transport, TransportError};
+use std::sync::Arc;
+
+use pubsub::prelude::*;
+use pubsub::{
+    Bus, ConnectionState, ConsumerState, Error, Handler, RetryPolicy, Transport, TransportError,
+};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -213,7 +218,10 @@ async fn memory_alarm_blocks_publishers_not_consumers() {
     // a publisher with a short bound gets a clear error
     let impatient = AmqpTransport::new(config.publish_timeout(Duration::from_secs(2)));
     let error = Bus::publisher(format!("{ns}-impatient"), impatient.clone())
-        .publish(&Tick { n: u64::MAX })
+        .publish(&Tick {
+            n: u64::MAX,
+            note: None,
+        })
         .await
         .expect_err("a publish during the alarm fails after its timeout");
     assert!(
@@ -257,6 +265,414 @@ async fn memory_alarm_blocks_publishers_not_consumers() {
             .iter()
             .all(|c| c.state == ConsumerState::Running && c.resumed == 0),
         "the consumer never stopped: {health:#?}"
+    );
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
+
+/// Poison published by a plain AMQP client, mixed into good events: each is
+/// dead-lettered with its reason, and every good event around them is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_input_is_dead_lettered_and_the_rest_handled() {
+    use lapin::BasicProperties;
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start_with("poison", |b| b.max_message_size(64 * 1024)).await
+    else {
+        return;
+    };
+    let running = bus.spawn().await.expect("running the bus");
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    let raw = pubsub::amqp::connect(&config, "raw poison")
+        .await
+        .expect("raw connection");
+    let channel = raw.create_channel().await.expect("raw channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let exchange = format!("{ns}.events");
+    let typed = |content_type: &str| {
+        BasicProperties::default()
+            .with_type("faults.tick".into())
+            .with_content_type(content_type.into())
+    };
+    let mut version = FieldTable::default();
+    version.insert(pubsub::HEADER_VERSION.into(), AMQPValue::LongInt(99));
+    let deep = format!(
+        "{{\"n\":1,\"note\":{}1{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let poison: Vec<(&str, &str, &str, BasicProperties, Vec<u8>)> = vec![
+        (
+            "invalid JSON",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            b"{\"n\": ".to_vec(),
+        ),
+        (
+            "wrong content type",
+            &exchange,
+            "faults.tick",
+            typed("text/csv"),
+            b"n\n1\n".to_vec(),
+        ),
+        (
+            "no type, no routing key",
+            "",
+            &ns,
+            BasicProperties::default(),
+            b"{\"n\":1}".to_vec(),
+        ),
+        (
+            "unknown version",
+            &exchange,
+            "faults.tick",
+            typed("application/json").with_headers(version),
+            b"{\"n\":1}".to_vec(),
+        ),
+        (
+            "over the size limit",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            vec![b' '; 100 * 1024],
+        ),
+        (
+            "nested too deep",
+            &exchange,
+            "faults.tick",
+            typed("application/json"),
+            deep.into_bytes(),
+        ),
+    ];
+
+    const N: u64 = 2_000;
+    let mut confirmed = std::collections::BTreeSet::new();
+    let chunk = N / poison.len() as u64;
+    for (i, (what, exchange, key, properties, body)) in poison.iter().enumerate() {
+        let from = i as u64 * chunk;
+        let (good, failed) = publish(&publisher, from..from + chunk, 8).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        confirmed.extend(good);
+        let properties = properties
+            .clone()
+            .with_message_id(format!("poison-{i}").into());
+        let confirm = channel
+            .basic_publish(
+                (*exchange).into(),
+                (*key).into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("publishing {what}: {e}"))
+            .await
+            .unwrap_or_else(|e| panic!("confirming {what}: {e}"));
+        assert!(confirm.is_ack(), "{what} was not taken: {confirm:?}");
+    }
+    let (good, failed) = publish(&publisher, poison.len() as u64 * chunk..N, 8).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    confirmed.extend(good);
+
+    let settled = wait_for(PATIENCE, || {
+        let s = bus.stats();
+        counts.missing(&confirmed).is_empty() && s.dead_lettered >= poison.len() as u64
+    })
+    .await;
+    let dead = bus.dead_letters().await.expect("reading the dead letters");
+    report(
+        "poison input",
+        N as usize + poison.len(),
+        confirmed.len(),
+        &counts,
+        &format!(" / dead-lettered {}", dead.len()),
+    );
+    for d in &dead {
+        println!(
+            "  dead: id {} key {:?} reason {}",
+            d.message.metadata.id, d.message.metadata.key, d.reason
+        );
+    }
+    assert!(
+        settled,
+        "not all handled or dead-lettered in {PATIENCE:?}: {:?}, missing {:?}",
+        bus.stats(),
+        counts.missing(&confirmed).len()
+    );
+    assert_eq!(
+        dead.len(),
+        poison.len(),
+        "one dead letter per poison: {dead:#?}"
+    );
+    for expected in [
+        "EOF while parsing",
+        "content type \"text/csv\"",
+        "no routing key or type",
+        "unknown version 99",
+        "exceeds the limit of 65536 bytes",
+        "recursion limit exceeded",
+    ] {
+        assert!(
+            dead.iter().any(|d| d.reason.contains(expected)),
+            "no dead letter says {expected:?}: {dead:#?}"
+        );
+    }
+    assert_eq!(
+        counts.distinct() as u64,
+        N,
+        "the good events, each once at least"
+    );
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    let _ = raw.close(200, "done".into()).await;
+    transport.close().await.expect("closing");
+}
+
+/// One handler panics and one hangs past its timeout on some events: the other handlers of
+/// those events run once, and each such event is dead-lettered after its retries, naming
+/// the handler that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_and_a_hanging_handler_spare_the_others() {
+    let panics = Handler::typed("panics", |tick: Tick, _ctx: Context| async move {
+        assert!(
+            !tick.n.is_multiple_of(100),
+            "the handler panics on tick {}",
+            tick.n
+        );
+        Ok::<_, HandlerError>(())
+    })
+    .retries(2);
+    let hangs = Handler::typed("hangs", |tick: Tick, _ctx: Context| async move {
+        if tick.n % 100 == 1 {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, HandlerError>(())
+    })
+    .timeout(Duration::from_millis(200))
+    .retries(2);
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config: _,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start_with("crash", |b| b.handler(panics).handler(hangs)).await
+    else {
+        return;
+    };
+    let running = bus.spawn().await.expect("running the bus");
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    const N: u64 = 1_000;
+    const BAD: u64 = N / 100 * 2;
+    let (confirmed, failed) = publish(&publisher, 0..N, 16).await;
+    wait_until("every event settled", PATIENCE, || {
+        let s = bus.stats();
+        s.acked + s.dead_lettered >= N && s.in_flight == 0
+    })
+    .await;
+    let stats = bus.stats();
+    let dead = bus.dead_letters().await.expect("reading the dead letters");
+    report(
+        "panicking and hanging handlers",
+        N as usize,
+        confirmed.len(),
+        &counts,
+        &format!(
+            " / dead-lettered {} / failed attempts {}",
+            stats.dead_lettered, stats.handler_failures
+        ),
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(counts.distinct() as u64, N, "`count` ran for every event");
+    assert_eq!(counts.duplicates(), (0, 0), "and once for each");
+    assert_eq!(
+        (stats.acked, stats.dead_lettered),
+        (N - BAD, BAD),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.handler_failures,
+        BAD * 3,
+        "three attempts each: {stats:?}"
+    );
+    for d in &dead {
+        let tick: Tick = serde_json::from_slice(&d.message.body).expect("a tick");
+        let culprit = if tick.n.is_multiple_of(100) {
+            "panics"
+        } else {
+            "hangs"
+        };
+        assert_eq!(d.failed_handlers, [culprit], "{d:#?}");
+    }
+    assert_eq!(dead.len() as u64, BAD);
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
+
+/// Retries waiting on the broker (longer than the in-process limit) survive a restart of
+/// the service: the new instance handles them when their delay is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_retries_outlive_a_restart() {
+    let later = Arc::new(Counts::default());
+    let flaky = {
+        let later = Arc::clone(&later);
+        move || {
+            let later = Arc::clone(&later);
+            Handler::typed("flaky", move |tick: Tick, ctx: Context| {
+                let later = Arc::clone(&later);
+                async move {
+                    if ctx.attempt() == 1 {
+                        return Err(HandlerError::new("not yet"));
+                    }
+                    *lock(&later.handled).entry(tick.n).or_default() += 1;
+                    Ok(())
+                }
+            })
+        }
+    };
+    let slow_retries = |b: pubsub::BusBuilder| {
+        b.retry(RetryPolicy::exponential(1, Duration::from_secs(5)))
+            .in_process_retry_limit(Duration::from_millis(500))
+    };
+    let first_flaky = flaky();
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start_with("later", move |b| slow_retries(b).handler(first_flaky)).await
+    else {
+        return;
+    };
+    let running = bus.spawn().await.expect("running the bus");
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    const N: u64 = 1_000;
+    let (confirmed, failed) = publish(&publisher, 0..N, 16).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    wait_until("every event waits on the broker", PATIENCE, || {
+        bus.stats().retried >= N
+    })
+    .await;
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+    let before = later.distinct();
+
+    // the service starts again: a new process would have a new transport
+    let transport = AmqpTransport::new(config);
+    let again = support::bus(&transport, &ns, vec![flaky()], slow_retries).await;
+    let running = again.spawn().await.expect("running the bus again");
+    wait_until("every retry handled after the restart", PATIENCE, || {
+        later.missing(&confirmed).is_empty()
+    })
+    .await;
+    report(
+        "delayed retry across a restart",
+        N as usize,
+        confirmed.len(),
+        &later,
+        &format!(
+            " / handled before the restart {before} / retried {}",
+            bus.stats().retried
+        ),
+    );
+    assert!(
+        (before as u64) < N,
+        "the delay outlasted the first instance: {before} handled before the restart"
+    );
+    assert_eq!(counts.distinct() as u64, N, "`count` ran once per event");
+    again.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
+
+/// The consumer process of `a_killed_consumer_s_deliveries_go_to_another`: takes
+/// deliveries of the service `PUBSUB_FAULT_CHILD` names, says so on stdout, and never
+/// settles them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of a_killed_consumer_s_deliveries_go_to_another, run by it"]
+async fn child_consumer_that_never_acks() {
+    let ns = std::env::var("PUBSUB_FAULT_CHILD").expect("PUBSUB_FAULT_CHILD names the service");
+    let config = config(&ns).expect("the broker");
+    let transport = AmqpTransport::new(config);
+    let hold = Handler::typed("count", |tick: Tick, _ctx: Context| async move {
+        println!("holding {}", tick.n);
+        std::future::pending::<()>().await;
+        Ok::<_, HandlerError>(())
+    });
+    let bus = support::bus(&transport, &ns, vec![hold], |b| b).await;
+    bus.run_until(std::future::pending::<()>())
+        .await
+        .expect("the child's bus");
+}
+
+/// A consumer process killed (SIGKILL) while it holds deliveries: the broker gives them to
+/// the other consumer of the service, which handles them, flagged as redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_consumer_s_deliveries_go_to_another() {
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config: _,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start("kill").await
+    else {
+        return;
+    };
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    const N: u64 = 2_000;
+    let (confirmed, failed) = publish(&publisher, 0..N, 16).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let child = Child::spawn("child_consumer_that_never_acks", &ns);
+    wait_until("the child holds deliveries", PATIENCE, || {
+        child.held() >= 50
+    })
+    .await;
+    let running = bus.spawn().await.expect("running the bus");
+    wait_until("this consumer handles the rest", PATIENCE, || {
+        counts.distinct() as u64 + child.held() >= N
+    })
+    .await;
+    let held = child.held();
+    child.kill();
+    wait_until("every event handled, the held ones too", PATIENCE, || {
+        counts.missing(&confirmed).is_empty()
+    })
+    .await;
+    report(
+        "consumer killed with SIGKILL",
+        N as usize,
+        confirmed.len(),
+        &counts,
+        &format!(" / held by the killed consumer {held}"),
+    );
+    assert!(
+        *lock(&counts.redelivered) >= held,
+        "the held deliveries came back flagged as redelivered"
     );
     bus.shutdown();
     running.await.expect("the bus task").expect("the bus run");

@@ -17,7 +17,12 @@
 //! Long retries wait on the broker, in TTL wait queues that dead-letter back into the
 //! service's queue (see the topology), so a restart loses no pending retry.
 //!
-//! Not yet: reconnection, request/reply.
+//! It recovers on its own: each connection is supervised and comes back with capped,
+//! jittered backoff; consumers resume and re-declare; unconfirmed publishes are written
+//! again (at least once); waits while the broker is down or blocked are bounded by the
+//! publish timeout. `Transport::health` reports connections and consumers.
+//!
+//! Not yet: request/reply.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), pubsub_amqp::AmqpError> {

@@ -38,8 +38,7 @@ use crate::topology;
 /// # }
 /// ```
 ///
-/// Not yet: reconnection (a lost connection fails operations with `Unavailable`),
-/// request/reply.
+/// Recovers on its own (see the crate docs); not yet: request/reply.
 #[derive(Debug, Clone)]
 pub struct AmqpTransport {
     inner: Arc<Inner>,

@@ -18,9 +18,13 @@ use serde::Serialize;
 /// use pubsub_core::{Bus, MemoryTransport};
 ///
 /// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+/// assert!(!bus.health().is_healthy(), "built, not consuming yet");
+/// let running = bus.spawn().await?;
 /// let health = bus.health();
 /// assert!(health.is_healthy(), "{health:?}");
 /// // serve it: `axum::Json(bus.health())`, with status 503 unless `is_healthy()`
+/// bus.shutdown();
+/// running.await.expect("the bus task")?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

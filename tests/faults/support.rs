@@ -17,6 +17,9 @@ use pubsub::{Handler, HandlerSelection, RetryPolicy, Uuid};
 pub(crate) struct Tick {
     /// Its number in the run.
     pub(crate) n: u64,
+    /// Free-form JSON, parsed (so nesting past the parser's limit is refused).
+    #[serde(default)]
+    pub(crate) note: Option<serde_json::Value>,
 }
 
 /// Tests that change the broker's global state run one at a time.
@@ -123,13 +126,21 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// `None` (skip) without a broker.
     pub(crate) async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, |builder| builder).await
+    }
+
+    /// [`start`](Self::start), with the bus's builder changed by `configure`.
+    pub(crate) async fn start_with(
+        test: &str,
+        configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
+    ) -> Option<Self> {
         let one = one_at_a_time().await;
         let ns = namespace(test);
         let config = config(&ns)?;
         let cleanup = Cleanup(ns.clone());
         let transport = AmqpTransport::new(config.clone());
         let counts = Arc::new(Counts::default());
-        let bus = bus(&transport, &ns, vec![counting(&counts)]).await;
+        let bus = bus(&transport, &ns, vec![counting(&counts)], configure).await;
         Some(Self {
             _one: one,
             _cleanup: cleanup,
@@ -192,7 +203,12 @@ pub(crate) fn counting(counts: &Arc<Counts>) -> Handler {
 }
 
 /// A bus of `service` on `transport` running `handlers` (and nothing registered).
-pub(crate) async fn bus(transport: &AmqpTransport, service: &str, handlers: Vec<Handler>) -> Bus {
+pub(crate) async fn bus(
+    transport: &AmqpTransport,
+    service: &str,
+    handlers: Vec<Handler>,
+    configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
+) -> Bus {
     let builder = Bus::builder()
         .service(service)
         .transport(transport.clone())
@@ -200,12 +216,10 @@ pub(crate) async fn bus(transport: &AmqpTransport, service: &str, handlers: Vec<
         .prefetch(50)
         .retry(RetryPolicy::exponential(3, Duration::from_millis(20)))
         .shutdown_timeout(Duration::from_secs(5));
-    handlers
+    let builder = handlers
         .into_iter()
-        .fold(builder, pubsub::BusBuilder::handler)
-        .build()
-        .await
-        .expect("building the bus")
+        .fold(builder, pubsub::BusBuilder::handler);
+    configure(builder).build().await.expect("building the bus")
 }
 
 /// Publishes ticks `range` from `tasks` concurrent tasks (each awaiting its confirms);
@@ -223,7 +237,7 @@ pub(crate) async fn publish(
             let mut confirmed = Vec::new();
             let mut failed = Vec::new();
             for n in range.filter(|n| n % tasks == t) {
-                match bus.publish(&Tick { n }).await {
+                match bus.publish(&Tick { n, note: None }).await {
                     Ok(_) => confirmed.push(n),
                     Err(error) => failed.push(format!("tick {n}: {error}")),
                 }
@@ -243,20 +257,31 @@ pub(crate) async fn publish(
 
 /// Waits until `condition` holds, or panics after `timeout` saying `what`.
 pub(crate) async fn wait_until(what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+    assert!(
+        wait_for(timeout, condition).await,
+        "timed out after {timeout:?}: {what}"
+    );
+}
+
+/// Whether `condition` came to hold within `timeout`.
+pub(crate) async fn wait_for(timeout: Duration, condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 /// The line each test prints.
 pub(crate) fn report(test: &str, published: usize, confirmed: usize, counts: &Counts, extra: &str) {
+    use std::io::Write;
     let (dup_events, dup_deliveries) = counts.duplicates();
-    println!(
+    // written to stderr directly, past the test harness's capture, so that CI shows it
+    let _ = writeln!(
+        std::io::stderr(),
         "{test}: published {published} / confirmed {confirmed} / handled {} / duplicates {dup_events} events ({dup_deliveries} extra deliveries) / redelivered {}{extra}",
         counts.distinct(),
         lock(&counts.redelivered),
@@ -267,4 +292,65 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A test of this binary run as a child process, the ticks it holds counted; killed
+/// (SIGKILL) by [`kill`](Self::kill) or when dropped.
+pub(crate) struct Child {
+    process: std::process::Child,
+    held: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+impl Child {
+    /// Runs the ignored test `test` with `PUBSUB_FAULT_CHILD=ns`.
+    pub(crate) fn spawn(test: &str, ns: &str) -> Self {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut process = Command::new(exe)
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("PUBSUB_FAULT_CHILD", ns)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the child process");
+        let stdout = process.stdout.take().expect("the child's stdout");
+        let held = Arc::new(Mutex::new(BTreeSet::new()));
+        let sink = Arc::clone(&held);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // a handler attempt that times out is retried: the same tick again
+                if let Some(Ok(n)) = line.strip_prefix("holding ").map(str::parse::<u64>) {
+                    lock(&sink).insert(n);
+                }
+            }
+        });
+        Self { process, held }
+    }
+
+    /// How many events the child said it holds.
+    pub(crate) fn held(&self) -> u64 {
+        lock(&self.held).len() as u64
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub(crate) fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
