@@ -647,7 +647,7 @@ async fn a_killed_consumer_s_deliveries_go_to_another() {
     let (confirmed, failed) = publish(&publisher, 0..N, 16).await;
     assert!(failed.is_empty(), "{failed:?}");
 
-    let child = Child::spawn("child_consumer_that_never_acks", &ns);
+    let child = Child::spawn("child_consumer_that_never_acks", &ns, "holding ");
     wait_until("the child holds deliveries", PATIENCE, || {
         child.held() >= 50
     })
@@ -676,5 +676,114 @@ async fn a_killed_consumer_s_deliveries_go_to_another() {
     );
     bus.shutdown();
     running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
+
+/// The consumer process of `a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit`:
+/// consumes the quorum queue of `PUBSUB_FAULT_CHILD` one message at a time, prints each tick
+/// it handled, and aborts the whole process on tick 13.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a child process of a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit, run by it"]
+async fn child_consumer_that_crashes_on_13() {
+    let ns = std::env::var("PUBSUB_FAULT_CHILD").expect("PUBSUB_FAULT_CHILD names the service");
+    let transport = AmqpTransport::new(quorum(&ns).expect("the broker"));
+    let crash = Handler::typed("count", |tick: Tick, _ctx: Context| async move {
+        if tick.n == 13 {
+            std::process::abort();
+        }
+        println!("handled {}", tick.n);
+        Ok::<_, HandlerError>(())
+    });
+    let bus = support::bus(&transport, &ns, vec![crash], |b| b.prefetch(1)).await;
+    println!("ready 0");
+    bus.run_until(std::future::pending::<()>())
+        .await
+        .expect("the child's bus");
+}
+
+/// The queue of the quorum test: quorum, delivery limit 2.
+fn quorum(ns: &str) -> Option<pubsub::amqp::AmqpConfig> {
+    config(ns).map(|c| {
+        c.queue_type(pubsub::QueueType::Quorum {
+            delivery_limit: Some(2),
+        })
+    })
+}
+
+/// A message whose handler crashes the consumer process, on a quorum queue with a delivery
+/// limit: after the limit the broker dead-letters it, instead of crashing consumers forever,
+/// and the events after it are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit() {
+    let _one = one_at_a_time().await;
+    let ns = namespace("quorum");
+    let Some(config) = quorum(&ns) else { return };
+    let _cleanup = Cleanup(ns.clone());
+    let transport = AmqpTransport::new(config);
+    let service = Bus::publisher(ns.clone(), transport.clone());
+
+    // the first child declares the queue, then the events go in
+    let mut child = Child::spawn("child_consumer_that_crashes_on_13", &ns, "ready ");
+    wait_until("the child is ready", PATIENCE, || !child.ticks().is_empty()).await;
+    drop(child);
+    const N: u64 = 100;
+    let (confirmed, failed) = publish(&service, 0..N, 1).await;
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let mut handled = std::collections::BTreeSet::new();
+    let mut crashes = 0;
+    loop {
+        child = Child::spawn("child_consumer_that_crashes_on_13", &ns, "handled ");
+        let crashed = wait_for(PATIENCE, || {
+            child.exited() || child.ticks().len() as u64 + handled.len() as u64 >= N - 1
+        })
+        .await;
+        assert!(crashed, "the child neither crashed nor handled everything");
+        handled.extend(child.ticks());
+        if !child.exited() {
+            break;
+        }
+        crashes += 1;
+        assert!(
+            crashes <= 5,
+            "crashed {crashes} times: the limit did not stop it"
+        );
+    }
+    child.kill();
+    let dead = service
+        .dead_letters()
+        .await
+        .expect("reading the dead letters");
+    let missing: Vec<u64> = confirmed
+        .iter()
+        .filter(|n| **n != 13 && !handled.contains(n))
+        .copied()
+        .collect();
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "quorum delivery limit: published {N} / confirmed {} / handled {} / crashes {crashes} / dead-lettered {}: {:?}\n",
+            confirmed.len(),
+            handled.len(),
+            dead.len(),
+            dead.iter().map(|d| &d.reason).collect::<Vec<_>>()
+        )
+        .as_bytes(),
+    );
+    assert!(missing.is_empty(), "never handled: {missing:?}");
+    let ticks: Vec<u64> = dead
+        .iter()
+        .filter_map(|d| serde_json::from_slice::<Tick>(&d.message.body).ok())
+        .map(|t| t.n)
+        .collect();
+    assert_eq!(ticks, [13], "{dead:#?}");
+    assert_eq!(
+        dead[0].reason, "dead-lettered by the broker: delivery_limit",
+        "{dead:#?}"
+    );
+    assert!(
+        (2..=3).contains(&crashes),
+        "crashes before the limit: {crashes}"
+    );
     transport.close().await.expect("closing");
 }

@@ -103,13 +103,17 @@ impl Metadata {
     }
 
     /// What a dead letter's headers say: why it failed and which handlers failed (empty
-    /// when absent).
+    /// when absent). A message the broker dead-lettered by itself (a quorum queue's
+    /// delivery limit, a rejection) carries only the broker's `x-first-death-reason`.
     pub(crate) fn death(&self) -> (String, Vec<String>) {
-        let reason = self
-            .headers
-            .get(HEADER_DEATH_REASON)
-            .cloned()
-            .unwrap_or_default();
+        let reason = match (
+            self.headers.get(HEADER_DEATH_REASON),
+            self.headers.get("x-first-death-reason"),
+        ) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(broker)) => format!("dead-lettered by the broker: {broker}"),
+            (None, None) => String::new(),
+        };
         let handlers = self
             .failed_handlers()
             .map(|names| names.into_iter().map(str::to_owned).collect())

@@ -297,13 +297,14 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A test of this binary run as a child process, the ticks it holds counted; killed
 /// (SIGKILL) by [`kill`](Self::kill) or when dropped.
 pub(crate) struct Child {
-    process: std::process::Child,
+    process: Mutex<std::process::Child>,
     held: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl Child {
-    /// Runs the ignored test `test` with `PUBSUB_FAULT_CHILD=ns`.
-    pub(crate) fn spawn(test: &str, ns: &str) -> Self {
+    /// Runs the ignored test `test` with `PUBSUB_FAULT_CHILD=ns`; counts the ticks of the
+    /// lines it prints that start with `prefix` (`"holding "`).
+    pub(crate) fn spawn(test: &str, ns: &str, prefix: &'static str) -> Self {
         use std::io::BufRead;
         let exe = std::env::current_exe().expect("this test binary");
         let mut process = Command::new(exe)
@@ -325,17 +326,34 @@ impl Child {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 // a handler attempt that times out is retried: the same tick again
-                if let Some(Ok(n)) = line.strip_prefix("holding ").map(str::parse::<u64>) {
+                // the harness writes `test name ... ` before the first line
+                let tick = line
+                    .find(prefix)
+                    .map(|at| line[at + prefix.len()..].parse::<u64>());
+                if let Some(Ok(n)) = tick {
                     lock(&sink).insert(n);
                 }
             }
         });
-        Self { process, held }
+        Self {
+            process: Mutex::new(process),
+            held,
+        }
     }
 
     /// How many events the child said it holds.
     pub(crate) fn held(&self) -> u64 {
         lock(&self.held).len() as u64
+    }
+
+    /// The ticks counted.
+    pub(crate) fn ticks(&self) -> BTreeSet<u64> {
+        lock(&self.held).clone()
+    }
+
+    /// Whether the process has ended by itself.
+    pub(crate) fn exited(&self) -> bool {
+        matches!(lock(&self.process).try_wait(), Ok(Some(_)))
     }
 
     /// SIGKILL, and wait for it to be gone.
@@ -344,8 +362,9 @@ impl Child {
     }
 
     fn stop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
+        let process = self.process.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = process.kill();
+        let _ = process.wait();
     }
 }
 
