@@ -787,3 +787,53 @@ async fn a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit() {
     );
     transport.close().await.expect("closing");
 }
+
+/// The service's queue deleted under its consumer (the broker cancels the consumer, which
+/// lapin's recovery would not bring back): the transport declares the queue again and
+/// resumes, and the events published afterwards are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_queue_is_deleted_comes_back() {
+    let Some(Fixture {
+        _one,
+        _cleanup,
+        ns,
+        config: _,
+        transport,
+        counts,
+        bus,
+    }) = Fixture::start("deleted").await
+    else {
+        return;
+    };
+    let running = bus.spawn().await.expect("running the bus");
+    let publisher = Bus::publisher(format!("{ns}-shop"), transport.clone());
+    const N: u64 = 1_000;
+    let (before, failed) = publish(&publisher, 0..N / 2, 8).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    wait_until("the first half handled", PATIENCE, || {
+        counts.missing(&before).is_empty()
+    })
+    .await;
+    ctl(&["delete_queue", &ns]);
+    wait_until("the consumer resumed", PATIENCE, || {
+        let health = bus.health();
+        health.is_healthy() && health.transport.consumers.iter().all(|c| c.resumed >= 1)
+    })
+    .await;
+    let (after, failed) = publish(&publisher, N / 2..N, 8).await;
+    wait_until("the second half handled", PATIENCE, || {
+        counts.missing(&after).is_empty()
+    })
+    .await;
+    report(
+        "queue deleted under the consumer",
+        N as usize,
+        before.len() + after.len(),
+        &counts,
+        "",
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
+    transport.close().await.expect("closing");
+}
