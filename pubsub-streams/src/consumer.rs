@@ -54,6 +54,7 @@ pub(crate) struct StreamConsumer {
     handle: Option<ConsumerHandle>,
     offsets: Arc<Offsets>,
     timer: Option<JoinHandle<()>>,
+    cancelled: bool,
 }
 
 impl StreamConsumer {
@@ -94,6 +95,7 @@ impl StreamConsumer {
             inner,
             offsets,
             timer,
+            cancelled: false,
         }
     }
 }
@@ -104,7 +106,15 @@ impl Consumer for StreamConsumer {
     /// admitted (or skipped) before this returns.
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         loop {
-            let delivery = match self.inner.next().await? {
+            if self.cancelled {
+                return None;
+            }
+            let next = tokio::select! {
+                biased;
+                () = self.offsets.shared.closed() => return None,
+                next = self.inner.next() => next?,
+            };
+            let delivery = match next {
                 Ok(delivery) => delivery,
                 Err(error) => {
                     return Some(Err(TransportError::other(format!(
@@ -131,29 +141,36 @@ impl Consumer for StreamConsumer {
         }
     }
 
+    /// Stops handing out deliveries; the subscription stays until [`close`](Self::close)
+    /// stored the offset, so that a waiting single active consumer takes over from it.
     async fn cancel(&mut self) -> Result<(), TransportError> {
-        if let Some(handle) = self.handle.take() {
-            // unsubscribes and closes the consumer's connection
-            let _ = handle.close().await;
-        }
+        self.cancelled = true;
         Ok(())
     }
 
-    /// Stores the offset of the contiguous prefix settled, confirmed by reading it back.
+    /// Stores the offset of the contiguous prefix settled (confirmed by reading it back),
+    /// then unsubscribes.
     async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
-        self.cancel().await?;
+        self.cancelled = true;
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
         let closing = self.offsets.commits().closing();
-        if let (Some(offset), Some(name)) = (closing, &self.offsets.name) {
-            let shared = &self.offsets.shared;
-            shared
+        let stored = match (closing, &self.offsets.name) {
+            (Some(offset), Some(name)) => self
+                .offsets
+                .shared
                 .admin
                 .store_offset_confirmed(name, &self.offsets.stream, offset)
-                .await?;
+                .await
+                .map_err(TransportError::from),
+            _ => Ok(()),
+        };
+        if let Some(handle) = self.handle.take() {
+            // unsubscribes and closes the consumer's connection
+            let _ = handle.close().await;
         }
-        Ok(())
+        stored
     }
 }
 
@@ -185,6 +202,8 @@ struct StreamAcker {
 impl Acker for StreamAcker {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
         let o = &self.offsets;
+        // the transport is closed: nothing settles, a restart reads it again
+        o.shared.check_open()?;
         match settlement {
             Settlement::Ack => {}
             Settlement::DeadLetter(failed) => {

@@ -1,8 +1,8 @@
 //! [`StreamTransport`]: the `Transport` over RabbitMQ Streams.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -72,13 +72,19 @@ pub(crate) struct Shared {
     producers: Producers,
     /// Streams created (or found) by this transport.
     created: tokio::sync::Mutex<HashSet<String>>,
-    /// "Next" fixed at declare, by (consumer name, stream), for consumers without an offset.
-    pinned: Mutex<HashMap<(String, String), u64>>,
     closed: AtomicBool,
+    /// Turns true when the transport closes: consumers end at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
-    fn check_open(&self) -> Result<(), StreamsError> {
+    /// Resolves once the transport is closed.
+    pub(crate) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closed| *closed).await;
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), StreamsError> {
         if self.closed.load(Ordering::SeqCst) {
             Err(StreamsError::Closed)
         } else {
@@ -168,10 +174,6 @@ impl Shared {
         let _ = consumer.handle().close().await;
         Ok(read)
     }
-
-    fn pinned(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
-        self.pinned.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// A de-duplicating producer of this transport, for code that needs the publishing ids
@@ -227,8 +229,8 @@ impl StreamTransport {
                 environment: OnceCell::new(),
                 producers: Producers::default(),
                 created: tokio::sync::Mutex::new(HashSet::new()),
-                pinned: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -270,6 +272,13 @@ impl StreamTransport {
             .await
     }
 
+    /// The streams this transport created (or found existing) so far, sorted.
+    pub async fn streams_created(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self.shared.created.lock().await.iter().cloned().collect();
+        streams.sort();
+        streams
+    }
+
     /// Deletes `stream` (one that does not exist is fine): for tests and tooling.
     ///
     /// # Errors
@@ -283,10 +292,6 @@ impl StreamTransport {
         match &subscription.source {
             Source::Stream(source) if source.super_stream => Err(TransportError::Unsupported {
                 what: "super streams (not yet)",
-                transport: "streams",
-            }),
-            Source::Stream(source) if source.single_active => Err(TransportError::Unsupported {
-                what: "single active consumer (not yet)",
                 transport: "streams",
             }),
             Source::Stream(source) => Ok(source),
@@ -353,10 +358,7 @@ impl Transport for StreamTransport {
         shared.ensure_stream(&source.stream).await?;
         let errors = shared.config.naming.error_stream(service);
         shared.ensure_stream(&errors).await?;
-        let key = (service.clone(), source.stream.clone());
-        let named = source.store != StoreOffsets::Never;
-        let pinned = shared.pinned().contains_key(&key);
-        let fix_next = named && source.start == StartAt::Next && !pinned;
+        let fix_next = source.store != StoreOffsets::Never && source.start == StartAt::Next;
         if fix_next
             && shared
                 .admin
@@ -364,12 +366,17 @@ impl Transport for StreamTransport {
                 .await?
                 .is_none()
         {
-            // "next" as of now: after the last message the stream holds
+            // "next" as of now, kept on the broker as the consumer's offset so that any
+            // connection resumes there: the offset before the stream's end, or for an
+            // empty stream u64::MAX, which the consumer reads as "before 0"
             let last = shared
                 .read_to_end(&source.stream, OffsetSpecification::Last)
                 .await?;
             let next = last.last().map_or(0, |(offset, _)| offset + 1);
-            shared.pinned().entry(key).or_insert(next);
+            shared
+                .admin
+                .store_offset_confirmed(service, &source.stream, next.wrapping_sub(1))
+                .await?;
         }
         Ok(())
     }
@@ -388,16 +395,13 @@ impl Transport for StreamTransport {
         } else {
             shared.admin.stored_offset(service, stream).await?
         };
-        let pinned = shared
-            .pinned()
-            .get(&(service.clone(), stream.clone()))
-            .copied();
-        let (spec, first) = match (stored, pinned) {
-            (Some(stored), _) => (OffsetSpecification::Offset(stored + 1), stored + 1),
-            (None, Some(next)) if source.store != StoreOffsets::Never => {
-                (OffsetSpecification::Offset(next), next)
+        let (spec, first) = match stored {
+            // u64::MAX: fixed at declare on an empty stream, "before offset 0"
+            Some(stored) => {
+                let first = stored.wrapping_add(1);
+                (OffsetSpecification::Offset(first), first)
             }
-            _ => {
+            None => {
                 let first = match source.start {
                     StartAt::Offset(offset) => offset,
                     _ => 0,
@@ -406,11 +410,34 @@ impl Transport for StreamTransport {
             }
         };
         let environment = shared.environment().await?;
+        let mut builder = environment
+            .consumer()
+            .offset(spec)
+            .client_provided_name(service);
+        if source.single_active && source.store != StoreOffsets::Never {
+            // The client answers `Next` to the broker's activation unless told otherwise,
+            // which would skip what came while this instance waited: resume after the
+            // offset stored by the instance that was active, or from the start position.
+            let fallback = connection::offset_specification(source.start);
+            builder = builder
+                .name(service)
+                .enable_single_active_consumer(true)
+                .consumer_update(move |_active, context| {
+                    let fallback = fallback.clone();
+                    async move {
+                        let stored = context
+                            .client()
+                            .query_offset(context.name(), &context.stream())
+                            .await;
+                        match stored {
+                            Ok(stored) => OffsetSpecification::Offset(stored.wrapping_add(1)),
+                            Err(_) => fallback,
+                        }
+                    }
+                });
+        }
         let inner = bounded("build a consumer", shared.config.timeout, async {
-            environment
-                .consumer()
-                .offset(spec)
-                .client_provided_name(service)
+            builder
                 .build(stream)
                 .await
                 .map_err(|e| StreamsError::client(format!("consume {stream} as {service}"), e))
@@ -443,11 +470,9 @@ impl Transport for StreamTransport {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.shared.closing.send_replace(true);
         self.shared.producers.close().await;
         self.shared.admin.close().await;
-        if let Some(environment) = self.shared.environment.get() {
-            let _ = environment;
-        }
         Ok(())
     }
 }
