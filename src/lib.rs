@@ -6,6 +6,9 @@ pub use pubsub_derive::{Event, handler};
 /// The AMQP 0-9-1 transport, on lapin (feature `amqp`).
 #[cfg(feature = "amqp")]
 pub use pubsub_amqp as amqp;
+/// The RabbitMQ Streams transport, on rabbitmq-stream-client (feature `streams`).
+#[cfg(feature = "streams")]
+pub use pubsub_streams as streams;
 
 /// Everything a service needs in scope: `use pubsub::prelude::*;`.
 pub mod prelude {

@@ -1,0 +1,76 @@
+//! The one error type of `pubsub-streams`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pubsub_core::{BoxedSource, TransportError};
+
+/// What can go wrong in the streams transport. Broker addresses in messages never carry
+/// the password.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamsError {
+    /// The configuration is not usable.
+    #[error("streams configuration: {0}")]
+    Config(String),
+    /// The client reported an error while doing `what`.
+    #[error("{what}: {source}")]
+    Client {
+        /// What was being done (`connect to rabbitmq-stream://app:***@host:5552/`).
+        what: String,
+        /// The client's error.
+        #[source]
+        source: BoxedSource,
+    },
+    /// The broker answered with a response code other than OK.
+    #[error("{what}: the broker answered {code}")]
+    Refused {
+        /// What was being done.
+        what: String,
+        /// The broker's response code.
+        code: String,
+    },
+    /// No answer came in time.
+    #[error("{what}: no answer within {after:?}")]
+    TimedOut {
+        /// What timed out.
+        what: &'static str,
+        /// The bound.
+        after: Duration,
+    },
+    /// The transport was closed.
+    #[error("the streams transport is closed")]
+    Closed,
+}
+
+impl StreamsError {
+    pub(crate) fn client(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Client {
+            what: what.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+impl From<StreamsError> for TransportError {
+    fn from(error: StreamsError) -> Self {
+        match error {
+            StreamsError::Closed => TransportError::Closed,
+            StreamsError::TimedOut { what, after } => TransportError::TimedOut {
+                operation: what,
+                after,
+            },
+            StreamsError::Config(message) => TransportError::other(message),
+            refused @ StreamsError::Refused { .. } => TransportError::Nacked {
+                reason: refused.to_string(),
+            },
+            client @ StreamsError::Client { .. } => TransportError::Unavailable {
+                message: client.to_string(),
+                source: Some(Arc::new(client)),
+            },
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The RabbitMQ Streams transport of `pubsub`, on
+//! [rabbitmq-stream-client](https://docs.rs/rabbitmq-stream-client) 0.11, for RabbitMQ ≥ 3.11
+//! (stream protocol, port 5552).
+//!
+//! This crate grows in steps. What it has now:
+//! - [`StreamConfig`]: where the broker is (`RABBITMQ_STREAM_HOST` or `RABBITMQ_HOST`,
+//!   `RABBITMQ_STREAM_PORT`, `RABBITMQ_USERNAME`, `RABBITMQ_PASSWORD`, `RABBITMQ_VHOST`;
+//!   a `.env` file honoured), load-balancer mode for the Docker advertised-host trap,
+//!   retention of created streams. The password never appears in `Debug`, errors or logs.
+//! - [`StreamTransport`]: the `Transport`. Streams created with retention; de-duplicating
+//!   producers with publishing ids from 1 resumed from the broker's last + 1 and bounded
+//!   confirms; named consumers whose offset is stored on the broker only for the handled
+//!   prefix; dead letters appended to the service's error stream before the offset moves.
+//!
+//! Not yet: reconnecting, re-creating a deleted stream, single active consumer, super
+//! streams.
+//!
+//! ```no_run
+//! use pubsub_streams::StreamTransport;
+//! # async fn run() -> Result<(), pubsub_streams::StreamsError> {
+//! let transport = StreamTransport::from_env()?;
+//! # let _ = transport;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod connection;
+mod consumer;
+mod convert;
+mod error;
+mod publisher;
+mod transport;
+
+pub use config::{
+    ENV_HOST, ENV_LOAD_BALANCER, ENV_PASSWORD, ENV_STREAM_HOST, ENV_STREAM_PORT, ENV_USERNAME,
+    ENV_VHOST, Retention, StreamConfig,
+};
+pub use error::StreamsError;
+pub use transport::{StreamProducer, StreamTransport};

@@ -1,0 +1,478 @@
+//! [`StreamTransport`]: the `Transport` over RabbitMQ Streams.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use pubsub_core::{
+    Capabilities, Confirmation, Consumer, DeadLetteredMessage, Destination, Message, Outgoing,
+    Source, StartAt, StoreOffsets, StreamNaming, StreamSource, Subscription, Transport,
+    TransportError,
+};
+use rabbitmq_stream_client::Environment;
+use rabbitmq_stream_client::types::OffsetSpecification;
+use tokio::sync::OnceCell;
+
+use crate::config::StreamConfig;
+use crate::connection::{self, Admin, bounded};
+use crate::consumer::StreamConsumer;
+use crate::convert;
+use crate::error::StreamsError;
+use crate::publisher::{NamedProducer, Producers};
+
+/// How long reading to the end of a stream waits for its first message: an empty stream
+/// sends nothing, and the protocol has no "end of stream" answer.
+const FIRST_MESSAGE_WAIT: Duration = Duration::from_millis(300);
+/// Once messages come, how long a pause means "that was the end".
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The `Transport` over RabbitMQ Streams (stream protocol, port 5552).
+///
+/// - Events go to the stream of their domain ([`StreamConfig::naming`]), created on first
+///   use with the configured retention, through a de-duplicating producer named
+///   `{service}@{stream}` (the service is the message's `app_id`). Publishing ids start
+///   at 1 and resume from the broker's last one + 1; each confirmation is awaited at most
+///   [`StreamConfig::timeout`].
+/// - A bus reads each stream with a consumer named after its service, whose offset is
+///   kept on the broker and stored only for the contiguous prefix of settled deliveries.
+/// - A dead-lettered delivery is appended to the service's error stream
+///   (`events.errors.{service}`), confirmed, before its offset may advance.
+///
+/// Not yet: reconnecting, re-creating a deleted stream, single active consumer, super
+/// streams.
+///
+/// ```no_run
+/// use pubsub_streams::{StreamConfig, StreamTransport};
+/// # async fn run() -> Result<(), pubsub_streams::StreamsError> {
+/// let transport = StreamTransport::new(StreamConfig::from_env()?);
+/// # let _ = transport;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct StreamTransport {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StreamTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTransport")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: StreamConfig,
+    pub(crate) admin: Admin,
+    environment: OnceCell<Environment>,
+    producers: Producers,
+    /// Streams created (or found) by this transport.
+    created: tokio::sync::Mutex<HashSet<String>>,
+    closed: AtomicBool,
+    /// Turns true when the transport closes: consumers end at once.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Resolves once the transport is closed.
+    pub(crate) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|closed| *closed).await;
+    }
+
+    pub(crate) fn check_open(&self) -> Result<(), StreamsError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(StreamsError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn environment(&self) -> Result<&Environment, StreamsError> {
+        self.environment
+            .get_or_try_init(|| connection::environment(&self.config))
+            .await
+    }
+
+    /// Creates `stream` with retention unless this transport already did.
+    async fn ensure_stream(&self, stream: &str) -> Result<(), StreamsError> {
+        let mut created = self.created.lock().await;
+        if !created.contains(stream) {
+            self.admin.create_stream(stream).await?;
+            created.insert(stream.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn producer(
+        &self,
+        service: &str,
+        stream: &str,
+    ) -> Result<Arc<NamedProducer>, StreamsError> {
+        self.check_open()?;
+        let name = self.config.producer_name(service, stream);
+        self.producers
+            .get_or_build(&name, stream, || async {
+                self.ensure_stream(stream).await?;
+                let environment = self.environment().await?;
+                NamedProducer::build(
+                    environment,
+                    &self.admin,
+                    &name,
+                    stream,
+                    self.config.batch_size,
+                    self.config.timeout,
+                )
+                .await
+            })
+            .await
+    }
+
+    /// Appends `message` to `stream` with the producer of `service`.
+    pub(crate) async fn publish_to(
+        &self,
+        service: &str,
+        stream: &str,
+        message: &Message,
+    ) -> Result<Confirmation, TransportError> {
+        self.producer(service, stream).await?.send(message).await
+    }
+
+    /// Every message of `stream` from `start` to its end as of now (see
+    /// [`FIRST_MESSAGE_WAIT`]), with offsets.
+    async fn read_to_end(
+        &self,
+        stream: &str,
+        start: OffsetSpecification,
+    ) -> Result<Vec<(u64, Message)>, StreamsError> {
+        let environment = self.environment().await?;
+        let mut consumer = bounded("build a consumer", self.config.timeout, async {
+            environment
+                .consumer()
+                .offset(start)
+                .build(stream)
+                .await
+                .map_err(|e| StreamsError::client(format!("read {stream}"), e))
+        })
+        .await?;
+        let mut read = Vec::new();
+        let mut wait = FIRST_MESSAGE_WAIT;
+        while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
+            wait = IDLE_WAIT;
+            let delivery =
+                delivery.map_err(|e| StreamsError::client(format!("read {stream}"), e))?;
+            let offset = delivery.offset();
+            read.push((
+                offset,
+                convert::from_wire(delivery.message(), stream, offset),
+            ));
+        }
+        let _ = consumer.handle().close().await;
+        Ok(read)
+    }
+}
+
+/// A de-duplicating producer of this transport, for code that needs the publishing ids
+/// (re-sending a batch after an outage: the broker drops the ids it has, and confirms
+/// them all the same). See [`StreamTransport::producer`].
+#[derive(Clone)]
+pub struct StreamProducer {
+    inner: Arc<NamedProducer>,
+}
+
+impl std::fmt::Debug for StreamProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamProducer(..)")
+    }
+}
+
+impl StreamProducer {
+    /// Sends `message` with the next publishing id, like a publish.
+    ///
+    /// # Errors
+    /// As [`Transport::send`].
+    pub async fn send(&self, message: &Message) -> Result<Confirmation, TransportError> {
+        self.inner.send(message).await
+    }
+
+    /// Sends `message` with publishing id `id` (at least 1). An id the broker already has
+    /// for this producer is confirmed and dropped. Never have two unconfirmed sends with
+    /// one id: the client cannot tell their confirms apart.
+    ///
+    /// # Errors
+    /// As [`Transport::send`].
+    pub async fn send_with_id(
+        &self,
+        message: &Message,
+        id: u64,
+    ) -> Result<Confirmation, TransportError> {
+        self.inner.resend(message, id).await
+    }
+
+    /// The publishing id the next [`send`](Self::send) uses.
+    pub async fn next_id(&self) -> u64 {
+        self.inner.next_id().await
+    }
+}
+
+impl StreamTransport {
+    /// A transport for `config`; connects on first use.
+    pub fn new(config: StreamConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                admin: Admin::new(config.clone()),
+                config,
+                environment: OnceCell::new(),
+                producers: Producers::default(),
+                created: tokio::sync::Mutex::new(HashSet::new()),
+                closed: AtomicBool::new(false),
+                closing: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// A transport configured from the environment ([`StreamConfig::from_env`]).
+    ///
+    /// # Errors
+    /// A bad configuration.
+    pub fn from_env() -> Result<Self, StreamsError> {
+        Ok(Self::new(StreamConfig::from_env()?))
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &StreamConfig {
+        &self.shared.config
+    }
+
+    /// The producer of `service` on `stream` (built, and the stream created, if needed).
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or refused.
+    pub async fn producer(
+        &self,
+        service: &str,
+        stream: &str,
+    ) -> Result<StreamProducer, StreamsError> {
+        let inner = self.shared.producer(service, stream).await?;
+        Ok(StreamProducer { inner })
+    }
+
+    /// Every message now in `stream`, with its offset, oldest first.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or the stream does not exist.
+    pub async fn read_all(&self, stream: &str) -> Result<Vec<(u64, Message)>, StreamsError> {
+        self.shared.check_open()?;
+        self.shared
+            .read_to_end(stream, OffsetSpecification::First)
+            .await
+    }
+
+    /// The streams this transport created (or found existing) so far, sorted.
+    pub async fn streams_created(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self.shared.created.lock().await.iter().cloned().collect();
+        streams.sort();
+        streams
+    }
+
+    /// Deletes `stream` (one that does not exist is fine): for tests and tooling.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or refused.
+    pub async fn delete_stream(&self, stream: &str) -> Result<(), StreamsError> {
+        self.shared.created.lock().await.remove(stream);
+        self.shared.admin.delete_stream(stream).await
+    }
+
+    fn stream_source(subscription: &Subscription) -> Result<&StreamSource, TransportError> {
+        match &subscription.source {
+            Source::Stream(source) if source.super_stream => Err(TransportError::Unsupported {
+                what: "super streams (not yet)",
+                transport: "streams",
+            }),
+            Source::Stream(source) => Ok(source),
+            _ => Err(TransportError::Unsupported {
+                what: "queues (subscribe to a stream)",
+                transport: "streams",
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for StreamTransport {
+    fn name(&self) -> &'static str {
+        "streams"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::stream()
+    }
+
+    fn stream_naming(&self) -> Option<StreamNaming> {
+        Some(self.shared.config.naming.clone())
+    }
+
+    async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
+        self.shared.check_open()?;
+        let naming = &self.shared.config.naming;
+        let stream = match &outgoing.destination {
+            Destination::Topic => naming.stream_of_key(&outgoing.message.metadata.key),
+            Destination::Stream {
+                stream,
+                partition_key: None,
+            } => stream.clone(),
+            _ => {
+                return Err(TransportError::Unsupported {
+                    what: "this destination (queues, replies and super stream partitions are not streams yet)",
+                    transport: "streams",
+                });
+            }
+        };
+        if naming.partitions(&stream).is_some() {
+            return Err(TransportError::Unsupported {
+                what: "super streams (not yet)",
+                transport: "streams",
+            });
+        }
+        let service = outgoing
+            .message
+            .metadata
+            .app_id
+            .as_deref()
+            .unwrap_or("pubsub");
+        self.shared
+            .publish_to(service, &stream, &outgoing.message)
+            .await
+    }
+
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        shared.check_open()?;
+        let source = Self::stream_source(subscription)?;
+        let service = &subscription.service;
+        shared.ensure_stream(&source.stream).await?;
+        let errors = shared.config.naming.error_stream(service);
+        shared.ensure_stream(&errors).await?;
+        let fix_next = source.store != StoreOffsets::Never && source.start == StartAt::Next;
+        if fix_next
+            && shared
+                .admin
+                .stored_offset(service, &source.stream)
+                .await?
+                .is_none()
+        {
+            // "next" as of now, kept on the broker as the consumer's offset so that any
+            // connection resumes there: the offset before the stream's end, or for an
+            // empty stream u64::MAX, which the consumer reads as "before 0"
+            let last = shared
+                .read_to_end(&source.stream, OffsetSpecification::Last)
+                .await?;
+            let next = last.last().map_or(0, |(offset, _)| offset + 1);
+            shared
+                .admin
+                .store_offset_confirmed(service, &source.stream, next.wrapping_sub(1))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        self.declare(subscription).await?;
+        let shared = &self.shared;
+        let source = Self::stream_source(subscription)?;
+        let service = &subscription.service;
+        let stream = &source.stream;
+        let stored = if source.store == StoreOffsets::Never {
+            None
+        } else {
+            shared.admin.stored_offset(service, stream).await?
+        };
+        let (spec, first) = match stored {
+            // u64::MAX: fixed at declare on an empty stream, "before offset 0"
+            Some(stored) => {
+                let first = stored.wrapping_add(1);
+                (OffsetSpecification::Offset(first), first)
+            }
+            None => {
+                let first = match source.start {
+                    StartAt::Offset(offset) => offset,
+                    _ => 0,
+                };
+                (connection::offset_specification(source.start), first)
+            }
+        };
+        let environment = shared.environment().await?;
+        let mut builder = environment
+            .consumer()
+            .offset(spec)
+            .client_provided_name(service);
+        if source.single_active && source.store != StoreOffsets::Never {
+            // The client answers `Next` to the broker's activation unless told otherwise,
+            // which would skip what came while this instance waited: resume after the
+            // offset stored by the instance that was active, or from the start position.
+            let fallback = connection::offset_specification(source.start);
+            builder = builder
+                .name(service)
+                .enable_single_active_consumer(true)
+                .consumer_update(move |_active, context| {
+                    let fallback = fallback.clone();
+                    async move {
+                        let stored = context
+                            .client()
+                            .query_offset(context.name(), &context.stream())
+                            .await;
+                        match stored {
+                            Ok(stored) => OffsetSpecification::Offset(stored.wrapping_add(1)),
+                            Err(_) => fallback,
+                        }
+                    }
+                });
+        }
+        let inner = bounded("build a consumer", shared.config.timeout, async {
+            builder
+                .build(stream)
+                .await
+                .map_err(|e| StreamsError::client(format!("consume {stream} as {service}"), e))
+        })
+        .await?;
+        tracing::debug!(stream, consumer = %service, first, "consuming");
+        Ok(Box::new(StreamConsumer::new(
+            Arc::clone(shared),
+            inner,
+            service,
+            stream,
+            source.store,
+            first,
+        )))
+    }
+
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        let errors = self.shared.config.naming.error_stream(service);
+        let read = self.read_all(&errors).await?;
+        Ok(read
+            .into_iter()
+            .map(|(_, message)| DeadLetteredMessage::new(message, &errors))
+            .collect())
+    }
+
+    async fn close(&self) -> Result<(), TransportError> {
+        if self.shared.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.shared.closing.send_replace(true);
+        self.shared.producers.close().await;
+        self.shared.admin.close().await;
+        Ok(())
+    }
+}
