@@ -75,6 +75,22 @@ pub(crate) async fn connect_once(
     }
 }
 
+/// How long closing a channel or connection may wait for the broker.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Awaits a channel's or connection's `close`, at most [`CLOSE_TIMEOUT`]: a connection the
+/// broker blocks writes nothing, not even the close. Failures are only logged.
+pub(crate) async fn close_bounded(
+    close: impl std::future::Future<Output = Result<(), lapin::Error>>,
+    what: &str,
+) {
+    match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "closing the {what}"),
+        Err(_) => tracing::debug!("closing the {what} timed out"),
+    }
+}
+
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -15,7 +15,7 @@
 //! - Acking on a channel that has gone is an error, never reported as done; the broker
 //!   delivers the message again.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -37,6 +37,7 @@ use crate::convert;
 use crate::error::AmqpError;
 use crate::link::Link;
 use crate::publisher::{Publisher, Route};
+use crate::sync::lock;
 use crate::topology;
 
 /// A consumer of one queue. A task of its own keeps it consuming: after its channel or its
@@ -320,18 +321,8 @@ enum Ended {
 async fn close(channel: &Channel) {
     if channel.status().connected() {
         let close = channel.close(200, "consumer closed".into());
-        match tokio::time::timeout(crate::publisher::CLOSE_TIMEOUT, close).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "closing the consuming channel"),
-            Err(_) => tracing::debug!("closing the consuming channel timed out"),
-        }
+        crate::connection::close_bounded(close, "consuming channel").await;
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn count(value: &AMQPValue) -> Option<u32> {

@@ -40,6 +40,7 @@ mod convert;
 mod error;
 mod link;
 mod publisher;
+mod sync;
 mod topology;
 mod transport;
 

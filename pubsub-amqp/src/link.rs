@@ -8,7 +8,7 @@
 //! connection, re-declaring their topology, so there is one place where recovery happens
 //! and it always ends (in a connection, or in the caller's deadline).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::AmqpConfig;
 use crate::connection::{connect, connect_once, jittered};
 use crate::error::AmqpError;
+use crate::sync::lock;
 
 /// How often the state of a connection is checked, besides lapin's events.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -210,13 +211,8 @@ async fn supervise(
     }
     shared.current.send_replace(Current::Closed);
     if connection.status().connected() {
-        // a blocked connection writes nothing, not even the close: bounded
         let close = connection.close(200, "closing".into());
-        match tokio::time::timeout(crate::publisher::CLOSE_TIMEOUT, close).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "closing the connection"),
-            Err(_) => tracing::debug!("closing the connection timed out"),
-        }
+        crate::connection::close_bounded(close, "connection").await;
     }
     shared.transition(ConnectionState::Closed, |_| {});
 }
@@ -291,10 +287,4 @@ async fn reconnect(
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

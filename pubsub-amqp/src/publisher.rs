@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -32,9 +32,7 @@ use crate::config::AmqpConfig;
 use crate::convert;
 use crate::error::AmqpError;
 use crate::link::Link;
-
-/// How long closing may wait for the broker.
-pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::sync::lock;
 
 /// How often one message may close its channel with a channel-level error (an exchange
 /// deleted under it) before that error is final.
@@ -307,13 +305,8 @@ impl Publisher {
     pub(crate) async fn close(&self) {
         let session = lock(&self.session).take();
         if let Some(session) = session {
-            // a blocked connection writes nothing, not even the close: bounded
             let close = session.channel.close(200, "closing".into());
-            match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::debug!(%error, "closing the publishing channel"),
-                Err(_) => tracing::debug!("closing the publishing channel timed out"),
-            }
+            crate::connection::close_bounded(close, "publishing channel").await;
         }
         self.link.close().await;
     }
@@ -403,10 +396,4 @@ type Confirmed = (
 async fn confirmed(pending: Pending) -> Confirmed {
     let result = pending.confirm.await;
     (pending.message_id, pending.key, result, pending.answer)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -18,6 +18,7 @@ use crate::convert;
 use crate::error::AmqpError;
 use crate::link::Link;
 use crate::publisher::Publisher;
+use crate::sync::lock;
 use crate::topology;
 
 /// RabbitMQ over AMQP 0-9-1: a publishing connection and a consuming connection (a broker
@@ -237,10 +238,4 @@ impl Transport for AmqpTransport {
         }
         Ok(())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
