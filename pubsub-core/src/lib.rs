@@ -88,7 +88,7 @@ pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
 pub use stream::{
     DEFAULT_STREAM_PREFIX, Envelope, ErrorStreamEntry, EventStream, HEADER_STREAM,
-    HEADER_STREAM_OFFSET, StreamConsumption, StreamNaming, UnmappedPattern,
+    HEADER_STREAM_OFFSET, MergedConsumer, StreamConsumption, StreamNaming, UnmappedPattern,
 };
 pub use transport::{
     Acker, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,

@@ -74,6 +74,17 @@ pub struct StreamConfig {
     /// Longest wait for one operation with the broker: a confirm, a connect, a create
     /// (default 10 s).
     pub timeout: Duration,
+    /// Longest a publish may take from start to confirm (default 30 s), reconnecting,
+    /// re-creating a deleted stream and re-sending included.
+    pub publish_timeout: Duration,
+    /// Wait after the first failed reconnect (default 500 ms), doubling up to
+    /// `max_backoff` (default 10 s), each wait jittered by ±20 %.
+    pub initial_backoff: Duration,
+    /// Longest wait between reconnect attempts.
+    pub max_backoff: Duration,
+    /// How often a consumer waiting for messages checks that its stream still exists
+    /// (default 1 s): the client does not tell a consumer its stream was deleted.
+    pub check_interval: Duration,
     /// Messages per publish frame (default 100); keep it times the largest message under
     /// the broker's frame size (1 MiB).
     pub batch_size: usize,
@@ -112,6 +123,10 @@ impl StreamConfig {
             retention: Retention::default(),
             naming: StreamNaming::default(),
             timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(30),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(10),
+            check_interval: Duration::from_secs(1),
             batch_size: 100,
             instance: None,
         }
@@ -217,6 +232,28 @@ impl StreamConfig {
         self
     }
 
+    /// Longest a publish may take, confirm and recovery included.
+    #[must_use]
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
+    /// Backoff between reconnect attempts: `initial`, doubling up to `max`.
+    #[must_use]
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// How often an idle consumer checks that its stream still exists.
+    #[must_use]
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.check_interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
     /// Messages per publish frame (at least 1).
     #[must_use]
     pub fn batch_size(mut self, batch_size: usize) -> Self {
@@ -267,6 +304,10 @@ impl fmt::Debug for StreamConfig {
             .field("retention", &self.retention)
             .field("naming", &self.naming)
             .field("timeout", &self.timeout)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("check_interval", &self.check_interval)
             .field("batch_size", &self.batch_size)
             .field("instance", &self.instance)
             .finish()

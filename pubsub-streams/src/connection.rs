@@ -25,6 +25,29 @@ pub(crate) async fn bounded<T>(
         .map_err(|_| StreamsError::TimedOut { what, after })?
 }
 
+/// Waits between reconnect attempts: the configured initial wait, doubling up to the
+/// maximum, each jittered by ±20 %.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(config: &StreamConfig) -> Self {
+        Self {
+            next: config.initial_backoff,
+            max: config.max_backoff,
+        }
+    }
+
+    /// The next wait.
+    pub(crate) fn next_wait(&mut self) -> Duration {
+        let wait = self.next.mul_f64(0.8 + 0.4 * fastrand::f64());
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
 /// The environment producers and consumers are built from.
 pub(crate) async fn environment(config: &StreamConfig) -> Result<Environment, StreamsError> {
     let builder = Environment::builder()
@@ -42,6 +65,17 @@ pub(crate) async fn environment(config: &StreamConfig) -> Result<Environment, St
             .map_err(|e| StreamsError::client(format!("connect to {}", config.address()), e))
     })
     .await
+}
+
+/// What [`Admin::probe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The stream does not exist.
+    Missing,
+    /// The stream exists; the consumer stored nothing on it.
+    NoOffset,
+    /// The stream exists; the consumer stored this offset.
+    Stored(u64),
 }
 
 /// The raw client, connected on first use and again after it failed.
@@ -112,8 +146,8 @@ impl Admin {
         }
     }
 
-    /// Creates `stream` with the configured retention; one that exists is fine.
-    pub(crate) async fn create_stream(&self, stream: &str) -> Result<(), StreamsError> {
+    /// The stream arguments of the configured retention.
+    fn retention(&self) -> HashMap<String, String> {
         let retention = &self.config.retention;
         let mut options = HashMap::new();
         if let Some(bytes) = retention.max_length_bytes {
@@ -128,6 +162,12 @@ impl Admin {
                 bytes.to_string(),
             );
         }
+        options
+    }
+
+    /// Creates `stream` with the configured retention; one that exists is fine.
+    pub(crate) async fn create_stream(&self, stream: &str) -> Result<(), StreamsError> {
+        let options = self.retention();
         let response = self
             .call("create a stream", |c| async move {
                 c.create_stream(stream, options).await
@@ -135,10 +175,52 @@ impl Admin {
             .await?;
         match response.code() {
             ResponseCode::Ok | ResponseCode::StreamAlreadyExists => Ok(()),
+            ResponseCode::PreconditionFailed => {
+                // it exists with other arguments (made by another client or an older
+                // configuration): RabbitMQ keeps an existing stream's settings anyway
+                tracing::warn!(
+                    stream,
+                    "the stream exists with other arguments than this transport's retention; it keeps its own"
+                );
+                Ok(())
+            }
             code => Err(StreamsError::Refused {
                 what: format!("create stream {stream}"),
                 code: format!("{code:?}"),
             }),
+        }
+    }
+
+    /// Creates super stream `stream` (its exchange, and `partitions` bound with keys
+    /// `0..n`, as RabbitMQ names them) with the configured retention. One that exists is
+    /// fine; if only some partitions exist (one re-created alone), each missing one is
+    /// created as a stream.
+    pub(crate) async fn create_super_stream(
+        &self,
+        stream: &str,
+        partitions: &[String],
+    ) -> Result<(), StreamsError> {
+        let options = self.retention();
+        let keys: Vec<String> = (0..partitions.len()).map(|i| i.to_string()).collect();
+        let names = partitions.to_vec();
+        let response = self
+            .call("create a super stream", |c| async move {
+                c.create_super_stream(stream, names, keys, options).await
+            })
+            .await?;
+        match response.code() {
+            ResponseCode::Ok | ResponseCode::StreamAlreadyExists => Ok(()),
+            code => {
+                tracing::debug!(
+                    stream,
+                    ?code,
+                    "creating the super stream whole failed; creating its partitions"
+                );
+                for partition in partitions {
+                    self.create_stream(partition).await?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -164,18 +246,37 @@ impl Admin {
         name: &str,
         stream: &str,
     ) -> Result<Option<u64>, StreamsError> {
-        let name = name.to_owned();
+        match self.probe(name, stream).await? {
+            Probe::Stored(offset) => Ok(Some(offset)),
+            Probe::NoOffset => Ok(None),
+            Probe::Missing => Err(StreamsError::Refused {
+                what: format!("query the offset of {name} on {stream}"),
+                code: format!("{:?}", ResponseCode::StreamDoesNotExist),
+            }),
+        }
+    }
+
+    /// Whether `stream` exists, and the offset consumer `name` stored on it: one request
+    /// (the client's metadata answer can crash its reader, so it is not used).
+    pub(crate) async fn probe(&self, name: &str, stream: &str) -> Result<Probe, StreamsError> {
+        let reference = name.to_owned();
         let outcome = self
             .call("query a stored offset", |c| async move {
-                c.query_offset(name, stream).await
+                c.query_offset(reference, stream).await
             })
             .await;
+        let refused = |code: ResponseCode| format!("{code:?}");
         match outcome {
-            Ok(offset) => Ok(Some(offset)),
+            Ok(offset) => Ok(Probe::Stored(offset)),
             Err(StreamsError::Refused { code, .. })
-                if code == format!("{:?}", ResponseCode::OffsetNotFound) =>
+                if code == refused(ResponseCode::OffsetNotFound) =>
             {
-                Ok(None)
+                Ok(Probe::NoOffset)
+            }
+            Err(StreamsError::Refused { code, .. })
+                if code == refused(ResponseCode::StreamDoesNotExist) =>
+            {
+                Ok(Probe::Missing)
             }
             Err(error) => Err(error),
         }

@@ -1,22 +1,51 @@
-//! Reading a stream: the consumer, its store timer, and the acker of each delivery.
+//! Reading a stream: the consumer that comes back, its store timer, and the acker of each
+//! delivery.
+//!
 //! Offsets are stored only for the contiguous prefix of settled deliveries
 //! ([`OffsetCommits`]), on the timer, when a settle makes one due, and at close; never on
 //! drop or connection loss.
+//!
+//! The client neither reconnects nor tells a consumer its stream was deleted (it just goes
+//! silent). So the consumer here:
+//! - resubscribes when the client's consumer ends (its connection closed) from the next
+//!   offset it has not handed out, with capped, jittered backoff;
+//! - while it waits for messages, checks every [`StreamConfig::check_interval`] that its
+//!   stream exists, and that an offset it stored is still there (a stream deleted and
+//!   re-created at once has none): either means a new stream, read from its first offset
+//!   after re-creating it with its retention if it is still missing. Deliveries of the
+//!   old stream still being handled settle without moving the new stream's offset.
+//!
+//! [`StreamConfig::check_interval`]: crate::StreamConfig
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use pubsub_core::{
-    Acker, Consumer, Delivery, ErrorStreamEntry, Message, OffsetCommits, Settlement, StoreOffsets,
-    TransportError,
+    Acker, Consumer, ConsumerHealth, ConsumerState, Delivery, ErrorStreamEntry, Message,
+    OffsetCommits, Settlement, StartAt, StoreOffsets, StreamSource, TransportError,
 };
+use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::connection::{self, Backoff, Probe, bounded};
 use crate::convert;
+use crate::error::StreamsError;
+use crate::sync::lock;
 use crate::transport::Shared;
+
+/// Closing a subscription whose connection may be gone waits at most this long.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The offsets of the stream being read; a new generation for each new stream of the
+/// same name (deleted and re-created).
+struct Commits {
+    generation: u64,
+    commits: OffsetCommits,
+}
 
 /// What the consumer, its timer and its ackers share.
 struct Offsets {
@@ -25,12 +54,29 @@ struct Offsets {
     name: Option<String>,
     service: String,
     stream: String,
-    commits: Mutex<OffsetCommits>,
+    store: StoreOffsets,
+    commits: Mutex<Commits>,
 }
 
 impl Offsets {
-    fn commits(&self) -> std::sync::MutexGuard<'_, OffsetCommits> {
-        self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+    fn commits(&self) -> std::sync::MutexGuard<'_, Commits> {
+        lock(&self.commits)
+    }
+
+    /// The delivery at `offset` of stream generation `generation` was settled.
+    fn settled(&self, generation: u64, offset: u64) -> Option<u64> {
+        let mut commits = self.commits();
+        (commits.generation == generation)
+            .then(|| commits.commits.settled(offset, Instant::now()))
+            .flatten()
+    }
+
+    /// Reads a new stream of the same name: from offset 0, nothing stored.
+    fn new_generation(&self) -> u64 {
+        let mut commits = self.commits();
+        commits.generation += 1;
+        commits.commits = OffsetCommits::new(self.store, 0);
+        commits.generation
     }
 
     async fn store(&self, offset: Option<u64>) {
@@ -49,84 +95,251 @@ impl Offsets {
     }
 }
 
-pub(crate) struct StreamConsumer {
+/// A subscription of the client.
+struct Subscribed {
     inner: ClientConsumer,
-    handle: Option<ConsumerHandle>,
+    handle: ConsumerHandle,
+}
+
+impl Subscribed {
+    async fn close(self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.handle.close()).await;
+    }
+}
+
+pub(crate) struct StreamConsumer {
+    source: StreamSource,
+    current: Option<Subscribed>,
+    /// Where the next subscription starts, when the current one was lost.
+    resume_at: OffsetSpecification,
     offsets: Arc<Offsets>,
     timer: Option<JoinHandle<()>>,
+    check: Interval,
+    /// The last check found no offset where this consumer had stored one.
+    offset_missing: bool,
+    health: Arc<Mutex<ConsumerHealth>>,
     cancelled: bool,
 }
 
 impl StreamConsumer {
-    pub(crate) fn new(
+    /// Subscribes `service` to `stream`: after the offset stored on the broker, or at the
+    /// source's start without one.
+    pub(crate) async fn open(
         shared: Arc<Shared>,
-        inner: ClientConsumer,
         service: &str,
         stream: &str,
-        store: StoreOffsets,
-        first: u64,
-    ) -> Self {
-        let name = (store != StoreOffsets::Never).then(|| service.to_owned());
+        source: &StreamSource,
+        health: Arc<Mutex<ConsumerHealth>>,
+    ) -> Result<Self, TransportError> {
+        let stored = if source.store == StoreOffsets::Never {
+            None
+        } else {
+            shared.admin.stored_offset(service, stream).await?
+        };
+        let (spec, first) = match stored {
+            // u64::MAX: fixed at declare on an empty stream, "before offset 0"
+            Some(stored) => {
+                let first = stored.wrapping_add(1);
+                (OffsetSpecification::Offset(first), first)
+            }
+            None => {
+                let first = match source.start {
+                    StartAt::Offset(offset) => offset,
+                    _ => 0,
+                };
+                (connection::offset_specification(source.start), first)
+            }
+        };
+        let name = (source.store != StoreOffsets::Never).then(|| service.to_owned());
         let offsets = Arc::new(Offsets {
             shared,
             name,
             service: service.to_owned(),
             stream: stream.to_owned(),
-            commits: Mutex::new(OffsetCommits::new(store, first)),
+            store: source.store,
+            commits: Mutex::new(Commits {
+                generation: 0,
+                commits: OffsetCommits::new(source.store, first),
+            }),
         });
-        let timer = match store {
-            StoreOffsets::Every { interval, .. } => {
-                let offsets = Arc::clone(&offsets);
-                let period = interval.max(std::time::Duration::from_millis(10));
-                Some(tokio::spawn(async move {
-                    let mut timer = tokio::time::interval(period);
-                    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        timer.tick().await;
-                        let due = offsets.commits().due(Instant::now());
-                        offsets.store(due).await;
-                    }
-                }))
-            }
-            _ => None,
-        };
-        Self {
-            handle: Some(inner.handle()),
-            inner,
+        let current = subscribe(&offsets, source, spec.clone()).await?;
+        tracing::debug!(stream, consumer = %service, first, "consuming");
+        let period = offsets.shared.config.check_interval;
+        let mut check = tokio::time::interval_at(Instant::now() + period, period);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let timer = store_timer(&offsets);
+        Ok(Self {
+            source: source.clone(),
+            current: Some(current),
+            resume_at: spec,
             offsets,
             timer,
+            check,
+            offset_missing: false,
+            health,
             cancelled: false,
+        })
+    }
+
+    /// The subscription was lost: the next one starts after the last offset handed out.
+    async fn lost_connection(&mut self, reason: &str) {
+        if let Some(current) = self.current.take() {
+            current.close().await;
+        }
+        let next = self.offsets.commits().commits.next();
+        self.resume_at = OffsetSpecification::Offset(next);
+        self.set_state(ConsumerState::Recovering, Some(reason.to_owned()));
+        tracing::warn!(stream = %self.offsets.stream, consumer = %self.offsets.service, next, reason, "stream consumer lost its subscription; resubscribing");
+    }
+
+    /// The stream was deleted (and perhaps re-created): the next subscription reads the
+    /// new stream from its first offset.
+    async fn lost_stream(&mut self, reason: &str) {
+        if let Some(current) = self.current.take() {
+            current.close().await;
+        }
+        let generation = self.offsets.new_generation();
+        self.offset_missing = false;
+        self.resume_at = OffsetSpecification::First;
+        self.set_state(ConsumerState::Recovering, Some(reason.to_owned()));
+        tracing::warn!(stream = %self.offsets.stream, consumer = %self.offsets.service, generation, reason, "stream consumer's stream is gone; reading the new one from its start");
+    }
+
+    /// Whether the stream this consumer reads is still the one it subscribed to: it
+    /// exists, and an offset this consumer stored is still there.
+    async fn check_stream(&mut self) {
+        let o = &self.offsets;
+        // an anonymous reader asks under a name that stores nothing
+        let name = o.name.as_deref().unwrap_or("pubsub-probe");
+        let reason = match o.shared.admin.probe(name, &o.stream).await {
+            Ok(Probe::Missing) => format!("stream {} was deleted", o.stream),
+            Ok(Probe::NoOffset) if o.name.is_some() && o.commits().commits.stored().is_some() => {
+                // a store is not answered and may not be visible yet: believe it the
+                // second time in a row
+                if !std::mem::replace(&mut self.offset_missing, true) {
+                    return;
+                }
+                format!(
+                    "stream {} lost the offset this consumer stored: deleted and re-created",
+                    o.stream
+                )
+            }
+            Ok(_) => {
+                self.offset_missing = false;
+                return;
+            }
+            Err(error) => {
+                // the admin connection's trouble; the subscription's own connection tells
+                // when it is lost
+                tracing::debug!(stream = %o.stream, %error, "checking the stream failed");
+                return;
+            }
+        };
+        self.lost_stream(&reason).await;
+    }
+
+    /// Subscribes again, re-creating the stream if it is missing; `false` if the
+    /// transport closed meanwhile.
+    async fn resume(&mut self) -> bool {
+        let mut backoff = Backoff::new(&self.offsets.shared.config);
+        loop {
+            let attempt = async {
+                let o = &self.offsets;
+                o.shared.admin.create_stream(&o.stream).await?;
+                subscribe(o, &self.source, self.resume_at.clone()).await
+            };
+            let outcome = tokio::select! {
+                biased;
+                () = self.offsets.shared.closed() => return false,
+                outcome = attempt => outcome,
+            };
+            match outcome {
+                Ok(subscribed) => {
+                    self.current = Some(subscribed);
+                    lock(&self.health).resumed += 1;
+                    self.set_state(ConsumerState::Running, None);
+                    tracing::info!(stream = %self.offsets.stream, consumer = %self.offsets.service, "stream consumer resumed");
+                    return true;
+                }
+                Err(error) => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(stream = %self.offsets.stream, %error, ?wait, "resubscribing failed; trying again");
+                    self.set_state(ConsumerState::Recovering, Some(error.to_string()));
+                    tokio::select! {
+                        biased;
+                        () = self.offsets.shared.closed() => return false,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_state(&self, state: ConsumerState, error: Option<String>) {
+        let mut health = lock(&self.health);
+        if let Some(error) = error {
+            health.last_error = Some(error);
+        }
+        if health.state != state {
+            health.state = state;
+            health.since = SystemTime::now();
         }
     }
 }
 
+/// What ended a wait for the next message.
+enum Woke {
+    Closed,
+    Check,
+    Next(Option<Result<rabbitmq_stream_client::types::Delivery, TransportError>>),
+}
+
 #[async_trait]
 impl Consumer for StreamConsumer {
-    /// Cancel-safe: the client's consumer is a channel receiver, and a message taken is
-    /// admitted (or skipped) before this returns.
+    /// Cancel-safe: the client's consumer is a channel receiver, a message taken is
+    /// admitted (or skipped) before this returns, and a check or a resubscription that
+    /// is cancelled half-way is done again on the next call.
     async fn next(&mut self) -> Option<Result<Delivery, TransportError>> {
         loop {
             if self.cancelled {
                 return None;
             }
-            let next = tokio::select! {
-                biased;
-                () = self.offsets.shared.closed() => return None,
-                next = self.inner.next() => next?,
+            if self.current.is_none() && !self.resume().await {
+                return None;
+            }
+            let Some(current) = self.current.as_mut() else {
+                continue;
             };
-            let delivery = match next {
-                Ok(delivery) => delivery,
-                Err(error) => {
-                    return Some(Err(TransportError::other(format!(
-                        "reading {}: {error}",
-                        self.offsets.stream
-                    ))));
+            let woke = tokio::select! {
+                biased;
+                () = self.offsets.shared.closed() => Woke::Closed,
+                next = current.inner.next() => Woke::Next(next.map(|next| next.map_err(|error| {
+                    TransportError::other(format!("reading {}: {error}", self.offsets.stream))
+                }))),
+                _ = self.check.tick() => Woke::Check,
+            };
+            let delivery = match woke {
+                Woke::Closed => return None,
+                Woke::Check => {
+                    self.check_stream().await;
+                    continue;
                 }
+                Woke::Next(None) => {
+                    self.lost_connection("the subscription's connection closed")
+                        .await;
+                    continue;
+                }
+                Woke::Next(Some(Err(error))) => return Some(Err(error)),
+                Woke::Next(Some(Ok(delivery))) => delivery,
             };
             let offset = delivery.offset();
-            if !self.offsets.commits().admit(offset) {
-                continue;
-            }
+            let generation = {
+                let mut commits = self.offsets.commits();
+                if !commits.commits.admit(offset) {
+                    continue;
+                }
+                commits.generation
+            };
             let message = Arc::new(convert::from_wire(
                 delivery.message(),
                 &self.offsets.stream,
@@ -134,6 +347,7 @@ impl Consumer for StreamConsumer {
             ));
             let acker = Box::new(StreamAcker {
                 offsets: Arc::clone(&self.offsets),
+                generation,
                 offset,
                 message: Arc::clone(&message),
             });
@@ -155,7 +369,7 @@ impl Consumer for StreamConsumer {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        let closing = self.offsets.commits().closing();
+        let closing = self.offsets.commits().commits.closing();
         let stored = match (closing, &self.offsets.name) {
             (Some(offset), Some(name)) => self
                 .offsets
@@ -166,10 +380,11 @@ impl Consumer for StreamConsumer {
                 .map_err(TransportError::from),
             _ => Ok(()),
         };
-        if let Some(handle) = self.handle.take() {
+        if let Some(current) = self.current.take() {
             // unsubscribes and closes the consumer's connection
-            let _ = handle.close().await;
+            current.close().await;
         }
+        self.set_state(ConsumerState::Stopped, None);
         stored
     }
 }
@@ -180,20 +395,88 @@ impl Drop for StreamConsumer {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
-        if let Some(handle) = self.handle.take()
+        self.set_state(ConsumerState::Stopped, None);
+        if let Some(current) = self.current.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(async move {
-                let _ = handle.close().await;
-            });
+            runtime.spawn(current.close());
         }
     }
+}
+
+/// Subscribes to the stream at `start`. With single active consumer, the broker decides
+/// when this instance reads, and it then starts after the offset stored by the instance
+/// that was active, or at `start` without one.
+async fn subscribe(
+    offsets: &Offsets,
+    source: &StreamSource,
+    start: OffsetSpecification,
+) -> Result<Subscribed, StreamsError> {
+    let shared = &offsets.shared;
+    let stream = &offsets.stream;
+    let service = &offsets.service;
+    let environment = shared.environment().await?;
+    let mut builder = environment
+        .consumer()
+        .offset(start.clone())
+        .client_provided_name(service);
+    if source.single_active && source.store != StoreOffsets::Never {
+        // The client answers `Next` to the broker's activation unless told otherwise,
+        // which would skip what came while this instance waited.
+        builder = builder
+            .name(service)
+            .enable_single_active_consumer(true)
+            .consumer_update(move |_active, context| {
+                let fallback = start.clone();
+                async move {
+                    let stored = context
+                        .client()
+                        .query_offset(context.name(), &context.stream())
+                        .await;
+                    match stored {
+                        Ok(stored) => OffsetSpecification::Offset(stored.wrapping_add(1)),
+                        Err(_) => fallback,
+                    }
+                }
+            });
+    }
+    let inner = bounded("build a consumer", shared.config.timeout, async {
+        builder
+            .build(stream)
+            .await
+            .map_err(|e| StreamsError::client(format!("consume {stream} as {service}"), e))
+    })
+    .await?;
+    Ok(Subscribed {
+        handle: inner.handle(),
+        inner,
+    })
+}
+
+/// Stores the due offset on the store interval, if there is one.
+fn store_timer(offsets: &Arc<Offsets>) -> Option<JoinHandle<()>> {
+    let StoreOffsets::Every { interval, .. } = offsets.store else {
+        return None;
+    };
+    let offsets = Arc::clone(offsets);
+    let period = interval.max(Duration::from_millis(10));
+    Some(tokio::spawn(async move {
+        let mut timer = tokio::time::interval(period);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            let due = offsets.commits().commits.due(Instant::now());
+            offsets.store(due).await;
+        }
+    }))
 }
 
 /// Settles one stream delivery: the offset may advance once it is acked, or once its copy
 /// is confirmed in the error stream. Dropped unsettled, it holds the offset back.
 struct StreamAcker {
     offsets: Arc<Offsets>,
+    /// The stream generation it came from.
+    generation: u64,
     offset: u64,
     message: Arc<Message>,
 }
@@ -230,7 +513,7 @@ impl Acker for StreamAcker {
                 });
             }
         }
-        let due = o.commits().settled(self.offset, Instant::now());
+        let due = o.settled(self.generation, self.offset);
         o.store(due).await;
         Ok(())
     }

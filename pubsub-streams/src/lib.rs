@@ -12,8 +12,9 @@
 //!   confirms; named consumers whose offset is stored on the broker only for the handled
 //!   prefix; dead letters appended to the service's error stream before the offset moves.
 //!
-//! Not yet: reconnecting, re-creating a deleted stream, single active consumer, super
-//! streams.
+//!   Producers and consumers reconnect by themselves and survive a deleted stream
+//!   (re-created with its retention); single active consumer; super streams, each
+//!   partition with its own offset.
 //!
 //! ```no_run
 //! use pubsub_streams::StreamTransport;
@@ -30,6 +31,7 @@ mod consumer;
 mod convert;
 mod error;
 mod publisher;
+mod sync;
 mod transport;
 
 pub use config::{

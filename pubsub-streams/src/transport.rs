@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use pubsub_core::{
-    Capabilities, Confirmation, Consumer, DeadLetteredMessage, Destination, Message, Outgoing,
-    Source, StartAt, StoreOffsets, StreamNaming, StreamSource, Subscription, Transport,
-    TransportError,
+    Capabilities, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetteredMessage,
+    Destination, MergedConsumer, Message, Outgoing, Source, StartAt, StoreOffsets, StreamNaming,
+    StreamSource, Subscription, Transport, TransportError, TransportHealth,
 };
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::OffsetSpecification;
@@ -22,6 +22,7 @@ use crate::consumer::StreamConsumer;
 use crate::convert;
 use crate::error::StreamsError;
 use crate::publisher::{NamedProducer, Producers};
+use crate::sync::lock;
 
 /// How long reading to the end of a stream waits for its first message: an empty stream
 /// sends nothing, and the protocol has no "end of stream" answer.
@@ -41,8 +42,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// - A dead-lettered delivery is appended to the service's error stream
 ///   (`events.errors.{service}`), confirmed, before its offset may advance.
 ///
-/// Not yet: reconnecting, re-creating a deleted stream, single active consumer, super
-/// streams.
+/// - Producers and consumers come back by themselves, with capped, jittered backoff,
+///   after a lost connection or a deleted stream (re-created with its retention):
+///   unconfirmed messages are sent again under their ids, consumers resume after the
+///   last offset they handed out. [`Transport::health`] shows each producer and consumer.
+/// - Single active consumer ([`StreamConsumption`](pubsub_core::StreamConsumption)) resumes
+///   from the offset the previous instance stored; super streams
+///   ([`StreamNaming::super_stream`]) are created on the broker with their partitions,
+///   each partition read with its own offset.
 ///
 /// ```no_run
 /// use pubsub_streams::{StreamConfig, StreamTransport};
@@ -67,9 +74,11 @@ impl std::fmt::Debug for StreamTransport {
 
 pub(crate) struct Shared {
     pub(crate) config: StreamConfig,
-    pub(crate) admin: Admin,
+    pub(crate) admin: Arc<Admin>,
     environment: OnceCell<Environment>,
     producers: Producers,
+    /// The consumers started, for health; stopped ones are dropped when no longer held.
+    consumers: std::sync::Mutex<Vec<Arc<std::sync::Mutex<ConsumerHealth>>>>,
     /// Streams created (or found) by this transport.
     created: tokio::sync::Mutex<HashSet<String>>,
     closed: AtomicBool,
@@ -92,17 +101,21 @@ impl Shared {
         }
     }
 
-    async fn environment(&self) -> Result<&Environment, StreamsError> {
+    pub(crate) async fn environment(&self) -> Result<&Environment, StreamsError> {
         self.environment
             .get_or_try_init(|| connection::environment(&self.config))
             .await
     }
 
-    /// Creates `stream` with retention unless this transport already did.
+    /// Creates `stream` with retention unless this transport already did; a super
+    /// stream with its partitions.
     async fn ensure_stream(&self, stream: &str) -> Result<(), StreamsError> {
         let mut created = self.created.lock().await;
         if !created.contains(stream) {
-            self.admin.create_stream(stream).await?;
+            match self.config.naming.partitions(stream) {
+                Some(partitions) => self.admin.create_super_stream(stream, &partitions).await?,
+                None => self.admin.create_stream(stream).await?,
+            }
             created.insert(stream.to_owned());
         }
         Ok(())
@@ -121,11 +134,10 @@ impl Shared {
                 let environment = self.environment().await?;
                 NamedProducer::build(
                     environment,
-                    &self.admin,
+                    Arc::clone(&self.admin),
+                    &self.config,
                     &name,
                     stream,
-                    self.config.batch_size,
-                    self.config.timeout,
                 )
                 .await
             })
@@ -224,7 +236,8 @@ impl StreamTransport {
     pub fn new(config: StreamConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
-                admin: Admin::new(config.clone()),
+                admin: Arc::new(Admin::new(config.clone())),
+                consumers: std::sync::Mutex::default(),
                 config,
                 environment: OnceCell::new(),
                 producers: Producers::default(),
@@ -272,6 +285,12 @@ impl StreamTransport {
             .await
     }
 
+    /// How many publishes were sent again, under their publishing ids, after a producer
+    /// lost its connection or its stream (the broker drops those it already had).
+    pub fn resent_publishes(&self) -> u64 {
+        self.shared.producers.resent()
+    }
+
     /// The streams this transport created (or found existing) so far, sorted.
     pub async fn streams_created(&self) -> Vec<String> {
         let mut streams: Vec<String> = self.shared.created.lock().await.iter().cloned().collect();
@@ -290,15 +309,26 @@ impl StreamTransport {
 
     fn stream_source(subscription: &Subscription) -> Result<&StreamSource, TransportError> {
         match &subscription.source {
-            Source::Stream(source) if source.super_stream => Err(TransportError::Unsupported {
-                what: "super streams (not yet)",
-                transport: "streams",
-            }),
             Source::Stream(source) => Ok(source),
             _ => Err(TransportError::Unsupported {
                 what: "queues (subscribe to a stream)",
                 transport: "streams",
             }),
+        }
+    }
+
+    /// The streams a subscription reads: the stream, or a super stream's partitions.
+    fn streams_of(&self, source: &StreamSource) -> Result<Vec<String>, TransportError> {
+        match (
+            source.super_stream,
+            self.shared.config.naming.partitions(&source.stream),
+        ) {
+            (false, _) => Ok(vec![source.stream.clone()]),
+            (true, Some(partitions)) if !partitions.is_empty() => Ok(partitions),
+            (true, _) => Err(TransportError::topology(format!(
+                "stream {} is not a super stream (StreamNaming::super_stream makes it one)",
+                source.stream
+            ))),
         }
     }
 }
@@ -320,34 +350,37 @@ impl Transport for StreamTransport {
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
         self.shared.check_open()?;
         let naming = &self.shared.config.naming;
-        let stream = match &outgoing.destination {
-            Destination::Topic => naming.stream_of_key(&outgoing.message.metadata.key),
+        let message = &outgoing.message;
+        let (stream, partition_key) = match outgoing.destination {
+            Destination::Topic => (naming.stream_of_key(&message.metadata.key), None),
             Destination::Stream {
                 stream,
-                partition_key: None,
-            } => stream.clone(),
+                partition_key,
+            } => (stream, partition_key),
             _ => {
                 return Err(TransportError::Unsupported {
-                    what: "this destination (queues, replies and super stream partitions are not streams yet)",
+                    what: "this destination (queues and replies are not streams)",
                     transport: "streams",
                 });
             }
         };
-        if naming.partitions(&stream).is_some() {
-            return Err(TransportError::Unsupported {
-                what: "super streams (not yet)",
-                transport: "streams",
-            });
-        }
-        let service = outgoing
-            .message
-            .metadata
-            .app_id
-            .as_deref()
-            .unwrap_or("pubsub");
-        self.shared
-            .publish_to(service, &stream, &outgoing.message)
-            .await
+        let stream = match (naming.partitions(&stream), partition_key) {
+            (None, None) => stream,
+            (None, Some(_)) => {
+                return Err(TransportError::topology(format!(
+                    "stream {stream} is not a super stream, but the publish has a partition key \
+                     (StreamNaming::super_stream makes it one)"
+                )));
+            }
+            (Some(_), key) => {
+                self.shared.ensure_stream(&stream).await?;
+                // without a key: the conversation's, so that it stays in one partition
+                let key = key.unwrap_or_else(|| message.metadata.correlation_or_id());
+                naming.partition_for(&stream, &key).unwrap_or(stream)
+            }
+        };
+        let service = message.metadata.app_id.as_deref().unwrap_or("pubsub");
+        self.shared.publish_to(service, &stream, message).await
     }
 
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
@@ -359,99 +392,75 @@ impl Transport for StreamTransport {
         let errors = shared.config.naming.error_stream(service);
         shared.ensure_stream(&errors).await?;
         let fix_next = source.store != StoreOffsets::Never && source.start == StartAt::Next;
-        if fix_next
-            && shared
+        if !fix_next {
+            return Ok(());
+        }
+        for stream in self.streams_of(source)? {
+            if shared
                 .admin
-                .stored_offset(service, &source.stream)
+                .stored_offset(service, &stream)
                 .await?
                 .is_none()
-        {
-            // "next" as of now, kept on the broker as the consumer's offset so that any
-            // connection resumes there: the offset before the stream's end, or for an
-            // empty stream u64::MAX, which the consumer reads as "before 0"
-            let last = shared
-                .read_to_end(&source.stream, OffsetSpecification::Last)
-                .await?;
-            let next = last.last().map_or(0, |(offset, _)| offset + 1);
-            shared
-                .admin
-                .store_offset_confirmed(service, &source.stream, next.wrapping_sub(1))
-                .await?;
+            {
+                // "next" as of now, kept on the broker as the consumer's offset so that
+                // any connection resumes there: the offset before the stream's end, or for
+                // an empty stream u64::MAX, which the consumer reads as "before 0"
+                let last = shared
+                    .read_to_end(&stream, OffsetSpecification::Last)
+                    .await?;
+                let next = last.last().map_or(0, |(offset, _)| offset + 1);
+                shared
+                    .admin
+                    .store_offset_confirmed(service, &stream, next.wrapping_sub(1))
+                    .await?;
+            }
         }
         Ok(())
     }
 
+    /// One consumer per stream read (each partition of a super stream, merged), each
+    /// coming back on its own after a lost connection or a deleted stream.
     async fn consume(
         &self,
         subscription: &Subscription,
     ) -> Result<Box<dyn Consumer>, TransportError> {
         self.declare(subscription).await?;
-        let shared = &self.shared;
         let source = Self::stream_source(subscription)?;
         let service = &subscription.service;
-        let stream = &source.stream;
-        let stored = if source.store == StoreOffsets::Never {
-            None
-        } else {
-            shared.admin.stored_offset(service, stream).await?
-        };
-        let (spec, first) = match stored {
-            // u64::MAX: fixed at declare on an empty stream, "before offset 0"
-            Some(stored) => {
-                let first = stored.wrapping_add(1);
-                (OffsetSpecification::Offset(first), first)
-            }
-            None => {
-                let first = match source.start {
-                    StartAt::Offset(offset) => offset,
-                    _ => 0,
-                };
-                (connection::offset_specification(source.start), first)
-            }
-        };
-        let environment = shared.environment().await?;
-        let mut builder = environment
-            .consumer()
-            .offset(spec)
-            .client_provided_name(service);
-        if source.single_active && source.store != StoreOffsets::Never {
-            // The client answers `Next` to the broker's activation unless told otherwise,
-            // which would skip what came while this instance waited: resume after the
-            // offset stored by the instance that was active, or from the start position.
-            let fallback = connection::offset_specification(source.start);
-            builder = builder
-                .name(service)
-                .enable_single_active_consumer(true)
-                .consumer_update(move |_active, context| {
-                    let fallback = fallback.clone();
-                    async move {
-                        let stored = context
-                            .client()
-                            .query_offset(context.name(), &context.stream())
-                            .await;
-                        match stored {
-                            Ok(stored) => OffsetSpecification::Offset(stored.wrapping_add(1)),
-                            Err(_) => fallback,
-                        }
-                    }
-                });
+        let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
+        for stream in self.streams_of(source)? {
+            let health = Arc::new(std::sync::Mutex::new(ConsumerHealth::new(
+                format!("{service}@{stream}"),
+                ConsumerState::Running,
+            )));
+            let consumer = StreamConsumer::open(
+                Arc::clone(&self.shared),
+                service,
+                &stream,
+                source,
+                Arc::clone(&health),
+            )
+            .await?;
+            lock(&self.shared.consumers).push(health);
+            consumers.push(Box::new(consumer));
         }
-        let inner = bounded("build a consumer", shared.config.timeout, async {
-            builder
-                .build(stream)
-                .await
-                .map_err(|e| StreamsError::client(format!("consume {stream} as {service}"), e))
-        })
-        .await?;
-        tracing::debug!(stream, consumer = %service, first, "consuming");
-        Ok(Box::new(StreamConsumer::new(
-            Arc::clone(shared),
-            inner,
-            service,
-            stream,
-            source.store,
-            first,
-        )))
+        if consumers.len() == 1
+            && let Some(only) = consumers.pop()
+        {
+            return Ok(only);
+        }
+        Ok(Box::new(MergedConsumer::new(consumers)))
+    }
+
+    /// Each producer as a connection, each stream consumer as a consumer.
+    fn health(&self) -> TransportHealth {
+        let mut health = TransportHealth::new(self.name());
+        health.connections = self.shared.producers.health();
+        let mut consumers = lock(&self.shared.consumers);
+        // a consumer dropped by everyone else is gone
+        consumers.retain(|c| Arc::strong_count(c) > 1);
+        health.consumers = consumers.iter().map(|c| lock(c).clone()).collect();
+        health
     }
 
     async fn dead_letters(

@@ -8,16 +8,38 @@ use crate::error::TransportError;
 use crate::transport::{Consumer, Delivery};
 
 /// The deliveries of several consumers as one, taken fairly (the consumer asked first
-/// turns round). Ends when every one has ended.
-pub(crate) struct MergedConsumer {
+/// turns round). Ends when every one has ended. For transports that read a super
+/// stream's partitions, each with a consumer of its own.
+///
+/// ```
+/// use pubsub::{Consumer, MergedConsumer};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), pubsub::TransportError> {
+/// let merged = MergedConsumer::new(Vec::new());
+/// let mut merged: Box<dyn Consumer> = Box::new(merged);
+/// assert!(merged.next().await.is_none(), "no consumer: ended at once");
+/// # Ok(())
+/// # }
+/// ```
+pub struct MergedConsumer {
     consumers: Vec<Box<dyn Consumer>>,
     /// Consumers that ended.
     ended: Vec<bool>,
     turn: usize,
 }
 
+impl std::fmt::Debug for MergedConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergedConsumer")
+            .field("consumers", &self.consumers.len())
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MergedConsumer {
-    pub(crate) fn new(consumers: Vec<Box<dyn Consumer>>) -> Self {
+    /// The deliveries of `consumers` as one.
+    pub fn new(consumers: Vec<Box<dyn Consumer>>) -> Self {
         Self {
             ended: vec![false; consumers.len()],
             consumers,

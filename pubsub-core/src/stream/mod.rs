@@ -16,6 +16,6 @@ mod subscribe;
 
 pub use consumption::StreamConsumption;
 pub use error_stream::{ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET};
-pub(crate) use merged::MergedConsumer;
+pub use merged::MergedConsumer;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
 pub use subscribe::{Envelope, EventStream};
