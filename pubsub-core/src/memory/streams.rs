@@ -6,14 +6,16 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use super::MemoryTransport;
+use super::broker::{Broker, lock};
 use super::stream::Log;
 use super::stream_consumer::MemoryStreamConsumer;
-use super::{Broker, MemoryTransport, lock};
 use crate::error::{Error, TransportError};
-use crate::memory::DeadLetteredMessage;
 use crate::metadata::Message;
 use crate::stream::{ErrorStreamEntry, MergedConsumer, StreamNaming};
-use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription};
+use crate::transport::{
+    Consumer, DeadLetteredMessage, Destination, Source, StreamSource, Subscription,
+};
 
 /// Most messages a memory stream keeps by default ([`MemoryTransport::streams`]).
 pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
