@@ -9,6 +9,7 @@ mod broker;
 mod consumer;
 mod inspect;
 mod queue;
+mod retention;
 mod routing;
 mod stream;
 mod stream_consumer;
@@ -20,6 +21,7 @@ use std::sync::atomic::Ordering;
 
 use broker::{Broker, Connection};
 pub use inspect::QueueDepth;
+pub use retention::StreamRetention;
 pub use streams::DEFAULT_MEMORY_STREAM_LENGTH;
 
 use crate::error::TransportError;
