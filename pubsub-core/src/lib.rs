@@ -74,7 +74,7 @@ pub use uuid::Uuid;
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 #[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
-pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth};
+pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth, StreamRetention};
 pub use metadata::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
     HEADER_VERSION, Message, Metadata,

@@ -1,7 +1,7 @@
 //! One in-memory stream: an append-only log with offsets, retention, named consumer
 //! offsets, and its readers (single active consumer among readers of one name).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::queue::BrokerSignal;
+use super::retention::{Entries, StreamRetention};
 use crate::error::TransportError;
 use crate::metadata::Message;
 use crate::transport::{OffsetCommits, StartAt, StoreOffsets, StreamSource};
@@ -25,11 +26,8 @@ pub(crate) struct Log {
 
 #[derive(Debug)]
 struct LogState {
-    /// The offset of `entries[0]`.
-    first: u64,
-    entries: VecDeque<Entry>,
-    /// Retention: most messages kept; the oldest go first.
-    max_length: usize,
+    /// The messages kept, under the stream's retention.
+    entries: Entries,
     /// Stored offsets by consumer name: the last offset handled.
     offsets: HashMap<String, u64>,
     /// Where a named consumer starting at `Next` begins, fixed when it was declared.
@@ -37,12 +35,6 @@ struct LogState {
     /// Attached readers by id (in attach order: a single active consumer's successor is
     /// the oldest waiting one).
     readers: BTreeMap<u64, Reader>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    message: Arc<Message>,
-    appended: SystemTime,
 }
 
 #[derive(Debug)]
@@ -67,13 +59,11 @@ pub(crate) enum Read {
 }
 
 impl Log {
-    pub(crate) fn new(name: String, max_length: usize, signal: Arc<BrokerSignal>) -> Self {
+    pub(crate) fn new(name: String, retention: StreamRetention, signal: Arc<BrokerSignal>) -> Self {
         Self {
             name,
             state: Mutex::new(LogState {
-                first: 0,
-                entries: VecDeque::new(),
-                max_length: max_length.max(1),
+                entries: Entries::new(retention),
                 offsets: HashMap::new(),
                 pinned: HashMap::new(),
                 readers: BTreeMap::new(),
@@ -83,10 +73,20 @@ impl Log {
         }
     }
 
+    /// The state, without the messages too old at this moment.
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.state
+        self.lock_at(SystemTime::now())
+    }
+
+    /// The state, without the messages too old at `now` (age retention is applied on every
+    /// use of the log: there is no background task).
+    fn lock_at(&self, now: SystemTime) -> MutexGuard<'_, LogState> {
+        let mut state = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.entries.expire(now);
+        state
     }
 
     fn changed(&self) {
@@ -94,21 +94,10 @@ impl Log {
         self.signal.bump();
     }
 
-    /// Appends a message; returns its offset. Past the retention, the oldest goes.
+    /// Appends a message; returns its offset. Past the retention, the oldest go.
     pub(crate) fn append(&self, message: Arc<Message>) -> u64 {
-        let offset = {
-            let mut state = self.lock();
-            let offset = state.end();
-            state.entries.push_back(Entry {
-                message,
-                appended: SystemTime::now(),
-            });
-            while state.entries.len() > state.max_length {
-                state.entries.pop_front();
-                state.first += 1;
-            }
-            offset
-        };
+        let now = SystemTime::now();
+        let offset = self.lock_at(now).entries.push(message, now);
         self.changed();
         offset
     }
@@ -156,8 +145,13 @@ impl Log {
 
     /// The next message for reader `id`, if it may take one.
     pub(crate) fn read(&self, id: u64) -> Read {
-        let mut state = self.lock();
-        let (first, end) = (state.first, state.end());
+        self.read_at(id, SystemTime::now())
+    }
+
+    /// [`read`](Self::read) at `now`, as far as age retention is concerned.
+    fn read_at(&self, id: u64, now: SystemTime) -> Read {
+        let mut state = self.lock_at(now);
+        let (first, end) = (state.entries.first(), state.end());
         let Some(reader) = state.readers.get_mut(&id) else {
             return Read::Cancelled;
         };
@@ -182,8 +176,7 @@ impl Log {
         }
         reader.commits.admit(offset);
         reader.in_flight += 1;
-        let index = usize::try_from(offset - first).unwrap_or(usize::MAX);
-        match state.entries.get(index) {
+        match state.entries.get(offset) {
             Some(entry) => Read::Message {
                 message: Arc::clone(&entry.message),
                 offset,
@@ -259,7 +252,8 @@ impl Log {
         let state = self.lock();
         let end = state.end();
         state.readers.values().any(|r| {
-            r.in_flight > 0 || (r.active && !r.cancelled && r.commits.next().max(state.first) < end)
+            r.in_flight > 0
+                || (r.active && !r.cancelled && r.commits.next().max(state.entries.first()) < end)
         })
     }
 
@@ -282,8 +276,9 @@ impl Log {
     /// The messages the stream holds, with their offsets, oldest first.
     pub(crate) fn messages(&self) -> Vec<(u64, Message)> {
         let state = self.lock();
-        (state.first..)
-            .zip(state.entries.iter())
+        state
+            .entries
+            .iter()
             .map(|(offset, entry)| (offset, Message::clone(&entry.message)))
             .collect()
     }
@@ -291,13 +286,13 @@ impl Log {
     /// The first offset kept and the offset the next message gets.
     pub(crate) fn bounds(&self) -> (u64, u64) {
         let state = self.lock();
-        (state.first, state.end())
+        (state.entries.first(), state.end())
     }
 }
 
 impl LogState {
     fn end(&self) -> u64 {
-        self.first + self.entries.len() as u64
+        self.entries.end()
     }
 
     /// The first offset a consumer named `name` reads: after its stored offset, else
@@ -311,18 +306,18 @@ impl LogState {
                 return *pinned;
             }
         }
-        let end = self.end();
+        let (first, end) = (self.entries.first(), self.end());
         match start {
-            StartAt::First => self.first,
+            StartAt::First => first,
             // the last "chunk": in memory, the last message
-            StartAt::Last => end.saturating_sub(1).max(self.first),
+            StartAt::Last => end.saturating_sub(1).max(first),
             StartAt::Next => end,
-            StartAt::Offset(offset) => offset.max(self.first),
+            StartAt::Offset(offset) => offset.max(first),
             StartAt::Timestamp(at) => self
                 .entries
                 .iter()
-                .position(|e| e.appended >= at)
-                .map_or(end, |index| self.first + index as u64),
+                .find(|(_, e)| e.appended >= at)
+                .map_or(end, |(offset, _)| offset),
         }
     }
 
@@ -345,5 +340,83 @@ impl LogState {
             reader.active = true;
             reader.commits = OffsetCommits::new(reader.store, from);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::transport::Subscription;
+
+    const READER: u64 = 1;
+
+    fn log(retention: StreamRetention) -> Log {
+        Log::new("s".to_owned(), retention, Arc::default())
+    }
+
+    fn append(log: &Log, bodies: &[&'static [u8]]) {
+        for body in bodies {
+            log.append(Arc::new(Message::new("room.said", *body)));
+        }
+    }
+
+    /// Attaches reader [`READER`] named `svc`, starting at the first offset.
+    fn attach(log: &Log) {
+        let subscription = Subscription::stream("svc", "s").start_at(StartAt::First);
+        let source = subscription.stream_source().expect("a stream subscription");
+        log.attach(READER, "svc", source, 10);
+    }
+
+    fn offset(read: Read) -> Option<u64> {
+        match read {
+            Read::Message { offset, .. } => Some(offset),
+            Read::Wait | Read::Cancelled => None,
+        }
+    }
+
+    #[test]
+    fn a_consumer_behind_count_retention_goes_on_from_the_oldest_kept() {
+        let log = log(StreamRetention::default().max_length(2));
+        append(&log, &[b"a"]);
+        attach(&log);
+        append(&log, &[b"b", b"c", b"d"]);
+        assert_eq!(log.bounds(), (2, 4));
+        assert_eq!(offset(log.read(READER)), Some(2), "0 and 1 are gone");
+        assert_eq!(offset(log.read(READER)), Some(3));
+        assert_eq!(offset(log.read(READER)), None, "waits for more");
+    }
+
+    #[test]
+    fn a_consumer_behind_bytes_retention_goes_on_from_the_oldest_kept() {
+        let log = log(StreamRetention::default().max_length_bytes(6));
+        attach(&log);
+        append(&log, &[b"aaa"]);
+        assert_eq!(offset(log.read(READER)), Some(0));
+        append(&log, &[b"bbb", b"ccc", b"ddd"]);
+        assert_eq!(log.bounds(), (2, 4), "two bodies of 3 bytes fit");
+        assert_eq!(offset(log.read(READER)), Some(2), "1 is gone");
+    }
+
+    #[test]
+    fn age_retention_applies_on_read() {
+        let log = log(StreamRetention::default().max_age(Duration::from_secs(60)));
+        append(&log, &[b"a", b"b"]);
+        attach(&log);
+        let later = SystemTime::now() + Duration::from_secs(61);
+        assert_eq!(offset(log.read_at(READER, later)), None, "both expired");
+        assert_eq!(log.bounds(), (2, 2), "offsets go on after the expired");
+        append(&log, &[b"c"]);
+        assert_eq!(offset(log.read(READER)), Some(2));
+    }
+
+    #[test]
+    fn a_stored_offset_behind_retention_resumes_at_the_oldest_kept() {
+        let log = log(StreamRetention::default().max_length(1));
+        log.store_offset("svc", Some(0));
+        append(&log, &[b"a", b"b", b"c"]);
+        attach(&log);
+        assert_eq!(offset(log.read(READER)), Some(2));
     }
 }

@@ -6,14 +6,17 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use super::MemoryTransport;
+use super::broker::{Broker, lock};
+use super::retention::StreamRetention;
 use super::stream::Log;
 use super::stream_consumer::MemoryStreamConsumer;
-use super::{Broker, MemoryTransport, lock};
 use crate::error::{Error, TransportError};
-use crate::memory::DeadLetteredMessage;
 use crate::metadata::Message;
 use crate::stream::{ErrorStreamEntry, MergedConsumer, StreamNaming};
-use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription};
+use crate::transport::{
+    Consumer, DeadLetteredMessage, Destination, Source, StreamSource, Subscription,
+};
 
 /// Most messages a memory stream keeps by default ([`MemoryTransport::streams`]).
 pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
@@ -30,7 +33,7 @@ pub(super) struct Declared<'s> {
 #[derive(Debug)]
 pub(super) struct Streams {
     pub(super) naming: StreamNaming,
-    max_length: usize,
+    retention: StreamRetention,
     logs: RwLock<HashMap<String, Arc<Log>>>,
 }
 
@@ -38,7 +41,8 @@ impl MemoryTransport {
     /// A new, empty broker that behaves like the RabbitMQ Streams transport: every event
     /// published is appended to the stream of its domain (named by
     /// [`StreamNaming::default`], `events.order`), each an append-only log with offsets
-    /// that keeps the last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages; a bus on it reads the
+    /// that keeps the last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages (retention by bytes and
+    /// age: [`streams_with_retention`](Self::streams_with_retention)); a bus on it reads the
     /// streams its handlers need with a consumer named after its service, whose offset is
     /// stored after handling; single active consumer; each service's failures go to its
     /// error stream; super streams if the naming has some
@@ -63,17 +67,58 @@ impl MemoryTransport {
     /// # }
     /// ```
     pub fn streams() -> Self {
-        Self::streams_with(StreamNaming::default(), DEFAULT_MEMORY_STREAM_LENGTH)
+        Self::streams_with_retention(StreamNaming::default(), StreamRetention::default())
     }
 
     /// Like [`streams`](Self::streams), with these stream names, each stream keeping the
-    /// last `max_length` messages (retention; at least 1).
+    /// last `max_length` messages (retention; at least 1): short for
+    /// [`streams_with_retention`](Self::streams_with_retention) with
+    /// `StreamRetention::default().max_length(max_length)`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// use pubsub::{Bytes, Message, MemoryTransport, StreamNaming, Transport};
+    /// let broker = MemoryTransport::streams_with(StreamNaming::default(), 2);
+    /// for _ in 0..3 {
+    ///     broker.publish(Message::new("room.said", Bytes::from_static(b"{}")).into()).await?;
+    /// }
+    /// let offsets: Vec<u64> = broker.stream_messages("events.room")?.iter().map(|(o, _)| *o).collect();
+    /// assert_eq!(offsets, [1, 2]); // the oldest went; offsets never change
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn streams_with(naming: StreamNaming, max_length: usize) -> Self {
+        Self::streams_with_retention(naming, StreamRetention::default().max_length(max_length))
+    }
+
+    /// Like [`streams`](Self::streams), with these stream names, each stream created with
+    /// this retention, as the RabbitMQ Streams transport creates its streams: past the
+    /// maximum count or bytes the oldest messages go, and messages older than the maximum
+    /// age go (checked whenever the stream is appended to or read). Offsets never change;
+    /// a consumer whose next offset was removed goes on from the oldest message kept.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// use pubsub::{Bytes, Message, MemoryTransport, StreamNaming, StreamRetention, Transport};
+    /// let retention = StreamRetention::default().max_length_bytes(10);
+    /// let broker = MemoryTransport::streams_with_retention(StreamNaming::default(), retention);
+    /// for _ in 0..3 {
+    ///     broker.publish(Message::new("room.said", Bytes::from_static(b"12345")).into()).await?;
+    /// }
+    /// assert_eq!(broker.stream_length("events.room")?, 2); // 10 bytes of bodies
+    /// let (oldest, _) = &broker.stream_messages("events.room")?[0];
+    /// assert_eq!(*oldest, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn streams_with_retention(naming: StreamNaming, retention: StreamRetention) -> Self {
         Self {
             broker: Arc::new(Broker {
                 streams: Some(Streams {
                     naming,
-                    max_length,
+                    retention,
                     logs: RwLock::default(),
                 }),
                 ..Broker::default()
@@ -105,7 +150,7 @@ impl MemoryTransport {
         let log = logs.entry(name.to_owned()).or_insert_with(|| {
             Arc::new(Log::new(
                 name.to_owned(),
-                streams.max_length,
+                streams.retention,
                 Arc::clone(&self.broker.signal),
             ))
         });

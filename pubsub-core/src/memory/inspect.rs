@@ -1,0 +1,154 @@
+//! Inspecting the in-memory broker's queues from tests: what was published, queue depths,
+//! dead letters and their replay, and waiting until nothing is in flight.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::MemoryTransport;
+use super::broker::lock;
+use super::queue::Queue;
+use crate::error::Error;
+use crate::metadata::Message;
+use crate::transport::DeadLetteredMessage;
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct QueueDepth {
+    /// Messages waiting for a consumer.
+    pub ready: usize,
+    /// Messages delivered (pushed to a consumer) and not yet settled.
+    pub unacked: usize,
+    /// Attached consumers.
+    pub consumers: usize,
+    /// Messages in the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Messages waiting out a retry delay before they come back.
+    pub delayed: usize,
+}
+
+impl MemoryTransport {
+    /// Starts keeping a copy of every published message (see [`published`](Self::published)).
+    pub fn record_published(&self) {
+        self.broker.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// Every message published since [`record_published`](Self::record_published), in order.
+    pub fn published(&self) -> Vec<Message> {
+        lock(&self.broker.published).clone()
+    }
+
+    /// Messages published that no queue was bound for (RabbitMQ would return them to a
+    /// `mandatory` publisher).
+    pub fn unroutable(&self) -> u64 {
+        self.broker.unroutable.load(Ordering::Relaxed)
+    }
+
+    /// The dead-letter queue of `service`, oldest first; an error if no queue of that
+    /// service was ever declared (a typo must not look like "no dead letters"). In stream
+    /// mode, the service's error stream (see [`error_stream`](Self::error_stream)).
+    pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
+        if self.stream_mode().is_some() {
+            return self.stream_dead_letters(service);
+        }
+        self.existing_queue(service).map(|q| dead_lettered(&q))
+    }
+
+    fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, Error> {
+        self.queue(service).ok_or_else(|| {
+            let mut known: Vec<String> = self.topology().queues.keys().cloned().collect();
+            known.sort();
+            Error::UnknownQueue {
+                service: service.to_owned(),
+                known,
+            }
+        })
+    }
+
+    /// Every dead-lettered message of every service.
+    pub fn all_dead_letters(&self) -> Vec<DeadLetteredMessage> {
+        let topology = self.topology();
+        let mut names: Vec<&String> = topology.queues.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .flat_map(|n| dead_lettered(&topology.queues[n]))
+            .collect()
+    }
+
+    /// Moves the dead letters of `service` back into its queue, as redeliveries without
+    /// their reason; each keeps the names of the handlers that failed
+    /// ([`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS)), so only those run again
+    /// and a handler that had succeeded (an email sent) is not run twice. Returns how many.
+    pub fn replay_dead_letters(&self, service: &str) -> Result<usize, Error> {
+        self.existing_queue(service)
+            .map(|q| q.replay_dead_letters(true))
+    }
+
+    /// Like [`replay_dead_letters`](Self::replay_dead_letters), but every matching handler
+    /// runs again, those that had succeeded too.
+    pub fn replay_dead_letters_to_all(&self, service: &str) -> Result<usize, Error> {
+        self.existing_queue(service)
+            .map(|q| q.replay_dead_letters(false))
+    }
+
+    /// Counts of the queue of `service`; an error if it was never declared.
+    pub fn queue_depth(&self, service: &str) -> Result<QueueDepth, Error> {
+        self.existing_queue(service).map(|q| {
+            let state = q.lock();
+            QueueDepth {
+                ready: state.ready.len(),
+                unacked: state.unacked.len() + state.assigned(),
+                consumers: state.consumers.len(),
+                dead_lettered: q.dead_letters.as_ref().map_or(0, |dlq| dlq.len()),
+                delayed: state.delayed,
+            }
+        })
+    }
+
+    /// Whether nothing is in flight: no unsettled delivery, and no ready message in a queue
+    /// that has a consumer to take it.
+    pub fn is_idle(&self) -> bool {
+        self.streams_idle()
+            && self
+                .topology()
+                .queues
+                .values()
+                .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
+    }
+
+    /// Waits until [`is_idle`](Self::is_idle), at most `timeout`.
+    pub async fn wait_idle(&self, timeout: Duration) -> Result<(), Error> {
+        let signal = &self.broker.signal;
+        let _waiting = signal.waiting();
+        let wait = async {
+            loop {
+                let mut changed = pin!(signal.notify.notified());
+                changed.as_mut().enable();
+                // Queues are checked one after the other: the view is consistent only if
+                // nothing changed meanwhile (a handler publishing to another queue, then
+                // settling its own delivery, must not look idle).
+                let before = signal.generation();
+                if self.is_idle() && signal.generation() == before {
+                    return;
+                }
+                // settles notify; the short tick covers consumers attaching late
+                let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| Error::Timeout(timeout, "the in-memory broker did not become idle".into()))
+    }
+}
+
+/// The dead letters of a service queue.
+fn dead_lettered(queue: &Queue) -> Vec<DeadLetteredMessage> {
+    queue
+        .dead_letters
+        .as_ref()
+        .map(|dlq| dlq.dead_lettered(&queue.name))
+        .unwrap_or_default()
+}
