@@ -1,0 +1,593 @@
+//! The Streams transport against raw rabbitmq-stream-client 0.11, on the same broker in
+//! the same run, and against the framework's own AMQP publish.
+//!
+//! ```text
+//! eval "$(scripts/broker.sh start)"
+//! cargo bench --bench streams --features streams,amqp
+//! ```
+//!
+//! * **publish**: confirmed appends to a fresh stream, `BATCH` messages per frame at most.
+//!   Raw: a named (de-duplicating) producer, `send` with a callback, explicit publishing
+//!   ids from 1, confirms counted until N; framework: `bus.send(&e)` with up to `WINDOW`
+//!   confirmations in flight, and `CONCURRENT` tasks each awaiting `bus.publish(&e)`. Both
+//!   producers are built before the clock starts. The raw message is the JSON body alone;
+//!   an extra raw row sends the same body with the envelope the framework writes (subject
+//!   and seven application properties), to split the gap between the wire format and the
+//!   framework's code.
+//! * **consume**: N enveloped events appended by the raw producer (full batches, so full
+//!   chunks), read from the first offset: raw consumer + serde decode, against a bus with
+//!   one typed handler (named consumer, offsets stored on the default interval), at
+//!   prefetch 100 and 1000. Then the same on the stream the framework's `bus.send` filled
+//!   (smaller chunks: see the README), and the raw consumer on the plain messages.
+//! * **stream / AMQP**: with the `amqp` feature and `RABBITMQ_URL`, the framework's
+//!   pipelined, confirmed, persistent AMQP publish (as in `benches/amqp.rs`) on the same
+//!   broker, N / 5 events, and the ratio of the stream publish to it.
+//!
+//! The broker shares the 2 cores with the bench, so the ratios are what counts.
+//! `PUBSUB_BENCH_N` sets N (default 100 000), `PUBSUB_BENCH_WINDOW` the stream
+//! `bus.send` window; `PUBSUB_BENCH_ONLY=send|raw|consume` runs one case alone, for a
+//! profiler. Without `RABBITMQ_STREAM_HOST` or `RABBITMQ_STREAM_PORT`, or with no broker
+//! answering, it says so and exits. The streams, queues and exchanges it makes are deleted
+//! at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use pubsub::streams::{StreamConfig, StreamTransport};
+use pubsub::{
+    Bus, Context, Event, Handler, HandlerError, HandlerSelection, StartAt, StreamConsumption,
+    StreamNaming,
+};
+use rabbitmq_stream_client::Environment;
+use rabbitmq_stream_client::types::{Message as WireMessage, OffsetSpecification};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+const WINDOW: usize = 1000;
+const CONCURRENT: u64 = 100;
+/// Messages per publish frame, raw and framework alike (the client's default).
+const BATCH: usize = 100;
+const PUBLISHER: &str = "bench-publisher";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(domain = "bench", action = "ordered")]
+struct Ordered {
+    order_id: String,
+    customer_id: String,
+    sku: String,
+    quantity: u32,
+    total_cents: u64,
+    note: String,
+}
+
+fn sample() -> Ordered {
+    Ordered {
+        order_id: "A-000000017".into(),
+        customer_id: "customer-4242".into(),
+        sku: "KB-01-BLACK".into(),
+        quantity: 2,
+        total_cents: 19_998,
+        note: "please deliver to the back door, the front one is being painted".into(),
+    }
+}
+
+fn rate(n: u64, took: Duration) -> f64 {
+    n as f64 / took.as_secs_f64()
+}
+
+fn row(name: &str, n: u64, took: Duration) -> f64 {
+    let r = rate(n, took);
+    println!("{name:<52} {r:>10.0} /s  ({took:.2?})");
+    r
+}
+
+/// A raw client environment for the broker `config` names (the password from the same
+/// variable `StreamConfig::from_env` reads; it does not hand it out).
+async fn raw_environment(config: &StreamConfig) -> Result<Environment, String> {
+    let password = std::env::var(pubsub::streams::ENV_PASSWORD).unwrap_or_else(|_| "guest".into());
+    let builder = Environment::builder()
+        .host(&config.host)
+        .port(config.port)
+        .username(&config.username)
+        .password(&password)
+        .virtual_host(&config.vhost)
+        .load_balancer_mode(config.load_balancer_mode)
+        .client_provided_name("bench raw");
+    match tokio::time::timeout(Duration::from_secs(10), builder.build()).await {
+        Ok(Ok(environment)) => Ok(environment),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out after 10 s".into()),
+    }
+}
+
+/// Counts outcomes up to `n` and wakes the waiter at the last one.
+struct Confirms {
+    n: u64,
+    settled: AtomicU64,
+    refused: AtomicU64,
+    all: Notify,
+}
+
+/// The JSON body alone, with publishing id `id`.
+fn plain(body: &[u8], id: u64) -> WireMessage {
+    WireMessage::builder()
+        .body(body.to_vec())
+        .publishing_id(id)
+        .build()
+}
+
+/// The body with the envelope the framework writes (`pubsub-streams/src/convert.rs`): a
+/// subject and seven application properties, a fresh id and timestamp each.
+fn enveloped(body: &[u8], id: u64) -> WireMessage {
+    let event_id = pubsub::Uuid::now_v7().to_string();
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+        .to_string();
+    WireMessage::builder()
+        .body(body.to_vec())
+        .properties()
+        .subject(Ordered::KEY)
+        .message_builder()
+        .application_properties()
+        .insert("app-id", PUBLISHER)
+        .insert("content-type", "application/json")
+        .insert("correlation-id", event_id.as_str())
+        .insert("x-event-id", event_id.as_str())
+        .insert("x-event-key", Ordered::KEY)
+        .insert("x-event-version", "1")
+        .insert("x-timestamp-ms", millis.as_str())
+        .message_builder()
+        .publishing_id(id)
+        .build()
+}
+
+async fn raw_publish(
+    environment: &Environment,
+    stream: &str,
+    n: u64,
+    make: fn(&[u8], u64) -> WireMessage,
+) -> Duration {
+    let body = serde_json::to_vec(&sample()).expect("encodes");
+    let mut producer = environment
+        .producer()
+        .name(&format!("bench-raw@{stream}"))
+        .batch_size(BATCH)
+        .build(stream)
+        .await
+        .expect("raw producer");
+    let confirms = Arc::new(Confirms {
+        n,
+        settled: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        all: Notify::new(),
+    });
+    let start = Instant::now();
+    for id in 1..=n {
+        let message = make(&body, id);
+        let confirms = Arc::clone(&confirms);
+        producer
+            .send(message, move |outcome| async move {
+                if !outcome.is_ok_and(|status| status.confirmed()) {
+                    confirms.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                if confirms.settled.fetch_add(1, Ordering::AcqRel) + 1 == confirms.n {
+                    confirms.all.notify_one();
+                }
+            })
+            .await
+            .expect("send");
+    }
+    confirms.all.notified().await;
+    let took = start.elapsed();
+    assert_eq!(confirms.refused.load(Ordering::Relaxed), 0, "all confirmed");
+    let _ = producer.close().await;
+    took
+}
+
+/// Confirmations in flight for the stream `bus.send` case: `PUBSUB_BENCH_WINDOW`, default
+/// `WINDOW` (the AMQP one always uses `WINDOW`, as `benches/amqp.rs`).
+fn stream_window() -> usize {
+    std::env::var("PUBSUB_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WINDOW)
+        .max(1)
+}
+
+async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration {
+    let event = sample();
+    let start = Instant::now();
+    let mut pending: FuturesUnordered<pubsub::PendingPublish> = FuturesUnordered::new();
+    for _ in 0..n {
+        if pending.len() >= window {
+            pending.next().await.expect("a confirm").expect("confirmed");
+        }
+        pending.push(bus.send(&event).await.expect("send"));
+    }
+    while let Some(confirmed) = pending.next().await {
+        confirmed.expect("confirmed");
+    }
+    start.elapsed()
+}
+
+async fn framework_concurrent(bus: &Bus, n: u64) -> Duration {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|t| {
+            let bus = bus.clone();
+            let share = n / CONCURRENT + u64::from(t < n % CONCURRENT);
+            tokio::spawn(async move {
+                let event = sample();
+                for _ in 0..share {
+                    bus.publish(&event).await.expect("publish");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("publisher task");
+    }
+    start.elapsed()
+}
+
+/// A publisher bus on streams named under `prefix`, its producer built before the clock.
+async fn stream_publisher(config: &StreamConfig, prefix: &str) -> (Bus, String) {
+    let config = config.clone().naming(StreamNaming::new(prefix));
+    let stream = config.naming.stream_of_key(Ordered::KEY);
+    let transport = StreamTransport::new(config);
+    transport
+        .producer(PUBLISHER, &stream)
+        .await
+        .expect("framework producer");
+    (Bus::publisher(PUBLISHER, transport), stream)
+}
+
+async fn raw_consume(environment: &Environment, stream: &str, n: u64) -> Duration {
+    let start = Instant::now();
+    let mut consumer = environment
+        .consumer()
+        .offset(OffsetSpecification::First)
+        .build(stream)
+        .await
+        .expect("raw consumer");
+    for _ in 0..n {
+        let delivery = consumer
+            .next()
+            .await
+            .expect("a delivery")
+            .expect("delivered");
+        let body = delivery.message().data().expect("a body");
+        let event: Ordered = serde_json::from_slice(body).expect("decodes");
+        std::hint::black_box(event);
+    }
+    let took = start.elapsed();
+    let _ = consumer.handle().close().await;
+    took
+}
+
+async fn framework_consume(
+    config: &StreamConfig,
+    service: &str,
+    n: u64,
+    prefetch: u16,
+) -> Duration {
+    let handled = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Notify::new());
+    let (count, all) = (Arc::clone(&handled), Arc::clone(&done));
+    let handler = Handler::typed("count", move |event: Ordered, _ctx: Context| {
+        let (count, all) = (Arc::clone(&count), Arc::clone(&all));
+        async move {
+            std::hint::black_box(event);
+            if count.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                all.notify_one();
+            }
+            Ok::<_, HandlerError>(())
+        }
+    });
+    let bus = Bus::builder()
+        .service(service)
+        .transport(StreamTransport::new(config.clone()))
+        .select_handlers(HandlerSelection::None)
+        .prefetch(prefetch)
+        .streams(StreamConsumption::new().start_at(StartAt::First))
+        .handler(handler)
+        .build()
+        .await
+        .expect("bus");
+    let start = Instant::now();
+    let task = bus.spawn().await.expect("consumes");
+    done.notified().await;
+    let took = start.elapsed();
+    bus.close().await.expect("closes");
+    task.await.expect("bus task").expect("bus ran");
+    took
+}
+
+/// The framework's pipelined AMQP publish rate on the same broker (`benches/amqp.rs`'s
+/// `framework_send`, with a sink queue so that publishes route), or why not.
+#[cfg(feature = "amqp")]
+async fn amqp_send_rate(ns: &str, n: u64) -> Result<f64, String> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
+
+    if std::env::var_os("RABBITMQ_URL").is_none() {
+        return Err("no RABBITMQ_URL".into());
+    }
+    let exchange = format!("{ns}.events");
+    let config = AmqpConfig::from_env()
+        .map_err(|e| e.to_string())?
+        .exchange(exchange.clone());
+    let sink_queue = format!("{ns}-sink");
+    let sink = Bus::builder()
+        .service(sink_queue.clone())
+        .transport(AmqpTransport::new(config.clone()))
+        .select_handlers(HandlerSelection::None)
+        .handler(Handler::typed("never", |_e: Ordered, _c: Context| async {
+            Ok::<_, HandlerError>(())
+        }))
+        .build()
+        .await
+        .map_err(|e| format!("AMQP broker: {e}"))?;
+    let publisher = Bus::publisher(PUBLISHER, AmqpTransport::new(config.clone()));
+    framework_send(&publisher, (n / 10).max(1), WINDOW).await; // warm-up, as benches/amqp.rs
+    let r = row(
+        &format!("  framework AMQP, bus.send with {WINDOW} in flight"),
+        n,
+        framework_send(&publisher, n, WINDOW).await,
+    );
+    let _ = publisher.close().await;
+    let _ = sink.close().await;
+    let connection = connect(&config, "bench cleanup")
+        .await
+        .map_err(|e| e.to_string())?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    // the sink's queue, its dead-letter queue and exchange, and the events exchange
+    for queue in [sink_queue.clone(), format!("{sink_queue}.dead-letters")] {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for exchange in [format!("{sink_queue}.dlx"), exchange] {
+        let _ = channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(r)
+}
+
+#[cfg(not(feature = "amqp"))]
+async fn amqp_send_rate(_ns: &str, _n: u64) -> Result<f64, String> {
+    Err("built without the amqp feature (--features streams,amqp)".into())
+}
+
+fn main() {
+    if std::env::var_os("RABBITMQ_STREAM_HOST").is_none()
+        && std::env::var_os("RABBITMQ_STREAM_PORT").is_none()
+    {
+        println!(
+            "no RABBITMQ_STREAM_HOST / RABBITMQ_STREAM_PORT: start a broker (eval \"$(scripts/broker.sh start)\") and run again"
+        );
+        return;
+    }
+    let n: u64 = std::env::var("PUBSUB_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(n));
+}
+
+/// `PUBSUB_BENCH_ONLY`: `send` (the framework's `bus.send` alone), `raw` (the raw
+/// client's publish alone) or `consume` (fill with `bus.send`, then the framework's
+/// consume at prefetch 1000 alone), for profiling.
+fn only() -> Option<String> {
+    std::env::var("PUBSUB_BENCH_ONLY").ok()
+}
+
+async fn run(n: u64) {
+    let config = StreamConfig::from_env().expect("config").batch_size(BATCH);
+    let environment = match raw_environment(&config).await {
+        Ok(environment) => environment,
+        Err(error) => {
+            println!("no stream broker answers at {}: {error}", config.address());
+            return;
+        }
+    };
+    let ns = format!(
+        "bench{}",
+        &pubsub::Uuid::now_v7().simple().to_string()[20..]
+    );
+    println!(
+        "pubsub Streams benchmark: N = {n}, {}-byte JSON event, RabbitMQ at {}",
+        serde_json::to_vec(&sample()).map_or(0, |b| b.len()),
+        config.address()
+    );
+    let mut streams = Vec::new();
+    match only().as_deref() {
+        Some("send") => {
+            let (publisher, stream) = stream_publisher(&config, &ns).await;
+            streams.push(stream);
+            row(
+                "framework, bus.send",
+                n,
+                framework_send(&publisher, n, stream_window()).await,
+            );
+            let _ = publisher.close().await;
+        }
+        Some("raw") => {
+            let stream = format!("{ns}.raw");
+            let mut creator = environment.stream_creator();
+            creator.options.clear();
+            creator
+                .create(&stream)
+                .await
+                .expect("create the raw stream");
+            streams.push(stream.clone());
+            row(
+                "raw client, send + callback",
+                n,
+                raw_publish(&environment, &stream, n, plain).await,
+            );
+        }
+        Some("consume") => {
+            let (publisher, stream) = stream_publisher(&config, &ns).await;
+            streams.push(stream);
+            framework_send(&publisher, n, stream_window()).await;
+            let _ = publisher.close().await;
+            let reader = config.clone().naming(StreamNaming::new(&ns));
+            let service = format!("{ns}-bus");
+            streams.push(reader.naming.error_stream(&service));
+            row(
+                "framework, consume, prefetch 1000",
+                n,
+                framework_consume(&reader, &service, n, 1000).await,
+            );
+        }
+        _ => compare(&config, &environment, &ns, n, &mut streams).await,
+    }
+    for stream in &streams {
+        if let Err(error) = environment.delete_stream(stream).await {
+            println!("could not delete {stream}: {error}");
+        }
+    }
+}
+
+/// Every case, raw then framework; the streams made are added to `streams`.
+async fn compare(
+    config: &StreamConfig,
+    environment: &Environment,
+    ns: &str,
+    n: u64,
+    streams: &mut Vec<String>,
+) {
+    println!();
+    println!("publish (confirmed; batch size {BATCH})");
+    // the enveloped stream is named as the framework names the event's stream under its
+    // own prefix, so that a bus can read it
+    let envelope_prefix = format!("{ns}-e");
+    let plain_stream = format!("{ns}.raw");
+    let enveloped_stream = StreamNaming::new(&envelope_prefix).stream_of_key(Ordered::KEY);
+    for stream in [&plain_stream, &enveloped_stream] {
+        // without the creator's default leader locator: the transport creates its streams
+        // with no arguments, and the broker refuses (PreconditionFailed) a create whose
+        // arguments differ from the existing stream's
+        let mut creator = environment.stream_creator();
+        creator.options.clear();
+        creator.create(stream).await.expect("create a raw stream");
+        streams.push(stream.clone());
+    }
+    let raw_pub = row(
+        "  raw client, named producer, send + callback",
+        n,
+        raw_publish(environment, &plain_stream, n, plain).await,
+    );
+    let raw_envelope = row(
+        "  (raw client, same, with the framework's envelope)",
+        n,
+        raw_publish(environment, &enveloped_stream, n, enveloped).await,
+    );
+    let (publisher, filled) = stream_publisher(config, ns).await;
+    streams.push(filled.clone());
+    let send = row(
+        &format!("  framework, bus.send with {} in flight", stream_window()),
+        n,
+        framework_send(&publisher, n, stream_window()).await,
+    );
+    let _ = publisher.close().await;
+    let (concurrent_bus, concurrent_stream) = stream_publisher(config, &format!("{ns}-c")).await;
+    streams.push(concurrent_stream);
+    let concurrent = row(
+        &format!("  framework, {CONCURRENT} tasks awaiting bus.publish"),
+        n,
+        framework_concurrent(&concurrent_bus, n).await,
+    );
+    let _ = concurrent_bus.close().await;
+
+    println!();
+    println!("consume + decode (+ handle + store offsets), from the first offset");
+    let raw_plain = row(
+        "  (raw client, the raw producer's plain messages)",
+        n,
+        raw_consume(environment, &plain_stream, n).await,
+    );
+    println!("  the N enveloped events the raw producer appended (full chunks):");
+    let raw_con = row(
+        "    raw client",
+        n,
+        raw_consume(environment, &enveloped_stream, n).await,
+    );
+    let reader = config.clone().naming(StreamNaming::new(&envelope_prefix));
+    let mut consume = Vec::new();
+    for prefetch in [100u16, 1000] {
+        let service = format!("{ns}-bus-{prefetch}");
+        streams.push(reader.naming.error_stream(&service));
+        let f = row(
+            &format!("    framework, typed handler, prefetch {prefetch}"),
+            n,
+            framework_consume(&reader, &service, n, prefetch).await,
+        );
+        consume.push((prefetch, f));
+    }
+    println!("  the N events the framework's bus.send appended (its chunks):");
+    let raw_sent = row(
+        "    raw client",
+        n,
+        raw_consume(environment, &filled, n).await,
+    );
+    let reader = config.clone().naming(StreamNaming::new(ns));
+    let service = format!("{ns}-bus-sent");
+    streams.push(reader.naming.error_stream(&service));
+    let sent = row(
+        "    framework, typed handler, prefetch 1000",
+        n,
+        framework_consume(&reader, &service, n, 1000).await,
+    );
+
+    println!();
+    println!("stream publish against the framework's AMQP publish (N / 5 events)");
+    let amqp = amqp_send_rate(ns, (n / 5).max(1)).await;
+    if let Err(why) = &amqp {
+        println!("  skipped: {why}");
+    }
+
+    println!();
+    println!("framework / raw client (goal ≥ 0.90 each):");
+    println!("  publish, pipelined:          {:.2}", send / raw_pub);
+    println!("  publish, concurrent awaits:  {:.2}", concurrent / raw_pub);
+    for (prefetch, f) in consume {
+        println!("  consume, prefetch {prefetch:<5}:    {:.2}", f / raw_con);
+    }
+    println!(
+        "  (consume of bus.send's stream: {:.2}; raw reads it at {:.2} of the full-chunk one)",
+        sent / raw_sent,
+        raw_sent / raw_con
+    );
+    println!(
+        "  (raw with the envelope / raw plain: publish {:.2}, consume {:.2})",
+        raw_envelope / raw_pub,
+        raw_con / raw_plain
+    );
+    match amqp {
+        Ok(amqp) => {
+            println!("framework stream publish / framework AMQP publish (goal ≥ 10):");
+            println!("  pipelined:                   {:.1}", send / amqp);
+            println!(
+                "  (raw stream client / framework AMQP: {:.1})",
+                raw_pub / amqp
+            );
+        }
+        Err(why) => println!("framework stream publish / framework AMQP publish: skipped ({why})"),
+    }
+}
