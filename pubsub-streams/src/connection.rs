@@ -240,6 +240,23 @@ impl Admin {
         }
     }
 
+    /// Deletes super stream `stream` (its exchange and partitions); one that does not
+    /// exist is fine.
+    pub(crate) async fn delete_super_stream(&self, stream: &str) -> Result<(), StreamsError> {
+        let response = self
+            .call("delete a super stream", |c| async move {
+                c.delete_super_stream(stream).await
+            })
+            .await?;
+        match response.code() {
+            ResponseCode::Ok | ResponseCode::StreamDoesNotExist => Ok(()),
+            code => Err(StreamsError::Refused {
+                what: format!("delete super stream {stream}"),
+                code: format!("{code:?}"),
+            }),
+        }
+    }
+
     /// The offset stored for consumer `name` on `stream`; `None` if none is.
     pub(crate) async fn stored_offset(
         &self,

@@ -298,13 +298,30 @@ impl StreamTransport {
         streams
     }
 
-    /// Deletes `stream` (one that does not exist is fine): for tests and tooling.
+    /// The offset consumer `consumer` (a service name) stored on `stream`; `None` if it
+    /// stored none.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or the stream does not exist.
+    pub async fn stored_offset(
+        &self,
+        consumer: &str,
+        stream: &str,
+    ) -> Result<Option<u64>, StreamsError> {
+        self.shared.admin.stored_offset(consumer, stream).await
+    }
+
+    /// Deletes `stream` (one that does not exist is fine), a super stream with its
+    /// partitions: for tests and tooling.
     ///
     /// # Errors
     /// The broker cannot be reached, or refused.
     pub async fn delete_stream(&self, stream: &str) -> Result<(), StreamsError> {
         self.shared.created.lock().await.remove(stream);
-        self.shared.admin.delete_stream(stream).await
+        match self.shared.config.naming.partitions(stream) {
+            Some(_) => self.shared.admin.delete_super_stream(stream).await,
+            None => self.shared.admin.delete_stream(stream).await,
+        }
     }
 
     fn stream_source(subscription: &Subscription) -> Result<&StreamSource, TransportError> {
