@@ -12,6 +12,14 @@
 //! PUBSUB_TRANSPORT=amqp cargo run --example ecommerce --features amqp
 //! ```
 //!
+//! or over RabbitMQ Streams (`RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT`...), each domain a
+//! stream (`events.order`...), each service a named consumer, the CRM's dead letter in the
+//! `events.errors.crm-service` stream:
+//!
+//! ```text
+//! PUBSUB_TRANSPORT=streams cargo run --example ecommerce --features streams
+//! ```
+//!
 //! A storefront publishes `user.registered`, `order.created` and `order.paid`. Four
 //! services, each with its own queue on one broker, react: email, inventory (which
 //! publishes `stock.reserved` in the same conversation), analytics (`order.*` and `#`),
@@ -184,7 +192,10 @@ async fn main() -> anyhow::Result<()> {
     // Retries and dead letters are reported by the framework through `tracing`.
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // the stream client warns "Stream closed" on every clean close
+                "warn,rabbitmq_stream_client=error".into()
+            }),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -300,7 +311,7 @@ const DUE: [(&str, u64); 4] = [
     ("crm-service", 1),
 ];
 
-/// The in-memory broker, or RabbitMQ with `PUBSUB_TRANSPORT=amqp`.
+/// The in-memory broker, or RabbitMQ with `PUBSUB_TRANSPORT=amqp` or `streams`.
 fn transport() -> anyhow::Result<Arc<dyn Transport>> {
     match std::env::var("PUBSUB_TRANSPORT").as_deref() {
         Err(_) | Ok("" | "memory") => Ok(Arc::new(MemoryTransport::new())),
@@ -310,7 +321,15 @@ fn transport() -> anyhow::Result<Arc<dyn Transport>> {
         )),
         #[cfg(not(feature = "amqp"))]
         Ok("amqp") => anyhow::bail!("PUBSUB_TRANSPORT=amqp needs `--features amqp`"),
-        Ok(other) => anyhow::bail!("PUBSUB_TRANSPORT={other}: expected `memory` or `amqp`"),
+        #[cfg(feature = "streams")]
+        Ok("streams") => Ok(Arc::new(
+            pubsub::streams::StreamTransport::from_env().context("configuring RabbitMQ Streams")?,
+        )),
+        #[cfg(not(feature = "streams"))]
+        Ok("streams") => anyhow::bail!("PUBSUB_TRANSPORT=streams needs `--features streams`"),
+        Ok(other) => {
+            anyhow::bail!("PUBSUB_TRANSPORT={other}: expected `memory`, `amqp` or `streams`")
+        }
     }
 }
 

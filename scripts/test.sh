@@ -87,3 +87,16 @@ fi
 example_out=$(PUBSUB_TRANSPORT=amqp cargo run --quiet --all-features --example ecommerce 2>&1) ||
   { echo "$example_out"; exit 1; }
 check_example "example (amqp)" "$example_out"
+
+step "example: PUBSUB_TRANSPORT=streams cargo run --example ecommerce (RabbitMQ Streams)"
+if [[ -n "${PUBSUB_RABBITMQCTL:-}" ]]; then
+  # start from new streams (offsets and the error streams of earlier runs go with them)
+  for stream in events.user events.order events.stock events.errors.email-service \
+    events.errors.inventory-service events.errors.analytics-service events.errors.crm-service; do
+    # shellcheck disable=SC2086
+    $PUBSUB_RABBITMQCTL -q delete_queue "$stream" >/dev/null 2>&1 || true
+  done
+fi
+example_out=$(PUBSUB_TRANSPORT=streams cargo run --quiet --all-features --example ecommerce 2>&1) ||
+  { echo "$example_out"; exit 1; }
+check_example "example (streams)" "$example_out"

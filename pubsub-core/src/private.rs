@@ -11,6 +11,7 @@ pub use crate::codec::Protobuf;
 pub struct Protobuf;
 pub use crate::context::Context;
 pub use crate::event::Event;
+pub use crate::event_registration::EventRegistration;
 pub use crate::handler_error::HandlerError;
 pub use crate::handler_input::{FromContext, HandlerInput, Input, IntoHandlerResult};
 pub use crate::pattern::matches as pattern_matches;

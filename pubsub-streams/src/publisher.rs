@@ -437,6 +437,18 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    /// Dropped without [`NamedProducer::close`] (the transport was not closed, or the
+    /// runtime is shutting down): the client's producer closes itself on drop with
+    /// `block_on`, waiting for an answer that a runtime shutting down never delivers, so
+    /// it is leaked instead; its connection goes with the process.
+    fn drop(&mut self) {
+        if let Some(producer) = self.state.get_mut().producer.take() {
+            std::mem::forget(producer);
+        }
+    }
+}
+
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
 /// from the generation that last sent it.
 fn confirm(

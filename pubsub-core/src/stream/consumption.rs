@@ -166,7 +166,8 @@ impl StreamConsumption {
             .collect())
     }
 
-    /// The domains given here, of the bus's own patterns, and of every linked handler.
+    /// The domains given here, of the bus's own patterns, of every linked handler, and of
+    /// every event type derived in the binary.
     fn known_domains(&self, patterns: &[String]) -> BTreeSet<String> {
         let registered = crate::registration::registered_handlers();
         let from_registry = registered.iter().flat_map(|h| {
@@ -174,8 +175,10 @@ impl StreamConsumption {
             of_key.into_iter().chain(literal_domain(&h.pattern))
         });
         let own = patterns.iter().filter_map(|p| literal_domain(p));
+        let events = crate::event_registration::registered_events();
+        let derived = events.iter().map(|e| e.domain);
         let mut known = self.domains.clone();
-        known.extend(own.chain(from_registry).map(str::to_owned));
+        known.extend(own.chain(from_registry).chain(derived).map(str::to_owned));
         known
     }
 }

@@ -40,5 +40,9 @@ pub(crate) fn impl_event(input: &DeriveInput, attr: &EventAttr) -> TokenStream {
             const VERSION: u32 = #version;
             type Codec = #codec;
         }
+        // makes the domain known to stream-backed buses with wildcard patterns
+        #krate::__private::inventory::submit! {
+            #krate::__private::EventRegistration::new(#domain, #action, #version)
+        }
     }
 }
