@@ -85,9 +85,14 @@ pub struct StreamConfig {
     /// How often a consumer waiting for messages checks that its stream still exists
     /// (default 1 s): the client does not tell a consumer its stream was deleted.
     pub check_interval: Duration,
-    /// Messages per publish frame (default 100); keep it times the largest message under
-    /// the broker's frame size (1 MiB).
+    /// Most messages per publish frame (default 100). Fewer when
+    /// [`max_message_size`](Self#structfield.max_message_size) says so: a frame (and so a
+    /// chunk of the stream) must fit the frame size of 1 MiB, or consumers cannot read it.
     pub batch_size: usize,
+    /// Largest message this transport publishes, body and properties (default 64 KiB); a
+    /// larger one is refused with an error. The batch size is capped so that a frame of
+    /// messages this large fits 1 MiB.
+    pub max_message_size: usize,
     /// Tells this process's producers from those of other instances of the same service
     /// (default none). A producer is named `{service}@{stream}`, or
     /// `{service}#{instance}@{stream}` with an instance: the broker de-duplicates by name,
@@ -96,6 +101,12 @@ pub struct StreamConfig {
     /// instance id (a pod name, say).
     pub instance: Option<String>,
 }
+
+/// The frame size RabbitMQ and the client agree on (1 MiB), less room for the frame's
+/// own header.
+const FRAME_BUDGET: usize = 1_048_576 - 1024;
+/// Room per message in a frame for its encoding (ids, lengths, AMQP 1.0 sections).
+const MESSAGE_OVERHEAD: usize = 512;
 
 /// Retention of created streams; `None` leaves the broker's default. Applies only when a
 /// stream is created: RabbitMQ keeps an existing stream's settings.
@@ -128,6 +139,7 @@ impl StreamConfig {
             max_backoff: Duration::from_secs(10),
             check_interval: Duration::from_secs(1),
             batch_size: 100,
+            max_message_size: 64 * 1024,
             instance: None,
         }
     }
@@ -261,6 +273,21 @@ impl StreamConfig {
         self
     }
 
+    /// Largest message published (at least 1 KiB, at most 1 MiB less room for the
+    /// frame).
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.clamp(1024, FRAME_BUDGET - MESSAGE_OVERHEAD);
+        self
+    }
+
+    /// Messages per publish frame: the batch size, capped so that a frame of the largest
+    /// messages fits the frame size.
+    pub(crate) fn frame_batch(&self) -> usize {
+        let fit = FRAME_BUDGET / (self.max_message_size + MESSAGE_OVERHEAD);
+        self.batch_size.min(fit).max(1)
+    }
+
     /// Names this instance's producers (see [`instance`](Self#structfield.instance)).
     #[must_use]
     pub fn instance(mut self, instance: impl Into<String>) -> Self {
@@ -304,6 +331,7 @@ impl fmt::Debug for StreamConfig {
             .field("retention", &self.retention)
             .field("naming", &self.naming)
             .field("timeout", &self.timeout)
+            .field("max_message_size", &self.max_message_size)
             .field("publish_timeout", &self.publish_timeout)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)

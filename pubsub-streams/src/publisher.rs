@@ -180,6 +180,11 @@ impl NamedProducer {
             .await
     }
 
+    /// Refuses a message over the configured largest ([`check_size`]).
+    pub(crate) fn check_size(&self, message: &Message) -> Result<(), TransportError> {
+        check_size(&self.inner.config, &self.inner.stream, message)
+    }
+
     /// The id the next [`send`](Self::send) uses.
     pub(crate) async fn next_id(&self) -> u64 {
         self.inner.state.lock().await.next_id
@@ -449,6 +454,33 @@ impl Drop for Inner {
     }
 }
 
+/// Refuses a message larger than [`StreamConfig::max_message_size`] (publishes of the
+/// application; error stream copies are not held to it): frames of such messages stay
+/// under the frame size.
+pub(crate) fn check_size(
+    config: &StreamConfig,
+    stream: &str,
+    message: &Message,
+) -> Result<(), TransportError> {
+    let m = &message.metadata;
+    let properties: usize = m
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum::<usize>()
+        + m.key.len()
+        + m.content_type.len();
+    let size = message.body.len() + properties;
+    let limit = config.max_message_size;
+    if size > limit {
+        return Err(TransportError::other(format!(
+            "a message of {size} bytes to {} exceeds StreamConfig::max_message_size ({limit} bytes): publish frames must fit RabbitMQ's 1 MiB frame size",
+            stream
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
 /// from the generation that last sent it.
 fn confirm(
@@ -496,7 +528,7 @@ async fn build_producer(
         environment
             .producer()
             .name(name)
-            .batch_size(config.batch_size)
+            .batch_size(config.frame_batch())
             .client_provided_name(name)
             .on_closed(Box::new(on_closed))
             .build(stream)

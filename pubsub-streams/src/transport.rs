@@ -21,11 +21,11 @@ use crate::connection::{self, Admin, bounded};
 use crate::consumer::StreamConsumer;
 use crate::convert;
 use crate::error::StreamsError;
-use crate::publisher::{NamedProducer, Producers};
+use crate::publisher::{self, NamedProducer, Producers};
 use crate::sync::lock;
 
-/// How long reading to the end of a stream waits for its first message: an empty stream
-/// sends nothing, and the protocol has no "end of stream" answer.
+/// How long reading the last chunk of a stream waits for its first message: an empty
+/// stream sends nothing, and the protocol has no "end of stream" answer.
 const FIRST_MESSAGE_WAIT: Duration = Duration::from_millis(300);
 /// Once messages come, how long a pause means "that was the end".
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -154,15 +154,30 @@ impl Shared {
         self.producer(service, stream).await?.send(message).await
     }
 
-    /// Every message of `stream` from `start` to its end as of now (see
-    /// [`FIRST_MESSAGE_WAIT`]), with offsets.
-    async fn read_to_end(
+    /// The offset of the last message of `stream`, `None` when it has none: its last
+    /// chunk is read (delivered whole, so a short pause ends it); an empty stream sends
+    /// nothing (see [`FIRST_MESSAGE_WAIT`]).
+    async fn last_offset(&self, stream: &str) -> Result<Option<u64>, StreamsError> {
+        let mut consumer = self.reader(stream, OffsetSpecification::Last).await?;
+        let mut last = None;
+        let mut wait = FIRST_MESSAGE_WAIT;
+        while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
+            wait = IDLE_WAIT;
+            let delivery =
+                delivery.map_err(|e| StreamsError::client(format!("read {stream}"), e))?;
+            last = last.max(Some(delivery.offset()));
+        }
+        let _ = consumer.handle().close().await;
+        Ok(last)
+    }
+
+    async fn reader(
         &self,
         stream: &str,
         start: OffsetSpecification,
-    ) -> Result<Vec<(u64, Message)>, StreamsError> {
+    ) -> Result<rabbitmq_stream_client::Consumer, StreamsError> {
         let environment = self.environment().await?;
-        let mut consumer = bounded("build a consumer", self.config.timeout, async {
+        bounded("build a consumer", self.config.timeout, async {
             environment
                 .consumer()
                 .offset(start)
@@ -170,21 +185,50 @@ impl Shared {
                 .await
                 .map_err(|e| StreamsError::client(format!("read {stream}"), e))
         })
-        .await?;
+        .await
+    }
+
+    /// Every message of `stream` from `start` to its last one as of now, with offsets;
+    /// each message waited for at most the configured timeout.
+    async fn read_to_end(
+        &self,
+        stream: &str,
+        start: OffsetSpecification,
+    ) -> Result<Vec<(u64, Message)>, StreamsError> {
+        let Some(last) = self.last_offset(stream).await? else {
+            return Ok(Vec::new());
+        };
+        let mut consumer = self.reader(stream, start).await?;
         let mut read = Vec::new();
-        let mut wait = FIRST_MESSAGE_WAIT;
-        while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
-            wait = IDLE_WAIT;
-            let delivery =
-                delivery.map_err(|e| StreamsError::client(format!("read {stream}"), e))?;
+        let outcome = loop {
+            let next = tokio::time::timeout(self.config.timeout, consumer.next()).await;
+            let delivery = match next {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(Some(Err(e))) => break Err(StreamsError::client(format!("read {stream}"), e)),
+                Ok(None) => {
+                    break Err(StreamsError::Refused {
+                        what: format!("read {stream} to offset {last}"),
+                        code: "the subscription ended".to_owned(),
+                    });
+                }
+                Err(_) => {
+                    break Err(StreamsError::TimedOut {
+                        what: "reading a stream to its end",
+                        after: self.config.timeout,
+                    });
+                }
+            };
             let offset = delivery.offset();
             read.push((
                 offset,
                 convert::from_wire(delivery.message(), stream, offset),
             ));
-        }
+            if offset >= last {
+                break Ok(read);
+            }
+        };
         let _ = consumer.handle().close().await;
-        Ok(read)
+        outcome
     }
 }
 
@@ -208,6 +252,7 @@ impl StreamProducer {
     /// # Errors
     /// As [`Transport::send`].
     pub async fn send(&self, message: &Message) -> Result<Confirmation, TransportError> {
+        self.inner.check_size(message)?;
         self.inner.send(message).await
     }
 
@@ -222,6 +267,7 @@ impl StreamProducer {
         message: &Message,
         id: u64,
     ) -> Result<Confirmation, TransportError> {
+        self.inner.check_size(message)?;
         self.inner.resend(message, id).await
     }
 
@@ -396,6 +442,7 @@ impl Transport for StreamTransport {
                 naming.partition_for(&stream, &key).unwrap_or(stream)
             }
         };
+        publisher::check_size(&self.shared.config, &stream, message)?;
         let service = message.metadata.app_id.as_deref().unwrap_or("pubsub");
         self.shared.publish_to(service, &stream, message).await
     }
@@ -422,10 +469,10 @@ impl Transport for StreamTransport {
                 // "next" as of now, kept on the broker as the consumer's offset so that
                 // any connection resumes there: the offset before the stream's end, or for
                 // an empty stream u64::MAX, which the consumer reads as "before 0"
-                let last = shared
-                    .read_to_end(&stream, OffsetSpecification::Last)
-                    .await?;
-                let next = last.last().map_or(0, |(offset, _)| offset + 1);
+                let next = shared
+                    .last_offset(&stream)
+                    .await?
+                    .map_or(0, |last| last + 1);
                 shared
                     .admin
                     .store_offset_confirmed(service, &stream, next.wrapping_sub(1))
