@@ -1,5 +1,6 @@
 //! Against RabbitMQ Streams: a service stopped part-way through 10 000 events and started
-//! again handles every event at least once, and again at most one store interval.
+//! again, and an active instance stopped part-way with single active consumer while
+//! another waits, handle every event at least once, and again at most one store interval.
 //! Skipped without a broker unless `PUBSUB_REQUIRE_BROKER` is set.
 #![cfg(feature = "streams")]
 
@@ -184,6 +185,107 @@ async fn a_restart_resumes_after_the_stored_offset() {
         COUNT,
         "every event at least once"
     );
+    for s in [stream, config.naming.error_stream(&service)] {
+        publisher.delete_stream(&s).await.expect("deleting");
+    }
+    publisher.close().await.expect("closed");
+}
+
+/// Two instances with single active consumer: the active one is stopped part-way through
+/// 10 000 events, the other takes over from its stored offset: every event handled, again
+/// at most one store interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_instance_takes_over_from_the_stored_offset() {
+    let Some(config) = support::broker() else {
+        return;
+    };
+    let run = Uuid::now_v7().simple().to_string();
+    let config = config.naming(pubsub::StreamNaming::new(format!("takeover-{run}")));
+    let key = "ledger.posted";
+    let service = format!("ledger-{run}");
+    let stream = config.naming.stream_of_key(key);
+    let instance = |handled: &Arc<Handled>, id: &str| {
+        let handled = Arc::clone(handled);
+        let handler = Handler::raw(
+            "count",
+            key.to_owned(),
+            move |event: RawEvent, _: Context| {
+                let handled = Arc::clone(&handled);
+                async move {
+                    handled.record(event.message().body.clone());
+                    Ok::<_, HandlerError>(())
+                }
+            },
+        );
+        Bus::builder()
+            .service(service.clone())
+            .transport(StreamTransport::new(config.clone().instance(id)))
+            .select_handlers(HandlerSelection::None)
+            .prefetch(200)
+            .streams(
+                StreamConsumption::new()
+                    .start_at(StartAt::First)
+                    .single_active(true)
+                    .store_every(STORE_EVERY, Duration::from_secs(60)),
+            )
+            .handler(handler)
+            .build()
+    };
+    let (one, two) = (Arc::new(Handled::default()), Arc::new(Handled::default()));
+    let first = instance(&one, "a").await.expect("first instance");
+    let first_task = first.spawn().await.expect("runs");
+    let second = instance(&two, "b").await.expect("second instance");
+    let second_task = second.spawn().await.expect("runs");
+
+    let publisher = StreamTransport::new(config.clone());
+    let mut confirms = Vec::with_capacity(COUNT);
+    for n in 0..COUNT {
+        let message = Message::new(key, Bytes::from(n.to_string()));
+        confirms.push(publisher.send(message.into()).await.expect("sent"));
+    }
+    for confirm in confirms {
+        confirm.await.expect("confirmed");
+    }
+    one.until("the active instance handled part", |h| {
+        h.distinct() >= STOP_AFTER
+    })
+    .await;
+    assert_eq!(two.total(), 0, "the other instance waits");
+    first.shutdown();
+    first_task.await.expect("bus task").expect("ended cleanly");
+    let handled_first = one.distinct();
+    let all = |h: &Handled| {
+        let firsts = one.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let seconds = h.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        (0..COUNT).all(|n| {
+            let body = Bytes::from(n.to_string());
+            firsts.contains_key(&body) || seconds.contains_key(&body)
+        })
+    };
+    two.until("the second instance handled the rest", all).await;
+    second.shutdown();
+    second_task.await.expect("bus task").expect("ended cleanly");
+    let firsts = one
+        .counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let seconds = two
+        .counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let again = seconds.keys().filter(|b| firsts.contains_key(*b)).count();
+    eprintln!(
+        "single active consumer: first instance handled {handled_first}, the second took over and handled {}, {again} of them again",
+        seconds.len()
+    );
+    assert!(handled_first < COUNT, "stopped part-way: {handled_first}");
+    assert!(
+        again <= STORE_EVERY as usize,
+        "{again} handled again, more than one store interval"
+    );
+    assert_eq!(handled_first + seconds.len() - again, COUNT, "every event");
     for s in [stream, config.naming.error_stream(&service)] {
         publisher.delete_stream(&s).await.expect("deleting");
     }
