@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pubsub_core::{Confirmation, ConnectionHealth, ConnectionState, Message, TransportError};
@@ -28,13 +28,16 @@ use crate::config::StreamConfig;
 use crate::connection::{Admin, Backoff, bounded};
 use crate::convert;
 use crate::error::StreamsError;
-use crate::sync::lock;
+use crate::sync::{lock, read, write};
 
 /// How often one message is sent before its publish fails: the first send and the
 /// re-sends after recoveries.
 pub(crate) const MAX_SENDS: u32 = 5;
 /// Closing a producer whose connection may be gone waits at most this long.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How often a producer looks for publishes older than the publish timeout, at most
+/// (one sweep per producer instead of a timer per message).
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 type Reply = oneshot::Sender<Result<(), TransportError>>;
 
@@ -44,8 +47,13 @@ struct Unconfirmed {
     /// The producer generation it was last sent on.
     sent_in: u64,
     sends: u32,
+    /// When it was first sent: the publish fails once this is older than the publish
+    /// timeout.
+    since: Instant,
     reply: Reply,
 }
+
+type UnconfirmedMap = std::sync::Mutex<BTreeMap<u64, Unconfirmed>>;
 
 /// What the client's callbacks tell the producer: the generation of the newest producer
 /// found lost, and a wake-up for the recovery task.
@@ -83,12 +91,12 @@ pub(crate) struct NamedProducer {
 
 struct Inner {
     name: String,
-    stream: String,
+    stream: Arc<str>,
     environment: Environment,
     admin: Arc<Admin>,
     config: StreamConfig,
     state: Mutex<State>,
-    unconfirmed: Arc<std::sync::Mutex<BTreeMap<u64, Unconfirmed>>>,
+    unconfirmed: Arc<UnconfirmedMap>,
     lost: Arc<Lost>,
     health: std::sync::Mutex<ConnectionHealth>,
     closed: AtomicBool,
@@ -128,7 +136,7 @@ impl NamedProducer {
         );
         let inner = Arc::new(Inner {
             name: name.to_owned(),
-            stream: stream.to_owned(),
+            stream: Arc::from(stream),
             environment: environment.clone(),
             admin,
             config: config.clone(),
@@ -145,6 +153,10 @@ impl NamedProducer {
             closing: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(recovery(Arc::downgrade(&inner), lost));
+        tokio::spawn(sweep(
+            Arc::downgrade(&inner.unconfirmed),
+            config.publish_timeout,
+        ));
         Ok(Self { inner })
     }
 
@@ -249,31 +261,14 @@ impl Inner {
                 wire: wire.clone(),
                 sent_in: state.generation,
                 sends: 1,
+                since: Instant::now(),
                 reply,
             },
         );
         self.write(state, wire, id).await;
-        let unconfirmed = Arc::clone(&self.unconfirmed);
-        let after = self.config.publish_timeout;
-        let stream = self.stream.clone();
+        // the producer's sweep fails it after the publish timeout
         Ok(Confirmation::new(async move {
-            match tokio::time::timeout(after, confirmed).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => Err(TransportError::Closed),
-                Err(_) => {
-                    lock(&unconfirmed).remove(&id);
-                    Err(TransportError::TimedOut {
-                        operation: "stream publish confirm",
-                        after,
-                    })
-                }
-            }
-            .map_err(|error| match error {
-                TransportError::Nacked { reason } => TransportError::Nacked {
-                    reason: format!("{stream}, publishing id {id}: {reason}"),
-                },
-                other => other,
-            })
+            confirmed.await.unwrap_or(Err(TransportError::Closed))
         }))
     }
 
@@ -287,6 +282,7 @@ impl Inner {
         };
         let unconfirmed = Arc::clone(&self.unconfirmed);
         let lost = Arc::clone(&self.lost);
+        let stream = Arc::clone(&self.stream);
         let callback = move |outcome: Result<_, _>| async move {
             let status: rabbitmq_stream_client::ConfirmationStatus = match outcome {
                 Ok(status) => status,
@@ -306,7 +302,9 @@ impl Inner {
                     id,
                     Some(generation),
                     Err(TransportError::Nacked {
-                        reason: format!("the broker refused it: {code:?}"),
+                        reason: format!(
+                            "{stream}, publishing id {id}: the broker refused it: {code:?}"
+                        ),
                     }),
                 ),
             }
@@ -440,7 +438,7 @@ impl Inner {
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
 /// from the generation that last sent it.
 fn confirm(
-    unconfirmed: &std::sync::Mutex<BTreeMap<u64, Unconfirmed>>,
+    unconfirmed: &UnconfirmedMap,
     id: u64,
     from: Option<u64>,
     outcome: Result<(), TransportError>,
@@ -465,6 +463,36 @@ async fn recovery(producer: Weak<Inner>, lost: Arc<Lost>) {
             return;
         }
         inner.recover().await;
+    }
+}
+
+/// The timeout sweep of one producer: every [`SWEEP_EVERY`] (or a quarter of a shorter
+/// publish timeout), fails the publishes older than `after` with
+/// [`TransportError::TimedOut`]; ends when the producer is dropped.
+async fn sweep(unconfirmed: Weak<UnconfirmedMap>, after: Duration) {
+    let every = (after / 4).clamp(Duration::from_millis(1), SWEEP_EVERY);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(unconfirmed) = unconfirmed.upgrade() else {
+            return;
+        };
+        let expired: Vec<Unconfirmed> = {
+            let mut unconfirmed = lock(&unconfirmed);
+            let old: Vec<u64> = unconfirmed
+                .iter()
+                .filter(|(_, m)| m.since.elapsed() >= after)
+                .map(|(id, _)| *id)
+                .collect();
+            old.iter().filter_map(|id| unconfirmed.remove(id)).collect()
+        };
+        for message in expired {
+            let _ = message.reply.send(Err(TransportError::TimedOut {
+                operation: "stream publish confirm",
+                after,
+            }));
+        }
     }
 }
 
@@ -501,19 +529,31 @@ async fn close_producer(producer: Producer<Dedup>) {
     let _ = tokio::time::timeout(CLOSE_WAIT, producer.close()).await;
 }
 
-/// The producers of a transport, by (name, stream), built on first use.
+/// The producers of a transport, by service and stream, built on first use.
 #[derive(Default)]
 pub(crate) struct Producers {
-    by_name: Mutex<HashMap<(String, String), Arc<NamedProducer>>>,
+    /// By service, then stream: a publish finds its producer without allocating or
+    /// waiting.
+    by_service: std::sync::RwLock<HashMap<String, HashMap<String, Arc<NamedProducer>>>>,
+    /// Held while building, so that one service and stream get one producer.
+    building: Mutex<()>,
     /// The same producers, for health (which cannot wait for a build).
     all: std::sync::Mutex<Vec<Arc<NamedProducer>>>,
 }
 
 impl Producers {
-    /// The producer `name` on `stream`, built with `build` if there is none.
+    /// The producer of `service` on `stream`, if built.
+    fn get(&self, service: &str, stream: &str) -> Option<Arc<NamedProducer>> {
+        read(&self.by_service)
+            .get(service)
+            .and_then(|streams| streams.get(stream))
+            .map(Arc::clone)
+    }
+
+    /// The producer of `service` on `stream`, built with `build` if there is none.
     pub(crate) async fn get_or_build<F, Fut>(
         &self,
-        name: &str,
+        service: &str,
         stream: &str,
         build: F,
     ) -> Result<Arc<NamedProducer>, StreamsError>
@@ -521,13 +561,18 @@ impl Producers {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<NamedProducer, StreamsError>>,
     {
-        let mut producers = self.by_name.lock().await;
-        let key = (name.to_owned(), stream.to_owned());
-        if let Some(producer) = producers.get(&key) {
-            return Ok(Arc::clone(producer));
+        if let Some(producer) = self.get(service, stream) {
+            return Ok(producer);
+        }
+        let _building = self.building.lock().await;
+        if let Some(producer) = self.get(service, stream) {
+            return Ok(producer);
         }
         let producer = Arc::new(build().await?);
-        producers.insert(key, Arc::clone(&producer));
+        write(&self.by_service)
+            .entry(service.to_owned())
+            .or_default()
+            .insert(stream.to_owned(), Arc::clone(&producer));
         lock(&self.all).push(Arc::clone(&producer));
         Ok(producer)
     }
@@ -547,7 +592,10 @@ impl Producers {
 
     /// Closes every producer.
     pub(crate) async fn close(&self) {
-        self.by_name.lock().await.clear();
+        {
+            let _building = self.building.lock().await;
+            write(&self.by_service).clear();
+        }
         let producers = std::mem::take(&mut *lock(&self.all));
         for producer in producers {
             producer.close().await;

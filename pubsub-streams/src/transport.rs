@@ -127,9 +127,9 @@ impl Shared {
         stream: &str,
     ) -> Result<Arc<NamedProducer>, StreamsError> {
         self.check_open()?;
-        let name = self.config.producer_name(service, stream);
         self.producers
-            .get_or_build(&name, stream, || async {
+            .get_or_build(service, stream, || async {
+                let name = self.config.producer_name(service, stream);
                 self.ensure_stream(stream).await?;
                 let environment = self.environment().await?;
                 NamedProducer::build(
