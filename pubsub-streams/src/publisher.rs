@@ -99,6 +99,12 @@ struct Inner {
     unconfirmed: Arc<UnconfirmedMap>,
     lost: Arc<Lost>,
     health: std::sync::Mutex<ConnectionHealth>,
+    /// Messages with an id, kept unconfirmed, not yet handed to the client.
+    queue: std::sync::Mutex<Queue>,
+    /// Wakes the flush task: the queue was empty and is not.
+    flush: Arc<Notify>,
+    /// A recovery holds the state: a send waits for it (bounded) instead of queueing.
+    recovering: AtomicBool,
     closed: AtomicBool,
     /// Messages sent again after a recovery.
     resent: AtomicU64,
@@ -110,8 +116,16 @@ struct State {
     producer: Option<Producer<Dedup>>,
     /// Counts the producers built; callbacks of older ones are told apart by it.
     generation: u64,
+}
+
+/// Sends are queued, and the flush task hands the queue to the client in bursts (one
+/// `batch_send`), so that the client's frames carry many messages: handed over one by
+/// one, its batching task takes each as it comes. Ids are given in queue order, and the
+/// queue is sent in order, under the state lock.
+struct Queue {
     /// The next publishing id: strictly increasing, never 0, never reused.
     next_id: u64,
+    wires: Vec<WireMessage>,
 }
 
 impl NamedProducer {
@@ -143,8 +157,13 @@ impl NamedProducer {
             state: Mutex::new(State {
                 producer: Some(producer),
                 generation: 1,
-                next_id: last + 1,
             }),
+            queue: std::sync::Mutex::new(Queue {
+                next_id: last + 1,
+                wires: Vec::new(),
+            }),
+            flush: Arc::default(),
+            recovering: AtomicBool::new(false),
             unconfirmed: Arc::default(),
             lost: Arc::clone(&lost),
             health: std::sync::Mutex::new(ConnectionHealth::new(name, ConnectionState::Up)),
@@ -153,6 +172,7 @@ impl NamedProducer {
             closing: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(recovery(Arc::downgrade(&inner), lost));
+        tokio::spawn(flusher(Arc::downgrade(&inner), Arc::clone(&inner.flush)));
         tokio::spawn(sweep(
             Arc::downgrade(&inner.unconfirmed),
             config.publish_timeout,
@@ -163,13 +183,7 @@ impl NamedProducer {
     /// Hands `message` to the producer with the next id; the confirmation resolves when
     /// the broker confirmed it, or fails after the publish timeout.
     pub(crate) async fn send(&self, message: &Message) -> Result<Confirmation, TransportError> {
-        let inner = &self.inner;
-        let mut state = inner.lock_state().await?;
-        let id = state.next_id;
-        state.next_id += 1;
-        inner
-            .send_new(&mut state, convert::to_wire(message, id), id)
-            .await
+        self.inner.send(message, None).await
     }
 
     /// Sends `message` under an id chosen by the caller (re-sending a batch: the broker
@@ -179,22 +193,12 @@ impl NamedProducer {
         message: &Message,
         id: u64,
     ) -> Result<Confirmation, TransportError> {
-        let inner = &self.inner;
-        let mut state = inner.lock_state().await?;
-        if id == 0 || lock(&inner.unconfirmed).contains_key(&id) {
-            return Err(TransportError::other(format!(
-                "publishing id {id} on {}: ids start at 1, and one id is never in flight twice",
-                inner.stream
-            )));
-        }
-        inner
-            .send_new(&mut state, convert::to_wire(message, id), id)
-            .await
+        self.inner.send(message, Some(id)).await
     }
 
     /// The id the next [`send`](Self::send) uses.
     pub(crate) async fn next_id(&self) -> u64 {
-        self.inner.state.lock().await.next_id
+        lock(&self.inner.queue).next_id
     }
 
     /// The producer's connection, for health.
@@ -214,11 +218,16 @@ impl NamedProducer {
         inner.closed.store(true, Ordering::SeqCst);
         inner.closing.send_replace(true);
         inner.lost.wake.notify_one();
+        inner.flush.notify_one();
         let producer = inner.state.lock().await.producer.take();
         if let Some(producer) = producer {
             close_producer(producer).await;
         }
-        let unconfirmed = std::mem::take(&mut *lock(&inner.unconfirmed));
+        let unconfirmed = {
+            let mut queue = lock(&inner.queue);
+            queue.wires.clear();
+            std::mem::take(&mut *lock(&inner.unconfirmed))
+        };
         for (_, message) in unconfirmed {
             let _ = message.reply.send(Err(TransportError::Closed));
         }
@@ -247,34 +256,120 @@ impl Inner {
         Ok(state)
     }
 
-    /// Keeps `wire` as unconfirmed under `id` and sends it.
-    async fn send_new(
+    /// Queues `message` under the next id (or `id`), kept unconfirmed until the broker
+    /// confirms it; the flush task sends the queue. A send with an explicit id, one
+    /// during a recovery (bounded by the publish timeout, as the recovery holds the
+    /// state) and one that finds the queue long (back-pressure) send the queue at once.
+    async fn send(
         &self,
-        state: &mut State,
-        wire: WireMessage,
-        id: u64,
+        message: &Message,
+        id: Option<u64>,
     ) -> Result<Confirmation, TransportError> {
-        let (reply, confirmed) = oneshot::channel();
-        lock(&self.unconfirmed).insert(
-            id,
-            Unconfirmed {
-                wire: wire.clone(),
-                sent_in: state.generation,
-                sends: 1,
-                since: Instant::now(),
-                reply,
-            },
-        );
-        self.write(state, wire, id).await;
-        // the producer's sweep fails it after the publish timeout
-        Ok(Confirmation::new(async move {
-            confirmed.await.unwrap_or(Err(TransportError::Closed))
-        }))
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(TransportError::Closed);
+        }
+        if id.is_none() && !self.recovering.load(Ordering::SeqCst) {
+            // the common case: no await, unless the flush task is behind
+            let (confirmation, queued) = self.enqueue(message, None)?;
+            if queued == 1 {
+                self.flush.notify_one();
+            } else if queued > self.config.batch_size.max(1) * 2 {
+                // wait for the client's queue like the flush task; the message is
+                // queued already, and its confirmation says how it ends
+                Box::pin(async {
+                    if let Ok(mut state) = self.lock_state().await {
+                        self.flush_queue(&mut state).await;
+                    }
+                })
+                .await;
+            }
+            return Ok(confirmation);
+        }
+        // boxed: the rare path does not make every send's future larger
+        Box::pin(async {
+            let mut state = self.lock_state().await?;
+            let (confirmation, _) = self.enqueue(message, id)?;
+            self.flush_queue(&mut state).await;
+            Ok(confirmation)
+        })
+        .await
     }
 
-    /// Hands `wire` to the current producer; a failure reports it lost (the message stays
-    /// unconfirmed, and the recovery sends it again).
-    async fn write(&self, state: &mut State, wire: WireMessage, id: u64) {
+    /// Gives `message` the next id (or `id`), keeps it unconfirmed and queues it; how
+    /// many are queued now.
+    fn enqueue(
+        &self,
+        message: &Message,
+        id: Option<u64>,
+    ) -> Result<(Confirmation, usize), TransportError> {
+        let refused = |id: u64| {
+            TransportError::other(format!(
+                "publishing id {id} on {}: ids start at 1, and one id is never in flight twice",
+                self.stream
+            ))
+        };
+        let (reply, confirmed) = oneshot::channel();
+        // ids are given and queued in one order, under the queue lock
+        let mut queue = lock(&self.queue);
+        let given = id.unwrap_or(queue.next_id);
+        if given == 0 {
+            return Err(refused(given));
+        }
+        let wire = convert::to_wire(message, given);
+        {
+            let mut unconfirmed = lock(&self.unconfirmed);
+            if id.is_some() && unconfirmed.contains_key(&given) {
+                return Err(refused(given));
+            }
+            unconfirmed.insert(
+                given,
+                Unconfirmed {
+                    wire: wire.clone(),
+                    // set when it is handed to a producer
+                    sent_in: 0,
+                    sends: 1,
+                    since: Instant::now(),
+                    reply,
+                },
+            );
+        }
+        if id.is_none() {
+            queue.next_id += 1;
+        }
+        queue.wires.push(wire);
+        let queued = queue.wires.len();
+        drop(queue);
+        // the producer's sweep fails it after the publish timeout
+        let confirmation =
+            Confirmation::new(
+                async move { confirmed.await.unwrap_or(Err(TransportError::Closed)) },
+            );
+        Ok((confirmation, queued))
+    }
+
+    /// Hands every queued message to the current producer, in order.
+    async fn flush_queue(&self, state: &mut State) {
+        loop {
+            let wires = std::mem::take(&mut lock(&self.queue).wires);
+            if wires.is_empty() {
+                return;
+            }
+            {
+                let mut unconfirmed = lock(&self.unconfirmed);
+                for wire in &wires {
+                    let id = wire.publishing_id().copied().unwrap_or_default();
+                    if let Some(message) = unconfirmed.get_mut(&id) {
+                        message.sent_in = state.generation;
+                    }
+                }
+            }
+            self.write(state, wires).await;
+        }
+    }
+
+    /// Hands `wires` to the current producer; a failure reports it lost (the messages
+    /// stay unconfirmed, and the recovery sends them again).
+    async fn write(&self, state: &mut State, wires: Vec<WireMessage>) {
         let generation = state.generation;
         let Some(producer) = state.producer.as_mut() else {
             self.lost.report(generation);
@@ -283,33 +378,37 @@ impl Inner {
         let unconfirmed = Arc::clone(&self.unconfirmed);
         let lost = Arc::clone(&self.lost);
         let stream = Arc::clone(&self.stream);
-        let callback = move |outcome: Result<_, _>| async move {
-            let status: rabbitmq_stream_client::ConfirmationStatus = match outcome {
-                Ok(status) => status,
+        let callback = move |outcome: Result<rabbitmq_stream_client::ConfirmationStatus, _>| {
+            match outcome {
                 // the connection failed under the message
-                Err(_) => return lost.report(generation),
-            };
-            if status.confirmed() {
-                return confirm(&unconfirmed, id, None, Ok(()));
+                Err(_) => lost.report(generation),
+                Ok(status) if status.confirmed() => {
+                    confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                }
+                Ok(status) => match status.status() {
+                    // the stream was deleted (the broker drops its publishers) or moved
+                    ResponseCode::PublisherDoesNotExist
+                    | ResponseCode::StreamDoesNotExist
+                    | ResponseCode::StreamNotAvailable => lost.report(generation),
+                    code => {
+                        let id = status.publishing_id();
+                        confirm(
+                            &unconfirmed,
+                            id,
+                            Some(generation),
+                            Err(TransportError::Nacked {
+                                reason: format!(
+                                    "{stream}, publishing id {id}: the broker refused it: {code:?}"
+                                ),
+                            }),
+                        );
+                    }
+                },
             }
-            match status.status() {
-                // the stream was deleted (the broker drops its publishers) or moved
-                ResponseCode::PublisherDoesNotExist
-                | ResponseCode::StreamDoesNotExist
-                | ResponseCode::StreamNotAvailable => lost.report(generation),
-                code => confirm(
-                    &unconfirmed,
-                    id,
-                    Some(generation),
-                    Err(TransportError::Nacked {
-                        reason: format!(
-                            "{stream}, publishing id {id}: the broker refused it: {code:?}"
-                        ),
-                    }),
-                ),
-            }
+            std::future::ready(())
         };
-        let sent = tokio::time::timeout(self.config.timeout, producer.send(wire, callback)).await;
+        let sent =
+            tokio::time::timeout(self.config.timeout, producer.batch_send(wires, callback)).await;
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -333,6 +432,15 @@ impl Inner {
             // an older producer's news, or closing
             return;
         }
+        self.recovering.store(true, Ordering::SeqCst);
+        self.rebuild_and_resend(&mut state).await;
+        self.recovering.store(false, Ordering::SeqCst);
+        // what was queued meanwhile is in the re-sent messages, or after them
+        self.flush_queue(&mut state).await;
+    }
+
+    /// [`recover`](Self::recover) under the state lock.
+    async fn rebuild_and_resend(&self, state: &mut State) {
         tracing::warn!(producer = %self.name, stream = %self.stream, unconfirmed = lock(&self.unconfirmed).len(), "producer lost; rebuilding it");
         self.set_health(ConnectionState::Down, None);
         if let Some(old) = state.producer.take() {
@@ -366,7 +474,7 @@ impl Inner {
             health.reconnects += 1;
         }
         self.set_health(ConnectionState::Up, None);
-        self.resend_unconfirmed(&mut state).await;
+        self.resend_unconfirmed(state).await;
     }
 
     /// Re-creates the stream if it is gone, and builds the producer again.
@@ -386,7 +494,10 @@ impl Inner {
     /// Sends every unconfirmed message again under its id, oldest first; one sent
     /// [`MAX_SENDS`] times fails instead.
     async fn resend_unconfirmed(&self, state: &mut State) {
-        let again: Vec<(u64, WireMessage)> = {
+        let again: Vec<WireMessage> = {
+            // the queue is in the unconfirmed messages: sent here, so not again by a flush
+            let mut queue = lock(&self.queue);
+            queue.wires.clear();
             let mut unconfirmed = lock(&self.unconfirmed);
             let worn: Vec<u64> = unconfirmed
                 .iter()
@@ -403,10 +514,10 @@ impl Inner {
             }
             unconfirmed
                 .iter_mut()
-                .map(|(id, message)| {
+                .map(|(_, message)| {
                     message.sends += 1;
                     message.sent_in = state.generation;
-                    (*id, message.wire.clone())
+                    message.wire.clone()
                 })
                 .collect()
         };
@@ -414,8 +525,8 @@ impl Inner {
         if !again.is_empty() {
             tracing::info!(producer = %self.name, stream = %self.stream, count = again.len(), "re-sending unconfirmed messages under their ids");
         }
-        for (id, wire) in again {
-            self.write(state, wire, id).await;
+        if !again.is_empty() {
+            self.write(state, again).await;
         }
     }
 
@@ -432,6 +543,23 @@ impl Inner {
             health.state = state;
             health.since = SystemTime::now();
         }
+    }
+}
+
+impl Drop for Inner {
+    /// Dropped without [`NamedProducer::close`] (a transport dropped unclosed, or a task
+    /// holding the producer dropped at runtime shutdown): the client's own `Drop` would
+    /// block this thread on a close that needs the runtime, which may be gone, and spin
+    /// there. Starts that close instead (the client marks the producer closed on the
+    /// first poll), and lets the connection go.
+    fn drop(&mut self) {
+        let Some(producer) = self.state.get_mut().producer.take() else {
+            return;
+        };
+        let mut close = Box::pin(producer.close());
+        let _ = close
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     }
 }
 
@@ -463,6 +591,22 @@ async fn recovery(producer: Weak<Inner>, lost: Arc<Lost>) {
             return;
         }
         inner.recover().await;
+    }
+}
+
+/// The flush task of one producer: sends the queue when woken; ends when the producer
+/// is dropped or closed.
+async fn flusher(producer: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(inner) = producer.upgrade() else {
+            return;
+        };
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut state = inner.state.lock().await;
+        inner.flush_queue(&mut state).await;
     }
 }
 
@@ -543,7 +687,7 @@ pub(crate) struct Producers {
 
 impl Producers {
     /// The producer of `service` on `stream`, if built.
-    fn get(&self, service: &str, stream: &str) -> Option<Arc<NamedProducer>> {
+    pub(crate) fn get(&self, service: &str, stream: &str) -> Option<Arc<NamedProducer>> {
         read(&self.by_service)
             .get(service)
             .and_then(|streams| streams.get(stream))
