@@ -13,6 +13,7 @@
 //! stream and offset, so reading it again gives the same id; its key is its `subject`, or
 //! empty.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,20 +31,42 @@ const APP_ID: &str = "app-id";
 /// Namespace of the ids derived from a foreign message's stream and offset.
 const FOREIGN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d0f_3a1e_9b27_4c61_a8e3_2f70_b1c4_96d2);
 
-/// The stream message for `message`, with publishing id `publishing_id`.
+/// The application properties the envelope writes: a free header with one of these
+/// names is not written (the envelope's value, or nothing, stands instead).
+const ENVELOPE: [&str; 9] = [
+    ID,
+    KEY,
+    HEADER_VERSION,
+    CONTENT_TYPE,
+    TIMESTAMP,
+    CORRELATION_ID,
+    HEADER_CAUSATION_ID,
+    REPLY_TO,
+    APP_ID,
+];
+
+/// The stream message for `message`, with publishing id `publishing_id`. Built straight
+/// into the client's message: no intermediate map.
 pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
     let m = &message.metadata;
-    let mut properties: BTreeMap<&str, String> = m
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.clone()))
-        .collect();
-    // the envelope last: a free header cannot overwrite it
-    properties.insert(ID, m.id.to_string());
-    properties.insert(KEY, m.key.clone());
-    properties.insert(HEADER_VERSION, m.version.to_string());
-    properties.insert(CONTENT_TYPE, m.content_type.clone());
-    properties.insert(TIMESTAMP, millis(m.timestamp).to_string());
+    let mut builder = WireMessage::builder()
+        .body(message.body.to_vec())
+        .properties()
+        .subject(m.key.clone())
+        .message_builder()
+        .application_properties();
+    for (name, value) in &m.headers {
+        // the envelope wins: a free header cannot overwrite it
+        if !ENVELOPE.contains(&name.as_str()) {
+            builder = builder.insert(name.clone(), value.clone());
+        }
+    }
+    builder = builder
+        .insert(ID, m.id.to_string())
+        .insert(KEY, m.key.clone())
+        .insert(HEADER_VERSION, m.version.to_string())
+        .insert(CONTENT_TYPE, m.content_type.clone())
+        .insert(TIMESTAMP, millis(m.timestamp).to_string());
     let optional = [
         (CORRELATION_ID, &m.correlation_id),
         (HEADER_CAUSATION_ID, &m.causation_id),
@@ -51,19 +74,9 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
         (APP_ID, &m.app_id),
     ];
     for (name, value) in optional {
-        match value {
-            Some(value) => properties.insert(name, value.clone()),
-            None => properties.remove(name),
-        };
-    }
-    let mut builder = WireMessage::builder()
-        .body(message.body.to_vec())
-        .properties()
-        .subject(m.key.clone())
-        .message_builder()
-        .application_properties();
-    for (name, value) in properties {
-        builder = builder.insert(name, value.as_str());
+        if let Some(value) = value {
+            builder = builder.insert(name, value.clone());
+        }
     }
     builder
         .message_builder()
@@ -73,54 +86,75 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
 
 /// The message read at `offset` of `stream`.
 pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Message {
-    let mut properties: BTreeMap<String, String> = wire
+    let mut id = None;
+    let mut key = None;
+    let mut version = None;
+    let mut content_type = None;
+    let mut timestamp = None;
+    let mut correlation_id = None;
+    let mut causation_id = None;
+    let mut reply_to = None;
+    let mut app_id = None;
+    let mut headers = BTreeMap::new();
+    for (name, value) in wire
         .application_properties()
-        .map(|props| {
-            props
-                .iter()
-                .filter_map(|(name, value)| text(value).map(|v| (name.clone(), v)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut take = |name: &str| properties.remove(name);
-    let id = take(ID).and_then(|id| id.parse().ok()).unwrap_or_else(|| {
+        .into_iter()
+        .flat_map(|p| p.iter())
+    {
+        let Some(value) = text(value) else { continue };
+        let slot = match name.as_str() {
+            ID => &mut id,
+            KEY => &mut key,
+            HEADER_VERSION => &mut version,
+            CONTENT_TYPE => &mut content_type,
+            TIMESTAMP => &mut timestamp,
+            CORRELATION_ID => &mut correlation_id,
+            HEADER_CAUSATION_ID => &mut causation_id,
+            REPLY_TO => &mut reply_to,
+            APP_ID => &mut app_id,
+            _ => {
+                headers.insert(name.clone(), value.into_owned());
+                continue;
+            }
+        };
+        *slot = Some(value);
+    }
+    let owned = |value: Option<Cow<'_, str>>| value.map(Cow::into_owned);
+    let id = id.and_then(|id| id.parse().ok()).unwrap_or_else(|| {
         Uuid::new_v5(
             &FOREIGN_ID_NAMESPACE,
             format!("{stream}/{offset}").as_bytes(),
         )
     });
-    let subject = wire.properties().and_then(|p| p.subject.clone());
-    let key = take(KEY).or(subject).unwrap_or_default();
-    let version = take(HEADER_VERSION)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let content_type = take(CONTENT_TYPE).unwrap_or_else(|| JSON.to_owned());
-    let timestamp = take(TIMESTAMP)
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let key = owned(key)
+        .or_else(|| wire.properties().and_then(|p| p.subject.clone()))
+        .unwrap_or_default();
     let mut metadata = Metadata::new(key);
     metadata.id = id;
-    metadata.version = version;
-    metadata.content_type = content_type;
-    metadata.timestamp = timestamp;
-    metadata.correlation_id = take(CORRELATION_ID);
-    metadata.causation_id = take(HEADER_CAUSATION_ID);
-    metadata.reply_to = take(REPLY_TO);
-    metadata.app_id = take(APP_ID);
-    metadata.headers = properties;
+    metadata.version = version.and_then(|v| v.parse().ok()).unwrap_or(1);
+    metadata.content_type = owned(content_type).unwrap_or_else(|| JSON.to_owned());
+    metadata.timestamp = timestamp
+        .and_then(|t| t.parse::<u64>().ok())
+        .map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    metadata.correlation_id = owned(correlation_id);
+    metadata.causation_id = owned(causation_id);
+    metadata.reply_to = owned(reply_to);
+    metadata.app_id = owned(app_id);
+    metadata.headers = headers;
     let body = wire.data().map(Bytes::copy_from_slice).unwrap_or_default();
     Message { metadata, body }
 }
 
-fn text(value: &SimpleValue) -> Option<String> {
+/// A property's value as text; `None` for the types the envelope never writes.
+fn text(value: &SimpleValue) -> Option<Cow<'_, str>> {
     match value {
-        SimpleValue::String(s) => Some(s.clone()),
-        SimpleValue::Symbol(s) => Some(s.to_string()),
-        SimpleValue::Boolean(b) => Some(b.to_string()),
-        SimpleValue::Int(n) => Some(n.to_string()),
-        SimpleValue::Long(n) => Some(n.to_string()),
-        SimpleValue::Uint(n) => Some(n.to_string()),
-        SimpleValue::Ulong(n) => Some(n.to_string()),
+        SimpleValue::String(s) => Some(Cow::Borrowed(s.as_str())),
+        SimpleValue::Symbol(s) => Some(Cow::Owned(s.to_string())),
+        SimpleValue::Boolean(b) => Some(Cow::Owned(b.to_string())),
+        SimpleValue::Int(n) => Some(Cow::Owned(n.to_string())),
+        SimpleValue::Long(n) => Some(Cow::Owned(n.to_string())),
+        SimpleValue::Uint(n) => Some(Cow::Owned(n.to_string())),
+        SimpleValue::Ulong(n) => Some(Cow::Owned(n.to_string())),
         _ => None,
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use pubsub_core::{Confirmation, ConnectionHealth, ConnectionState, Message, TransportError};
@@ -28,13 +28,16 @@ use crate::config::StreamConfig;
 use crate::connection::{Admin, Backoff, bounded};
 use crate::convert;
 use crate::error::StreamsError;
-use crate::sync::lock;
+use crate::sync::{lock, read, write};
 
 /// How often one message is sent before its publish fails: the first send and the
 /// re-sends after recoveries.
 pub(crate) const MAX_SENDS: u32 = 5;
 /// Closing a producer whose connection may be gone waits at most this long.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How often a producer looks for publishes older than the publish timeout, at most
+/// (one sweep per producer instead of a timer per message).
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
 type Reply = oneshot::Sender<Result<(), TransportError>>;
 
@@ -44,8 +47,13 @@ struct Unconfirmed {
     /// The producer generation it was last sent on.
     sent_in: u64,
     sends: u32,
+    /// When it was first sent: the publish fails once this is older than the publish
+    /// timeout.
+    since: Instant,
     reply: Reply,
 }
+
+type UnconfirmedMap = std::sync::Mutex<BTreeMap<u64, Unconfirmed>>;
 
 /// What the client's callbacks tell the producer: the generation of the newest producer
 /// found lost, and a wake-up for the recovery task.
@@ -83,14 +91,20 @@ pub(crate) struct NamedProducer {
 
 struct Inner {
     name: String,
-    stream: String,
+    stream: Arc<str>,
     environment: Environment,
     admin: Arc<Admin>,
     config: StreamConfig,
     state: Mutex<State>,
-    unconfirmed: Arc<std::sync::Mutex<BTreeMap<u64, Unconfirmed>>>,
+    unconfirmed: Arc<UnconfirmedMap>,
     lost: Arc<Lost>,
     health: std::sync::Mutex<ConnectionHealth>,
+    /// Messages with an id, kept unconfirmed, not yet handed to the client.
+    queue: std::sync::Mutex<Queue>,
+    /// Wakes the flush task: the queue was empty and is not.
+    flush: Arc<Notify>,
+    /// A recovery holds the state: a send waits for it (bounded) instead of queueing.
+    recovering: AtomicBool,
     closed: AtomicBool,
     /// Messages sent again after a recovery.
     resent: AtomicU64,
@@ -102,8 +116,16 @@ struct State {
     producer: Option<Producer<Dedup>>,
     /// Counts the producers built; callbacks of older ones are told apart by it.
     generation: u64,
+}
+
+/// Sends are queued, and the flush task hands the queue to the client in bursts (one
+/// `batch_send`), so that the client's frames carry many messages: handed over one by
+/// one, its batching task takes each as it comes. Ids are given in queue order, and the
+/// queue is sent in order, under the state lock.
+struct Queue {
     /// The next publishing id: strictly increasing, never 0, never reused.
     next_id: u64,
+    wires: Vec<WireMessage>,
 }
 
 impl NamedProducer {
@@ -128,15 +150,20 @@ impl NamedProducer {
         );
         let inner = Arc::new(Inner {
             name: name.to_owned(),
-            stream: stream.to_owned(),
+            stream: Arc::from(stream),
             environment: environment.clone(),
             admin,
             config: config.clone(),
             state: Mutex::new(State {
                 producer: Some(producer),
                 generation: 1,
-                next_id: last + 1,
             }),
+            queue: std::sync::Mutex::new(Queue {
+                next_id: last + 1,
+                wires: Vec::new(),
+            }),
+            flush: Arc::default(),
+            recovering: AtomicBool::new(false),
             unconfirmed: Arc::default(),
             lost: Arc::clone(&lost),
             health: std::sync::Mutex::new(ConnectionHealth::new(name, ConnectionState::Up)),
@@ -145,19 +172,18 @@ impl NamedProducer {
             closing: tokio::sync::watch::Sender::new(false),
         });
         tokio::spawn(recovery(Arc::downgrade(&inner), lost));
+        tokio::spawn(flusher(Arc::downgrade(&inner), Arc::clone(&inner.flush)));
+        tokio::spawn(sweep(
+            Arc::downgrade(&inner.unconfirmed),
+            config.publish_timeout,
+        ));
         Ok(Self { inner })
     }
 
     /// Hands `message` to the producer with the next id; the confirmation resolves when
     /// the broker confirmed it, or fails after the publish timeout.
     pub(crate) async fn send(&self, message: &Message) -> Result<Confirmation, TransportError> {
-        let inner = &self.inner;
-        let mut state = inner.lock_state().await?;
-        let id = state.next_id;
-        state.next_id += 1;
-        inner
-            .send_new(&mut state, convert::to_wire(message, id), id)
-            .await
+        self.inner.send(message, None).await
     }
 
     /// Sends `message` under an id chosen by the caller (re-sending a batch: the broker
@@ -167,17 +193,7 @@ impl NamedProducer {
         message: &Message,
         id: u64,
     ) -> Result<Confirmation, TransportError> {
-        let inner = &self.inner;
-        let mut state = inner.lock_state().await?;
-        if id == 0 || lock(&inner.unconfirmed).contains_key(&id) {
-            return Err(TransportError::other(format!(
-                "publishing id {id} on {}: ids start at 1, and one id is never in flight twice",
-                inner.stream
-            )));
-        }
-        inner
-            .send_new(&mut state, convert::to_wire(message, id), id)
-            .await
+        self.inner.send(message, Some(id)).await
     }
 
     /// Refuses a message over the configured largest ([`check_size`]).
@@ -187,7 +203,7 @@ impl NamedProducer {
 
     /// The id the next [`send`](Self::send) uses.
     pub(crate) async fn next_id(&self) -> u64 {
-        self.inner.state.lock().await.next_id
+        lock(&self.inner.queue).next_id
     }
 
     /// The producer's connection, for health.
@@ -207,11 +223,16 @@ impl NamedProducer {
         inner.closed.store(true, Ordering::SeqCst);
         inner.closing.send_replace(true);
         inner.lost.wake.notify_one();
+        inner.flush.notify_one();
         let producer = inner.state.lock().await.producer.take();
         if let Some(producer) = producer {
             close_producer(producer).await;
         }
-        let unconfirmed = std::mem::take(&mut *lock(&inner.unconfirmed));
+        let unconfirmed = {
+            let mut queue = lock(&inner.queue);
+            queue.wires.clear();
+            std::mem::take(&mut *lock(&inner.unconfirmed))
+        };
         for (_, message) in unconfirmed {
             let _ = message.reply.send(Err(TransportError::Closed));
         }
@@ -240,51 +261,120 @@ impl Inner {
         Ok(state)
     }
 
-    /// Keeps `wire` as unconfirmed under `id` and sends it.
-    async fn send_new(
+    /// Queues `message` under the next id (or `id`), kept unconfirmed until the broker
+    /// confirms it; the flush task sends the queue. A send with an explicit id, one
+    /// during a recovery (bounded by the publish timeout, as the recovery holds the
+    /// state) and one that finds the queue long (back-pressure) send the queue at once.
+    async fn send(
         &self,
-        state: &mut State,
-        wire: WireMessage,
-        id: u64,
+        message: &Message,
+        id: Option<u64>,
     ) -> Result<Confirmation, TransportError> {
-        let (reply, confirmed) = oneshot::channel();
-        lock(&self.unconfirmed).insert(
-            id,
-            Unconfirmed {
-                wire: wire.clone(),
-                sent_in: state.generation,
-                sends: 1,
-                reply,
-            },
-        );
-        self.write(state, wire, id).await;
-        let unconfirmed = Arc::clone(&self.unconfirmed);
-        let after = self.config.publish_timeout;
-        let stream = self.stream.clone();
-        Ok(Confirmation::new(async move {
-            match tokio::time::timeout(after, confirmed).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(_)) => Err(TransportError::Closed),
-                Err(_) => {
-                    lock(&unconfirmed).remove(&id);
-                    Err(TransportError::TimedOut {
-                        operation: "stream publish confirm",
-                        after,
-                    })
-                }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(TransportError::Closed);
+        }
+        if id.is_none() && !self.recovering.load(Ordering::SeqCst) {
+            // the common case: no await, unless the flush task is behind
+            let (confirmation, queued) = self.enqueue(message, None)?;
+            if queued == 1 {
+                self.flush.notify_one();
+            } else if queued > self.config.frame_batch() * 2 {
+                // wait for the client's queue like the flush task; the message is
+                // queued already, and its confirmation says how it ends
+                Box::pin(async {
+                    if let Ok(mut state) = self.lock_state().await {
+                        self.flush_queue(&mut state).await;
+                    }
+                })
+                .await;
             }
-            .map_err(|error| match error {
-                TransportError::Nacked { reason } => TransportError::Nacked {
-                    reason: format!("{stream}, publishing id {id}: {reason}"),
-                },
-                other => other,
-            })
-        }))
+            return Ok(confirmation);
+        }
+        // boxed: the rare path does not make every send's future larger
+        Box::pin(async {
+            let mut state = self.lock_state().await?;
+            let (confirmation, _) = self.enqueue(message, id)?;
+            self.flush_queue(&mut state).await;
+            Ok(confirmation)
+        })
+        .await
     }
 
-    /// Hands `wire` to the current producer; a failure reports it lost (the message stays
-    /// unconfirmed, and the recovery sends it again).
-    async fn write(&self, state: &mut State, wire: WireMessage, id: u64) {
+    /// Gives `message` the next id (or `id`), keeps it unconfirmed and queues it; how
+    /// many are queued now.
+    fn enqueue(
+        &self,
+        message: &Message,
+        id: Option<u64>,
+    ) -> Result<(Confirmation, usize), TransportError> {
+        let refused = |id: u64| {
+            TransportError::other(format!(
+                "publishing id {id} on {}: ids start at 1, and one id is never in flight twice",
+                self.stream
+            ))
+        };
+        let (reply, confirmed) = oneshot::channel();
+        // ids are given and queued in one order, under the queue lock
+        let mut queue = lock(&self.queue);
+        let given = id.unwrap_or(queue.next_id);
+        if given == 0 {
+            return Err(refused(given));
+        }
+        let wire = convert::to_wire(message, given);
+        {
+            let mut unconfirmed = lock(&self.unconfirmed);
+            if id.is_some() && unconfirmed.contains_key(&given) {
+                return Err(refused(given));
+            }
+            unconfirmed.insert(
+                given,
+                Unconfirmed {
+                    wire: wire.clone(),
+                    // set when it is handed to a producer
+                    sent_in: 0,
+                    sends: 1,
+                    since: Instant::now(),
+                    reply,
+                },
+            );
+        }
+        if id.is_none() {
+            queue.next_id += 1;
+        }
+        queue.wires.push(wire);
+        let queued = queue.wires.len();
+        drop(queue);
+        // the producer's sweep fails it after the publish timeout
+        let confirmation =
+            Confirmation::new(
+                async move { confirmed.await.unwrap_or(Err(TransportError::Closed)) },
+            );
+        Ok((confirmation, queued))
+    }
+
+    /// Hands every queued message to the current producer, in order.
+    async fn flush_queue(&self, state: &mut State) {
+        loop {
+            let wires = std::mem::take(&mut lock(&self.queue).wires);
+            if wires.is_empty() {
+                return;
+            }
+            {
+                let mut unconfirmed = lock(&self.unconfirmed);
+                for wire in &wires {
+                    let id = wire.publishing_id().copied().unwrap_or_default();
+                    if let Some(message) = unconfirmed.get_mut(&id) {
+                        message.sent_in = state.generation;
+                    }
+                }
+            }
+            self.write(state, wires).await;
+        }
+    }
+
+    /// Hands `wires` to the current producer; a failure reports it lost (the messages
+    /// stay unconfirmed, and the recovery sends them again).
+    async fn write(&self, state: &mut State, wires: Vec<WireMessage>) {
         let generation = state.generation;
         let Some(producer) = state.producer.as_mut() else {
             self.lost.report(generation);
@@ -292,31 +382,38 @@ impl Inner {
         };
         let unconfirmed = Arc::clone(&self.unconfirmed);
         let lost = Arc::clone(&self.lost);
-        let callback = move |outcome: Result<_, _>| async move {
-            let status: rabbitmq_stream_client::ConfirmationStatus = match outcome {
-                Ok(status) => status,
+        let stream = Arc::clone(&self.stream);
+        let callback = move |outcome: Result<rabbitmq_stream_client::ConfirmationStatus, _>| {
+            match outcome {
                 // the connection failed under the message
-                Err(_) => return lost.report(generation),
-            };
-            if status.confirmed() {
-                return confirm(&unconfirmed, id, None, Ok(()));
+                Err(_) => lost.report(generation),
+                Ok(status) if status.confirmed() => {
+                    confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                }
+                Ok(status) => match status.status() {
+                    // the stream was deleted (the broker drops its publishers) or moved
+                    ResponseCode::PublisherDoesNotExist
+                    | ResponseCode::StreamDoesNotExist
+                    | ResponseCode::StreamNotAvailable => lost.report(generation),
+                    code => {
+                        let id = status.publishing_id();
+                        confirm(
+                            &unconfirmed,
+                            id,
+                            Some(generation),
+                            Err(TransportError::Nacked {
+                                reason: format!(
+                                    "{stream}, publishing id {id}: the broker refused it: {code:?}"
+                                ),
+                            }),
+                        );
+                    }
+                },
             }
-            match status.status() {
-                // the stream was deleted (the broker drops its publishers) or moved
-                ResponseCode::PublisherDoesNotExist
-                | ResponseCode::StreamDoesNotExist
-                | ResponseCode::StreamNotAvailable => lost.report(generation),
-                code => confirm(
-                    &unconfirmed,
-                    id,
-                    Some(generation),
-                    Err(TransportError::Nacked {
-                        reason: format!("the broker refused it: {code:?}"),
-                    }),
-                ),
-            }
+            std::future::ready(())
         };
-        let sent = tokio::time::timeout(self.config.timeout, producer.send(wire, callback)).await;
+        let sent =
+            tokio::time::timeout(self.config.timeout, producer.batch_send(wires, callback)).await;
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -340,6 +437,15 @@ impl Inner {
             // an older producer's news, or closing
             return;
         }
+        self.recovering.store(true, Ordering::SeqCst);
+        self.rebuild_and_resend(&mut state).await;
+        self.recovering.store(false, Ordering::SeqCst);
+        // what was queued meanwhile is in the re-sent messages, or after them
+        self.flush_queue(&mut state).await;
+    }
+
+    /// [`recover`](Self::recover) under the state lock.
+    async fn rebuild_and_resend(&self, state: &mut State) {
         tracing::warn!(producer = %self.name, stream = %self.stream, unconfirmed = lock(&self.unconfirmed).len(), "producer lost; rebuilding it");
         self.set_health(ConnectionState::Down, None);
         if let Some(old) = state.producer.take() {
@@ -373,7 +479,7 @@ impl Inner {
             health.reconnects += 1;
         }
         self.set_health(ConnectionState::Up, None);
-        self.resend_unconfirmed(&mut state).await;
+        self.resend_unconfirmed(state).await;
     }
 
     /// Re-creates the stream if it is gone, and builds the producer again.
@@ -393,7 +499,10 @@ impl Inner {
     /// Sends every unconfirmed message again under its id, oldest first; one sent
     /// [`MAX_SENDS`] times fails instead.
     async fn resend_unconfirmed(&self, state: &mut State) {
-        let again: Vec<(u64, WireMessage)> = {
+        let again: Vec<WireMessage> = {
+            // the queue is in the unconfirmed messages: sent here, so not again by a flush
+            let mut queue = lock(&self.queue);
+            queue.wires.clear();
             let mut unconfirmed = lock(&self.unconfirmed);
             let worn: Vec<u64> = unconfirmed
                 .iter()
@@ -410,10 +519,10 @@ impl Inner {
             }
             unconfirmed
                 .iter_mut()
-                .map(|(id, message)| {
+                .map(|(_, message)| {
                     message.sends += 1;
                     message.sent_in = state.generation;
-                    (*id, message.wire.clone())
+                    message.wire.clone()
                 })
                 .collect()
         };
@@ -421,8 +530,8 @@ impl Inner {
         if !again.is_empty() {
             tracing::info!(producer = %self.name, stream = %self.stream, count = again.len(), "re-sending unconfirmed messages under their ids");
         }
-        for (id, wire) in again {
-            self.write(state, wire, id).await;
+        if !again.is_empty() {
+            self.write(state, again).await;
         }
     }
 
@@ -443,14 +552,19 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// Dropped without [`NamedProducer::close`] (the transport was not closed, or the
-    /// runtime is shutting down): the client's producer closes itself on drop with
-    /// `block_on`, waiting for an answer that a runtime shutting down never delivers, so
-    /// it is leaked instead; its connection goes with the process.
+    /// Dropped without [`NamedProducer::close`] (a transport dropped unclosed, or a task
+    /// holding the producer dropped at runtime shutdown): the client's own `Drop` would
+    /// block this thread on a close that needs the runtime, which may be gone, and spin
+    /// there. Starts that close instead (the client marks the producer closed on the
+    /// first poll), and lets the connection go.
     fn drop(&mut self) {
-        if let Some(producer) = self.state.get_mut().producer.take() {
-            std::mem::forget(producer);
-        }
+        let Some(producer) = self.state.get_mut().producer.take() else {
+            return;
+        };
+        let mut close = Box::pin(producer.close());
+        let _ = close
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
     }
 }
 
@@ -484,7 +598,7 @@ pub(crate) fn check_size(
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
 /// from the generation that last sent it.
 fn confirm(
-    unconfirmed: &std::sync::Mutex<BTreeMap<u64, Unconfirmed>>,
+    unconfirmed: &UnconfirmedMap,
     id: u64,
     from: Option<u64>,
     outcome: Result<(), TransportError>,
@@ -509,6 +623,52 @@ async fn recovery(producer: Weak<Inner>, lost: Arc<Lost>) {
             return;
         }
         inner.recover().await;
+    }
+}
+
+/// The flush task of one producer: sends the queue when woken; ends when the producer
+/// is dropped or closed.
+async fn flusher(producer: Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(inner) = producer.upgrade() else {
+            return;
+        };
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut state = inner.state.lock().await;
+        inner.flush_queue(&mut state).await;
+    }
+}
+
+/// The timeout sweep of one producer: every [`SWEEP_EVERY`] (or a quarter of a shorter
+/// publish timeout), fails the publishes older than `after` with
+/// [`TransportError::TimedOut`]; ends when the producer is dropped.
+async fn sweep(unconfirmed: Weak<UnconfirmedMap>, after: Duration) {
+    let every = (after / 4).clamp(Duration::from_millis(1), SWEEP_EVERY);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(unconfirmed) = unconfirmed.upgrade() else {
+            return;
+        };
+        let expired: Vec<Unconfirmed> = {
+            let mut unconfirmed = lock(&unconfirmed);
+            let old: Vec<u64> = unconfirmed
+                .iter()
+                .filter(|(_, m)| m.since.elapsed() >= after)
+                .map(|(id, _)| *id)
+                .collect();
+            old.iter().filter_map(|id| unconfirmed.remove(id)).collect()
+        };
+        for message in expired {
+            let _ = message.reply.send(Err(TransportError::TimedOut {
+                operation: "stream publish confirm",
+                after,
+            }));
+        }
     }
 }
 
@@ -545,19 +705,31 @@ async fn close_producer(producer: Producer<Dedup>) {
     let _ = tokio::time::timeout(CLOSE_WAIT, producer.close()).await;
 }
 
-/// The producers of a transport, by (name, stream), built on first use.
+/// The producers of a transport, by service and stream, built on first use.
 #[derive(Default)]
 pub(crate) struct Producers {
-    by_name: Mutex<HashMap<(String, String), Arc<NamedProducer>>>,
+    /// By service, then stream: a publish finds its producer without allocating or
+    /// waiting.
+    by_service: std::sync::RwLock<HashMap<String, HashMap<String, Arc<NamedProducer>>>>,
+    /// Held while building, so that one service and stream get one producer.
+    building: Mutex<()>,
     /// The same producers, for health (which cannot wait for a build).
     all: std::sync::Mutex<Vec<Arc<NamedProducer>>>,
 }
 
 impl Producers {
-    /// The producer `name` on `stream`, built with `build` if there is none.
+    /// The producer of `service` on `stream`, if built.
+    pub(crate) fn get(&self, service: &str, stream: &str) -> Option<Arc<NamedProducer>> {
+        read(&self.by_service)
+            .get(service)
+            .and_then(|streams| streams.get(stream))
+            .map(Arc::clone)
+    }
+
+    /// The producer of `service` on `stream`, built with `build` if there is none.
     pub(crate) async fn get_or_build<F, Fut>(
         &self,
-        name: &str,
+        service: &str,
         stream: &str,
         build: F,
     ) -> Result<Arc<NamedProducer>, StreamsError>
@@ -565,13 +737,18 @@ impl Producers {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<NamedProducer, StreamsError>>,
     {
-        let mut producers = self.by_name.lock().await;
-        let key = (name.to_owned(), stream.to_owned());
-        if let Some(producer) = producers.get(&key) {
-            return Ok(Arc::clone(producer));
+        if let Some(producer) = self.get(service, stream) {
+            return Ok(producer);
+        }
+        let _building = self.building.lock().await;
+        if let Some(producer) = self.get(service, stream) {
+            return Ok(producer);
         }
         let producer = Arc::new(build().await?);
-        producers.insert(key, Arc::clone(&producer));
+        write(&self.by_service)
+            .entry(service.to_owned())
+            .or_default()
+            .insert(stream.to_owned(), Arc::clone(&producer));
         lock(&self.all).push(Arc::clone(&producer));
         Ok(producer)
     }
@@ -591,7 +768,10 @@ impl Producers {
 
     /// Closes every producer.
     pub(crate) async fn close(&self) {
-        self.by_name.lock().await.clear();
+        {
+            let _building = self.building.lock().await;
+            write(&self.by_service).clear();
+        }
         let producers = std::mem::take(&mut *lock(&self.all));
         for producer in producers {
             producer.close().await;

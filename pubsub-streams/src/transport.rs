@@ -127,21 +127,24 @@ impl Shared {
         stream: &str,
     ) -> Result<Arc<NamedProducer>, StreamsError> {
         self.check_open()?;
-        let name = self.config.producer_name(service, stream);
-        self.producers
-            .get_or_build(&name, stream, || async {
-                self.ensure_stream(stream).await?;
-                let environment = self.environment().await?;
-                NamedProducer::build(
-                    environment,
-                    Arc::clone(&self.admin),
-                    &self.config,
-                    &name,
-                    stream,
-                )
-                .await
-            })
+        if let Some(producer) = self.producers.get(service, stream) {
+            return Ok(producer);
+        }
+        // boxed: building is rare, and would make every publish's future larger
+        Box::pin(self.producers.get_or_build(service, stream, || async {
+            let name = self.config.producer_name(service, stream);
+            self.ensure_stream(stream).await?;
+            let environment = self.environment().await?;
+            NamedProducer::build(
+                environment,
+                Arc::clone(&self.admin),
+                &self.config,
+                &name,
+                stream,
+            )
             .await
+        }))
+        .await
     }
 
     /// Appends `message` to `stream` with the producer of `service`.
@@ -436,7 +439,7 @@ impl Transport for StreamTransport {
                 )));
             }
             (Some(_), key) => {
-                self.shared.ensure_stream(&stream).await?;
+                Box::pin(self.shared.ensure_stream(&stream)).await?;
                 // without a key: the conversation's, so that it stays in one partition
                 let key = key.unwrap_or_else(|| message.metadata.correlation_or_id());
                 naming.partition_for(&stream, &key).unwrap_or(stream)
