@@ -16,7 +16,7 @@
 //!   delivers the message again.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -264,10 +264,7 @@ impl Source {
 
     fn transition(&self, state: ConsumerState, error: Option<String>) {
         let mut health = lock(&self.health);
-        if let Some(error) = error {
-            health.last_error = Some(error);
-        }
-        if health.state != state {
+        if health.transition(state, error) != state {
             let service = &self.subscription.service;
             match state {
                 ConsumerState::Recovering => {
@@ -276,8 +273,6 @@ impl Source {
                 ConsumerState::Running => tracing::debug!(%service, "consumer running"),
                 _ => tracing::debug!(%service, ?state, "consumer state"),
             }
-            health.state = state;
-            health.since = SystemTime::now();
         }
     }
 

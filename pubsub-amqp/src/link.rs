@@ -9,7 +9,7 @@
 //! and it always ends (in a connection, or in the caller's deadline).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::{Connection, Event};
@@ -149,12 +149,8 @@ impl Shared {
     /// Moves the connection to `state`, logging the transition.
     fn transition(&self, state: ConnectionState, update: impl FnOnce(&mut ConnectionHealth)) {
         let mut health = lock(&self.health);
-        let from = health.state;
         update(&mut health);
-        if from != state {
-            health.state = state;
-            health.since = SystemTime::now();
-        }
+        let from = health.transition(state, None);
         let (role, url) = (self.role, &self.url);
         match state {
             _ if from == state => {}

@@ -113,6 +113,28 @@ impl ConnectionHealth {
             blocked_reason: None,
         }
     }
+
+    /// Moves to `state` (`since` changes only if the state does), keeping `error` as the
+    /// last one if given; returns the state it left.
+    ///
+    /// ```
+    /// use pubsub::{ConnectionHealth, ConnectionState};
+    /// let mut health = ConnectionHealth::new("orders", ConnectionState::Up);
+    /// let from = health.transition(ConnectionState::Down, Some("reset".into()));
+    /// assert_eq!((from, health.state), (ConnectionState::Up, ConnectionState::Down));
+    /// assert_eq!(health.last_error.as_deref(), Some("reset"));
+    /// ```
+    pub fn transition(&mut self, state: ConnectionState, error: Option<String>) -> ConnectionState {
+        let from = self.state;
+        if let Some(error) = error {
+            self.last_error = Some(error);
+        }
+        if from != state {
+            self.state = state;
+            self.since = SystemTime::now();
+        }
+        from
+    }
 }
 
 /// The state of a connection.
@@ -158,6 +180,27 @@ impl ConsumerHealth {
             resumed: 0,
             last_error: None,
         }
+    }
+
+    /// Moves to `state` (`since` changes only if the state does), keeping `error` as the
+    /// last one if given; returns the state it left.
+    ///
+    /// ```
+    /// use pubsub::{ConsumerHealth, ConsumerState};
+    /// let mut health = ConsumerHealth::new("orders", ConsumerState::Running);
+    /// let from = health.transition(ConsumerState::Recovering, Some("channel closed".into()));
+    /// assert_eq!((from, health.state), (ConsumerState::Running, ConsumerState::Recovering));
+    /// ```
+    pub fn transition(&mut self, state: ConsumerState, error: Option<String>) -> ConsumerState {
+        let from = self.state;
+        if let Some(error) = error {
+            self.last_error = Some(error);
+        }
+        if from != state {
+            self.state = state;
+            self.since = SystemTime::now();
+        }
+        from
     }
 }
 

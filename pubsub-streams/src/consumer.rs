@@ -18,7 +18,7 @@
 //! [`StreamConfig::check_interval`]: crate::StreamConfig
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -276,14 +276,7 @@ impl StreamConsumer {
     }
 
     fn set_state(&self, state: ConsumerState, error: Option<String>) {
-        let mut health = lock(&self.health);
-        if let Some(error) = error {
-            health.last_error = Some(error);
-        }
-        if health.state != state {
-            health.state = state;
-            health.since = SystemTime::now();
-        }
+        lock(&self.health).transition(state, error);
     }
 }
 

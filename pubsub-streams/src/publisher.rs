@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pubsub_core::{Confirmation, ConnectionHealth, ConnectionState, Message, TransportError};
@@ -540,14 +540,7 @@ impl Inner {
     }
 
     fn set_health(&self, state: ConnectionState, error: Option<String>) {
-        let mut health = lock(&self.health);
-        if let Some(error) = error {
-            health.last_error = Some(error);
-        }
-        if health.state != state {
-            health.state = state;
-            health.since = SystemTime::now();
-        }
+        lock(&self.health).transition(state, error);
     }
 }
 
