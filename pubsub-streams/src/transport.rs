@@ -430,21 +430,11 @@ impl Transport for StreamTransport {
                 });
             }
         };
-        let stream = match (naming.partitions(&stream), partition_key) {
-            (None, None) => stream,
-            (None, Some(_)) => {
-                return Err(TransportError::topology(format!(
-                    "stream {stream} is not a super stream, but the publish has a partition key \
-                     (StreamNaming::super_stream makes it one)"
-                )));
-            }
-            (Some(_), key) => {
-                Box::pin(self.shared.ensure_stream(&stream)).await?;
-                // without a key: the conversation's, so that it stays in one partition
-                let key = key.unwrap_or_else(|| message.metadata.correlation_or_id());
-                naming.partition_for(&stream, &key).unwrap_or(stream)
-            }
-        };
+        if naming.partitions(&stream).is_some() {
+            // the super stream with its exchange and bindings, before its first publish
+            Box::pin(self.shared.ensure_stream(&stream)).await?;
+        }
+        let stream = naming.publish_target(stream, partition_key, &message.metadata)?;
         publisher::check_size(&self.shared.config, &stream, message)?;
         let service = message.metadata.app_id.as_deref().unwrap_or("pubsub");
         self.shared.publish_to(service, &stream, message).await

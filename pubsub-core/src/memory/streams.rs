@@ -266,21 +266,7 @@ impl MemoryTransport {
                 });
             }
         };
-        let stream = match (naming.partitions(&stream), partition_key) {
-            (None, None) => stream,
-            (None, Some(_)) => {
-                return Err(TransportError::topology(format!(
-                    "stream {stream} is not a super stream, but the publish has a partition key \
-                     (StreamNaming::super_stream makes it one)"
-                )));
-            }
-            (Some(_), key) => {
-                // without a key: the conversation's, so that it stays in one partition
-                let metadata = &message.metadata;
-                let key = key.unwrap_or_else(|| metadata.correlation_or_id());
-                naming.partition_for(&stream, &key).unwrap_or(stream)
-            }
-        };
+        let stream = naming.publish_target(stream, partition_key, &message.metadata)?;
         self.log(streams, &stream).append(message);
         Ok(())
     }

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::partition::{partition_name, partition_of};
+use crate::error::TransportError;
+use crate::metadata::Metadata;
 
 /// The prefix of [`StreamNaming::default`].
 pub const DEFAULT_STREAM_PREFIX: &str = "events";
@@ -101,6 +103,41 @@ impl StreamNaming {
     pub fn partition_for(&self, stream: &str, partition_key: &str) -> Option<String> {
         let count = *self.super_streams.get(stream)?;
         Some(partition_name(stream, partition_of(partition_key, count)))
+    }
+
+    /// Where a publish to `stream` is appended: `stream` itself, or for a super stream the
+    /// partition of `partition_key` (without one, of the message's conversation: its
+    /// correlation id, or its own id), so that one key's events stay in order.
+    ///
+    /// # Errors
+    /// A partition key for a stream that is not a super stream.
+    ///
+    /// ```
+    /// use pubsub::{Metadata, StreamNaming};
+    /// let naming = StreamNaming::default().super_stream("order", 3);
+    /// let metadata = Metadata::new("order.created");
+    /// let to = naming.publish_target("events.order".into(), Some("A1".into()), &metadata)?;
+    /// assert_eq!(Some(to), naming.partition_for("events.order", "A1"));
+    /// assert!(naming.publish_target("events.user".into(), Some("A1".into()), &metadata).is_err());
+    /// # Ok::<(), pubsub::TransportError>(())
+    /// ```
+    pub fn publish_target(
+        &self,
+        stream: String,
+        partition_key: Option<String>,
+        metadata: &Metadata,
+    ) -> Result<String, TransportError> {
+        match (self.super_streams.contains_key(&stream), partition_key) {
+            (false, None) => Ok(stream),
+            (false, Some(_)) => Err(TransportError::topology(format!(
+                "stream {stream} is not a super stream, but the publish has a partition key \
+                 (StreamNaming::super_stream makes it one)"
+            ))),
+            (true, key) => {
+                let key = key.unwrap_or_else(|| metadata.correlation_or_id());
+                Ok(self.partition_for(&stream, &key).unwrap_or(stream))
+            }
+        }
     }
 
     /// The prefix (without its dot).
