@@ -45,6 +45,21 @@ impl Handled {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+    /// Handled count per event body, as of now.
+    fn snapshot(&self) -> HashMap<Bytes, usize> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+    /// Whether every event of the run was handled here or by `other`.
+    fn covers_all_with(&self, other: &Self) -> bool {
+        let (mine, theirs) = (self.snapshot(), other.snapshot());
+        (0..COUNT).all(|n| {
+            let body = Bytes::from(n.to_string());
+            mine.contains_key(&body) || theirs.contains_key(&body)
+        })
+    }
     fn total(&self) -> usize {
         self.counts
             .lock()
@@ -138,28 +153,13 @@ async fn a_restart_resumes_after_the_stored_offset() {
 
     let second = Arc::new(Handled::default());
     let (bus, task) = service_bus(&config, &service, key, Arc::clone(&second)).await;
-    let all = |h: &Handled| {
-        let counts = first.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let again = h.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        (0..COUNT).all(|n| {
-            let body = Bytes::from(n.to_string());
-            counts.contains_key(&body) || again.contains_key(&body)
-        })
-    };
-    second.until("every event was handled", all).await;
+    second
+        .until("every event was handled", |h| h.covers_all_with(&first))
+        .await;
     bus.shutdown();
     task.await.expect("bus task").expect("bus ended cleanly");
 
-    let firsts = first
-        .counts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let seconds = second
-        .counts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let (firsts, seconds) = (first.snapshot(), second.snapshot());
     let again = seconds
         .keys()
         .filter(|body| firsts.contains_key(*body))
@@ -254,27 +254,13 @@ async fn a_waiting_instance_takes_over_from_the_stored_offset() {
     first.shutdown();
     first_task.await.expect("bus task").expect("ended cleanly");
     let handled_first = one.distinct();
-    let all = |h: &Handled| {
-        let firsts = one.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let seconds = h.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        (0..COUNT).all(|n| {
-            let body = Bytes::from(n.to_string());
-            firsts.contains_key(&body) || seconds.contains_key(&body)
-        })
-    };
-    two.until("the second instance handled the rest", all).await;
+    two.until("the second instance handled the rest", |h| {
+        h.covers_all_with(&one)
+    })
+    .await;
     second.shutdown();
     second_task.await.expect("bus task").expect("ended cleanly");
-    let firsts = one
-        .counts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let seconds = two
-        .counts
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let (firsts, seconds) = (one.snapshot(), two.snapshot());
     let again = seconds.keys().filter(|b| firsts.contains_key(*b)).count();
     eprintln!(
         "single active consumer: first instance handled {handled_first}, the second took over and handled {}, {again} of them again",
