@@ -11,8 +11,8 @@
 //!   ids from 1, confirms counted until N; framework: `bus.send(&e)` with up to `WINDOW`
 //!   confirmations in flight, and `CONCURRENT` tasks each awaiting `bus.publish(&e)`. Both
 //!   producers are built before the clock starts. The raw message is the JSON body alone;
-//!   an extra raw row sends the same body with the envelope the framework writes (subject
-//!   and seven application properties), to split the gap between the wire format and the
+//!   an extra raw row sends the same body with the envelope the framework writes (message id,
+//!   subject, content type and three application properties), to split the gap between the wire format and the
 //!   framework's code.
 //! * **consume**: N enveloped events appended by the raw producer (full batches, so full
 //!   chunks), read from the first offset: raw consumer + serde decode, against a bus with
@@ -37,8 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::stream::{FuturesUnordered, StreamExt};
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
-    Bus, Context, Event, Handler, HandlerError, HandlerSelection, StartAt, StreamConsumption,
-    StreamNaming,
+    Bus, Context, Event, Handler, HandlerError, HandlerSelection, Isolation, StartAt,
+    StreamConsumption, StreamNaming,
 };
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::{Message as WireMessage, OffsetSpecification};
@@ -119,26 +119,23 @@ fn plain(body: &[u8], id: u64) -> WireMessage {
 }
 
 /// The body with the envelope the framework writes (`pubsub-streams/src/convert.rs`): a
-/// subject and seven application properties, a fresh id and timestamp each.
+/// message id, subject and content type, and three application properties (version,
+/// timestamp, publishing service); a fresh id and timestamp each.
 fn enveloped(body: &[u8], id: u64) -> WireMessage {
-    let event_id = pubsub::Uuid::now_v7().to_string();
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-        .to_string();
+        .map_or(0, |d| d.as_millis() as u64);
     WireMessage::builder()
         .body(body.to_vec())
         .properties()
+        .message_id(pubsub::Uuid::now_v7())
         .subject(Ordered::KEY)
+        .content_type("application/json")
         .message_builder()
         .application_properties()
+        .insert("x-event-version", 1u32)
+        .insert("x-timestamp-ms", millis)
         .insert("app-id", PUBLISHER)
-        .insert("content-type", "application/json")
-        .insert("correlation-id", event_id.as_str())
-        .insert("x-event-id", event_id.as_str())
-        .insert("x-event-key", Ordered::KEY)
-        .insert("x-event-version", "1")
-        .insert("x-timestamp-ms", millis.as_str())
         .message_builder()
         .publishing_id(id)
         .build()
@@ -273,6 +270,7 @@ async fn framework_consume(
     service: &str,
     n: u64,
     prefetch: u16,
+    isolation: Isolation,
 ) -> Duration {
     let handled = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
@@ -292,6 +290,7 @@ async fn framework_consume(
         .transport(StreamTransport::new(config.clone()))
         .select_handlers(HandlerSelection::None)
         .prefetch(prefetch)
+        .isolation(isolation)
         .streams(StreamConsumption::new().start_at(StartAt::First))
         .handler(handler)
         .build()
@@ -452,7 +451,7 @@ async fn run(n: u64) {
             row(
                 "framework, consume, prefetch 1000",
                 n,
-                framework_consume(&reader, &service, n, 1000).await,
+                framework_consume(&reader, &service, n, 1000, Isolation::default()).await,
             );
         }
         _ => compare(&config, &environment, &ns, n, &mut streams).await,
@@ -536,10 +535,17 @@ async fn compare(
         let f = row(
             &format!("    framework, typed handler, prefetch {prefetch}"),
             n,
-            framework_consume(&reader, &service, n, prefetch).await,
+            framework_consume(&reader, &service, n, prefetch, Isolation::default()).await,
         );
         consume.push((prefetch, f));
     }
+    let service = format!("{ns}-bus-inline");
+    streams.push(reader.naming.error_stream(&service));
+    let inline = row(
+        "    (framework, same, prefetch 1000, Isolation::Inline)",
+        n,
+        framework_consume(&reader, &service, n, 1000, Isolation::Inline).await,
+    );
     println!("  the N events the framework's bus.send appended (its chunks):");
     let raw_sent = row(
         "    raw client",
@@ -552,7 +558,7 @@ async fn compare(
     let sent = row(
         "    framework, typed handler, prefetch 1000",
         n,
-        framework_consume(&reader, &service, n, 1000).await,
+        framework_consume(&reader, &service, n, 1000, Isolation::default()).await,
     );
 
     println!();
@@ -569,6 +575,10 @@ async fn compare(
     for (prefetch, f) in consume {
         println!("  consume, prefetch {prefetch:<5}:    {:.2}", f / raw_con);
     }
+    println!(
+        "  (consume, prefetch 1000, handlers inline: {:.2})",
+        inline / raw_con
+    );
     println!(
         "  (consume of bus.send's stream: {:.2}; raw reads it at {:.2} of the full-chunk one)",
         sent / raw_sent,

@@ -68,6 +68,35 @@ impl Metadata {
         }
     }
 
+    /// The metadata of a message read from a transport, with the `id`, `key` and
+    /// `timestamp` its wire format gave (version 1, JSON, nothing optional): unlike
+    /// [`Metadata::new`], it generates no id and reads no clock, since a transport
+    /// overwrites both.
+    ///
+    /// ```
+    /// use std::time::UNIX_EPOCH;
+    /// use pubsub::{Metadata, Uuid};
+    ///
+    /// let id = Uuid::from_u128(7);
+    /// let metadata = Metadata::received(id, "order.created", UNIX_EPOCH);
+    /// assert_eq!((metadata.id, metadata.version), (id, 1));
+    /// assert_eq!(metadata.content_type, "application/json");
+    /// ```
+    pub fn received(id: Uuid, key: impl Into<String>, timestamp: SystemTime) -> Self {
+        Self {
+            id,
+            key: key.into(),
+            version: 1,
+            content_type: JSON.to_owned(),
+            timestamp,
+            correlation_id: None,
+            causation_id: None,
+            reply_to: None,
+            app_id: None,
+            headers: BTreeMap::new(),
+        }
+    }
+
     /// The timestamp as whole milliseconds since the Unix epoch (0 before the epoch).
     pub fn timestamp_millis(&self) -> u64 {
         self.timestamp

@@ -1,84 +1,99 @@
 //! The wire format: a [`Message`] to a stream message (AMQP 1.0) and back.
 //!
+//! The standard AMQP 1.0 properties carry what they can, as on AMQP 0-9-1 (so a client
+//! reading the stream, over either protocol, sees an id, a subject and a content type
+//! where it looks for them); application properties carry the rest:
+//!
 //! | field | stream message |
 //! |---|---|
 //! | body | the single data section |
-//! | key | `subject`, and application property `x-event-key` |
-//! | id, version, content type | application properties `x-event-id`, `x-event-version`, `content-type` |
-//! | timestamp | application property `x-timestamp-ms` (milliseconds since the epoch) |
-//! | correlation, causation, reply-to, service | `correlation-id`, `x-causation-id`, `reply-to`, `app-id` |
+//! | id | property `message-id`, an AMQP `uuid` |
+//! | key | property `subject` |
+//! | content type | property `content-type` |
+//! | correlation, reply-to | properties `correlation-id` (a string), `reply-to` |
+//! | version | application property `x-event-version` (`uint`) |
+//! | timestamp | application property `x-timestamp-ms` (`ulong`, milliseconds since the epoch) |
+//! | causation, service | application properties `x-causation-id`, `app-id` |
 //! | free headers | application properties under their own names |
 //!
-//! A message appended by another client (no `x-event-id`) gets an id derived from its
-//! stream and offset, so reading it again gives the same id; its key is its `subject`, or
-//! empty.
+//! The timestamp is not the `creation-time` property because rabbitmq-stream-client 0.11
+//! gives no way to read a `timestamp` value back.
+//!
+//! A message from another client is read as leniently as on AMQP: a `message-id` that is
+//! no UUID (a string, a number) gives an id derived from it, and a message with none an id
+//! derived from its stream and offset, so reading it again gives the same id; a key,
+//! content type or id it sets as application property (`x-event-key`, `content-type`,
+//! `x-event-id`) stands in for a missing property; a version or timestamp may also be
+//! text.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, JSON, Message, Metadata, Uuid};
+use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, Message, Metadata, Uuid};
 use rabbitmq_stream_client::types::{Message as WireMessage, SimpleValue};
 
+const TIMESTAMP: &str = "x-timestamp-ms";
+const APP_ID: &str = "app-id";
+/// Application properties another client may set instead of the properties.
 const ID: &str = "x-event-id";
 const KEY: &str = "x-event-key";
 const CONTENT_TYPE: &str = "content-type";
-const TIMESTAMP: &str = "x-timestamp-ms";
+/// Names the 0.1 envelope used; a free header with them is not written either.
 const CORRELATION_ID: &str = "correlation-id";
 const REPLY_TO: &str = "reply-to";
-const APP_ID: &str = "app-id";
 
-/// Namespace of the ids derived from a foreign message's stream and offset.
+/// Namespace of the ids derived from a foreign message's stream and offset, or its own
+/// message id when that is no UUID.
 const FOREIGN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d0f_3a1e_9b27_4c61_a8e3_2f70_b1c4_96d2);
 
-/// The application properties the envelope writes: a free header with one of these
-/// names is not written (the envelope's value, or nothing, stands instead).
+/// Application property names the envelope reads: a free header with one of them is not
+/// written (the envelope's value, or nothing, stands instead).
 const ENVELOPE: [&str; 9] = [
+    HEADER_VERSION,
+    TIMESTAMP,
+    HEADER_CAUSATION_ID,
+    APP_ID,
     ID,
     KEY,
-    HEADER_VERSION,
     CONTENT_TYPE,
-    TIMESTAMP,
     CORRELATION_ID,
-    HEADER_CAUSATION_ID,
     REPLY_TO,
-    APP_ID,
 ];
 
 /// The stream message for `message`, with publishing id `publishing_id`. Built straight
 /// into the client's message: no intermediate map.
 pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
     let m = &message.metadata;
-    let mut builder = WireMessage::builder()
+    let mut properties = WireMessage::builder()
         .body(message.body.to_vec())
         .properties()
-        .subject(m.key.clone())
+        .message_id(m.id)
+        .subject(m.key.as_str())
+        .content_type(m.content_type.as_str());
+    if let Some(correlation_id) = &m.correlation_id {
+        properties = properties.correlation_id(correlation_id.clone());
+    }
+    if let Some(reply_to) = &m.reply_to {
+        properties = properties.reply_to(reply_to.as_str());
+    }
+    let mut application = properties
         .message_builder()
-        .application_properties();
+        .application_properties()
+        .insert(HEADER_VERSION, m.version)
+        .insert(TIMESTAMP, m.timestamp_millis());
+    if let Some(app_id) = &m.app_id {
+        application = application.insert(APP_ID, app_id.as_str());
+    }
+    if let Some(causation_id) = &m.causation_id {
+        application = application.insert(HEADER_CAUSATION_ID, causation_id.as_str());
+    }
     for (name, value) in &m.headers {
         // the envelope wins: a free header cannot overwrite it
         if !ENVELOPE.contains(&name.as_str()) {
-            builder = builder.insert(name.clone(), value.clone());
+            application = application.insert(name.as_str(), value.as_str());
         }
     }
-    builder = builder
-        .insert(ID, m.id.to_string())
-        .insert(KEY, m.key.clone())
-        .insert(HEADER_VERSION, m.version.to_string())
-        .insert(CONTENT_TYPE, m.content_type.clone())
-        .insert(TIMESTAMP, millis(m.timestamp).to_string());
-    let optional = [
-        (CORRELATION_ID, &m.correlation_id),
-        (HEADER_CAUSATION_ID, &m.causation_id),
-        (REPLY_TO, &m.reply_to),
-        (APP_ID, &m.app_id),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            builder = builder.insert(name, value.clone());
-        }
-    }
-    builder
+    application
         .message_builder()
         .publishing_id(publishing_id)
         .build()
@@ -86,14 +101,21 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
 
 /// The message read at `offset` of `stream`.
 pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Message {
-    let mut id = None;
-    let mut key = None;
+    let properties = wire.properties();
+    let mut id =
+        properties
+            .and_then(|p| p.message_id.as_ref())
+            .map(|id| match <&Uuid>::try_from(id) {
+                Ok(uuid) => *uuid,
+                Err(_) => parse_id(&id_text(id)),
+            });
+    let mut key = properties.and_then(|p| p.subject.clone());
+    let mut content_type = properties
+        .and_then(|p| p.content_type.as_ref())
+        .map(|c| c.to_string());
     let mut version = None;
-    let mut content_type = None;
     let mut timestamp = None;
-    let mut correlation_id = None;
     let mut causation_id = None;
-    let mut reply_to = None;
     let mut app_id = None;
     let mut headers = BTreeMap::new();
     for (name, value) in wire
@@ -101,67 +123,95 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
         .into_iter()
         .flat_map(|p| p.iter())
     {
-        let Some(value) = text(value) else { continue };
-        let slot = match name.as_str() {
-            ID => &mut id,
-            KEY => &mut key,
-            HEADER_VERSION => &mut version,
-            CONTENT_TYPE => &mut content_type,
-            TIMESTAMP => &mut timestamp,
-            CORRELATION_ID => &mut correlation_id,
-            HEADER_CAUSATION_ID => &mut causation_id,
-            REPLY_TO => &mut reply_to,
-            APP_ID => &mut app_id,
+        match name.as_str() {
+            HEADER_VERSION => version = number(value).and_then(|v| u32::try_from(v).ok()),
+            TIMESTAMP => timestamp = number(value),
+            HEADER_CAUSATION_ID => causation_id = text(value),
+            APP_ID => app_id = text(value),
+            ID if id.is_none() => id = text(value).map(|t| parse_id(&t)),
+            KEY if key.is_none() => key = text(value),
+            CONTENT_TYPE if content_type.is_none() => content_type = text(value),
             _ => {
-                headers.insert(name.clone(), value.into_owned());
-                continue;
+                if let Some(value) = text(value) {
+                    headers.insert(name.clone(), value);
+                }
             }
-        };
-        *slot = Some(value);
+        }
     }
-    let owned = |value: Option<Cow<'_, str>>| value.map(Cow::into_owned);
-    let id = id.and_then(|id| id.parse().ok()).unwrap_or_else(|| {
+    let id = id.unwrap_or_else(|| {
         Uuid::new_v5(
             &FOREIGN_ID_NAMESPACE,
             format!("{stream}/{offset}").as_bytes(),
         )
     });
-    let key = owned(key)
-        .or_else(|| wire.properties().and_then(|p| p.subject.clone()))
-        .unwrap_or_default();
-    let mut metadata = Metadata::new(key);
-    metadata.id = id;
-    metadata.version = version.and_then(|v| v.parse().ok()).unwrap_or(1);
-    metadata.content_type = owned(content_type).unwrap_or_else(|| JSON.to_owned());
-    metadata.timestamp = timestamp
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-    metadata.correlation_id = owned(correlation_id);
-    metadata.causation_id = owned(causation_id);
-    metadata.reply_to = owned(reply_to);
-    metadata.app_id = owned(app_id);
+    let timestamp = timestamp.map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let mut metadata = Metadata::received(id, key.unwrap_or_default(), timestamp);
+    if let Some(version) = version {
+        metadata.version = version;
+    }
+    if let Some(content_type) = content_type {
+        metadata.content_type = content_type;
+    }
+    metadata.correlation_id = properties
+        .and_then(|p| p.correlation_id.as_ref())
+        .map(id_text);
+    metadata.reply_to = properties.and_then(|p| p.reply_to.clone());
+    metadata.causation_id = causation_id;
+    metadata.app_id = app_id;
     metadata.headers = headers;
     let body = wire.data().map(Bytes::copy_from_slice).unwrap_or_default();
     Message { metadata, body }
 }
 
-/// A property's value as text; `None` for the types the envelope never writes.
-fn text(value: &SimpleValue) -> Option<Cow<'_, str>> {
-    match value {
-        SimpleValue::String(s) => Some(Cow::Borrowed(s.as_str())),
-        SimpleValue::Symbol(s) => Some(Cow::Owned(s.to_string())),
-        SimpleValue::Boolean(b) => Some(Cow::Owned(b.to_string())),
-        SimpleValue::Int(n) => Some(Cow::Owned(n.to_string())),
-        SimpleValue::Long(n) => Some(Cow::Owned(n.to_string())),
-        SimpleValue::Uint(n) => Some(Cow::Owned(n.to_string())),
-        SimpleValue::Ulong(n) => Some(Cow::Owned(n.to_string())),
-        _ => None,
+/// An AMQP message id (string, UUID, number or bytes) as text.
+fn id_text<T>(id: &T) -> String
+where
+    for<'a> &'a String: TryFrom<&'a T>,
+    for<'a> &'a Uuid: TryFrom<&'a T>,
+    for<'a> &'a u64: TryFrom<&'a T>,
+    T: std::fmt::Debug,
+{
+    if let Ok(text) = <&String>::try_from(id) {
+        text.clone()
+    } else if let Ok(uuid) = <&Uuid>::try_from(id) {
+        uuid.to_string()
+    } else if let Ok(n) = <&u64>::try_from(id) {
+        n.to_string()
+    } else {
+        format!("{id:?}")
     }
 }
 
-fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// A textual id: the UUID it spells, or one derived from it.
+fn parse_id(text: &str) -> Uuid {
+    text.parse()
+        .unwrap_or_else(|_| Uuid::new_v5(&FOREIGN_ID_NAMESPACE, text.as_bytes()))
+}
+
+/// A property's value as text; `None` for the types the envelope never writes.
+fn text(value: &SimpleValue) -> Option<String> {
+    match value {
+        SimpleValue::String(s) => Some(s.clone()),
+        SimpleValue::Symbol(s) => Some(s.to_string()),
+        SimpleValue::Boolean(b) => Some(b.to_string()),
+        other => number(other).map(|n| n.to_string()),
+    }
+}
+
+/// A property's value as a whole number, written as one or as text.
+fn number(value: &SimpleValue) -> Option<u64> {
+    match value {
+        SimpleValue::Ubyte(n) => Some(u64::from(*n)),
+        SimpleValue::Ushort(n) => Some(u64::from(*n)),
+        SimpleValue::Uint(n) => Some(u64::from(*n)),
+        SimpleValue::Ulong(n) => Some(*n),
+        SimpleValue::Byte(n) => u64::try_from(*n).ok(),
+        SimpleValue::Short(n) => u64::try_from(*n).ok(),
+        SimpleValue::Int(n) => u64::try_from(*n).ok(),
+        SimpleValue::Long(n) => u64::try_from(*n).ok(),
+        SimpleValue::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -173,8 +223,10 @@ mod tests {
         let mut message = Message::new("order.created", Bytes::from_static(b"{\"n\":1}"));
         message.metadata.correlation_id = Some("c-1".into());
         message.metadata.causation_id = Some("cause".into());
+        message.metadata.reply_to = Some("replies.shop".into());
         message.metadata.app_id = Some("shop".into());
         message.metadata.version = 3;
+        message.metadata.content_type = "application/x-protobuf".into();
         message.metadata.timestamp = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         message
             .metadata
@@ -189,6 +241,30 @@ mod tests {
         let back = from_wire(&wire, "events.order", 0);
         message.metadata.headers.remove(ID);
         assert_eq!(back, message);
+        assert_eq!(back.metadata.timestamp_millis(), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn the_envelope_uses_the_standard_properties() {
+        let message = Message::new("order.created", Bytes::from_static(b"{}"));
+        let wire = to_wire(&message, 1);
+        let properties = wire.properties().expect("properties");
+        assert_eq!(properties.subject.as_deref(), Some("order.created"));
+        assert_eq!(
+            properties.content_type.as_ref().map(|c| c.as_str()),
+            Some("application/json")
+        );
+        let id = properties.message_id.as_ref().expect("a message id");
+        assert_eq!(<&Uuid>::try_from(id).ok(), Some(&message.metadata.id));
+        let application = wire
+            .application_properties()
+            .expect("application properties");
+        assert_eq!(application.get(HEADER_VERSION), Some(&SimpleValue::Uint(1)));
+        assert_eq!(
+            application.len(),
+            2,
+            "version and timestamp: {application:?}"
+        );
     }
 
     #[test]
@@ -209,6 +285,48 @@ mod tests {
             first.metadata.id,
             from_wire(&wire, "events.order", 6).metadata.id
         );
+        assert_eq!(first.metadata.content_type, "application/json");
         assert_eq!(first.body, Bytes::from_static(b"raw"));
+    }
+
+    #[test]
+    fn a_foreign_message_may_set_the_envelope_as_application_properties() {
+        let id = Uuid::now_v7();
+        let wire = WireMessage::builder()
+            .body(b"x".to_vec())
+            .application_properties()
+            .insert(KEY, "order.created")
+            .insert(CONTENT_TYPE, "text/csv")
+            .insert(ID, id.to_string())
+            .insert(HEADER_VERSION, "2")
+            .insert(TIMESTAMP, "1000")
+            .message_builder()
+            .build();
+        let message = from_wire(&wire, "events.order", 0);
+        let m = &message.metadata;
+        assert_eq!(
+            (m.key.as_str(), m.content_type.as_str()),
+            ("order.created", "text/csv")
+        );
+        assert_eq!((m.id, m.version), (id, 2));
+        assert_eq!(m.timestamp, UNIX_EPOCH + Duration::from_secs(1));
+        assert!(m.headers.is_empty(), "{:?}", m.headers);
+    }
+
+    #[test]
+    fn a_message_id_that_is_no_uuid_gives_a_stable_id() {
+        let with_id = |id: &str| {
+            let wire = WireMessage::builder()
+                .body(b"x".to_vec())
+                .properties()
+                .message_id(id.to_owned())
+                .message_builder()
+                .build();
+            from_wire(&wire, "events.order", 0).metadata.id
+        };
+        assert_eq!(with_id("order-17"), with_id("order-17"));
+        assert_ne!(with_id("order-17"), with_id("order-18"));
+        let uuid = Uuid::now_v7();
+        assert_eq!(with_id(&uuid.to_string()), uuid);
     }
 }
