@@ -159,8 +159,21 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
     metadata.causation_id = causation_id;
     metadata.app_id = app_id;
     metadata.headers = headers;
-    let body = wire.data().map(Bytes::copy_from_slice).unwrap_or_default();
+    // the body stays in the client's message, shared (no copy)
+    let body = match wire.data() {
+        Some(_) => Bytes::from_owner(Body(wire.clone())),
+        None => Bytes::new(),
+    };
     Message { metadata, body }
+}
+
+/// A stream message's data section, as the owner of a [`Bytes`].
+struct Body(WireMessage);
+
+impl AsRef<[u8]> for Body {
+    fn as_ref(&self) -> &[u8] {
+        self.0.data().unwrap_or_default()
+    }
 }
 
 /// An AMQP message id (string, UUID, number or bytes) as text.
