@@ -18,14 +18,19 @@
 //! * **consume**: N enveloped events appended by the raw producer (full batches, so full
 //!   chunks), read from the first offset: raw consumer + serde decode, against a bus with
 //!   one typed handler (named consumer, offsets stored on the default interval), at
-//!   prefetch 100 and 1000. Then the same on the stream the framework's `bus.send` filled
-//!   (smaller chunks: see the README), and the raw consumer on the plain messages.
+//!   prefetch 100 and 1000, and at 1000 with `Isolation::Inline` (handlers on the bus's
+//!   task instead of a task per attempt). Then the same on the stream the framework's
+//!   `bus.send` filled (smaller chunks: see the README), and the raw consumer on the plain
+//!   messages.
 //! * **stream / AMQP**: with the `amqp` feature and `RABBITMQ_URL`, the framework's
 //!   pipelined, confirmed, persistent AMQP publish (as in `benches/amqp.rs`) on the same
 //!   broker, N / 5 events, and the ratio of the stream publish to it.
 //!
-//! The broker shares the 2 cores with the bench, so the ratios are what counts.
-//! `PUBSUB_BENCH_N` sets N (default 100 000), `PUBSUB_BENCH_WINDOW` the stream
+//! Every case runs in each of `PUBSUB_BENCH_ROUNDS` rounds (default 3) on fresh streams;
+//! the summary gives each case's median rate with its range and each ratio as the median
+//! of the rounds' own ratios. The broker shares the 2 cores with the bench, so single runs
+//! swing; the ratios are what counts. `PUBSUB_BENCH_N` sets N (default 100 000),
+//! `PUBSUB_BENCH_WINDOW` the stream
 //! `bus.send` window; `PUBSUB_BENCH_ONLY=send|raw|consume` runs one case alone, for a
 //! profiler. Without `RABBITMQ_STREAM_HOST` or `RABBITMQ_STREAM_PORT`, or with no broker
 //! answering, it says so and exits. The streams, queues and exchanges it makes are deleted
@@ -45,6 +50,10 @@ use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::{Message as WireMessage, OffsetSpecification};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+#[path = "streams/summary.rs"]
+mod summary;
+use summary::Round;
 
 const WINDOW: usize = 1000;
 const CONCURRENT: u64 = 100;
@@ -467,7 +476,8 @@ async fn run(n: u64) {
     }
 }
 
-/// Every case, raw then framework; the streams made are added to `streams`.
+/// Rounds of every case (`PUBSUB_BENCH_ROUNDS`, default 3), then the AMQP publish once,
+/// then the summary; the streams made are added to `streams`.
 async fn compare(
     config: &StreamConfig,
     environment: &Environment,
@@ -475,7 +485,41 @@ async fn compare(
     n: u64,
     streams: &mut Vec<String>,
 ) {
+    let count = rounds();
+    let mut all = Vec::with_capacity(count);
+    for i in 1..=count {
+        println!();
+        println!("round {i} of {count}");
+        all.push(round(config, environment, &format!("{ns}r{i}"), n, streams).await);
+    }
     println!();
+    println!("stream publish against the framework's AMQP publish (N / 5 events)");
+    let amqp = amqp_send_rate(ns, (n / 5).max(1)).await;
+    if let Err(why) = &amqp {
+        println!("  skipped: {why}");
+    }
+    summary::print(&all, &amqp);
+}
+
+/// How many rounds: `PUBSUB_BENCH_ROUNDS`, default 3.
+fn rounds() -> usize {
+    std::env::var("PUBSUB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// Every case once, raw then framework, on streams named under `ns` (fresh each round:
+/// the raw producers' ids start at 1 again).
+async fn round(
+    config: &StreamConfig,
+    environment: &Environment,
+    ns: &str,
+    n: u64,
+    streams: &mut Vec<String>,
+) -> Round {
+    let mut r = Round::default();
     println!("publish (confirmed; batch size {BATCH})");
     // the enveloped stream is named as the framework names the event's stream under its
     // own prefix, so that a bus can read it
@@ -491,19 +535,19 @@ async fn compare(
         creator.create(stream).await.expect("create a raw stream");
         streams.push(stream.clone());
     }
-    let raw_pub = row(
+    r.raw_publish = row(
         "  raw client, named producer, send + callback",
         n,
         raw_publish(environment, &plain_stream, n, plain).await,
     );
-    let raw_envelope = row(
+    r.raw_enveloped_publish = row(
         "  (raw client, same, encoding each event, with the envelope)",
         n,
         raw_publish(environment, &enveloped_stream, n, enveloped).await,
     );
     let (publisher, filled) = stream_publisher(config, ns).await;
     streams.push(filled.clone());
-    let send = row(
+    r.send = row(
         &format!("  framework, bus.send with {} in flight", stream_window()),
         n,
         framework_send(&publisher, n, stream_window()).await,
@@ -511,47 +555,48 @@ async fn compare(
     let _ = publisher.close().await;
     let (concurrent_bus, concurrent_stream) = stream_publisher(config, &format!("{ns}-c")).await;
     streams.push(concurrent_stream);
-    let concurrent = row(
+    r.concurrent = row(
         &format!("  framework, {CONCURRENT} tasks awaiting bus.publish"),
         n,
         framework_concurrent(&concurrent_bus, n).await,
     );
     let _ = concurrent_bus.close().await;
 
-    println!();
     println!("consume + decode (+ handle + store offsets), from the first offset");
-    let raw_plain = row(
+    r.raw_consume_plain = row(
         "  (raw client, the raw producer's plain messages)",
         n,
         raw_consume(environment, &plain_stream, n).await,
     );
     println!("  the N enveloped events the raw producer appended (full chunks):");
-    let raw_con = row(
+    r.raw_consume = row(
         "    raw client",
         n,
         raw_consume(environment, &enveloped_stream, n).await,
     );
     let reader = config.clone().naming(StreamNaming::new(&envelope_prefix));
-    let mut consume = Vec::new();
-    for prefetch in [100u16, 1000] {
-        let service = format!("{ns}-bus-{prefetch}");
+    type Slot = fn(&mut Round) -> &mut f64;
+    let cases: [(&str, u16, Isolation, Slot); 3] = [
+        ("100", 100, Isolation::default(), |r| &mut r.consume_100),
+        ("1000", 1000, Isolation::default(), |r| &mut r.consume_1000),
+        ("inline", 1000, Isolation::Inline, |r| &mut r.consume_inline),
+    ];
+    for (name, prefetch, isolation, slot) in cases {
+        let service = format!("{ns}-bus-{name}");
         streams.push(reader.naming.error_stream(&service));
-        let f = row(
-            &format!("    framework, typed handler, prefetch {prefetch}"),
+        let label = if isolation == Isolation::Inline {
+            format!("    (framework, prefetch {prefetch}, Isolation::Inline)")
+        } else {
+            format!("    framework, typed handler, prefetch {prefetch}")
+        };
+        *slot(&mut r) = row(
+            &label,
             n,
-            framework_consume(&reader, &service, n, prefetch, Isolation::default()).await,
+            framework_consume(&reader, &service, n, prefetch, isolation).await,
         );
-        consume.push((prefetch, f));
     }
-    let service = format!("{ns}-bus-inline");
-    streams.push(reader.naming.error_stream(&service));
-    let inline = row(
-        "    (framework, same, prefetch 1000, Isolation::Inline)",
-        n,
-        framework_consume(&reader, &service, n, 1000, Isolation::Inline).await,
-    );
     println!("  the N events the framework's bus.send appended (its chunks):");
-    let raw_sent = row(
+    r.raw_consume_sent = row(
         "    raw client",
         n,
         raw_consume(environment, &filled, n).await,
@@ -559,53 +604,10 @@ async fn compare(
     let reader = config.clone().naming(StreamNaming::new(ns));
     let service = format!("{ns}-bus-sent");
     streams.push(reader.naming.error_stream(&service));
-    let sent = row(
+    r.consume_sent = row(
         "    framework, typed handler, prefetch 1000",
         n,
         framework_consume(&reader, &service, n, 1000, Isolation::default()).await,
     );
-
-    println!();
-    println!("stream publish against the framework's AMQP publish (N / 5 events)");
-    let amqp = amqp_send_rate(ns, (n / 5).max(1)).await;
-    if let Err(why) = &amqp {
-        println!("  skipped: {why}");
-    }
-
-    println!();
-    println!("framework / raw client (goal ≥ 0.90 each):");
-    println!("  publish, pipelined:          {:.2}", send / raw_pub);
-    println!("  publish, concurrent awaits:  {:.2}", concurrent / raw_pub);
-    for (prefetch, f) in consume {
-        println!("  consume, prefetch {prefetch:<5}:    {:.2}", f / raw_con);
-    }
-    println!(
-        "  (consume, prefetch 1000, handlers inline: {:.2})",
-        inline / raw_con
-    );
-    println!(
-        "  (consume of bus.send's stream: {:.2}; raw reads it at {:.2} of the full-chunk one)",
-        sent / raw_sent,
-        raw_sent / raw_con
-    );
-    println!(
-        "  (raw encoding each event with the envelope / raw plain: publish {:.2}, consume {:.2})",
-        raw_envelope / raw_pub,
-        raw_con / raw_plain
-    );
-    println!(
-        "  (publish, pipelined, against the raw client doing that same work: {:.2})",
-        send / raw_envelope
-    );
-    match amqp {
-        Ok(amqp) => {
-            println!("framework stream publish / framework AMQP publish (goal ≥ 10):");
-            println!("  pipelined:                   {:.1}", send / amqp);
-            println!(
-                "  (raw stream client / framework AMQP: {:.1})",
-                raw_pub / amqp
-            );
-        }
-        Err(why) => println!("framework stream publish / framework AMQP publish: skipped ({why})"),
-    }
+    r
 }
