@@ -9,8 +9,9 @@
 //! * **publish**: confirmed appends to a fresh stream, `BATCH` messages per frame at most.
 //!   Raw: a named (de-duplicating) producer, `send` with a callback, explicit publishing
 //!   ids from 1, confirms counted until N; framework: `bus.send(&e)` with up to `WINDOW`
-//!   confirmations in flight, and `CONCURRENT` tasks each awaiting `bus.publish(&e)`. Both
-//!   producers are built before the clock starts. The raw message is the JSON body alone,
+//!   confirmations in flight, and `CONCURRENT` tasks each awaiting `bus.publish(&e)`,
+//!   against as many tasks awaiting the raw client's `send_with_confirm`. The producers
+//!   are built before the clock starts. The raw message is the JSON body alone,
 //!   encoded once; an extra raw row does the work any publisher of events does, encoding
 //!   each event and writing the envelope the framework writes (message id, subject,
 //!   content type and three application properties), to split the gap between that work
@@ -241,6 +242,38 @@ async fn framework_concurrent(bus: &Bus, n: u64) -> Duration {
         task.await.expect("publisher task");
     }
     start.elapsed()
+}
+
+/// `CONCURRENT` tasks each awaiting `send_with_confirm` of the plain body on one unnamed
+/// producer (the named one's takes `&mut self`), built before the clock.
+async fn raw_concurrent(environment: &Environment, stream: &str, n: u64) -> Duration {
+    let body = serde_json::to_vec(&sample()).expect("encodes");
+    let producer = environment
+        .producer()
+        .batch_size(BATCH)
+        .build(stream)
+        .await
+        .expect("raw producer");
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENT)
+        .map(|t| {
+            let (producer, body) = (producer.clone(), body.clone());
+            let share = n / CONCURRENT + u64::from(t < n % CONCURRENT);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    let message = WireMessage::builder().body(body.clone()).build();
+                    let status = producer.send_with_confirm(message).await.expect("send");
+                    assert!(status.confirmed(), "confirmed");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("publisher task");
+    }
+    let took = start.elapsed();
+    let _ = producer.close().await;
+    took
 }
 
 /// A publisher bus on streams named under `prefix`, its producer built before the clock.
@@ -525,8 +558,9 @@ async fn round(
     // own prefix, so that a bus can read it
     let envelope_prefix = format!("{ns}-e");
     let plain_stream = format!("{ns}.raw");
+    let concurrent_stream = format!("{ns}.raw-concurrent");
     let enveloped_stream = StreamNaming::new(&envelope_prefix).stream_of_key(Ordered::KEY);
-    for stream in [&plain_stream, &enveloped_stream] {
+    for stream in [&plain_stream, &concurrent_stream, &enveloped_stream] {
         // without the creator's default leader locator: the transport creates its streams
         // with no arguments, and the broker refuses (PreconditionFailed) a create whose
         // arguments differ from the existing stream's
@@ -553,8 +587,14 @@ async fn round(
         framework_send(&publisher, n, stream_window()).await,
     );
     let _ = publisher.close().await;
-    let (concurrent_bus, concurrent_stream) = stream_publisher(config, &format!("{ns}-c")).await;
-    streams.push(concurrent_stream);
+    r.raw_concurrent = row(
+        &format!("  (raw client, {CONCURRENT} tasks awaiting send_with_confirm)"),
+        n,
+        raw_concurrent(environment, &concurrent_stream, n).await,
+    );
+    let (concurrent_bus, framework_concurrent_stream) =
+        stream_publisher(config, &format!("{ns}-c")).await;
+    streams.push(framework_concurrent_stream);
     r.concurrent = row(
         &format!("  framework, {CONCURRENT} tasks awaiting bus.publish"),
         n,

@@ -9,6 +9,7 @@ pub(crate) struct Round {
     pub(crate) raw_enveloped_publish: f64,
     pub(crate) send: f64,
     pub(crate) concurrent: f64,
+    pub(crate) raw_concurrent: f64,
     pub(crate) raw_consume_plain: f64,
     pub(crate) raw_consume: f64,
     pub(crate) consume_100: f64,
@@ -41,13 +42,16 @@ pub(crate) fn print(rounds: &[Round], amqp: &Result<f64, String>) {
         "summary of {} rounds: median rate (lowest – highest)",
         rounds.len()
     );
-    let rates: [(&str, Of); 11] = [
+    let rates: [(&str, Of); 12] = [
         ("publish: raw client, send + callback", |r| r.raw_publish),
         (
             "publish: raw client encoding each event, with the envelope",
             |r| r.raw_enveloped_publish,
         ),
         ("publish: framework, bus.send pipelined", |r| r.send),
+        ("publish: raw client, concurrent send_with_confirm", |r| {
+            r.raw_concurrent
+        }),
         ("publish: framework, concurrent bus.publish", |r| {
             r.concurrent
         }),
@@ -74,18 +78,22 @@ pub(crate) fn print(rounds: &[Round], amqp: &Result<f64, String>) {
         let low = values.iter().copied().fold(f64::INFINITY, f64::min);
         let high = values.iter().copied().fold(0.0, f64::max);
         println!(
-            "  {name:<58} {:>8.0} /s  ({low:.0} – {high:.0})",
+            "  {name:<60} {:>8.0} /s  ({low:.0} – {high:.0})",
             median(values)
         );
     }
 
     println!();
     println!("framework / raw client, median of the rounds' ratios (goal ≥ 0.90 each):");
-    let ratios: [(&str, Of); 10] = [
+    let ratios: [(&str, Of); 11] = [
         ("publish, pipelined", |r| r.send / r.raw_publish),
         ("publish, concurrent awaits", |r| {
             r.concurrent / r.raw_publish
         }),
+        (
+            "(publish, concurrent awaits, against raw concurrent awaits)",
+            |r| r.concurrent / r.raw_concurrent,
+        ),
         ("consume, prefetch 100", |r| r.consume_100 / r.raw_consume),
         ("consume, prefetch 1000", |r| r.consume_1000 / r.raw_consume),
         ("(consume, prefetch 1000, Isolation::Inline)", |r| {
@@ -109,18 +117,18 @@ pub(crate) fn print(rounds: &[Round], amqp: &Result<f64, String>) {
         }),
     ];
     for (name, of) in ratios {
-        println!("  {name:<58} {:.2}", over(rounds, of));
+        println!("  {name:<60} {:.2}", over(rounds, of));
     }
     match amqp {
         Ok(amqp) => {
             println!("framework stream publish / framework AMQP publish (goal ≥ 10):");
             println!(
-                "  {:<58} {:.1}",
+                "  {:<60} {:.1}",
                 "pipelined (median)",
                 over(rounds, |r| r.send) / amqp
             );
             println!(
-                "  {:<58} {:.1}",
+                "  {:<60} {:.1}",
                 "(raw stream client / framework AMQP)",
                 over(rounds, |r| r.raw_publish) / amqp
             );
