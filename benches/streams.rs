@@ -32,7 +32,7 @@
 //! of the rounds' own ratios. The broker shares the 2 cores with the bench, so single runs
 //! swing; the ratios are what counts. `PUBSUB_BENCH_N` sets N (default 100 000),
 //! `PUBSUB_BENCH_WINDOW` the stream
-//! `bus.send` window; `PUBSUB_BENCH_ONLY=send|raw|consume` runs one case alone, for a
+//! `bus.send` window; `PUBSUB_BENCH_ONLY=send|raw|consume|consume-inline` runs one case alone, for a
 //! profiler. Without `RABBITMQ_STREAM_HOST` or `RABBITMQ_STREAM_PORT`, or with no broker
 //! answering, it says so and exits. The streams, queues and exchanges it makes are deleted
 //! at the end.
@@ -435,8 +435,9 @@ fn main() {
 }
 
 /// `PUBSUB_BENCH_ONLY`: `send` (the framework's `bus.send` alone), `raw` (the raw
-/// client's publish alone) or `consume` (fill with `bus.send`, then the framework's
-/// consume at prefetch 1000 alone), for profiling.
+/// client's publish alone) or `consume` / `consume-inline` (fill with `bus.send`, then
+/// the framework's consume at prefetch 1000 alone, with handlers in tasks or inline),
+/// for profiling.
 fn only() -> Option<String> {
     std::env::var("PUBSUB_BENCH_ONLY").ok()
 }
@@ -486,7 +487,12 @@ async fn run(n: u64) {
                 raw_publish(&environment, &stream, n, plain).await,
             );
         }
-        Some("consume") => {
+        Some(mode @ ("consume" | "consume-inline")) => {
+            let isolation = if mode == "consume" {
+                Isolation::default()
+            } else {
+                Isolation::Inline
+            };
             let (publisher, stream) = stream_publisher(&config, &ns).await;
             streams.push(stream);
             framework_send(&publisher, n, stream_window()).await;
@@ -495,9 +501,9 @@ async fn run(n: u64) {
             let service = format!("{ns}-bus");
             streams.push(reader.naming.error_stream(&service));
             row(
-                "framework, consume, prefetch 1000",
+                &format!("framework, consume, prefetch 1000, {isolation:?}"),
                 n,
-                framework_consume(&reader, &service, n, 1000, Isolation::default()).await,
+                framework_consume(&reader, &service, n, 1000, isolation).await,
             );
         }
         _ => compare(&config, &environment, &ns, n, &mut streams).await,

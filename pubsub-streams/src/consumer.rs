@@ -23,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use pubsub_core::{
-    Acker, Consumer, ConsumerHealth, ConsumerState, Delivery, ErrorStreamEntry, Message,
-    OffsetCommits, Settlement, StartAt, StoreOffsets, StreamSource, TransportError,
+    Acker, Consumer, ConsumerHealth, ConsumerState, DeadLetter, Delivery, ErrorStreamEntry,
+    Message, OffsetCommits, Settlement, StartAt, StoreOffsets, StreamSource, TransportError,
 };
 use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle};
@@ -297,7 +297,9 @@ impl Consumer for StreamConsumer {
             if self.cancelled {
                 return None;
             }
-            if self.current.is_none() && !self.resume().await {
+            // the rare paths are boxed: their state would otherwise make every call's
+            // future (boxed by async_trait, so copied to the heap) several times larger
+            if self.current.is_none() && !Box::pin(self.resume()).await {
                 return None;
             }
             let Some(current) = self.current.as_mut() else {
@@ -314,12 +316,11 @@ impl Consumer for StreamConsumer {
             let delivery = match woke {
                 Woke::Closed => return None,
                 Woke::Check => {
-                    self.check_stream().await;
+                    Box::pin(self.check_stream()).await;
                     continue;
                 }
                 Woke::Next(None) => {
-                    self.lost_connection("the subscription's connection closed")
-                        .await;
+                    Box::pin(self.lost_connection("the subscription's connection closed")).await;
                     continue;
                 }
                 Woke::Next(Some(Err(error))) => return Some(Err(error)),
@@ -474,6 +475,28 @@ struct StreamAcker {
     message: Arc<Message>,
 }
 
+impl StreamAcker {
+    /// Appends the failed delivery, with why, to the service's error stream: confirmed,
+    /// or the offset stays back and a restart reads it again.
+    async fn to_error_stream(&self, failed: &DeadLetter) -> Result<(), TransportError> {
+        let o = &self.offsets;
+        let copy = ErrorStreamEntry::copy_of(&self.message, failed, &o.stream, self.offset);
+        let errors = o.shared.config.naming.error_stream(&o.service);
+        o.shared
+            .publish_to(&o.service, &errors, &copy)
+            .await?
+            .await
+            .map_err(|error| TransportError::Settle {
+                message: format!(
+                    "appending offset {} of {} to {errors}: {error}",
+                    self.offset, o.stream
+                ),
+                source: Some(Arc::new(error)),
+            })?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Acker for StreamAcker {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
@@ -482,23 +505,8 @@ impl Acker for StreamAcker {
         o.shared.check_open()?;
         match settlement {
             Settlement::Ack => {}
-            Settlement::DeadLetter(failed) => {
-                let copy =
-                    ErrorStreamEntry::copy_of(&self.message, &failed, &o.stream, self.offset);
-                let errors = o.shared.config.naming.error_stream(&o.service);
-                // confirmed, or the offset stays back and a restart reads it again
-                o.shared
-                    .publish_to(&o.service, &errors, &copy)
-                    .await?
-                    .await
-                    .map_err(|error| TransportError::Settle {
-                        message: format!(
-                            "appending offset {} of {} to {errors}: {error}",
-                            self.offset, o.stream
-                        ),
-                        source: Some(Arc::new(error)),
-                    })?;
-            }
+            // boxed: the rare path's state would make every settle's future larger
+            Settlement::DeadLetter(failed) => Box::pin(self.to_error_stream(&failed)).await?,
             _ => {
                 return Err(TransportError::Unsupported {
                     what: "requeue or delayed redelivery on a stream (the offset stays back; a restart reads it again)",
@@ -506,8 +514,10 @@ impl Acker for StreamAcker {
                 });
             }
         }
-        let due = o.settled(self.generation, self.offset);
-        o.store(due).await;
+        // storing is due every so many offsets: boxed like the error stream
+        if let Some(due) = o.settled(self.generation, self.offset) {
+            Box::pin(o.store(Some(due))).await;
+        }
         Ok(())
     }
 }
