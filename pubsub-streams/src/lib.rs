@@ -30,6 +30,7 @@ mod connection;
 mod consumer;
 mod convert;
 mod error;
+mod id_map;
 mod publisher;
 mod sync;
 mod transport;

@@ -12,7 +12,7 @@
 //! nothing is stored twice. Each message is sent at most [`MAX_SENDS`] times, and a
 //! publish waits at most [`StreamConfig::publish_timeout`](crate::StreamConfig).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::config::StreamConfig;
 use crate::connection::{Admin, Backoff, bounded};
 use crate::convert;
 use crate::error::StreamsError;
+use crate::id_map::IdMap;
 use crate::sync::{lock, read, write};
 
 /// How often one message is sent before its publish fails: the first send and the
@@ -53,7 +54,7 @@ struct Unconfirmed {
     reply: Reply,
 }
 
-type UnconfirmedMap = std::sync::Mutex<BTreeMap<u64, Unconfirmed>>;
+type UnconfirmedMap = std::sync::Mutex<IdMap<Unconfirmed>>;
 
 /// What the client's callbacks tell the producer: the generation of the newest producer
 /// found lost, and a wake-up for the recovery task.
