@@ -40,6 +40,12 @@ use crate::publisher::{Publisher, Route};
 use crate::sync::lock;
 use crate::topology;
 
+/// How long cancelling waits for the consuming task to stop forwarding, and closing for
+/// it to end: neither may hang a bus's shutdown on a channel that stopped answering.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// How long the broker has to answer a `basic.cancel`.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
 /// A consumer of one queue. A task of its own keeps it consuming: after its channel or its
 /// connection is lost it waits for the link's next connection, declares the topology again
 /// and consumes again, so deliveries resume with nothing asked of the bus.
@@ -250,11 +256,16 @@ impl Source {
         match mode {
             Mode::Consume => Ended::Lost("unexpected mode change".to_owned()),
             Mode::Cancel => {
-                if let Err(error) = channel
-                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                    .await
-                {
-                    tracing::debug!(%error, "cancelling the consumer");
+                let cancel = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default());
+                match tokio::time::timeout(CANCEL_WAIT, cancel).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "cancelling the consumer"),
+                    // the channel stopped answering: closing it stops the deliveries too
+                    Err(_) => {
+                        tracing::warn!(wait = ?CANCEL_WAIT, "the broker did not answer the consumer's cancel; closing its channel");
+                        close(channel).await;
+                        return Ended::Closed;
+                    }
                 }
                 Ended::Cancelled
             }
@@ -341,11 +352,11 @@ impl Consumer for AmqpConsumer {
         self.mode.send_replace(Mode::Cancel);
         // once this returns the broker delivers nothing more to this consumer
         let stopped = self.forwarding.wait_for(|forwarding| !forwarding);
-        match tokio::time::timeout(Duration::from_secs(10), stopped).await {
+        match tokio::time::timeout(STOP_WAIT, stopped).await {
             Ok(_) => Ok(()),
             Err(_) => Err(TransportError::TimedOut {
                 operation: "cancelling the consumer",
-                after: Duration::from_secs(10),
+                after: STOP_WAIT,
             }),
         }
     }
@@ -355,13 +366,24 @@ impl Consumer for AmqpConsumer {
         let Self {
             deliveries,
             mode,
-            task,
+            mut task,
             ..
         } = *self;
         mode.send_replace(Mode::Close);
         drop(deliveries);
-        task.await
-            .map_err(|e| TransportError::other(format!("the consuming task failed: {e}")))
+        match tokio::time::timeout(STOP_WAIT, &mut task).await {
+            Ok(ended) => {
+                ended.map_err(|e| TransportError::other(format!("the consuming task failed: {e}")))
+            }
+            Err(_) => {
+                // its channel goes with its connection when the transport closes
+                task.abort();
+                Err(TransportError::TimedOut {
+                    operation: "closing the consumer",
+                    after: STOP_WAIT,
+                })
+            }
+        }
     }
 }
 
@@ -457,8 +479,10 @@ impl Acker for AmqpAcker {
                     })
                     .await,
             ),
-            Settlement::DeadLetter(dead) => self.dead_letter(dead).await,
-            Settlement::Retry(retry) => self.retry(retry).await,
+            // boxed: the copies are rare, and their publish state would make every
+            // settle's future (boxed by async_trait, so copied to the heap) larger
+            Settlement::DeadLetter(dead) => Box::pin(self.dead_letter(dead)).await,
+            Settlement::Retry(retry) => Box::pin(self.retry(retry)).await,
             _ => Err(TransportError::Unsupported {
                 what: "this settlement",
                 transport: "amqp",
