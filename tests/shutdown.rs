@@ -169,3 +169,96 @@ async fn stats_read_after_settled_are_exact() {
     }
     h.shutdown().await.unwrap();
 }
+
+/// A transport whose one delivery never settles: its acker's future stays pending, as a
+/// channel that stopped answering would leave it.
+struct Stuck;
+
+struct StuckConsumer {
+    delivered: bool,
+}
+
+struct NeverSettles;
+
+#[async_trait::async_trait]
+impl pubsub::Acker for NeverSettles {
+    async fn settle(self: Box<Self>, _: pubsub::Settlement) -> Result<(), TransportError> {
+        std::future::pending().await
+    }
+}
+
+#[async_trait::async_trait]
+impl pubsub::Consumer for StuckConsumer {
+    async fn next(&mut self) -> Option<Result<pubsub::Delivery, TransportError>> {
+        if std::mem::replace(&mut self.delivered, true) {
+            return std::future::pending().await;
+        }
+        let body = serde_json::to_vec(&Job { id: 1, hang: false }).expect("encodes");
+        let message = std::sync::Arc::new(Message::new(Job::KEY, body));
+        Some(Ok(pubsub::Delivery::new(
+            message,
+            false,
+            Box::new(NeverSettles),
+        )))
+    }
+
+    async fn cancel(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl pubsub::Transport for Stuck {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+
+    fn capabilities(&self) -> pubsub::Capabilities {
+        pubsub::Capabilities::queue()
+    }
+
+    async fn send(&self, _: pubsub::Outgoing) -> Result<pubsub::Confirmation, TransportError> {
+        Ok(pubsub::Confirmation::ready(Ok(())))
+    }
+
+    async fn declare(&self, _: &pubsub::Subscription) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        _: &pubsub::Subscription,
+    ) -> Result<Box<dyn pubsub::Consumer>, TransportError> {
+        Ok(Box::new(StuckConsumer { delivered: false }))
+    }
+
+    async fn close(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// A settlement that never ends is given up after the bus's bound (a minute, in paused
+/// time here): counted as a settle error, and the shutdown completes.
+#[tokio::test(start_paused = true)]
+async fn a_settlement_that_never_ends_does_not_hang_the_shutdown() {
+    let bus = Bus::builder()
+        .service("stuck")
+        .transport(Stuck)
+        .select_handlers(HandlerSelection::None)
+        .shutdown_timeout(Duration::from_millis(100))
+        .handler(worker())
+        .build()
+        .await
+        .expect("bus");
+    let running = bus.spawn().await.expect("running");
+    while bus.stats().deliveries == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.shutdown();
+    let ended = tokio::time::timeout(Duration::from_secs(600), running)
+        .await
+        .expect("the bus stopped within the settle bound");
+    ended.expect("bus task").expect("bus run");
+    let stats = bus.stats();
+    assert_eq!((stats.settle_errors, stats.acked), (1, 0), "{stats:?}");
+}

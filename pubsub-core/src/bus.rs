@@ -10,6 +10,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::builder::BusBuilder;
+
+/// How long one settlement may take (an ack, or a copy to a dead-letter queue or error
+/// stream confirmed first) before the bus gives up on it, so that a transport whose
+/// channel stopped answering cannot hold an in-flight slot, or a shutdown, for ever. The
+/// broker delivers an unsettled message again.
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 use crate::consumption::Consumption;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
@@ -20,7 +26,7 @@ use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
 use crate::transport::{
-    Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,
+    Acker, Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,
 };
 
 /// A running service's connection to the event world: publish events, run handlers.
@@ -443,7 +449,7 @@ impl Bus {
                 Settlement::Requeue => Ended::Requeued,
                 Settlement::Retry(_) => Ended::Retried,
             };
-            match acker.settle(settlement).await {
+            match settle(acker, settlement).await {
                 Ok(()) => counters.ended(ended),
                 Err(error) => {
                     let id = &incoming.message.metadata.id;
@@ -483,6 +489,21 @@ impl Bus {
         }
         tracing::info!(service = %self.service(), in_flight = count, "bus stopped");
     }
+}
+
+/// Settles through `acker`, bounded by [`SETTLE_WAIT`]. A settlement done on its first
+/// poll (an in-memory ack, most acks) never arms a timer.
+async fn settle(acker: Box<dyn Acker>, settlement: Settlement) -> Result<(), TransportError> {
+    let mut settling = acker.settle(settlement);
+    if let std::task::Poll::Ready(settled) = futures::poll!(settling.as_mut()) {
+        return settled;
+    }
+    tokio::time::timeout(SETTLE_WAIT, settling)
+        .await
+        .unwrap_or(Err(TransportError::TimedOut {
+            operation: "settling a delivery",
+            after: SETTLE_WAIT,
+        }))
 }
 
 /// Completes once the flag is raised (or its sender is gone).
