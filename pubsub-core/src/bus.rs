@@ -10,12 +10,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::builder::BusBuilder;
-
-/// How long one settlement may take (an ack, or a copy to a dead-letter queue or error
-/// stream confirmed first) before the bus gives up on it, so that a transport whose
-/// channel stopped answering cannot hold an in-flight slot, or a shutdown, for ever. The
-/// broker delivers an unsettled message again.
-const SETTLE_WAIT: Duration = Duration::from_secs(60);
 use crate::consumption::Consumption;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result, TransportError};
@@ -28,6 +22,12 @@ use crate::stats::{Counters, Ended};
 use crate::transport::{
     Acker, Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,
 };
+
+/// How long one settlement may take (an ack, or a copy to a dead-letter queue or error
+/// stream confirmed first) before the bus gives up on it, so that a transport whose
+/// channel stopped answering cannot hold an in-flight slot, or a shutdown, for ever. The
+/// broker delivers an unsettled message again.
+const SETTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -491,14 +491,10 @@ impl Bus {
     }
 }
 
-/// Settles through `acker`, bounded by [`SETTLE_WAIT`]. A settlement done on its first
-/// poll (an in-memory ack, most acks) never arms a timer.
+/// Settles through `acker`, bounded by [`SETTLE_WAIT`] (a settlement done on its first
+/// poll, as most acks are, arms no timer).
 async fn settle(acker: Box<dyn Acker>, settlement: Settlement) -> Result<(), TransportError> {
-    let mut settling = acker.settle(settlement);
-    if let std::task::Poll::Ready(settled) = futures::poll!(settling.as_mut()) {
-        return settled;
-    }
-    tokio::time::timeout(SETTLE_WAIT, settling)
+    crate::deadline::within(SETTLE_WAIT, acker.settle(settlement))
         .await
         .unwrap_or(Err(TransportError::TimedOut {
             operation: "settling a delivery",

@@ -25,6 +25,7 @@ mod codec;
 pub mod conformance;
 mod consumption;
 mod context;
+mod deadline;
 mod dispatch;
 mod error;
 mod event;

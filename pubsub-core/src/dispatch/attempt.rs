@@ -124,17 +124,13 @@ async fn inline(handler: &ResolvedHandler, input: Input, ctx: Context) -> Result
         Ok(future) => future,
         Err(panic) => return Err(panicked(panic)),
     };
-    let mut guarded = std::pin::pin!(AssertUnwindSafe(future).catch_unwind());
-    // A handler that finishes on its first poll never arms a timer (no clock read, no
-    // timer-wheel entry); one that waits gets its timeout from then on.
-    let outcome = match futures::poll!(guarded.as_mut()) {
-        std::task::Poll::Ready(outcome) => outcome,
-        std::task::Poll::Pending => match tokio::time::timeout(handler.timeout, guarded).await {
-            Ok(outcome) => outcome,
-            Err(_) => return Err(timed_out(handler.timeout)),
-        },
-    };
-    outcome.unwrap_or_else(|panic| Err(panicked(panic)))
+    // a handler that finishes on its first poll arms no timer; one that waits gets its
+    // timeout from then on
+    let guarded = AssertUnwindSafe(future).catch_unwind();
+    match crate::deadline::within(handler.timeout, guarded).await {
+        Some(outcome) => outcome.unwrap_or_else(|panic| Err(panicked(panic))),
+        None => Err(timed_out(handler.timeout)),
+    }
 }
 
 fn timed_out(timeout: Duration) -> HandlerError {
