@@ -125,15 +125,13 @@ impl ConnectionHealth {
     /// assert_eq!(health.last_error.as_deref(), Some("reset"));
     /// ```
     pub fn transition(&mut self, state: ConnectionState, error: Option<String>) -> ConnectionState {
-        let from = self.state;
-        if let Some(error) = error {
-            self.last_error = Some(error);
-        }
-        if from != state {
-            self.state = state;
-            self.since = SystemTime::now();
-        }
-        from
+        transition(
+            &mut self.state,
+            &mut self.since,
+            &mut self.last_error,
+            state,
+            error,
+        )
     }
 }
 
@@ -192,15 +190,13 @@ impl ConsumerHealth {
     /// assert_eq!((from, health.state), (ConsumerState::Running, ConsumerState::Recovering));
     /// ```
     pub fn transition(&mut self, state: ConsumerState, error: Option<String>) -> ConsumerState {
-        let from = self.state;
-        if let Some(error) = error {
-            self.last_error = Some(error);
-        }
-        if from != state {
-            self.state = state;
-            self.since = SystemTime::now();
-        }
-        from
+        transition(
+            &mut self.state,
+            &mut self.since,
+            &mut self.last_error,
+            state,
+            error,
+        )
     }
 }
 
@@ -215,4 +211,24 @@ pub enum ConsumerState {
     Recovering,
     /// Cancelled or closed on purpose.
     Stopped,
+}
+
+/// The one state transition of connections and consumers: `since` changes only if the
+/// state does, `error` (if given) becomes the last one; returns the state left.
+fn transition<S: Copy + PartialEq>(
+    current: &mut S,
+    since: &mut SystemTime,
+    last_error: &mut Option<String>,
+    to: S,
+    error: Option<String>,
+) -> S {
+    let from = *current;
+    if let Some(error) = error {
+        *last_error = Some(error);
+    }
+    if from != to {
+        *current = to;
+        *since = SystemTime::now();
+    }
+    from
 }
