@@ -260,10 +260,10 @@ impl Source {
                 match tokio::time::timeout(CANCEL_WAIT, cancel).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::debug!(%error, "cancelling the consumer"),
-                    // the channel stopped answering: closing it stops the deliveries too
+                    // the channel stopped answering: closing it (as `run` does for
+                    // `Closed`) stops the deliveries too
                     Err(_) => {
                         tracing::warn!(wait = ?CANCEL_WAIT, "the broker did not answer the consumer's cancel; closing its channel");
-                        close(channel).await;
                         return Ended::Closed;
                     }
                 }
