@@ -19,13 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, JSON, Message, Metadata, Uuid};
+use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, JSON, Message, Metadata};
 
 /// AMQP's persistent delivery mode.
 const PERSISTENT: u8 = 2;
-
-/// Namespace of the ids derived from a foreign `message_id` that is not a UUID.
-const FOREIGN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8a3f_0c52_71d4_4e0b_b3a9_5e21_6c7d_90f4);
 
 /// The properties `message` travels with (persistent).
 pub(crate) fn properties(message: &Message) -> BasicProperties {
@@ -76,10 +73,7 @@ pub(crate) fn message(
         None => String::new(),
     };
     metadata.id = match properties.message_id() {
-        Some(id) => id
-            .as_str()
-            .parse()
-            .unwrap_or_else(|_| Uuid::new_v5(&FOREIGN_ID_NAMESPACE, id.as_str().as_bytes())),
+        Some(id) => Metadata::id_from_text(id.as_str()),
         None => {
             tracing::debug!(key = %metadata.key, id = %metadata.id, "message without message_id: a fresh id");
             metadata.id
@@ -163,6 +157,7 @@ fn integer<T: TryFrom<i64>>(value: &AMQPValue) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pubsub_core::Uuid;
 
     fn sample() -> Message {
         let mut message = Message::new("order.created", Bytes::from_static(b"{\"id\":1}"));

@@ -22,6 +22,10 @@ pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
 /// delivered again after a delay ([`Settlement::Retry`](crate::Settlement::Retry)).
 pub const HEADER_ATTEMPTS: &str = "x-attempts";
 
+/// Namespace of the ids derived from a message id that is no UUID
+/// ([`Metadata::id_from_text`]).
+const TEXT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8a3f_0c52_71d4_4e0b_b3a9_5e21_6c7d_90f4);
+
 /// Everything known about a message except its body.
 ///
 /// On AMQP, `id` is `message_id`, `key` is `type`, `app_id` is the publishing service and
@@ -95,6 +99,22 @@ impl Metadata {
             app_id: None,
             headers: BTreeMap::new(),
         }
+    }
+
+    /// The event id a textual message id stands for: the UUID it spells, or one derived
+    /// from the text, so that the same text gives the same id on every transport and every
+    /// read. For messages from clients that set an id that is no UUID.
+    ///
+    /// ```
+    /// use pubsub::{Metadata, Uuid};
+    /// let uuid = Uuid::now_v7();
+    /// assert_eq!(Metadata::id_from_text(&uuid.to_string()), uuid);
+    /// assert_eq!(Metadata::id_from_text("order-17"), Metadata::id_from_text("order-17"));
+    /// assert_ne!(Metadata::id_from_text("order-17"), Metadata::id_from_text("order-18"));
+    /// ```
+    pub fn id_from_text(text: &str) -> Uuid {
+        text.parse()
+            .unwrap_or_else(|_| Uuid::new_v5(&TEXT_ID_NAMESPACE, text.as_bytes()))
     }
 
     /// The timestamp as whole milliseconds since the Unix epoch (0 before the epoch).

@@ -20,7 +20,8 @@
 //! gives no way to read a `timestamp` value back.
 //!
 //! A message from another client is read as leniently as on AMQP: a `message-id` that is
-//! no UUID (a string, a number) gives an id derived from it, and a message with none an id
+//! no UUID (a string, a number) gives an id derived from it ([`Metadata::id_from_text`],
+//! as on AMQP), and a message with none an id
 //! derived from its stream and offset, so reading it again gives the same id; a key,
 //! content type or id it sets as application property (`x-event-key`, `content-type`,
 //! `x-event-id`) stands in for a missing property; a version or timestamp may also be
@@ -42,8 +43,7 @@ const CONTENT_TYPE: &str = "content-type";
 const CORRELATION_ID: &str = "correlation-id";
 const REPLY_TO: &str = "reply-to";
 
-/// Namespace of the ids derived from a foreign message's stream and offset, or its own
-/// message id when that is no UUID.
+/// Namespace of the ids derived from a foreign message's stream and offset.
 const FOREIGN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d0f_3a1e_9b27_4c61_a8e3_2f70_b1c4_96d2);
 
 /// Application property names the envelope reads: a free header with one of them is not
@@ -107,7 +107,7 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
             .and_then(|p| p.message_id.as_ref())
             .map(|id| match <&Uuid>::try_from(id) {
                 Ok(uuid) => *uuid,
-                Err(_) => parse_id(&id_text(id)),
+                Err(_) => Metadata::id_from_text(&id_text(id)),
             });
     let mut key = properties.and_then(|p| p.subject.clone());
     let mut content_type = properties
@@ -128,7 +128,7 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
             TIMESTAMP => timestamp = number(value),
             HEADER_CAUSATION_ID => causation_id = text(value),
             APP_ID => app_id = text(value),
-            ID if id.is_none() => id = text(value).map(|t| parse_id(&t)),
+            ID if id.is_none() => id = text(value).map(|t| Metadata::id_from_text(&t)),
             KEY if key.is_none() => key = text(value),
             CONTENT_TYPE if content_type.is_none() => content_type = text(value),
             _ => {
@@ -193,12 +193,6 @@ where
     } else {
         format!("{id:?}")
     }
-}
-
-/// A textual id: the UUID it spells, or one derived from it.
-fn parse_id(text: &str) -> Uuid {
-    text.parse()
-        .unwrap_or_else(|_| Uuid::new_v5(&FOREIGN_ID_NAMESPACE, text.as_bytes()))
 }
 
 /// A property's value as text; `None` for the types the envelope never writes.
