@@ -28,37 +28,10 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
 use pubsub::{Bus, Context, Event, Handler, HandlerError, HandlerSelection};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-const WINDOW: usize = 1000;
-const CONCURRENT: u64 = 100;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
-#[event(domain = "bench", action = "ordered")]
-struct Ordered {
-    order_id: String,
-    customer_id: String,
-    sku: String,
-    quantity: u32,
-    total_cents: u64,
-    note: String,
-}
-
-fn sample() -> Ordered {
-    Ordered {
-        order_id: "A-000000017".into(),
-        customer_id: "customer-4242".into(),
-        sku: "KB-01-BLACK".into(),
-        quantity: 2,
-        total_cents: 19_998,
-        note: "please deliver to the back door, the front one is being painted".into(),
-    }
-}
-
-fn rate(n: u64, took: Duration) -> f64 {
-    n as f64 / took.as_secs_f64()
-}
+mod common;
+use common::{CONCURRENT, Ordered, WINDOW, framework_concurrent, framework_send, row, sample};
 
 async fn confirm_channel(config: &AmqpConfig) -> (lapin::Connection, Channel) {
     let connection = connect(config, "bench raw").await.expect("connects");
@@ -117,42 +90,6 @@ async fn raw_publish(channel: &Channel, config: &AmqpConfig, n: u64, window: usi
     }
     while let Some(confirmed) = pending.next().await {
         confirmed.expect("confirmed");
-    }
-    start.elapsed()
-}
-
-async fn framework_send(bus: &Bus, n: u64) -> Duration {
-    let event = sample();
-    let start = Instant::now();
-    let mut pending: FuturesUnordered<pubsub::PendingPublish> = FuturesUnordered::new();
-    for _ in 0..n {
-        if pending.len() >= WINDOW {
-            pending.next().await.expect("a confirm").expect("confirmed");
-        }
-        pending.push(bus.send(&event).await.expect("send"));
-    }
-    while let Some(confirmed) = pending.next().await {
-        confirmed.expect("confirmed");
-    }
-    start.elapsed()
-}
-
-async fn framework_concurrent(bus: &Bus, n: u64) -> Duration {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENT)
-        .map(|t| {
-            let bus = bus.clone();
-            let share = n / CONCURRENT + u64::from(t < n % CONCURRENT);
-            tokio::spawn(async move {
-                let event = sample();
-                for _ in 0..share {
-                    bus.publish(&event).await.expect("publish");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("publisher task");
     }
     start.elapsed()
 }
@@ -239,12 +176,6 @@ async fn framework_consume(config: &AmqpConfig, service: &str, n: u64, prefetch:
     took
 }
 
-fn row(name: &str, n: u64, took: Duration) -> f64 {
-    let r = rate(n, took);
-    println!("{name:<52} {r:>10.0} /s  ({took:.2?})");
-    r
-}
-
 fn main() {
     if std::env::var_os("RABBITMQ_URL").is_none() {
         println!(
@@ -290,7 +221,7 @@ fn main() {
         );
         println!();
         println!("publish (persistent, confirmed)");
-        framework_send(&publisher, n / 10).await; // warm-up
+        framework_send(&publisher, n / 10, WINDOW).await; // warm-up
         let raw_one = row(
             "  raw lapin, awaiting each confirm",
             n / 10,
@@ -304,7 +235,7 @@ fn main() {
         let send = row(
             &format!("  framework, bus.send with {WINDOW} in flight"),
             n,
-            framework_send(&publisher, n).await,
+            framework_send(&publisher, n, WINDOW).await,
         );
         let concurrent = row(
             &format!("  framework, {CONCURRENT} tasks awaiting bus.publish"),

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::StreamExt;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
     Bus, Context, Event, Handler, HandlerError, HandlerSelection, Isolation, StartAt,
@@ -49,50 +49,18 @@ use pubsub::{
 };
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::{Message as WireMessage, OffsetSpecification};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
+
+mod common;
+use common::{CONCURRENT, Ordered, WINDOW, framework_concurrent, framework_send, row, sample};
 
 #[path = "streams/summary.rs"]
 mod summary;
 use summary::Round;
 
-const WINDOW: usize = 1000;
-const CONCURRENT: u64 = 100;
 /// Messages per publish frame, raw and framework alike (the client's default).
 const BATCH: usize = 100;
 const PUBLISHER: &str = "bench-publisher";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
-#[event(domain = "bench", action = "ordered")]
-struct Ordered {
-    order_id: String,
-    customer_id: String,
-    sku: String,
-    quantity: u32,
-    total_cents: u64,
-    note: String,
-}
-
-fn sample() -> Ordered {
-    Ordered {
-        order_id: "A-000000017".into(),
-        customer_id: "customer-4242".into(),
-        sku: "KB-01-BLACK".into(),
-        quantity: 2,
-        total_cents: 19_998,
-        note: "please deliver to the back door, the front one is being painted".into(),
-    }
-}
-
-fn rate(n: u64, took: Duration) -> f64 {
-    n as f64 / took.as_secs_f64()
-}
-
-fn row(name: &str, n: u64, took: Duration) -> f64 {
-    let r = rate(n, took);
-    println!("{name:<52} {r:>10.0} /s  ({took:.2?})");
-    r
-}
 
 /// A raw client environment for the broker `config` names (the password from the same
 /// variable `StreamConfig::from_env` reads; it does not hand it out).
@@ -206,42 +174,6 @@ fn stream_window() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(WINDOW)
         .max(1)
-}
-
-async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration {
-    let event = sample();
-    let start = Instant::now();
-    let mut pending: FuturesUnordered<pubsub::PendingPublish> = FuturesUnordered::new();
-    for _ in 0..n {
-        if pending.len() >= window {
-            pending.next().await.expect("a confirm").expect("confirmed");
-        }
-        pending.push(bus.send(&event).await.expect("send"));
-    }
-    while let Some(confirmed) = pending.next().await {
-        confirmed.expect("confirmed");
-    }
-    start.elapsed()
-}
-
-async fn framework_concurrent(bus: &Bus, n: u64) -> Duration {
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CONCURRENT)
-        .map(|t| {
-            let bus = bus.clone();
-            let share = n / CONCURRENT + u64::from(t < n % CONCURRENT);
-            tokio::spawn(async move {
-                let event = sample();
-                for _ in 0..share {
-                    bus.publish(&event).await.expect("publish");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("publisher task");
-    }
-    start.elapsed()
 }
 
 /// `CONCURRENT` tasks each awaiting `send_with_confirm` of the plain body on one unnamed
