@@ -8,8 +8,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# CI logs are plain text.
-[[ -z "${CI:-}" ]] || export CARGO_TERM_COLOR=never
+# CI logs are plain text, and a one-off build needs no incremental cache (gigabytes on disk).
+[[ -z "${CI:-}" ]] || export CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
+
+step "disk: free space where the build goes"
+# a clean build of the workspace's tests and clippy takes about 4.2 GB; running out fails rustc mid-way
+df -h . | tail -n 1
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+(( free_kb > 6 * 1024 * 1024 )) || echo "warning: less than 6 GB free: the build may fail with 'No space left on device'" >&2
 
 step "broker: start (or reuse)"
 broker_env=$(scripts/broker.sh start) || { echo "scripts/broker.sh start failed (see above)" >&2; exit 1; }
