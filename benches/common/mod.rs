@@ -55,7 +55,8 @@ pub(crate) async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration
         if pending.len() >= window {
             pending.next().await.expect("a confirm").expect("confirmed");
         }
-        pending.push(bus.send(&event).await.expect("send"));
+        let publish = bus.send(&event).await.expect("send");
+        pending.push(publish);
     }
     while let Some(confirmed) = pending.next().await {
         confirmed.expect("confirmed");
