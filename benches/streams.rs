@@ -379,7 +379,10 @@ fn only() -> Option<String> {
 }
 
 async fn run(n: u64) {
-    let config = StreamConfig::from_env().expect("config").batch_size(BATCH);
+    let config = StreamConfig::from_env()
+        .expect("config")
+        .batch_size(BATCH)
+        .max_message_size(8 * 1024);
     let environment = match raw_environment(&config).await {
         Ok(environment) => environment,
         Err(error) => {

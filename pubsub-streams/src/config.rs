@@ -85,13 +85,13 @@ pub struct StreamConfig {
     /// How often a consumer waiting for messages checks that its stream still exists
     /// (default 1 s): the client does not tell a consumer its stream was deleted.
     pub check_interval: Duration,
-    /// Most messages per publish frame (default 100). Fewer when
-    /// [`max_message_size`](Self#structfield.max_message_size) says so: a frame (and so a
-    /// chunk of the stream) must fit the frame size of 1 MiB, or consumers cannot read it.
+    /// Most messages per publish frame (default 100). Whatever the count, a producer
+    /// keeps the bytes it has sent and not seen confirmed under the frame size of 1 MiB,
+    /// so no frame (and no chunk the broker writes of them) passes it: consumers could not
+    /// read such a chunk.
     pub batch_size: usize,
     /// Largest message this transport publishes, body and properties (default 64 KiB); a
-    /// larger one is refused with an error. The batch size is capped so that a frame of
-    /// messages this large fits 1 MiB.
+    /// larger one is refused with an error.
     pub max_message_size: usize,
     /// Tells this process's producers from those of other instances of the same service
     /// (default none). A producer is named `{service}@{stream}`, or
@@ -104,9 +104,9 @@ pub struct StreamConfig {
 
 /// The frame size RabbitMQ and the client agree on (1 MiB), less room for the frame's
 /// own header.
-const FRAME_BUDGET: usize = 1_048_576 - 1024;
+pub(crate) const FRAME_BUDGET: usize = 1_048_576 - 1024;
 /// Room per message in a frame for its encoding (ids, lengths, AMQP 1.0 sections).
-const MESSAGE_OVERHEAD: usize = 512;
+pub(crate) const MESSAGE_OVERHEAD: usize = 512;
 
 /// Retention of created streams; `None` leaves the broker's default. Applies only when a
 /// stream is created: RabbitMQ keeps an existing stream's settings.
@@ -279,13 +279,6 @@ impl StreamConfig {
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes.clamp(1024, FRAME_BUDGET - MESSAGE_OVERHEAD);
         self
-    }
-
-    /// Messages per publish frame: the batch size, capped so that a frame of the largest
-    /// messages fits the frame size.
-    pub(crate) fn frame_batch(&self) -> usize {
-        let fit = FRAME_BUDGET / (self.max_message_size + MESSAGE_OVERHEAD);
-        self.batch_size.min(fit).max(1)
     }
 
     /// Names this instance's producers (see [`instance`](Self#structfield.instance)).

@@ -11,9 +11,14 @@
 //! drops ids it already has and confirms them all the same, so nothing is lost and
 //! nothing is stored twice. Each message is sent at most [`MAX_SENDS`] times, and a
 //! publish waits at most [`StreamConfig::publish_timeout`](crate::StreamConfig).
+//!
+//! The bytes a producer has handed to the client and not seen confirmed stay under one
+//! frame (1 MiB): the client forms frames of what it holds, and the broker writes a chunk
+//! of what it received and has not confirmed, so neither can pass the size a consumer
+//! reads. Messages beyond wait in the queue until confirms make room.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -24,7 +29,7 @@ use rabbitmq_stream_client::types::{Message as WireMessage, ResponseCode};
 use rabbitmq_stream_client::{Dedup, Environment, OnClosed, Producer};
 use tokio::sync::{Mutex, Notify, oneshot};
 
-use crate::config::StreamConfig;
+use crate::config::{FRAME_BUDGET, MESSAGE_OVERHEAD, StreamConfig};
 use crate::connection::{Admin, Backoff, bounded};
 use crate::convert;
 use crate::error::StreamsError;
@@ -45,7 +50,9 @@ type Reply = oneshot::Sender<Result<(), TransportError>>;
 /// A message sent and not yet confirmed.
 struct Unconfirmed {
     wire: WireMessage,
-    /// The producer generation it was last sent on.
+    /// Its room in a frame: body, properties and encoding.
+    size: usize,
+    /// The producer generation it was last handed to; 0 while queued.
     sent_in: u64,
     sends: u32,
     /// When it was first sent: the publish fails once this is older than the publish
@@ -54,7 +61,72 @@ struct Unconfirmed {
     reply: Reply,
 }
 
-type UnconfirmedMap = std::sync::Mutex<IdMap<Unconfirmed>>;
+/// The unconfirmed messages, queued or handed to the client.
+#[derive(Default)]
+struct Pending {
+    messages: IdMap<Unconfirmed>,
+    /// The size of the messages handed to the client: at most a frame's
+    /// ([`fits`](Self::fits)).
+    handed: usize,
+}
+
+impl Pending {
+    /// Whether a message of `size` can be handed to the client now: always when it holds
+    /// none (a single message fits a frame: [`check_size`]).
+    fn fits(&self, size: usize) -> bool {
+        self.handed == 0 || self.handed + size <= FRAME_BUDGET
+    }
+
+    /// Whether queued messages should be handed now: only once half the frame is free
+    /// again, so that a producer at its limit sends frames of many messages instead of a
+    /// few at each confirm.
+    fn has_room(&self) -> bool {
+        self.handed <= FRAME_BUDGET / 2
+    }
+
+    /// Marks `id` handed to producer `generation`; false if it is no longer unconfirmed
+    /// (confirmed by an older producer, or timed out, while it was queued).
+    fn hand(&mut self, id: u64, generation: u64) -> bool {
+        let Some(message) = self.messages.get_mut(&id) else {
+            return false;
+        };
+        if message.sent_in == 0 {
+            self.handed += message.size;
+        }
+        message.sent_in = generation;
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Unconfirmed> {
+        let message = self.messages.remove(&id)?;
+        if message.sent_in != 0 {
+            self.handed = self.handed.saturating_sub(message.size);
+        }
+        Some(message)
+    }
+
+    /// Every message back to queued (a new producer sends them all again); the ids of
+    /// those that had been handed to the old one are counted.
+    fn requeue_all(&mut self) -> (Vec<(WireMessage, usize)>, u64) {
+        self.handed = 0;
+        let mut handed_before = 0;
+        let wires = self
+            .messages
+            .iter_mut()
+            .map(|(_, message)| {
+                if message.sent_in != 0 {
+                    handed_before += 1;
+                    message.sends += 1;
+                    message.sent_in = 0;
+                }
+                (message.wire.clone(), message.size)
+            })
+            .collect();
+        (wires, handed_before)
+    }
+}
+
+type UnconfirmedMap = std::sync::Mutex<Pending>;
 
 /// What the client's callbacks tell the producer: the generation of the newest producer
 /// found lost, and a wake-up for the recovery task.
@@ -102,8 +174,12 @@ struct Inner {
     health: std::sync::Mutex<ConnectionHealth>,
     /// Messages with an id, kept unconfirmed, not yet handed to the client.
     queue: std::sync::Mutex<Queue>,
-    /// Wakes the flush task: the queue was empty and is not.
+    /// How many messages the queue holds (read by the confirm callback, without the lock).
+    queued: Arc<AtomicUsize>,
+    /// Wakes the flush task: the queue was empty and is not, or confirms made room.
     flush: Arc<Notify>,
+    /// The flush took messages from the queue (for sends waiting for room in it).
+    drained: Notify,
     /// A recovery holds the state: a send waits for it (bounded) instead of queueing.
     recovering: AtomicBool,
     closed: AtomicBool,
@@ -126,7 +202,8 @@ struct State {
 struct Queue {
     /// The next publishing id: strictly increasing, never 0, never reused.
     next_id: u64,
-    wires: Vec<WireMessage>,
+    /// Each with its size.
+    wires: VecDeque<(WireMessage, usize)>,
 }
 
 impl NamedProducer {
@@ -161,9 +238,11 @@ impl NamedProducer {
             }),
             queue: std::sync::Mutex::new(Queue {
                 next_id: last + 1,
-                wires: Vec::new(),
+                wires: VecDeque::new(),
             }),
+            queued: Arc::default(),
             flush: Arc::default(),
+            drained: Notify::new(),
             recovering: AtomicBool::new(false),
             unconfirmed: Arc::default(),
             lost: Arc::clone(&lost),
@@ -174,10 +253,7 @@ impl NamedProducer {
         });
         tokio::spawn(recovery(Arc::downgrade(&inner), lost));
         tokio::spawn(flusher(Arc::downgrade(&inner), Arc::clone(&inner.flush)));
-        tokio::spawn(sweep(
-            Arc::downgrade(&inner.unconfirmed),
-            config.publish_timeout,
-        ));
+        tokio::spawn(sweep(Arc::downgrade(&inner), config.publish_timeout));
         Ok(Self { inner })
     }
 
@@ -232,9 +308,11 @@ impl NamedProducer {
         let unconfirmed = {
             let mut queue = lock(&inner.queue);
             queue.wires.clear();
+            inner.queued.store(0, Ordering::SeqCst);
             std::mem::take(&mut *lock(&inner.unconfirmed))
         };
-        for (_, message) in unconfirmed {
+        inner.drained.notify_waiters();
+        for (_, message) in unconfirmed.messages {
             let _ = message.reply.send(Err(TransportError::Closed));
         }
         inner.set_health(ConnectionState::Closed, None);
@@ -279,13 +357,15 @@ impl Inner {
             let (confirmation, queued) = self.enqueue(message, None)?;
             if queued == 1 {
                 self.flush.notify_one();
-            } else if queued > self.config.frame_batch() * 2 {
-                // wait for the client's queue like the flush task; the message is
-                // queued already, and its confirmation says how it ends
+            } else if queued > self.queue_limit() {
+                // wait for the client's queue like the flush task, and for room in the
+                // queue; the message is queued already, and its confirmation says how it
+                // ends
                 Box::pin(async {
                     if let Ok(mut state) = self.lock_state().await {
                         self.flush_queue(&mut state).await;
                     }
+                    self.room_in_queue().await;
                 })
                 .await;
             }
@@ -299,6 +379,30 @@ impl Inner {
             Ok(confirmation)
         })
         .await
+    }
+
+    /// Queued messages past which a send waits: twice a frame's worth.
+    fn queue_limit(&self) -> usize {
+        self.config.batch_size.max(1) * 2
+    }
+
+    /// Waits until the queue is down to [`queue_limit`](Self::queue_limit), at most the
+    /// publish timeout.
+    async fn room_in_queue(&self) {
+        let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.queued.load(Ordering::SeqCst) <= self.queue_limit()
+                || self.closed.load(Ordering::SeqCst)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Gives `message` the next id (or `id`), keeps it unconfirmed and queues it; how
@@ -322,15 +426,17 @@ impl Inner {
             return Err(refused(given));
         }
         let wire = convert::to_wire(message, given);
+        let size = message_size(message) + MESSAGE_OVERHEAD;
         {
             let mut unconfirmed = lock(&self.unconfirmed);
-            if id.is_some() && unconfirmed.contains_key(&given) {
+            if id.is_some() && unconfirmed.messages.contains_key(&given) {
                 return Err(refused(given));
             }
-            unconfirmed.insert(
+            unconfirmed.messages.insert(
                 given,
                 Unconfirmed {
                     wire: wire.clone(),
+                    size,
                     // set when it is handed to a producer
                     sent_in: 0,
                     sends: 1,
@@ -342,8 +448,9 @@ impl Inner {
         if id.is_none() {
             queue.next_id += 1;
         }
-        queue.wires.push(wire);
+        queue.wires.push_back((wire, size));
         let queued = queue.wires.len();
+        self.queued.store(queued, Ordering::SeqCst);
         drop(queue);
         // the producer's sweep fails it after the publish timeout
         let confirmation =
@@ -353,24 +460,41 @@ impl Inner {
         Ok((confirmation, queued))
     }
 
-    /// Hands every queued message to the current producer, in order.
+    /// Hands the queued messages to the current producer, in order, as far as they fit
+    /// beside those it holds unconfirmed ([`Pending::fits`]); confirms wake the flush
+    /// task for the rest.
     async fn flush_queue(&self, state: &mut State) {
         loop {
-            let wires = std::mem::take(&mut lock(&self.queue).wires);
+            let wires = self.take_fitting(state.generation);
             if wires.is_empty() {
                 return;
             }
-            {
-                let mut unconfirmed = lock(&self.unconfirmed);
-                for wire in &wires {
-                    let id = wire.publishing_id().copied().unwrap_or_default();
-                    if let Some(message) = unconfirmed.get_mut(&id) {
-                        message.sent_in = state.generation;
-                    }
-                }
-            }
             self.write(state, wires).await;
         }
+    }
+
+    /// Takes the queued messages that fit, oldest first, marked handed to `generation`.
+    fn take_fitting(&self, generation: u64) -> Vec<WireMessage> {
+        let mut queue = lock(&self.queue);
+        let mut unconfirmed = lock(&self.unconfirmed);
+        let mut wires = Vec::new();
+        while let Some(&(_, size)) = queue.wires.front() {
+            if wires.is_empty() && !unconfirmed.has_room() || !unconfirmed.fits(size) {
+                break;
+            }
+            let Some((wire, _)) = queue.wires.pop_front() else {
+                break;
+            };
+            let id = wire.publishing_id().copied().unwrap_or_default();
+            if unconfirmed.hand(id, generation) {
+                wires.push(wire);
+            }
+        }
+        self.queued.store(queue.wires.len(), Ordering::SeqCst);
+        drop(unconfirmed);
+        drop(queue);
+        self.drained.notify_waiters();
+        wires
     }
 
     /// Hands `wires` to the current producer; a failure reports it lost (the messages
@@ -384,12 +508,16 @@ impl Inner {
         let unconfirmed = Arc::clone(&self.unconfirmed);
         let lost = Arc::clone(&self.lost);
         let stream = Arc::clone(&self.stream);
+        let (queued, flush) = (Arc::clone(&self.queued), Arc::clone(&self.flush));
         let callback = move |outcome: Result<rabbitmq_stream_client::ConfirmationStatus, _>| {
             match outcome {
                 // the connection failed under the message
                 Err(_) => lost.report(generation),
                 Ok(status) if status.confirmed() => {
-                    confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                    let room = confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                    if room && queued.load(Ordering::Relaxed) > 0 {
+                        flush.notify_one();
+                    }
                 }
                 Ok(status) => match status.status() {
                     // the stream was deleted (the broker drops its publishers) or moved
@@ -398,7 +526,7 @@ impl Inner {
                     | ResponseCode::StreamNotAvailable => lost.report(generation),
                     code => {
                         let id = status.publishing_id();
-                        confirm(
+                        let room = confirm(
                             &unconfirmed,
                             id,
                             Some(generation),
@@ -408,6 +536,9 @@ impl Inner {
                                 ),
                             }),
                         );
+                        if room && queued.load(Ordering::Relaxed) > 0 {
+                            flush.notify_one();
+                        }
                     }
                 },
             }
@@ -447,7 +578,7 @@ impl Inner {
 
     /// [`recover`](Self::recover) under the state lock.
     async fn rebuild_and_resend(&self, state: &mut State) {
-        tracing::warn!(producer = %self.name, stream = %self.stream, unconfirmed = lock(&self.unconfirmed).len(), "producer lost; rebuilding it");
+        tracing::warn!(producer = %self.name, stream = %self.stream, unconfirmed = lock(&self.unconfirmed).messages.len(), "producer lost; rebuilding it");
         self.set_health(ConnectionState::Down, None);
         if let Some(old) = state.producer.take() {
             close_producer(old).await;
@@ -497,43 +628,37 @@ impl Inner {
         .await
     }
 
-    /// Sends every unconfirmed message again under its id, oldest first; one sent
-    /// [`MAX_SENDS`] times fails instead.
+    /// Queues every unconfirmed message again under its id, oldest first, and sends
+    /// what fits; one sent [`MAX_SENDS`] times fails instead.
     async fn resend_unconfirmed(&self, state: &mut State) {
-        let again: Vec<WireMessage> = {
-            // the queue is in the unconfirmed messages: sent here, so not again by a flush
+        let resent = {
+            // the queue is in the unconfirmed messages: queued again here, in id order
             let mut queue = lock(&self.queue);
-            queue.wires.clear();
             let mut unconfirmed = lock(&self.unconfirmed);
             let worn: Vec<u64> = unconfirmed
+                .messages
                 .iter()
                 .filter(|(_, m)| m.sends >= MAX_SENDS)
                 .map(|(id, _)| *id)
                 .collect();
             for id in worn {
-                if let Some(message) = unconfirmed.remove(&id) {
+                if let Some(message) = unconfirmed.remove(id) {
                     let _ = message.reply.send(Err(TransportError::unavailable(format!(
                         "publishing id {id} on {} was sent {MAX_SENDS} times without a confirm",
                         self.stream
                     ))));
                 }
             }
-            unconfirmed
-                .iter_mut()
-                .map(|(_, message)| {
-                    message.sends += 1;
-                    message.sent_in = state.generation;
-                    message.wire.clone()
-                })
-                .collect()
+            let (wires, resent) = unconfirmed.requeue_all();
+            queue.wires = wires.into();
+            self.queued.store(queue.wires.len(), Ordering::SeqCst);
+            resent
         };
-        self.resent.fetch_add(again.len() as u64, Ordering::Relaxed);
-        if !again.is_empty() {
-            tracing::info!(producer = %self.name, stream = %self.stream, count = again.len(), "re-sending unconfirmed messages under their ids");
+        self.resent.fetch_add(resent, Ordering::Relaxed);
+        if resent > 0 {
+            tracing::info!(producer = %self.name, stream = %self.stream, count = resent, "re-sending unconfirmed messages under their ids");
         }
-        if !again.is_empty() {
-            self.write(state, again).await;
-        }
+        self.flush_queue(state).await;
     }
 
     fn note_error(&self, error: &str) {
@@ -570,15 +695,7 @@ pub(crate) fn check_size(
     stream: &str,
     message: &Message,
 ) -> Result<(), TransportError> {
-    let m = &message.metadata;
-    let properties: usize = m
-        .headers
-        .iter()
-        .map(|(name, value)| name.len() + value.len())
-        .sum::<usize>()
-        + m.key.len()
-        + m.content_type.len();
-    let size = message.body.len() + properties;
+    let size = message_size(message);
     let limit = config.max_message_size;
     if size > limit {
         return Err(TransportError::other(format!(
@@ -589,21 +706,46 @@ pub(crate) fn check_size(
     Ok(())
 }
 
+/// The body and the variable part of the properties of `message`.
+fn message_size(message: &Message) -> usize {
+    let m = &message.metadata;
+    let text = |value: &Option<String>| value.as_ref().map_or(0, String::len);
+    let headers: usize = m
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    message.body.len()
+        + headers
+        + m.key.len()
+        + m.content_type.len()
+        + text(&m.correlation_id)
+        + text(&m.causation_id)
+        + text(&m.reply_to)
+        + text(&m.app_id)
+}
+
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
-/// from the generation that last sent it.
+/// from the generation that last sent it. Whether there is room for queued messages now
+/// ([`Pending::has_room`]).
 fn confirm(
     unconfirmed: &UnconfirmedMap,
     id: u64,
     from: Option<u64>,
     outcome: Result<(), TransportError>,
-) {
+) -> bool {
     let mut unconfirmed = lock(unconfirmed);
     let current = unconfirmed
+        .messages
         .get(&id)
         .is_some_and(|m| from.is_none_or(|generation| m.sent_in == generation));
-    if current && let Some(message) = unconfirmed.remove(&id) {
+    let removed = current.then(|| unconfirmed.remove(id)).flatten();
+    let room = unconfirmed.has_room();
+    drop(unconfirmed);
+    if let Some(message) = removed {
         let _ = message.reply.send(outcome);
     }
+    room
 }
 
 /// The recovery task of one producer: ends when the producer is dropped or closed.
@@ -638,25 +780,33 @@ async fn flusher(producer: Weak<Inner>, wake: Arc<Notify>) {
 
 /// The timeout sweep of one producer: every [`SWEEP_EVERY`] (or a quarter of a shorter
 /// publish timeout), fails the publishes older than `after` with
-/// [`TransportError::TimedOut`]; ends when the producer is dropped.
-async fn sweep(unconfirmed: Weak<UnconfirmedMap>, after: Duration) {
+/// [`TransportError::TimedOut`], and wakes the flush task if messages are queued (should
+/// a wake-up have been missed); ends when the producer is dropped.
+async fn sweep(producer: Weak<Inner>, after: Duration) {
     let every = (after / 4).clamp(Duration::from_millis(1), SWEEP_EVERY);
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(unconfirmed) = unconfirmed.upgrade() else {
+        let Some(inner) = producer.upgrade() else {
             return;
         };
         let expired: Vec<Unconfirmed> = {
-            let mut unconfirmed = lock(&unconfirmed);
+            let mut unconfirmed = lock(&inner.unconfirmed);
             let old: Vec<u64> = unconfirmed
+                .messages
                 .iter()
                 .filter(|(_, m)| m.since.elapsed() >= after)
                 .map(|(id, _)| *id)
                 .collect();
-            old.iter().filter_map(|id| unconfirmed.remove(id)).collect()
+            old.into_iter()
+                .filter_map(|id| unconfirmed.remove(id))
+                .collect()
         };
+        if inner.queued.load(Ordering::SeqCst) > 0 {
+            inner.flush.notify_one();
+        }
+        drop(inner);
         for message in expired {
             let _ = message.reply.send(Err(TransportError::TimedOut {
                 operation: "stream publish confirm",
@@ -682,7 +832,7 @@ async fn build_producer(
         environment
             .producer()
             .name(name)
-            .batch_size(config.frame_batch())
+            .batch_size(config.batch_size.max(1))
             .client_provided_name(name)
             .on_closed(Box::new(on_closed))
             .build(stream)
@@ -770,5 +920,85 @@ impl Producers {
         for producer in producers {
             producer.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending_with(
+        sizes: &[usize],
+    ) -> (Pending, Vec<oneshot::Receiver<Result<(), TransportError>>>) {
+        let mut pending = Pending::default();
+        let mut replies = Vec::new();
+        for (n, size) in sizes.iter().enumerate() {
+            let (reply, confirmed) = oneshot::channel();
+            replies.push(confirmed);
+            let id = n as u64 + 1;
+            pending.messages.insert(
+                id,
+                Unconfirmed {
+                    wire: WireMessage::builder()
+                        .body(vec![0; 1])
+                        .publishing_id(id)
+                        .build(),
+                    size: *size,
+                    sent_in: 0,
+                    sends: 1,
+                    since: Instant::now(),
+                    reply,
+                },
+            );
+        }
+        (pending, replies)
+    }
+
+    #[test]
+    fn the_bytes_handed_stay_under_a_frame_and_come_back_with_confirms() {
+        let big = FRAME_BUDGET / 3;
+        let (mut pending, _replies) = pending_with(&[big, big, big, big]);
+        assert!(
+            pending.fits(FRAME_BUDGET * 2),
+            "an empty client takes any one message"
+        );
+        for id in 1..=3 {
+            assert!(pending.fits(big));
+            assert!(pending.hand(id, 1));
+        }
+        assert_eq!(pending.handed, big * 3);
+        assert!(!pending.fits(big), "a fourth would pass the frame size");
+        assert!(!pending.has_room());
+        assert!(pending.remove(1).is_some(), "confirmed");
+        assert_eq!(pending.handed, big * 2);
+        assert!(pending.fits(big), "the confirm made room");
+        assert!(!pending.has_room(), "but less than half a frame");
+        // a message no longer unconfirmed is not handed, nor counted
+        assert!(!pending.hand(1, 1));
+        assert_eq!(pending.handed, big * 2);
+        // removing a queued message changes nothing handed
+        assert!(pending.remove(4).is_some());
+        assert_eq!(pending.handed, big * 2);
+        assert!(pending.remove(2).is_some());
+        assert!(pending.has_room(), "half a frame free: hand the queue");
+    }
+
+    #[test]
+    fn a_recovery_queues_everything_again_and_counts_what_was_handed() {
+        let (mut pending, _replies) = pending_with(&[10, 20, 30]);
+        assert!(pending.hand(1, 1));
+        assert!(pending.hand(2, 1));
+        let (wires, handed_before) = pending.requeue_all();
+        assert_eq!(handed_before, 2);
+        assert_eq!(pending.handed, 0);
+        let ids: Vec<u64> = wires
+            .iter()
+            .map(|(wire, _)| wire.publishing_id().copied().unwrap_or_default())
+            .collect();
+        assert_eq!(ids, [1, 2, 3], "in id order");
+        assert_eq!(wires.iter().map(|(_, size)| *size).sum::<usize>(), 60);
+        let sends: Vec<u32> = pending.messages.iter().map(|(_, m)| m.sends).collect();
+        assert_eq!(sends, [2, 2, 1], "a send more for those sent before");
+        assert!(pending.messages.iter().all(|(_, m)| m.sent_in == 0));
     }
 }
