@@ -62,26 +62,47 @@ struct Unconfirmed {
 }
 
 /// The unconfirmed messages, queued or handed to the client.
-#[derive(Default)]
 struct Pending {
     messages: IdMap<Unconfirmed>,
     /// The size of the messages handed to the client: at most a frame's
     /// ([`fits`](Self::fits)).
     handed: usize,
+    /// How many messages are handed to the client.
+    handed_count: usize,
+    /// Messages per frame (the configured batch size).
+    batch: usize,
+}
+
+/// Whether queued messages should be handed to the client now, given what it holds
+/// unconfirmed (`handed` bytes in `handed_count` messages) and how many are queued: once
+/// half a frame is free again, so that a producer at its byte limit sends frames of many
+/// messages instead of a few at every confirm; and, while a frame's worth of messages is
+/// already in flight, only once a frame's worth is queued (as Nagle's algorithm holds
+/// small segments while data is unacknowledged), so that a steady stream of publishes
+/// makes full frames. The broker's cost is per frame as much as per message.
+fn room(handed: usize, handed_count: usize, queued: usize, batch: usize) -> bool {
+    handed <= FRAME_BUDGET / 2 && (handed_count < batch || queued >= batch)
 }
 
 impl Pending {
+    fn new(batch: usize) -> Self {
+        Self {
+            messages: IdMap::default(),
+            handed: 0,
+            handed_count: 0,
+            batch: batch.max(1),
+        }
+    }
+
     /// Whether a message of `size` can be handed to the client now: always when it holds
     /// none (a single message fits a frame: [`check_size`]).
     fn fits(&self, size: usize) -> bool {
         self.handed == 0 || self.handed + size <= FRAME_BUDGET
     }
 
-    /// Whether queued messages should be handed now: only once half the frame is free
-    /// again, so that a producer at its limit sends frames of many messages instead of a
-    /// few at each confirm.
-    fn has_room(&self) -> bool {
-        self.handed <= FRAME_BUDGET / 2
+    /// Whether `queued` messages should be handed now ([`room`]).
+    fn has_room(&self, queued: usize) -> bool {
+        room(self.handed, self.handed_count, queued, self.batch)
     }
 
     /// Marks `id` handed to producer `generation`; false if it is no longer unconfirmed
@@ -92,6 +113,7 @@ impl Pending {
         };
         if message.sent_in == 0 {
             self.handed += message.size;
+            self.handed_count += 1;
         }
         message.sent_in = generation;
         true
@@ -101,6 +123,7 @@ impl Pending {
         let message = self.messages.remove(&id)?;
         if message.sent_in != 0 {
             self.handed = self.handed.saturating_sub(message.size);
+            self.handed_count = self.handed_count.saturating_sub(1);
         }
         Some(message)
     }
@@ -109,6 +132,7 @@ impl Pending {
     /// those that had been handed to the old one are counted.
     fn requeue_all(&mut self) -> (Vec<(WireMessage, usize)>, u64) {
         self.handed = 0;
+        self.handed_count = 0;
         let mut handed_before = 0;
         let wires = self
             .messages
@@ -244,7 +268,7 @@ impl NamedProducer {
             flush: Arc::default(),
             drained: Notify::new(),
             recovering: AtomicBool::new(false),
-            unconfirmed: Arc::default(),
+            unconfirmed: Arc::new(std::sync::Mutex::new(Pending::new(config.batch_size))),
             lost: Arc::clone(&lost),
             health: std::sync::Mutex::new(ConnectionHealth::new(name, ConnectionState::Up)),
             closed: AtomicBool::new(false),
@@ -309,7 +333,9 @@ impl NamedProducer {
             let mut queue = lock(&inner.queue);
             queue.wires.clear();
             inner.queued.store(0, Ordering::SeqCst);
-            std::mem::take(&mut *lock(&inner.unconfirmed))
+            let mut unconfirmed = lock(&inner.unconfirmed);
+            let batch = unconfirmed.batch;
+            std::mem::replace(&mut *unconfirmed, Pending::new(batch))
         };
         inner.drained.notify_waiters();
         for (_, message) in unconfirmed.messages {
@@ -355,7 +381,8 @@ impl Inner {
         if id.is_none() && !self.recovering.load(Ordering::SeqCst) {
             // the common case: no await, unless the flush task is behind
             let (confirmation, queued) = self.enqueue(message, None)?;
-            if queued == 1 {
+            // the first queued, or a frame's worth (see `room`)
+            if queued == 1 || queued == self.config.batch_size.max(1) {
                 self.flush.notify_one();
             } else if queued > self.queue_limit() {
                 // wait for the client's queue like the flush task, and for room in the
@@ -479,7 +506,9 @@ impl Inner {
         let mut unconfirmed = lock(&self.unconfirmed);
         let mut wires = Vec::new();
         while let Some(&(_, size)) = queue.wires.front() {
-            if wires.is_empty() && !unconfirmed.has_room() || !unconfirmed.fits(size) {
+            if wires.is_empty() && !unconfirmed.has_room(queue.wires.len())
+                || !unconfirmed.fits(size)
+            {
                 break;
             }
             let Some((wire, _)) = queue.wires.pop_front() else {
@@ -509,15 +538,14 @@ impl Inner {
         let lost = Arc::clone(&self.lost);
         let stream = Arc::clone(&self.stream);
         let (queued, flush) = (Arc::clone(&self.queued), Arc::clone(&self.flush));
+        let batch = self.config.batch_size.max(1);
         let callback = move |outcome: Result<rabbitmq_stream_client::ConfirmationStatus, _>| {
             match outcome {
                 // the connection failed under the message
                 Err(_) => lost.report(generation),
                 Ok(status) if status.confirmed() => {
-                    let room = confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
-                    if room && queued.load(Ordering::Relaxed) > 0 {
-                        flush.notify_one();
-                    }
+                    let handed = confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                    wake_for_room(handed, &queued, batch, &flush);
                 }
                 Ok(status) => match status.status() {
                     // the stream was deleted (the broker drops its publishers) or moved
@@ -526,7 +554,7 @@ impl Inner {
                     | ResponseCode::StreamNotAvailable => lost.report(generation),
                     code => {
                         let id = status.publishing_id();
-                        let room = confirm(
+                        let handed = confirm(
                             &unconfirmed,
                             id,
                             Some(generation),
@@ -536,9 +564,7 @@ impl Inner {
                                 ),
                             }),
                         );
-                        if room && queued.load(Ordering::Relaxed) > 0 {
-                            flush.notify_one();
-                        }
+                        wake_for_room(handed, &queued, batch, &flush);
                     }
                 },
             }
@@ -726,26 +752,35 @@ fn message_size(message: &Message) -> usize {
 }
 
 /// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
-/// from the generation that last sent it. Whether there is room for queued messages now
-/// ([`Pending::has_room`]).
+/// from the generation that last sent it. Returns the bytes and the count of the messages
+/// the client still holds.
 fn confirm(
     unconfirmed: &UnconfirmedMap,
     id: u64,
     from: Option<u64>,
     outcome: Result<(), TransportError>,
-) -> bool {
+) -> (usize, usize) {
     let mut unconfirmed = lock(unconfirmed);
     let current = unconfirmed
         .messages
         .get(&id)
         .is_some_and(|m| from.is_none_or(|generation| m.sent_in == generation));
     let removed = current.then(|| unconfirmed.remove(id)).flatten();
-    let room = unconfirmed.has_room();
+    let handed = (unconfirmed.handed, unconfirmed.handed_count);
     drop(unconfirmed);
     if let Some(message) = removed {
         let _ = message.reply.send(outcome);
     }
-    room
+    handed
+}
+
+/// Wakes the flush task if a confirm that left `handed` (bytes, count) with the client
+/// makes room for the queued messages ([`room`]).
+fn wake_for_room(handed: (usize, usize), queued: &AtomicUsize, batch: usize, flush: &Notify) {
+    let queued = queued.load(Ordering::Relaxed);
+    if queued > 0 && room(handed.0, handed.1, queued, batch) {
+        flush.notify_one();
+    }
 }
 
 /// The recovery task of one producer: ends when the producer is dropped or closed.
@@ -930,7 +965,7 @@ mod tests {
     fn pending_with(
         sizes: &[usize],
     ) -> (Pending, Vec<oneshot::Receiver<Result<(), TransportError>>>) {
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(100);
         let mut replies = Vec::new();
         for (n, size) in sizes.iter().enumerate() {
             let (reply, confirmed) = oneshot::channel();
@@ -968,11 +1003,11 @@ mod tests {
         }
         assert_eq!(pending.handed, big * 3);
         assert!(!pending.fits(big), "a fourth would pass the frame size");
-        assert!(!pending.has_room());
+        assert!(!pending.has_room(1));
         assert!(pending.remove(1).is_some(), "confirmed");
         assert_eq!(pending.handed, big * 2);
         assert!(pending.fits(big), "the confirm made room");
-        assert!(!pending.has_room(), "but less than half a frame");
+        assert!(!pending.has_room(1), "but less than half a frame");
         // a message no longer unconfirmed is not handed, nor counted
         assert!(!pending.hand(1, 1));
         assert_eq!(pending.handed, big * 2);
@@ -980,7 +1015,25 @@ mod tests {
         assert!(pending.remove(4).is_some());
         assert_eq!(pending.handed, big * 2);
         assert!(pending.remove(2).is_some());
-        assert!(pending.has_room(), "half a frame free: hand the queue");
+        assert!(pending.has_room(1), "half a frame free: hand the queue");
+    }
+
+    #[test]
+    fn with_a_frame_of_messages_in_flight_the_queue_waits_for_a_frame_of_its_own() {
+        let (mut pending, _replies) = pending_with(&[100; 200]);
+        for id in 1..=99 {
+            assert!(pending.hand(id, 1));
+        }
+        assert!(pending.has_room(1), "99 in flight: one more goes at once");
+        assert!(pending.hand(100, 1));
+        assert!(!pending.has_room(1), "a frame's worth in flight: wait");
+        assert!(!pending.has_room(99));
+        assert!(pending.has_room(100), "a frame's worth queued: send it");
+        assert!(pending.remove(1).is_some());
+        assert!(
+            pending.has_room(1),
+            "a confirm: below a frame's worth in flight again"
+        );
     }
 
     #[test]
