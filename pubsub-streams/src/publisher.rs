@@ -480,10 +480,11 @@ impl Inner {
         self.queued.store(queued, Ordering::SeqCst);
         drop(queue);
         // the producer's sweep fails it after the publish timeout
-        let confirmation =
-            Confirmation::new(
-                async move { confirmed.await.unwrap_or(Err(TransportError::Closed)) },
-            );
+        let confirmation = Confirmation::new(async move {
+            tokio::task::unconstrained(confirmed)
+                .await
+                .unwrap_or(Err(TransportError::Closed))
+        });
         Ok((confirmation, queued))
     }
 
