@@ -302,15 +302,20 @@ impl Consumer for StreamConsumer {
             if self.current.is_none() && !Box::pin(self.resume()).await {
                 return None;
             }
+            if self.offsets.shared.check_open().is_err() {
+                return None;
+            }
             let Some(current) = self.current.as_mut() else {
                 continue;
             };
+            // a message ready is taken first: the close and the check are only waited
+            // for (a watch and a timer registered) when none is
             let woke = tokio::select! {
                 biased;
-                () = self.offsets.shared.closed() => Woke::Closed,
                 next = current.inner.next() => Woke::Next(next.map(|next| next.map_err(|error| {
                     TransportError::other(format!("reading {}: {error}", self.offsets.stream))
                 }))),
+                () = self.offsets.shared.closed() => Woke::Closed,
                 _ = self.check.tick() => Woke::Check,
             };
             let delivery = match woke {
