@@ -39,6 +39,41 @@ async fn a_publisher_only_bus_declares_and_consumes_nothing() {
     web.run_until(std::future::ready(())).await.unwrap();
 }
 
+/// The usual pipelining loop, in a spawned task: it holds `&FuturesUnordered` of pending
+/// publishes across `bus.send(..).await`, which compiles only if a pending publish is
+/// `Sync` (its transport's confirmation future need not be).
+#[tokio::test]
+async fn a_spawned_task_can_pipeline_publishes_in_a_futures_unordered() {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let broker = MemoryTransport::new();
+    let web = Bus::publisher("web", broker.clone());
+    let confirmed = tokio::spawn(async move {
+        let mut pending: FuturesUnordered<pubsub::PendingPublish> = FuturesUnordered::new();
+        for n in 0..10 {
+            if pending.len() >= 4 {
+                pending.next().await.expect("a publish").expect("confirmed");
+            }
+            pending.push(
+                web.send(&Clicked {
+                    button: format!("b{n}"),
+                })
+                .await
+                .expect("sent"),
+            );
+        }
+        let mut rest = 0;
+        while let Some(publish) = pending.next().await {
+            publish.expect("confirmed");
+            rest += 1;
+        }
+        rest
+    })
+    .await
+    .expect("the task");
+    assert_eq!(confirmed, 4, "the last window");
+    assert_eq!(broker.unroutable(), 10, "all ten went to the broker");
+}
+
 #[tokio::test]
 async fn unroutable_publishes_can_be_made_errors() {
     let bus = Bus::builder()

@@ -55,8 +55,7 @@ pub(crate) async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration
         if pending.len() >= window {
             pending.next().await.expect("a confirm").expect("confirmed");
         }
-        let publish = bus.send(&event).await.expect("send");
-        pending.push(publish);
+        pending.push(bus.send(&event).await.expect("send"));
     }
     while let Some(confirmed) = pending.next().await {
         confirmed.expect("confirmed");

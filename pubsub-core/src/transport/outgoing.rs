@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
+use sync_wrapper::SyncWrapper;
 
 use crate::error::TransportError;
 use crate::metadata::Message;
@@ -70,13 +71,16 @@ impl From<Message> for Outgoing {
 
 /// The broker's answer to one send: resolves once the broker confirmed the message, or
 /// with why it did not. Independent of other sends; dropping it does not cancel the send.
+///
+/// `Send` and `Sync` whatever the transport's future (only polling, through `&mut`, reaches
+/// it), so that a task may hold a `&` to a collection of them across an `.await`.
 #[must_use = "a confirmation does nothing unless awaited; drop it only if you do not care whether the broker took the message"]
-pub struct Confirmation(BoxFuture<'static, Result<(), TransportError>>);
+pub struct Confirmation(SyncWrapper<BoxFuture<'static, Result<(), TransportError>>>);
 
 impl Confirmation {
     /// A confirmation that resolves when `future` does.
     pub fn new(future: impl Future<Output = Result<(), TransportError>> + Send + 'static) -> Self {
-        Self(Box::pin(future))
+        Self(SyncWrapper::new(Box::pin(future)))
     }
 
     /// Already confirmed (a transport that stores synchronously, like memory).
@@ -94,7 +98,7 @@ impl Future for Confirmation {
     type Output = Result<(), TransportError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx)
+        self.0.get_mut().as_mut().poll(cx)
     }
 }
 
