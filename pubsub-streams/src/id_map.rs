@@ -46,10 +46,6 @@ impl<V> IdMap<V> {
         self.find(*id).is_ok()
     }
 
-    pub(crate) fn get(&self, id: &u64) -> Option<&V> {
-        self.find(*id).ok().map(|at| &self.entries[at].1)
-    }
-
     pub(crate) fn get_mut(&mut self, id: &u64) -> Option<&mut V> {
         self.find(*id).ok().map(|at| &mut self.entries[at].1)
     }
@@ -98,11 +94,11 @@ mod tests {
         let ids: Vec<u64> = map.iter().map(|(id, _)| *id).collect();
         assert_eq!(ids, [1, 2, 3, 5, 7, 9, 10]);
         assert!(map.contains_key(&9) && !map.contains_key(&4) && !map.contains_key(&11));
-        assert_eq!(map.get(&3), Some(&33));
+        assert_eq!(map.get_mut(&3), Some(&mut 33));
         if let Some(v) = map.get_mut(&10) {
             *v += 1;
         }
-        assert_eq!(map.get(&10), Some(&101));
+        assert_eq!(map.get_mut(&10), Some(&mut 101));
     }
 
     #[test]

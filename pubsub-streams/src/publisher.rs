@@ -54,11 +54,15 @@ struct Unconfirmed {
     size: usize,
     /// The producer generation it was last handed to; 0 while queued.
     sent_in: u64,
+    /// How often it was handed to a producer.
     sends: u32,
     /// When it was first sent: the publish fails once this is older than the publish
     /// timeout.
     since: Instant,
-    reply: Reply,
+    /// `None` once the publish was answered (confirmed by an older producer, or timed out)
+    /// while the producer of `sent_in` still holds it: kept, with its room in the frame
+    /// budget, until that producer answers or is replaced.
+    reply: Option<Reply>,
 }
 
 /// The unconfirmed messages, queued or handed to the client.
@@ -116,7 +120,41 @@ impl Pending {
             self.handed_count += 1;
         }
         message.sent_in = generation;
+        message.sends += 1;
         true
+    }
+
+    /// The answer of producer `from` for `id` (`ok`: confirmed); the reply to send it to,
+    /// if the publish was not answered yet. A refusal counts only from the producer that
+    /// last sent the message. A confirm from an older producer answers the publish, but
+    /// the message stays counted while the current producer holds its copy (the broker
+    /// drops that copy, and confirms it too).
+    fn answer(&mut self, id: u64, from: u64, ok: bool) -> Option<Reply> {
+        let message = self.messages.get_mut(&id)?;
+        if message.sent_in == 0 || message.sent_in == from {
+            return self.remove(id).and_then(|message| message.reply);
+        }
+        if ok { message.reply.take() } else { None }
+    }
+
+    /// The replies of the publishes unanswered for `after`. A queued one is dropped; one a
+    /// producer holds stays counted until that producer answers or is replaced.
+    fn expire(&mut self, after: Duration) -> Vec<Reply> {
+        let old: Vec<(u64, bool)> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| m.reply.is_some() && m.since.elapsed() >= after)
+            .map(|(id, m)| (*id, m.sent_in == 0))
+            .collect();
+        old.into_iter()
+            .filter_map(|(id, queued)| {
+                if queued {
+                    self.remove(id).and_then(|message| message.reply)
+                } else {
+                    self.messages.get_mut(&id).and_then(|m| m.reply.take())
+                }
+            })
+            .collect()
     }
 
     fn remove(&mut self, id: u64) -> Option<Unconfirmed> {
@@ -128,11 +166,21 @@ impl Pending {
         Some(message)
     }
 
-    /// Every message back to queued (a new producer sends them all again); the ids of
-    /// those that had been handed to the old one are counted.
+    /// Every unanswered message back to queued (a new producer sends them all again), the
+    /// answered ones dropped; the ids of those that had been handed to the old producer
+    /// are counted.
     fn requeue_all(&mut self) -> (Vec<(WireMessage, usize)>, u64) {
         self.handed = 0;
         self.handed_count = 0;
+        let answered: Vec<u64> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| m.reply.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in answered {
+            self.messages.remove(&id);
+        }
         let mut handed_before = 0;
         let wires = self
             .messages
@@ -140,7 +188,6 @@ impl Pending {
             .map(|(_, message)| {
                 if message.sent_in != 0 {
                     handed_before += 1;
-                    message.sends += 1;
                     message.sent_in = 0;
                 }
                 (message.wire.clone(), message.size)
@@ -338,8 +385,12 @@ impl NamedProducer {
             std::mem::replace(&mut *unconfirmed, Pending::new(batch))
         };
         inner.drained.notify_waiters();
-        for (_, message) in unconfirmed.messages {
-            let _ = message.reply.send(Err(TransportError::Closed));
+        for reply in unconfirmed
+            .messages
+            .into_iter()
+            .filter_map(|(_, m)| m.reply)
+        {
+            let _ = reply.send(Err(TransportError::Closed));
         }
         inner.set_health(ConnectionState::Closed, None);
     }
@@ -466,15 +517,14 @@ impl Inner {
                     size,
                     // set when it is handed to a producer
                     sent_in: 0,
-                    sends: 1,
+                    sends: 0,
                     since: Instant::now(),
-                    reply,
+                    reply: Some(reply),
                 },
             );
         }
-        if id.is_none() {
-            queue.next_id += 1;
-        }
+        // the next id is past every id given, so that a send never takes an explicit one
+        queue.next_id = queue.next_id.max(given + 1);
         queue.wires.push_back((wire, size));
         let queued = queue.wires.len();
         self.queued.store(queued, Ordering::SeqCst);
@@ -545,7 +595,7 @@ impl Inner {
                 // the connection failed under the message
                 Err(_) => lost.report(generation),
                 Ok(status) if status.confirmed() => {
-                    let handed = confirm(&unconfirmed, status.publishing_id(), None, Ok(()));
+                    let handed = confirm(&unconfirmed, status.publishing_id(), generation, Ok(()));
                     wake_for_room(handed, &queued, batch, &flush);
                 }
                 Ok(status) => match status.status() {
@@ -558,7 +608,7 @@ impl Inner {
                         let handed = confirm(
                             &unconfirmed,
                             id,
-                            Some(generation),
+                            generation,
                             Err(TransportError::Nacked {
                                 reason: format!(
                                     "{stream}, publishing id {id}: the broker refused it: {code:?}"
@@ -669,8 +719,8 @@ impl Inner {
                 .map(|(id, _)| *id)
                 .collect();
             for id in worn {
-                if let Some(message) = unconfirmed.remove(id) {
-                    let _ = message.reply.send(Err(TransportError::unavailable(format!(
+                if let Some(reply) = unconfirmed.remove(id).and_then(|m| m.reply) {
+                    let _ = reply.send(Err(TransportError::unavailable(format!(
                         "publishing id {id} on {} was sent {MAX_SENDS} times without a confirm",
                         self.stream
                     ))));
@@ -752,25 +802,20 @@ fn message_size(message: &Message) -> usize {
         + text(&m.app_id)
 }
 
-/// Resolves the publish of `id`: a confirm from any producer generation, a refusal only
-/// from the generation that last sent it. Returns the bytes and the count of the messages
-/// the client still holds.
+/// Resolves the publish of `id` with the answer of producer `from` ([`Pending::answer`]).
+/// Returns the bytes and the count of the messages the client still holds.
 fn confirm(
     unconfirmed: &UnconfirmedMap,
     id: u64,
-    from: Option<u64>,
+    from: u64,
     outcome: Result<(), TransportError>,
 ) -> (usize, usize) {
     let mut unconfirmed = lock(unconfirmed);
-    let current = unconfirmed
-        .messages
-        .get(&id)
-        .is_some_and(|m| from.is_none_or(|generation| m.sent_in == generation));
-    let removed = current.then(|| unconfirmed.remove(id)).flatten();
+    let reply = unconfirmed.answer(id, from, outcome.is_ok());
     let handed = (unconfirmed.handed, unconfirmed.handed_count);
     drop(unconfirmed);
-    if let Some(message) = removed {
-        let _ = message.reply.send(outcome);
+    if let Some(reply) = reply {
+        let _ = reply.send(outcome);
     }
     handed
 }
@@ -827,24 +872,13 @@ async fn sweep(producer: Weak<Inner>, after: Duration) {
         let Some(inner) = producer.upgrade() else {
             return;
         };
-        let expired: Vec<Unconfirmed> = {
-            let mut unconfirmed = lock(&inner.unconfirmed);
-            let old: Vec<u64> = unconfirmed
-                .messages
-                .iter()
-                .filter(|(_, m)| m.since.elapsed() >= after)
-                .map(|(id, _)| *id)
-                .collect();
-            old.into_iter()
-                .filter_map(|id| unconfirmed.remove(id))
-                .collect()
-        };
+        let expired = lock(&inner.unconfirmed).expire(after);
         if inner.queued.load(Ordering::SeqCst) > 0 {
             inner.flush.notify_one();
         }
         drop(inner);
-        for message in expired {
-            let _ = message.reply.send(Err(TransportError::TimedOut {
+        for reply in expired {
+            let _ = reply.send(Err(TransportError::TimedOut {
                 operation: "stream publish confirm",
                 after,
             }));
@@ -981,9 +1015,9 @@ mod tests {
                         .build(),
                     size: *size,
                     sent_in: 0,
-                    sends: 1,
+                    sends: 0,
                     since: Instant::now(),
-                    reply,
+                    reply: Some(reply),
                 },
             );
         }
@@ -1052,7 +1086,85 @@ mod tests {
         assert_eq!(ids, [1, 2, 3], "in id order");
         assert_eq!(wires.iter().map(|(_, size)| *size).sum::<usize>(), 60);
         let sends: Vec<u32> = pending.messages.iter().map(|(_, m)| m.sends).collect();
-        assert_eq!(sends, [2, 2, 1], "a send more for those sent before");
+        assert_eq!(
+            sends,
+            [1, 1, 0],
+            "sends count the handings, not the queueings"
+        );
         assert!(pending.messages.iter().all(|(_, m)| m.sent_in == 0));
+        assert!(pending.hand(1, 2));
+        assert_eq!(
+            pending.messages.iter().next().map(|(_, m)| m.sends),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn an_older_producers_confirm_answers_but_keeps_the_copy_counted() {
+        let (mut pending, mut replies) = pending_with(&[10, 20]);
+        assert!(pending.hand(1, 1));
+        assert!(pending.hand(2, 1));
+        pending.requeue_all();
+        assert!(pending.hand(1, 2), "re-sent on producer 2");
+        // producer 1's confirms come late: 1 is held by producer 2, 2 only queued
+        let reply = pending.answer(1, 1, true).expect("unanswered");
+        let _ = reply.send(Ok(()));
+        assert!(matches!(replies[0].try_recv(), Ok(Ok(()))));
+        assert_eq!(
+            (pending.handed, pending.handed_count),
+            (10, 1),
+            "producer 2 holds the copy"
+        );
+        assert!(pending.answer(1, 2, true).is_none(), "answered already");
+        assert_eq!((pending.handed, pending.handed_count), (0, 0));
+        assert!(pending.answer(2, 1, true).is_some());
+        assert!(pending.messages.len() == 0, "the queued one is gone");
+        assert!(!pending.hand(2, 2), "and is not sent again");
+    }
+
+    #[test]
+    fn a_refusal_counts_only_from_the_producer_that_last_sent_it() {
+        let (mut pending, _replies) = pending_with(&[10]);
+        assert!(pending.hand(1, 1));
+        pending.requeue_all();
+        assert!(pending.hand(1, 2));
+        assert!(pending.answer(1, 1, false).is_none(), "producer 1 is gone");
+        assert_eq!(pending.handed_count, 1);
+        assert!(pending.answer(1, 2, false).is_some());
+        assert_eq!((pending.handed, pending.handed_count), (0, 0));
+    }
+
+    #[test]
+    fn an_expired_publish_fails_but_stays_counted_while_a_producer_holds_it() {
+        let (mut pending, mut replies) = pending_with(&[10, 20]);
+        assert!(pending.hand(1, 1));
+        let expired = pending.expire(Duration::ZERO);
+        assert_eq!(expired.len(), 2, "both publishes fail");
+        for reply in expired {
+            let _ = reply.send(Err(TransportError::Closed));
+        }
+        assert!(
+            replies
+                .iter_mut()
+                .all(|r| matches!(r.try_recv(), Ok(Err(_))))
+        );
+        assert_eq!(
+            (pending.handed, pending.handed_count),
+            (10, 1),
+            "the handed one still takes its room"
+        );
+        assert_eq!(pending.messages.len(), 1, "the queued one is dropped");
+        assert!(
+            pending.expire(Duration::ZERO).is_empty(),
+            "failed once only"
+        );
+        assert!(pending.answer(1, 1, true).is_none(), "its late confirm");
+        assert_eq!((pending.handed, pending.handed_count), (0, 0));
+        // a recovery drops what was answered instead of sending it again
+        let (mut pending, _replies) = pending_with(&[10, 20]);
+        assert!(pending.hand(1, 1));
+        drop(pending.expire(Duration::ZERO));
+        let (wires, handed_before) = pending.requeue_all();
+        assert!(wires.is_empty() && handed_before == 0 && pending.messages.len() == 0);
     }
 }

@@ -260,8 +260,10 @@ impl StreamProducer {
     }
 
     /// Sends `message` with publishing id `id` (at least 1). An id the broker already has
-    /// for this producer is confirmed and dropped. Never have two unconfirmed sends with
-    /// one id: the client cannot tell their confirms apart.
+    /// for this producer is confirmed and dropped. An id at or past
+    /// [`next_id`](Self::next_id) moves the next one past it, so that a later
+    /// [`send`](Self::send) does not take it. A second send with an id still unconfirmed is
+    /// refused: the client cannot tell their confirms apart.
     ///
     /// # Errors
     /// As [`Transport::send`].

@@ -120,12 +120,22 @@ async fn a_resent_batch_is_in_the_stream_once_and_ids_resume_after_a_restart() {
         .expect("sent")
         .await
         .expect("confirmed");
+    // an explicit id at the next one moves the next one past it: a send after it does
+    // not take the same id (one of the two would be dropped, or confirmed twice)
+    let next = producer.next_id().await;
+    let explicit = event(10_000);
+    let after = event(10_001);
+    let explicit_sent = producer.send_with_id(&explicit, next).await.expect("sent");
+    let after_sent = producer.send(&after).await.expect("sent");
+    explicit_sent.await.expect("confirmed");
+    after_sent.await.expect("confirmed");
+    assert_eq!(producer.next_id().await, next + 2);
 
     let read = second.read_all(&stream).await.expect("read back");
     let ids: Vec<_> = read.iter().map(|(_, m)| m.metadata.id).collect();
     let mut expected: Vec<_> = batch.iter().map(|m| m.metadata.id).collect();
-    expected.push(last.metadata.id);
-    assert_eq!(ids.len(), BATCH as usize + 1, "each event once");
+    expected.extend([last.metadata.id, explicit.metadata.id, after.metadata.id]);
+    assert_eq!(ids.len(), BATCH as usize + 3, "each event once");
     assert_eq!(ids, expected);
     support::delete(&second, &[&stream]).await;
     second.close().await.expect("closed");
