@@ -281,6 +281,11 @@ impl StreamConfig {
         self
     }
 
+    /// Messages per publish frame: the batch size, at least 1 (the field is public).
+    pub(crate) fn frame_messages(&self) -> usize {
+        self.batch_size.max(1)
+    }
+
     /// Names this instance's producers (see [`instance`](Self#structfield.instance)).
     #[must_use]
     pub fn instance(mut self, instance: impl Into<String>) -> Self {

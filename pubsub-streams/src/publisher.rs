@@ -94,7 +94,7 @@ impl Pending {
             messages: IdMap::default(),
             handed: 0,
             handed_count: 0,
-            batch: batch.max(1),
+            batch,
         }
     }
 
@@ -315,7 +315,7 @@ impl NamedProducer {
             flush: Arc::default(),
             drained: Notify::new(),
             recovering: AtomicBool::new(false),
-            unconfirmed: Arc::new(std::sync::Mutex::new(Pending::new(config.batch_size))),
+            unconfirmed: Arc::new(std::sync::Mutex::new(Pending::new(config.frame_messages()))),
             lost: Arc::clone(&lost),
             health: std::sync::Mutex::new(ConnectionHealth::new(name, ConnectionState::Up)),
             closed: AtomicBool::new(false),
@@ -433,7 +433,7 @@ impl Inner {
             // the common case: no await, unless the flush task is behind
             let (confirmation, queued) = self.enqueue(message, None)?;
             // the first queued, or a frame's worth (see `room`)
-            if queued == 1 || queued == self.config.batch_size.max(1) {
+            if queued == 1 || queued == self.config.frame_messages() {
                 self.flush.notify_one();
             } else if queued > self.queue_limit() {
                 // wait for the client's queue like the flush task, and for room in the
@@ -461,7 +461,7 @@ impl Inner {
 
     /// Queued messages past which a send waits: twice a frame's worth.
     fn queue_limit(&self) -> usize {
-        self.config.batch_size.max(1) * 2
+        self.config.frame_messages() * 2
     }
 
     /// Waits until the queue is down to [`queue_limit`](Self::queue_limit), at most the
@@ -589,7 +589,7 @@ impl Inner {
         let lost = Arc::clone(&self.lost);
         let stream = Arc::clone(&self.stream);
         let (queued, flush) = (Arc::clone(&self.queued), Arc::clone(&self.flush));
-        let batch = self.config.batch_size.max(1);
+        let batch = self.config.frame_messages();
         let callback = move |outcome: Result<rabbitmq_stream_client::ConfirmationStatus, _>| {
             match outcome {
                 // the connection failed under the message
@@ -902,7 +902,7 @@ async fn build_producer(
         environment
             .producer()
             .name(name)
-            .batch_size(config.batch_size.max(1))
+            .batch_size(config.frame_messages())
             .client_provided_name(name)
             .on_closed(Box::new(on_closed))
             .build(stream)
