@@ -9,17 +9,17 @@ use tokio::sync::Mutex;
 
 use super::NamedProducer;
 use crate::error::StreamsError;
-use crate::sync::{lock, read, write};
+use crate::sync::{read, write};
+
 /// The producers of a transport, by service and stream, built on first use.
 #[derive(Default)]
 pub(crate) struct Producers {
     /// By service, then stream: a publish finds its producer without allocating or
-    /// waiting.
+    /// waiting, and health lists them without waiting for a build (the lock is never
+    /// held across an await).
     by_service: std::sync::RwLock<HashMap<String, HashMap<String, Arc<NamedProducer>>>>,
     /// Held while building, so that one service and stream get one producer.
     building: Mutex<()>,
-    /// The same producers, for health (which cannot wait for a build).
-    all: std::sync::Mutex<Vec<Arc<NamedProducer>>>,
 }
 
 impl Producers {
@@ -54,31 +54,36 @@ impl Producers {
             .entry(service.to_owned())
             .or_default()
             .insert(stream.to_owned(), Arc::clone(&producer));
-        lock(&self.all).push(Arc::clone(&producer));
         Ok(producer)
     }
 
     /// Messages every producer sent again after a recovery.
     pub(crate) fn resent(&self) -> u64 {
-        lock(&self.all).iter().map(|p| p.resent()).sum()
+        read(&self.by_service)
+            .values()
+            .flat_map(HashMap::values)
+            .map(|p| p.resent())
+            .sum()
     }
 
     /// The health of every producer, by name.
     pub(crate) fn health(&self) -> Vec<ConnectionHealth> {
-        let mut health: Vec<ConnectionHealth> =
-            lock(&self.all).iter().map(|p| p.health()).collect();
+        let mut health: Vec<ConnectionHealth> = read(&self.by_service)
+            .values()
+            .flat_map(HashMap::values)
+            .map(|p| p.health())
+            .collect();
         health.sort_by(|a, b| a.name.cmp(&b.name));
         health
     }
 
     /// Closes every producer.
     pub(crate) async fn close(&self) {
-        {
+        let producers = {
             let _building = self.building.lock().await;
-            write(&self.by_service).clear();
-        }
-        let producers = std::mem::take(&mut *lock(&self.all));
-        for producer in producers {
+            std::mem::take(&mut *write(&self.by_service))
+        };
+        for producer in producers.into_values().flat_map(HashMap::into_values) {
             producer.close().await;
         }
     }
