@@ -34,8 +34,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use crate::connection::{self, Backoff, Probe, bounded};
 use crate::convert;
 use crate::error::StreamsError;
+use crate::session::Session;
 use crate::sync::lock;
-use crate::transport::Shared;
 
 /// Closing a subscription whose connection may be gone waits at most this long.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -49,7 +49,7 @@ struct Commits {
 
 /// What the consumer, its timer and its ackers share.
 struct Offsets {
-    shared: Arc<Shared>,
+    session: Arc<Session>,
     /// The consumer name (the service); `None` for an anonymous reader.
     name: Option<String>,
     service: String,
@@ -84,7 +84,7 @@ impl Offsets {
             return;
         };
         if let Err(error) = self
-            .shared
+            .session
             .admin
             .store_offset(name, &self.stream, offset)
             .await
@@ -125,7 +125,7 @@ impl StreamConsumer {
     /// Subscribes `service` to `stream`: after the offset stored on the broker, or at the
     /// source's start without one.
     pub(crate) async fn open(
-        shared: Arc<Shared>,
+        session: Arc<Session>,
         service: &str,
         stream: &str,
         source: &StreamSource,
@@ -134,7 +134,7 @@ impl StreamConsumer {
         let stored = if source.store == StoreOffsets::Never {
             None
         } else {
-            shared.admin.stored_offset(service, stream).await?
+            session.admin.stored_offset(service, stream).await?
         };
         let (spec, first) = match stored {
             // u64::MAX: fixed at declare on an empty stream, "before offset 0"
@@ -152,7 +152,7 @@ impl StreamConsumer {
         };
         let name = (source.store != StoreOffsets::Never).then(|| service.to_owned());
         let offsets = Arc::new(Offsets {
-            shared,
+            session,
             name,
             service: service.to_owned(),
             stream: stream.to_owned(),
@@ -164,7 +164,7 @@ impl StreamConsumer {
         });
         let current = subscribe(&offsets, source, spec.clone()).await?;
         tracing::debug!(stream, consumer = %service, first, "consuming");
-        let period = offsets.shared.config.check_interval;
+        let period = offsets.session.config.check_interval;
         let mut check = tokio::time::interval_at(Instant::now() + period, period);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let timer = store_timer(&offsets);
@@ -211,7 +211,7 @@ impl StreamConsumer {
         let o = &self.offsets;
         // an anonymous reader asks under a name that stores nothing
         let name = o.name.as_deref().unwrap_or("pubsub-probe");
-        let reason = match o.shared.admin.probe(name, &o.stream).await {
+        let reason = match o.session.admin.probe(name, &o.stream).await {
             Ok(Probe::Missing) => format!("stream {} was deleted", o.stream),
             Ok(Probe::NoOffset) if o.name.is_some() && o.commits().commits.stored().is_some() => {
                 // a store is not answered and may not be visible yet: believe it the
@@ -241,16 +241,16 @@ impl StreamConsumer {
     /// Subscribes again, re-creating the stream if it is missing; `false` if the
     /// transport closed meanwhile.
     async fn resume(&mut self) -> bool {
-        let mut backoff = Backoff::new(&self.offsets.shared.config);
+        let mut backoff = Backoff::new(&self.offsets.session.config);
         loop {
             let attempt = async {
                 let o = &self.offsets;
-                o.shared.admin.create_stream(&o.stream).await?;
+                o.session.admin.create_stream(&o.stream).await?;
                 subscribe(o, &self.source, self.resume_at.clone()).await
             };
             let outcome = tokio::select! {
                 biased;
-                () = self.offsets.shared.closed() => return false,
+                () = self.offsets.session.closed() => return false,
                 outcome = attempt => outcome,
             };
             match outcome {
@@ -267,7 +267,7 @@ impl StreamConsumer {
                     self.set_state(ConsumerState::Recovering, Some(error.to_string()));
                     tokio::select! {
                         biased;
-                        () = self.offsets.shared.closed() => return false,
+                        () = self.offsets.session.closed() => return false,
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -302,7 +302,7 @@ impl Consumer for StreamConsumer {
             if self.current.is_none() && !Box::pin(self.resume()).await {
                 return None;
             }
-            if self.offsets.shared.check_open().is_err() {
+            if self.offsets.session.check_open().is_err() {
                 return None;
             }
             let Some(current) = self.current.as_mut() else {
@@ -315,7 +315,7 @@ impl Consumer for StreamConsumer {
                 next = current.inner.next() => Woke::Next(next.map(|next| next.map_err(|error| {
                     TransportError::other(format!("reading {}: {error}", self.offsets.stream))
                 }))),
-                () = self.offsets.shared.closed() => Woke::Closed,
+                () = self.offsets.session.closed() => Woke::Closed,
                 _ = self.check.tick() => Woke::Check,
             };
             let delivery = match woke {
@@ -372,7 +372,7 @@ impl Consumer for StreamConsumer {
         let stored = match (closing, &self.offsets.name) {
             (Some(offset), Some(name)) => self
                 .offsets
-                .shared
+                .session
                 .admin
                 .store_offset_confirmed(name, &self.offsets.stream, offset)
                 .await
@@ -411,10 +411,10 @@ async fn subscribe(
     source: &StreamSource,
     start: OffsetSpecification,
 ) -> Result<Subscribed, StreamsError> {
-    let shared = &offsets.shared;
+    let session = &offsets.session;
     let stream = &offsets.stream;
     let service = &offsets.service;
-    let environment = shared.environment().await?;
+    let environment = session.environment().await?;
     let mut builder = environment
         .consumer()
         .offset(start.clone())
@@ -439,7 +439,7 @@ async fn subscribe(
                 }
             });
     }
-    let inner = bounded("build a consumer", shared.config.timeout, async {
+    let inner = bounded("build a consumer", session.config.timeout, async {
         builder
             .build(stream)
             .await
@@ -486,8 +486,8 @@ impl StreamAcker {
     async fn to_error_stream(&self, failed: &DeadLetter) -> Result<(), TransportError> {
         let o = &self.offsets;
         let copy = ErrorStreamEntry::copy_of(&self.message, failed, &o.stream, self.offset);
-        let errors = o.shared.config.naming.error_stream(&o.service);
-        o.shared
+        let errors = o.session.config.naming.error_stream(&o.service);
+        o.session
             .publish_to(&o.service, &errors, &copy)
             .await?
             .await
@@ -507,7 +507,7 @@ impl Acker for StreamAcker {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
         let o = &self.offsets;
         // the transport is closed: nothing settles, a restart reads it again
-        o.shared.check_open()?;
+        o.session.check_open()?;
         match settlement {
             Settlement::Ack => {}
             // boxed: the rare path's state would make every settle's future larger

@@ -32,6 +32,8 @@ mod convert;
 mod error;
 mod id_map;
 mod publisher;
+mod read;
+mod session;
 mod sync;
 mod transport;
 

@@ -1,34 +1,21 @@
 //! [`StreamTransport`]: the `Transport` over RabbitMQ Streams.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use pubsub_core::{
     Capabilities, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetteredMessage,
     Destination, MergedConsumer, Message, Outgoing, Source, StartAt, StoreOffsets, StreamNaming,
     StreamSource, Subscription, Transport, TransportError, TransportHealth,
 };
-use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::OffsetSpecification;
-use tokio::sync::OnceCell;
 
 use crate::config::StreamConfig;
-use crate::connection::{self, Admin, bounded};
 use crate::consumer::StreamConsumer;
-use crate::convert;
 use crate::error::StreamsError;
-use crate::publisher::{self, NamedProducer, Producers};
+use crate::publisher::{self, NamedProducer};
+use crate::session::Session;
 use crate::sync::lock;
-
-/// How long reading the last chunk of a stream waits for its first message: an empty
-/// stream sends nothing, and the protocol has no "end of stream" answer.
-const FIRST_MESSAGE_WAIT: Duration = Duration::from_millis(300);
-/// Once messages come, how long a pause means "that was the end".
-const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// The `Transport` over RabbitMQ Streams (stream protocol, port 5552).
 ///
@@ -61,177 +48,14 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Clone)]
 pub struct StreamTransport {
-    shared: Arc<Shared>,
+    session: Arc<Session>,
 }
 
 impl std::fmt::Debug for StreamTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamTransport")
-            .field("config", &self.shared.config)
+            .field("config", &self.session.config)
             .finish_non_exhaustive()
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) config: StreamConfig,
-    pub(crate) admin: Arc<Admin>,
-    environment: OnceCell<Environment>,
-    producers: Producers,
-    /// The consumers started, for health; stopped ones are dropped when no longer held.
-    consumers: std::sync::Mutex<Vec<Arc<std::sync::Mutex<ConsumerHealth>>>>,
-    /// Streams created (or found) by this transport.
-    created: tokio::sync::Mutex<HashSet<String>>,
-    closed: AtomicBool,
-    /// Turns true when the transport closes: consumers end at once.
-    closing: tokio::sync::watch::Sender<bool>,
-}
-
-impl Shared {
-    /// Resolves once the transport is closed.
-    pub(crate) async fn closed(&self) {
-        let mut closing = self.closing.subscribe();
-        let _ = closing.wait_for(|closed| *closed).await;
-    }
-
-    pub(crate) fn check_open(&self) -> Result<(), StreamsError> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(StreamsError::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub(crate) async fn environment(&self) -> Result<&Environment, StreamsError> {
-        self.environment
-            .get_or_try_init(|| connection::environment(&self.config))
-            .await
-    }
-
-    /// Creates `stream` with retention unless this transport already did; a super
-    /// stream with its partitions.
-    async fn ensure_stream(&self, stream: &str) -> Result<(), StreamsError> {
-        let mut created = self.created.lock().await;
-        if !created.contains(stream) {
-            match self.config.naming.partitions(stream) {
-                Some(partitions) => self.admin.create_super_stream(stream, &partitions).await?,
-                None => self.admin.create_stream(stream).await?,
-            }
-            created.insert(stream.to_owned());
-        }
-        Ok(())
-    }
-
-    async fn producer(
-        &self,
-        service: &str,
-        stream: &str,
-    ) -> Result<Arc<NamedProducer>, StreamsError> {
-        self.check_open()?;
-        if let Some(producer) = self.producers.get(service, stream) {
-            return Ok(producer);
-        }
-        // boxed: building is rare, and would make every publish's future larger
-        Box::pin(self.producers.get_or_build(service, stream, || async {
-            let name = self.config.producer_name(service, stream);
-            self.ensure_stream(stream).await?;
-            let environment = self.environment().await?;
-            NamedProducer::build(
-                environment,
-                Arc::clone(&self.admin),
-                &self.config,
-                &name,
-                stream,
-            )
-            .await
-        }))
-        .await
-    }
-
-    /// Appends `message` to `stream` with the producer of `service`.
-    pub(crate) async fn publish_to(
-        &self,
-        service: &str,
-        stream: &str,
-        message: &Message,
-    ) -> Result<Confirmation, TransportError> {
-        self.producer(service, stream).await?.send(message).await
-    }
-
-    /// The offset of the last message of `stream`, `None` when it has none: its last
-    /// chunk is read (delivered whole, so a short pause ends it); an empty stream sends
-    /// nothing (see [`FIRST_MESSAGE_WAIT`]).
-    async fn last_offset(&self, stream: &str) -> Result<Option<u64>, StreamsError> {
-        let mut consumer = self.reader(stream, OffsetSpecification::Last).await?;
-        let mut last = None;
-        let mut wait = FIRST_MESSAGE_WAIT;
-        while let Ok(Some(delivery)) = tokio::time::timeout(wait, consumer.next()).await {
-            wait = IDLE_WAIT;
-            let delivery =
-                delivery.map_err(|e| StreamsError::client(format!("read {stream}"), e))?;
-            last = last.max(Some(delivery.offset()));
-        }
-        let _ = consumer.handle().close().await;
-        Ok(last)
-    }
-
-    async fn reader(
-        &self,
-        stream: &str,
-        start: OffsetSpecification,
-    ) -> Result<rabbitmq_stream_client::Consumer, StreamsError> {
-        let environment = self.environment().await?;
-        bounded("build a consumer", self.config.timeout, async {
-            environment
-                .consumer()
-                .offset(start)
-                .build(stream)
-                .await
-                .map_err(|e| StreamsError::client(format!("read {stream}"), e))
-        })
-        .await
-    }
-
-    /// Every message of `stream` from `start` to its last one as of now, with offsets;
-    /// each message waited for at most the configured timeout.
-    async fn read_to_end(
-        &self,
-        stream: &str,
-        start: OffsetSpecification,
-    ) -> Result<Vec<(u64, Message)>, StreamsError> {
-        let Some(last) = self.last_offset(stream).await? else {
-            return Ok(Vec::new());
-        };
-        let mut consumer = self.reader(stream, start).await?;
-        let mut read = Vec::new();
-        let outcome = loop {
-            let next = tokio::time::timeout(self.config.timeout, consumer.next()).await;
-            let delivery = match next {
-                Ok(Some(Ok(delivery))) => delivery,
-                Ok(Some(Err(e))) => break Err(StreamsError::client(format!("read {stream}"), e)),
-                Ok(None) => {
-                    break Err(StreamsError::Refused {
-                        what: format!("read {stream} to offset {last}"),
-                        code: "the subscription ended".to_owned(),
-                    });
-                }
-                Err(_) => {
-                    break Err(StreamsError::TimedOut {
-                        what: "reading a stream to its end",
-                        after: self.config.timeout,
-                    });
-                }
-            };
-            let offset = delivery.offset();
-            read.push((
-                offset,
-                convert::from_wire(delivery.message(), stream, offset),
-            ));
-            if offset >= last {
-                break Ok(read);
-            }
-        };
-        let _ = consumer.handle().close().await;
-        outcome
     }
 }
 
@@ -286,16 +110,7 @@ impl StreamTransport {
     /// A transport for `config`; connects on first use.
     pub fn new(config: StreamConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                admin: Arc::new(Admin::new(config.clone())),
-                consumers: std::sync::Mutex::default(),
-                config,
-                environment: OnceCell::new(),
-                producers: Producers::default(),
-                created: tokio::sync::Mutex::new(HashSet::new()),
-                closed: AtomicBool::new(false),
-                closing: tokio::sync::watch::Sender::new(false),
-            }),
+            session: Arc::new(Session::new(config)),
         }
     }
 
@@ -309,7 +124,7 @@ impl StreamTransport {
 
     /// Its configuration.
     pub fn config(&self) -> &StreamConfig {
-        &self.shared.config
+        &self.session.config
     }
 
     /// The producer of `service` on `stream` (built, and the stream created, if needed).
@@ -321,7 +136,7 @@ impl StreamTransport {
         service: &str,
         stream: &str,
     ) -> Result<StreamProducer, StreamsError> {
-        let inner = self.shared.producer(service, stream).await?;
+        let inner = self.session.producer(service, stream).await?;
         Ok(StreamProducer { inner })
     }
 
@@ -330,8 +145,8 @@ impl StreamTransport {
     /// # Errors
     /// The broker cannot be reached, or the stream does not exist.
     pub async fn read_all(&self, stream: &str) -> Result<Vec<(u64, Message)>, StreamsError> {
-        self.shared.check_open()?;
-        self.shared
+        self.session.check_open()?;
+        self.session
             .read_to_end(stream, OffsetSpecification::First)
             .await
     }
@@ -339,12 +154,12 @@ impl StreamTransport {
     /// How many publishes were sent again, under their publishing ids, after a producer
     /// lost its connection or its stream (the broker drops those it already had).
     pub fn resent_publishes(&self) -> u64 {
-        self.shared.producers.resent()
+        self.session.producers.resent()
     }
 
     /// The streams this transport created (or found existing) so far, sorted.
     pub async fn streams_created(&self) -> Vec<String> {
-        let mut streams: Vec<String> = self.shared.created.lock().await.iter().cloned().collect();
+        let mut streams: Vec<String> = self.session.created.lock().await.iter().cloned().collect();
         streams.sort();
         streams
     }
@@ -359,7 +174,7 @@ impl StreamTransport {
         consumer: &str,
         stream: &str,
     ) -> Result<Option<u64>, StreamsError> {
-        self.shared.admin.stored_offset(consumer, stream).await
+        self.session.admin.stored_offset(consumer, stream).await
     }
 
     /// Deletes `stream` (one that does not exist is fine), a super stream with its
@@ -368,10 +183,10 @@ impl StreamTransport {
     /// # Errors
     /// The broker cannot be reached, or refused.
     pub async fn delete_stream(&self, stream: &str) -> Result<(), StreamsError> {
-        self.shared.created.lock().await.remove(stream);
-        match self.shared.config.naming.partitions(stream) {
-            Some(_) => self.shared.admin.delete_super_stream(stream).await,
-            None => self.shared.admin.delete_stream(stream).await,
+        self.session.created.lock().await.remove(stream);
+        match self.session.config.naming.partitions(stream) {
+            Some(_) => self.session.admin.delete_super_stream(stream).await,
+            None => self.session.admin.delete_stream(stream).await,
         }
     }
 
@@ -389,7 +204,7 @@ impl StreamTransport {
     fn streams_of(&self, source: &StreamSource) -> Result<Vec<String>, TransportError> {
         match (
             source.super_stream,
-            self.shared.config.naming.partitions(&source.stream),
+            self.session.config.naming.partitions(&source.stream),
         ) {
             (false, _) => Ok(vec![source.stream.clone()]),
             (true, Some(partitions)) if !partitions.is_empty() => Ok(partitions),
@@ -412,12 +227,12 @@ impl Transport for StreamTransport {
     }
 
     fn stream_naming(&self) -> Option<StreamNaming> {
-        Some(self.shared.config.naming.clone())
+        Some(self.session.config.naming.clone())
     }
 
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
-        self.shared.check_open()?;
-        let naming = &self.shared.config.naming;
+        self.session.check_open()?;
+        let naming = &self.session.config.naming;
         let message = &outgoing.message;
         let (stream, partition_key) = match outgoing.destination {
             Destination::Topic => (naming.stream_of_key(&message.metadata.key), None),
@@ -434,28 +249,28 @@ impl Transport for StreamTransport {
         };
         if naming.partitions(&stream).is_some() {
             // the super stream with its exchange and bindings, before its first publish
-            Box::pin(self.shared.ensure_stream(&stream)).await?;
+            Box::pin(self.session.ensure_stream(&stream)).await?;
         }
         let stream = naming.publish_target(stream, partition_key, &message.metadata)?;
-        publisher::check_size(&self.shared.config, &stream, message)?;
+        publisher::check_size(&self.session.config, &stream, message)?;
         let service = message.metadata.app_id.as_deref().unwrap_or("pubsub");
-        self.shared.publish_to(service, &stream, message).await
+        self.session.publish_to(service, &stream, message).await
     }
 
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
-        let shared = &self.shared;
-        shared.check_open()?;
+        let session = &self.session;
+        session.check_open()?;
         let source = Self::stream_source(subscription)?;
         let service = &subscription.service;
-        shared.ensure_stream(&source.stream).await?;
-        let errors = shared.config.naming.error_stream(service);
-        shared.ensure_stream(&errors).await?;
+        session.ensure_stream(&source.stream).await?;
+        let errors = session.config.naming.error_stream(service);
+        session.ensure_stream(&errors).await?;
         let fix_next = source.store != StoreOffsets::Never && source.start == StartAt::Next;
         if !fix_next {
             return Ok(());
         }
         for stream in self.streams_of(source)? {
-            if shared
+            if session
                 .admin
                 .stored_offset(service, &stream)
                 .await?
@@ -464,11 +279,11 @@ impl Transport for StreamTransport {
                 // "next" as of now, kept on the broker as the consumer's offset so that
                 // any connection resumes there: the offset before the stream's end, or for
                 // an empty stream u64::MAX, which the consumer reads as "before 0"
-                let next = shared
+                let next = session
                     .last_offset(&stream)
                     .await?
                     .map_or(0, |last| last + 1);
-                shared
+                session
                     .admin
                     .store_offset_confirmed(service, &stream, next.wrapping_sub(1))
                     .await?;
@@ -493,14 +308,14 @@ impl Transport for StreamTransport {
                 ConsumerState::Running,
             )));
             let consumer = StreamConsumer::open(
-                Arc::clone(&self.shared),
+                Arc::clone(&self.session),
                 service,
                 &stream,
                 source,
                 Arc::clone(&health),
             )
             .await?;
-            lock(&self.shared.consumers).push(health);
+            lock(&self.session.consumers).push(health);
             consumers.push(Box::new(consumer));
         }
         if consumers.len() == 1
@@ -514,8 +329,8 @@ impl Transport for StreamTransport {
     /// Each producer as a connection, each stream consumer as a consumer.
     fn health(&self) -> TransportHealth {
         let mut health = TransportHealth::new(self.name());
-        health.connections = self.shared.producers.health();
-        let mut consumers = lock(&self.shared.consumers);
+        health.connections = self.session.producers.health();
+        let mut consumers = lock(&self.session.consumers);
         // a consumer dropped by everyone else is gone
         consumers.retain(|c| Arc::strong_count(c) > 1);
         health.consumers = consumers.iter().map(|c| lock(c).clone()).collect();
@@ -526,7 +341,7 @@ impl Transport for StreamTransport {
         &self,
         service: &str,
     ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
-        let errors = self.shared.config.naming.error_stream(service);
+        let errors = self.session.config.naming.error_stream(service);
         let read = self.read_all(&errors).await?;
         Ok(read
             .into_iter()
@@ -535,12 +350,7 @@ impl Transport for StreamTransport {
     }
 
     async fn close(&self) -> Result<(), TransportError> {
-        if self.shared.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.shared.closing.send_replace(true);
-        self.shared.producers.close().await;
-        self.shared.admin.close().await;
+        self.session.close().await;
         Ok(())
     }
 }
