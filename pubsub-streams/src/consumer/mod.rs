@@ -1,5 +1,6 @@
-//! Reading a stream: the consumer that comes back, its store timer, and the acker of each
-//! delivery.
+//! Reading a stream: the consumer that comes back ([`StreamConsumer`]). Its offsets and
+//! their store timer are in [`offsets`], its subscriptions with the client in
+//! [`subscription`], the acker of each delivery in [`acker`].
 //!
 //! Offsets are stored only for the contiguous prefix of settled deliveries
 //! ([`OffsetCommits`]), on the timer, when a settle makes one due, and at close; never on
@@ -17,96 +18,32 @@
 //!
 //! [`StreamConfig::check_interval`]: crate::StreamConfig
 
+mod acker;
+mod offsets;
+mod subscription;
+
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use pubsub_core::{
-    Acker, Consumer, ConsumerHealth, ConsumerState, DeadLetter, Delivery, ErrorStreamEntry,
-    Message, OffsetCommits, Settlement, StartAt, StoreOffsets, StreamSource, TransportError,
+    Consumer, ConsumerHealth, ConsumerState, Delivery, OffsetCommits, StartAt, StoreOffsets,
+    StreamSource, TransportError,
 };
 use rabbitmq_stream_client::types::OffsetSpecification;
-use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::connection::{self, Backoff, Probe, bounded};
+use self::acker::StreamAcker;
+use self::offsets::{Commits, Offsets, store_timer};
+use self::subscription::{Subscribed, subscribe};
+use crate::connection::{self, Backoff, Probe};
 use crate::convert;
-use crate::error::StreamsError;
 use crate::session::Session;
 use crate::sync::lock;
 
-/// Closing a subscription whose connection may be gone waits at most this long.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// The offsets of the stream being read; a new generation for each new stream of the
-/// same name (deleted and re-created).
-struct Commits {
-    generation: u64,
-    commits: OffsetCommits,
-}
-
-/// What the consumer, its timer and its ackers share.
-struct Offsets {
-    session: Arc<Session>,
-    /// The consumer name (the service); `None` for an anonymous reader.
-    name: Option<String>,
-    service: String,
-    stream: String,
-    store: StoreOffsets,
-    commits: Mutex<Commits>,
-}
-
-impl Offsets {
-    fn commits(&self) -> std::sync::MutexGuard<'_, Commits> {
-        lock(&self.commits)
-    }
-
-    /// The delivery at `offset` of stream generation `generation` was settled.
-    fn settled(&self, generation: u64, offset: u64) -> Option<u64> {
-        let mut commits = self.commits();
-        (commits.generation == generation)
-            .then(|| commits.commits.settled(offset, Instant::now()))
-            .flatten()
-    }
-
-    /// Reads a new stream of the same name: from offset 0, nothing stored.
-    fn new_generation(&self) -> u64 {
-        let mut commits = self.commits();
-        commits.generation += 1;
-        commits.commits = OffsetCommits::new(self.store, 0);
-        commits.generation
-    }
-
-    async fn store(&self, offset: Option<u64>) {
-        let (Some(offset), Some(name)) = (offset, &self.name) else {
-            return;
-        };
-        if let Err(error) = self
-            .session
-            .admin
-            .store_offset(name, &self.stream, offset)
-            .await
-        {
-            // not fatal: a later store covers it; a restart reads a little more again
-            tracing::warn!(stream = %self.stream, consumer = %name, offset, %error, "storing the offset failed");
-        }
-    }
-}
-
-/// A subscription of the client.
-struct Subscribed {
-    inner: ClientConsumer,
-    handle: ConsumerHandle,
-}
-
-impl Subscribed {
-    async fn close(self) {
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.handle.close()).await;
-    }
-}
-
+/// The consumer of one stream for one service, which comes back after a lost connection
+/// or a deleted stream.
 pub(crate) struct StreamConsumer {
     source: StreamSource,
     current: Option<Subscribed>,
@@ -400,129 +337,5 @@ impl Drop for StreamConsumer {
         {
             runtime.spawn(current.close());
         }
-    }
-}
-
-/// Subscribes to the stream at `start`. With single active consumer, the broker decides
-/// when this instance reads, and it then starts after the offset stored by the instance
-/// that was active, or at `start` without one.
-async fn subscribe(
-    offsets: &Offsets,
-    source: &StreamSource,
-    start: OffsetSpecification,
-) -> Result<Subscribed, StreamsError> {
-    let session = &offsets.session;
-    let stream = &offsets.stream;
-    let service = &offsets.service;
-    let environment = session.environment().await?;
-    let mut builder = environment
-        .consumer()
-        .offset(start.clone())
-        .client_provided_name(service);
-    if source.single_active && source.store != StoreOffsets::Never {
-        // The client answers `Next` to the broker's activation unless told otherwise,
-        // which would skip what came while this instance waited.
-        builder = builder
-            .name(service)
-            .enable_single_active_consumer(true)
-            .consumer_update(move |_active, context| {
-                let fallback = start.clone();
-                async move {
-                    let stored = context
-                        .client()
-                        .query_offset(context.name(), &context.stream())
-                        .await;
-                    match stored {
-                        Ok(stored) => OffsetSpecification::Offset(stored.wrapping_add(1)),
-                        Err(_) => fallback,
-                    }
-                }
-            });
-    }
-    let inner = bounded("build a consumer", session.config.timeout, async {
-        builder
-            .build(stream)
-            .await
-            .map_err(|e| StreamsError::client(format!("consume {stream} as {service}"), e))
-    })
-    .await?;
-    Ok(Subscribed {
-        handle: inner.handle(),
-        inner,
-    })
-}
-
-/// Stores the due offset on the store interval, if there is one.
-fn store_timer(offsets: &Arc<Offsets>) -> Option<JoinHandle<()>> {
-    let StoreOffsets::Every { interval, .. } = offsets.store else {
-        return None;
-    };
-    let offsets = Arc::clone(offsets);
-    let period = interval.max(Duration::from_millis(10));
-    Some(tokio::spawn(async move {
-        let mut timer = tokio::time::interval(period);
-        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            timer.tick().await;
-            let due = offsets.commits().commits.due(Instant::now());
-            offsets.store(due).await;
-        }
-    }))
-}
-
-/// Settles one stream delivery: the offset may advance once it is acked, or once its copy
-/// is confirmed in the error stream. Dropped unsettled, it holds the offset back.
-struct StreamAcker {
-    offsets: Arc<Offsets>,
-    /// The stream generation it came from.
-    generation: u64,
-    offset: u64,
-    message: Arc<Message>,
-}
-
-impl StreamAcker {
-    /// Appends the failed delivery, with why, to the service's error stream: confirmed,
-    /// or the offset stays back and a restart reads it again.
-    async fn to_error_stream(&self, failed: &DeadLetter) -> Result<(), TransportError> {
-        let o = &self.offsets;
-        let copy = ErrorStreamEntry::copy_of(&self.message, failed, &o.stream, self.offset);
-        let errors = o.session.config.naming.error_stream(&o.service);
-        o.session
-            .publish_to(&o.service, &errors, &copy)
-            .await?
-            .await
-            .map_err(|error| TransportError::Settle {
-                message: format!(
-                    "appending offset {} of {} to {errors}: {error}",
-                    self.offset, o.stream
-                ),
-                source: Some(Arc::new(error)),
-            })?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Acker for StreamAcker {
-    async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
-        let o = &self.offsets;
-        // the transport is closed: nothing settles, a restart reads it again
-        o.session.check_open()?;
-        match settlement {
-            Settlement::Ack => {}
-            // boxed: the rare path's state would make every settle's future larger
-            Settlement::DeadLetter(failed) => Box::pin(self.to_error_stream(&failed)).await?,
-            _ => {
-                return Err(TransportError::Unsupported {
-                    what: "requeue or delayed redelivery on a stream (the offset stays back; a restart reads it again)",
-                    transport: "streams",
-                });
-            }
-        }
-        // storing is due every so many offsets: boxed like the error stream
-        if let Some(due) = o.settled(self.generation, self.offset) {
-            Box::pin(o.store(Some(due))).await;
-        }
-        Ok(())
     }
 }
