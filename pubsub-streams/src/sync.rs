@@ -1,4 +1,4 @@
-//! [`lock`], [`read`], [`write`]: std locks that a panic elsewhere does not make unusable.
+//! [`lock`], [`read`], [`write()`]: std locks that a panic elsewhere does not make unusable.
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
