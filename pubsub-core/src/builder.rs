@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::bus::Bus;
 use crate::consumption::Consumption;
 use crate::dispatch::{Dispatcher, Isolation, Observer, ResolvedHandler, RetrySettings};
-use crate::error::TransportError;
 use crate::error::{Error, Result};
 use crate::handler::{Handler, RetrySpecOwned};
 use crate::memory::MemoryTransport;
@@ -18,7 +17,18 @@ use crate::router::Router;
 use crate::selection::HandlerSelection;
 use crate::state::StateMap;
 use crate::stream::StreamConsumption;
+use crate::transport::TransportError;
 use crate::transport::{DelayedRedelivery, Subscription, Transport};
+
+impl Bus {
+    /// Starts configuring a bus that runs handlers (and publishes).
+    ///
+    /// Defined here beside [`BusBuilder`] rather than in `bus.rs`, so that the builder
+    /// depends on the bus it builds and the bus knows nothing of how it was configured.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+}
 
 /// Configures a [`Bus`]; consumed by [`build`](Self::build).
 ///
@@ -255,7 +265,7 @@ impl BusBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> pubsub::Result<()> {
-    /// let broker = MemoryTransport::streams();
+    /// let broker = MemoryTransport::stream_backed();
     /// let audit = Handler::raw("audit", "order.#", |_: RawEvent, _: Context| async { Ok::<_, HandlerError>(()) });
     /// let bus = Bus::builder()
     ///     .service("audit")
@@ -303,13 +313,58 @@ impl BusBuilder {
     /// Checks the configuration, declares the service's queue and bindings with the
     /// transport (so events published from now on wait for it), and returns the bus, not
     /// yet consuming: see [`Bus::run_until`] and [`Bus::spawn`].
-    pub async fn build(self) -> Result<Bus> {
+    pub async fn build(mut self) -> Result<Bus> {
         let service = match self.service.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => s.to_owned(),
             _ => return Err(Error::MissingService),
         };
-        let mut handlers = crate::selection::select(&self.selection, &service)?;
-        handlers.extend(self.handlers);
+        let (resolved, patterns) = self.resolve_handlers(&service)?;
+        let transport = self.transport_for(&service, !resolved.is_empty());
+        let capabilities = transport.capabilities();
+        let publisher = Publisher::new(
+            service.clone(),
+            Arc::clone(&transport),
+            self.unroutable_is_error,
+        );
+        let consumption = if resolved.is_empty() {
+            None
+        } else {
+            let consumption = self.consumption(&service, &*transport, &patterns)?;
+            consumption.declare(&*transport).await?;
+            Some(consumption)
+        };
+        let counters = Arc::default();
+        let dispatcher = Dispatcher {
+            handlers: resolved,
+            router: Router::new(patterns),
+            publisher: publisher.clone(),
+            state: Arc::new(self.state),
+            max_message_size: self.max_message_size,
+            max_deliveries: self.max_deliveries,
+            retry: RetrySettings {
+                in_process_limit: self.in_process_retry_limit,
+                delayed_redelivery: capabilities.delayed_redelivery != DelayedRedelivery::None,
+            },
+            isolation: self.isolation,
+            dead_letter_source: self.consume_dead_letters.then_some(self.retry.max_backoff),
+            observer: self.observer,
+            counters: Arc::clone(&counters),
+            sequence: Default::default(),
+        };
+        Ok(Bus::from_parts(
+            publisher,
+            Some(dispatcher),
+            consumption,
+            counters,
+            self.shutdown_timeout,
+        ))
+    }
+
+    /// The bus's handlers (selected and added), checked: names plain and distinct, patterns
+    /// valid, retry policies defined; with their patterns, in the same order.
+    fn resolve_handlers(&mut self, service: &str) -> Result<(Vec<ResolvedHandler>, Vec<Pattern>)> {
+        let mut handlers = crate::selection::select(&self.selection, service)?;
+        handlers.append(&mut self.handlers);
         let mut names = HashMap::with_capacity(handlers.len());
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());
@@ -349,91 +404,65 @@ impl BusBuilder {
                 call: handler.call,
             });
         }
-        let transport = match self.transport {
-            Some(transport) => transport,
-            None => {
-                if !resolved.is_empty() {
-                    tracing::warn!(
-                        %service,
-                        "no transport given: this bus consumes from a private in-memory broker that no other bus reaches; pass .transport(..)"
-                    );
-                }
-                Arc::new(MemoryTransport::new())
+        Ok((resolved, patterns))
+    }
+
+    /// The transport given, or a private in-memory broker (a warning if the bus consumes).
+    fn transport_for(&mut self, service: &str, consumes: bool) -> Arc<dyn Transport> {
+        self.transport.take().unwrap_or_else(|| {
+            if consumes {
+                tracing::warn!(
+                    %service,
+                    "no transport given: this bus consumes from a private in-memory broker that no other bus reaches; pass .transport(..)"
+                );
             }
-        };
-        let capabilities = transport.capabilities();
-        let publisher = Publisher {
-            transport: Arc::clone(&transport),
-            capabilities,
-            service: Arc::from(service.as_str()),
-            unroutable_is_error: self.unroutable_is_error,
-        };
-        let consumption = if resolved.is_empty() {
-            None
-        } else {
-            let bindings: Vec<String> = patterns
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let consumption = match (transport.stream_naming(), self.streams) {
-                (Some(_), _) if self.consume_dead_letters => {
-                    return Err(TransportError::Unsupported {
-                        what: "consume_dead_letters on streams (failures go to the service's error stream, StreamNaming::error_stream)",
-                        transport: transport.name(),
-                    }
-                    .into());
+            Arc::new(MemoryTransport::new())
+        })
+    }
+
+    /// What the bus consumes: its service queue bound to the handlers' patterns (or its
+    /// dead-letter queue), or the streams those patterns map to on a stream transport.
+    fn consumption(
+        &mut self,
+        service: &str,
+        transport: &dyn Transport,
+        patterns: &[Pattern],
+    ) -> Result<Consumption> {
+        let bindings: Vec<String> = patterns
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(match (transport.stream_naming(), self.streams.take()) {
+            (Some(_), _) if self.consume_dead_letters => {
+                return Err(TransportError::Unsupported {
+                    what: "consume_dead_letters on streams (failures go to the service's error stream, StreamNaming::error_stream)",
+                    transport: transport.name(),
                 }
-                (Some(naming), streams) => {
-                    Consumption::Streams(streams.unwrap_or_default().subscriptions(
-                        &service,
-                        &naming,
-                        &bindings,
-                        self.prefetch,
-                    )?)
+                .into());
+            }
+            (Some(naming), streams) => {
+                Consumption::Streams(streams.unwrap_or_default().subscriptions(
+                    service,
+                    &naming,
+                    &bindings,
+                    self.prefetch,
+                )?)
+            }
+            (None, Some(_)) => {
+                return Err(TransportError::Unsupported {
+                    what: "reading streams (BusBuilder::streams needs a stream-backed transport)",
+                    transport: transport.name(),
                 }
-                (None, Some(_)) => {
-                    return Err(TransportError::Unsupported {
-                        what: "reading streams (BusBuilder::streams needs a stream-backed transport)",
-                        transport: transport.name(),
-                    }
-                    .into());
-                }
-                (None, None) if self.consume_dead_letters => Consumption::Queue(
-                    Subscription::dead_letters(service.clone()).prefetch(self.prefetch),
-                ),
-                (None, None) => Consumption::Queue(
-                    Subscription::queue(service.clone(), bindings).prefetch(self.prefetch),
-                ),
-            };
-            consumption.declare(&*transport).await?;
-            Some(consumption)
-        };
-        let counters = Arc::default();
-        let dispatcher = Dispatcher {
-            handlers: resolved,
-            router: Router::new(patterns),
-            publisher: publisher.clone(),
-            state: Arc::new(self.state),
-            max_message_size: self.max_message_size,
-            max_deliveries: self.max_deliveries,
-            retry: RetrySettings {
-                in_process_limit: self.in_process_retry_limit,
-                delayed_redelivery: capabilities.delayed_redelivery != DelayedRedelivery::None,
-            },
-            isolation: self.isolation,
-            dead_letter_source: self.consume_dead_letters.then_some(self.retry.max_backoff),
-            observer: self.observer,
-            counters: Arc::clone(&counters),
-            sequence: Default::default(),
-        };
-        Ok(Bus::from_parts(
-            publisher,
-            Some(dispatcher),
-            consumption,
-            counters,
-            self.shutdown_timeout,
-        ))
+                .into());
+            }
+            (None, None) if self.consume_dead_letters => Consumption::Queue(
+                Subscription::dead_letters(service.to_owned()).prefetch(self.prefetch),
+            ),
+            (None, None) => Consumption::Queue(
+                Subscription::queue(service.to_owned(), bindings).prefetch(self.prefetch),
+            ),
+        })
     }
 }

@@ -9,16 +9,16 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::builder::BusBuilder;
 use crate::consumption::Consumption;
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
-use crate::error::{Error, Result, TransportError};
+use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::health::Health;
 use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
 pub use crate::stats::BusStats;
 use crate::stats::{Counters, Ended};
+use crate::transport::TransportError;
 use crate::transport::{
     Acker, Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,
 };
@@ -85,11 +85,6 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
-    /// Starts configuring a bus that runs handlers (and publishes).
-    pub fn builder() -> BusBuilder {
-        BusBuilder::default()
-    }
-
     /// A bus that only publishes, as `service`: it declares nothing, consumes nothing and
     /// runs no handler, whatever `#[handler]`s are linked into the binary.
     ///
@@ -112,13 +107,7 @@ impl Bus {
     /// # }
     /// ```
     pub fn publisher(service: impl Into<String>, transport: impl Transport) -> Self {
-        let transport: Arc<dyn Transport> = Arc::new(transport);
-        let publisher = Publisher {
-            capabilities: transport.capabilities(),
-            transport,
-            service: Arc::from(service.into()),
-            unroutable_is_error: false,
-        };
+        let publisher = Publisher::new(service.into(), Arc::new(transport), false);
         Self::from_parts(publisher, None, None, Arc::default(), Duration::ZERO)
     }
 
@@ -241,10 +230,19 @@ impl Bus {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), pubsub_core::Error> {
-    /// use pubsub_core::{Bus, MemoryTransport};
+    /// # async fn main() -> pubsub::Result<()> {
+    /// use pubsub::prelude::*;
     ///
-    /// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+    /// let invoice = Handler::raw("invoice", "order.#", |_: RawEvent, _: Context| async {
+    ///     Ok::<_, HandlerError>(())
+    /// });
+    /// let bus = Bus::builder()
+    ///     .service("billing")
+    ///     .transport(MemoryTransport::new())
+    ///     .select_handlers(HandlerSelection::None) // only the one below
+    ///     .handler(invoice)
+    ///     .build()
+    ///     .await?;
     /// assert!(bus.dead_letters().await?.is_empty());
     /// # Ok(()) }
     /// ```

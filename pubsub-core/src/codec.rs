@@ -2,8 +2,6 @@
 
 use bytes::Bytes;
 
-use crate::error::CodecError;
-
 /// Content type of JSON payloads.
 pub const JSON: &str = "application/json";
 /// Content type of Protocol Buffers payloads.
@@ -88,4 +86,48 @@ where
             reason: e.to_string(),
         })
     }
+}
+
+/// Encoding or decoding a payload failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The event could not be serialized.
+    #[error("cannot encode {key}: {reason}")]
+    Encode {
+        /// Routing key of the event.
+        key: &'static str,
+        /// What the serializer reported.
+        reason: String,
+    },
+    /// The body is not a valid payload of the expected type.
+    #[error("malformed {content_type} body for {key}: {reason}")]
+    Malformed {
+        /// The key the handler expected.
+        key: &'static str,
+        /// Content type of the body.
+        content_type: &'static str,
+        /// What the deserializer reported.
+        reason: String,
+    },
+    /// The message's content type is not the one the event type is encoded with.
+    #[error("content type {found:?} cannot be decoded as {key} (expects {expected:?})")]
+    ContentType {
+        /// The key the handler expected.
+        key: &'static str,
+        /// Content type of the event type.
+        expected: &'static str,
+        /// Content type found on the message.
+        found: String,
+    },
+    /// The message carries a version this consumer does not know.
+    #[error("unknown version {found} of {key} (this consumer knows version {known})")]
+    UnknownVersion {
+        /// The key of the event.
+        key: &'static str,
+        /// The version compiled into this consumer.
+        known: u32,
+        /// The version found on the message.
+        found: u32,
+    },
 }

@@ -1,7 +1,7 @@
 //! What a bus consumes: its service queue, or the streams its handlers need.
 
-use crate::error::TransportError;
 use crate::stream::MergedConsumer;
+use crate::transport::TransportError;
 use crate::transport::{Consumer, Subscription, Transport};
 
 /// What a bus consumes, declared when it was built.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::error::CodecError;
+use crate::codec::CodecError;
 use crate::metadata::Message;
 
 /// A typed event: a payload with a routing key `domain.action` and a schema version.

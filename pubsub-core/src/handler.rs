@@ -11,7 +11,8 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::handler_error::HandlerError;
 use crate::handler_input::{Decoder, HandlerInput, Input, IntoHandlerResult, RawEvent};
-use crate::registration::{HandlerOrigin, HandlerRegistration, RetrySpec};
+use crate::origin::HandlerOrigin;
+use crate::registration::{HandlerRegistration, RetrySpec};
 
 pub(crate) type DynCall =
     Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;

@@ -5,8 +5,8 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 
+use crate::codec::CodecError;
 use crate::context::Context;
-use crate::error::CodecError;
 use crate::event::Event;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::metadata::{Message, Metadata};

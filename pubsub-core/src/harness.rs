@@ -109,11 +109,11 @@ impl TestHarness {
     /// Builds the bus on a fresh [`MemoryTransport`] (service `test` unless the builder
     /// names one) and starts it; a bus that reads streams
     /// ([`BusBuilder::streams`](crate::BusBuilder::streams)) gets one in stream mode
-    /// ([`MemoryTransport::streams`]), whose error stream [`dead_letters`](Self::dead_letters)
+    /// ([`MemoryTransport::stream_backed`]), whose error stream [`dead_letters`](Self::dead_letters)
     /// reads.
     pub async fn start(builder: BusBuilder) -> Result<Self> {
         let transport = if builder.reads_streams() {
-            MemoryTransport::streams()
+            MemoryTransport::stream_backed()
         } else {
             MemoryTransport::new()
         };

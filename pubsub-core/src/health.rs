@@ -15,9 +15,18 @@ use serde::Serialize;
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> pubsub_core::Result<()> {
-/// use pubsub_core::{Bus, MemoryTransport};
+/// use pubsub::prelude::*;
 ///
-/// let bus = Bus::builder().service("billing").transport(MemoryTransport::new()).build().await?;
+/// let invoice = Handler::raw("invoice", "order.#", |_: RawEvent, _: Context| async {
+///     Ok::<_, HandlerError>(())
+/// });
+/// let bus = Bus::builder()
+///     .service("billing")
+///     .transport(MemoryTransport::new())
+///     .select_handlers(HandlerSelection::None) // only the one below
+///     .handler(invoice)
+///     .build()
+///     .await?;
 /// assert!(!bus.health().is_healthy(), "built, not consuming yet");
 /// let running = bus.spawn().await?;
 /// let health = bus.health();

@@ -35,9 +35,11 @@ mod handler_error;
 mod handler_input;
 #[cfg(feature = "testing")]
 mod harness;
+pub mod headers;
 mod health;
 mod memory;
 mod metadata;
+mod origin;
 pub mod pattern;
 mod publish;
 mod registration;
@@ -56,12 +58,13 @@ pub mod __private;
 pub use builder::BusBuilder;
 pub use bus::{Bus, BusStats};
 pub use bytes::Bytes;
+pub use codec::CodecError;
 #[cfg(feature = "protobuf")]
 pub use codec::Protobuf;
 pub use codec::{Codec, JSON, Json, PROTOBUF};
 pub use context::Context;
 pub use dispatch::Isolation;
-pub use error::{BoxedSource, CodecError, Error, Result, TransportError};
+pub use error::{Error, Result};
 pub use event::Event;
 pub use event_registration::{EventRegistration, registered_events};
 pub use handler::Handler;
@@ -77,25 +80,27 @@ pub use uuid::Uuid;
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
 #[cfg(feature = "testing")]
 pub use harness::{HandlerCall, TestHarness};
-pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth, StreamRetention};
-pub use metadata::{
+pub use headers::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
-    HEADER_VERSION, Message, Metadata,
+    HEADER_STREAM, HEADER_STREAM_OFFSET, HEADER_VERSION,
 };
+pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth, StreamRetention};
+pub use metadata::{Message, Metadata};
+pub use origin::HandlerOrigin;
 pub use pattern::{Pattern, PatternError};
 pub use publish::{PendingPublish, PublishOptions};
-pub use registration::{HandlerInfo, HandlerOrigin, registered_handlers};
+pub use registration::{HandlerInfo, registered_handlers};
 pub use registration::{HandlerRegistration, RetrySpec};
 pub use retry::RetryPolicy;
 pub use router::Router;
 pub use selection::{HandlerFn, HandlerSelection};
 pub use stream::{
-    DEFAULT_STREAM_PREFIX, Envelope, ErrorStreamEntry, EventStream, HEADER_STREAM,
-    HEADER_STREAM_OFFSET, MergedConsumer, StreamConsumption, StreamNaming, UnmappedPattern,
+    DEFAULT_STREAM_PREFIX, Envelope, ErrorStreamEntry, EventStream, MergedConsumer,
+    StreamConsumption, StreamNaming, UnmappedPattern,
 };
 pub use transport::{
-    Acker, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,
+    Acker, BoxedSource, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,
     DelayedRedelivery, Delivery, Destination, OffsetCommits, OffsetTracker, Outgoing, QueueSource,
     QueueType, Retry, Settlement, SettlementModel, Source, StartAt, StoreOffsets, StreamSource,
-    Subscription, Transport,
+    Subscription, Transport, TransportError,
 };

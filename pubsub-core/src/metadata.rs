@@ -7,20 +7,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::codec::JSON;
-
-/// Header carrying the event version (`x-event-version`).
-pub const HEADER_VERSION: &str = "x-event-version";
-/// Header carrying the causation id (`x-causation-id`).
-pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
-/// Header on dead letters: why the message was dead-lettered.
-pub const HEADER_DEATH_REASON: &str = "x-death-reason";
-/// Header on dead letters and delayed retries: comma-separated names of the handlers that
-/// failed. A delivery that carries it runs only those handlers, so that replaying a dead
-/// letter does not run again the handlers that had succeeded.
-pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
-/// Header the framework owns: handler attempts already spent on this event, on messages
-/// delivered again after a delay ([`Settlement::Retry`](crate::Settlement::Retry)).
-pub const HEADER_ATTEMPTS: &str = "x-attempts";
+use crate::headers::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 
 /// Namespace of the ids derived from a message id that is no UUID
 /// ([`Metadata::id_from_text`]).

@@ -11,13 +11,14 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::codec::Codec;
-use crate::error::TransportError;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::metadata::{
+use crate::headers::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
-    HEADER_VERSION, Message, Metadata,
+    HEADER_VERSION,
 };
+use crate::metadata::{Message, Metadata};
+use crate::transport::TransportError;
 use crate::transport::{Capabilities, Confirmation, Destination, Outgoing, Transport};
 
 /// Optional envelope fields for one publish.
@@ -104,6 +105,21 @@ pub(crate) struct Publisher {
     pub(crate) service: Arc<str>,
     /// Whether a publish that no queue is bound for fails (otherwise: a warning).
     pub(crate) unroutable_is_error: bool,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        service: String,
+        transport: Arc<dyn Transport>,
+        unroutable_is_error: bool,
+    ) -> Self {
+        Self {
+            capabilities: transport.capabilities(),
+            transport,
+            service: Arc::from(service),
+            unroutable_is_error,
+        }
+    }
 }
 
 impl std::fmt::Debug for Publisher {

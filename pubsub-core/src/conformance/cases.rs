@@ -20,14 +20,15 @@ use super::{Broker, Need};
 use crate::bus::{Bus, BusStats};
 use crate::codec::Json;
 use crate::context::Context;
-use crate::error::TransportError;
 use crate::event::Event;
 use crate::handler::Handler;
 use crate::handler_error::HandlerError;
 use crate::handler_input::RawEvent;
-use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
+use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
+use crate::metadata::Message;
 use crate::retry::RetryPolicy;
 use crate::selection::HandlerSelection;
+use crate::transport::TransportError;
 use crate::transport::{Destination, Outgoing, Settlement, Subscription, Transport};
 
 /// The typed event of [`dead_letter_keeps_the_envelope`]. Its key is not namespaced (an

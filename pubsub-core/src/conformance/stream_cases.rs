@@ -14,8 +14,9 @@ use crate::bus::{Bus, BusStats};
 use crate::handler::Handler;
 use crate::handler_error::HandlerError;
 use crate::handler_input::RawEvent;
-use crate::metadata::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
-use crate::stream::{HEADER_STREAM, HEADER_STREAM_OFFSET, StreamConsumption, StreamNaming};
+use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
+use crate::headers::{HEADER_STREAM, HEADER_STREAM_OFFSET};
+use crate::stream::{StreamConsumption, StreamNaming};
 use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription, Transport};
 
 /// A bus of `service` on a new connection, reading streams as `consumption`.

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::{Broker, CASES, Need, Ran, run_case, run_named};
-use crate::error::TransportError;
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
+use crate::transport::TransportError;
 use crate::transport::{Capabilities, Confirmation, Consumer, Outgoing, Subscription, Transport};
 
 /// The names of the `pub async fn`s of cases.rs and stream_cases.rs, read from their source.

@@ -7,7 +7,7 @@ use smallvec::SmallVec;
 
 use super::ResolvedHandler;
 use super::attempt::panic_message;
-use crate::error::CodecError;
+use crate::codec::CodecError;
 use crate::handler_input::{Decoder, Shared};
 use crate::metadata::Message;
 

@@ -21,8 +21,8 @@ use attempt::AttemptResult;
 pub use attempt::Isolation;
 use decode::{Decoded, decode_caught, decode_once, superseded};
 
+use crate::codec::CodecError;
 use crate::context::{Context, DeliveryScope};
-use crate::error::CodecError;
 use crate::handler::DynCall;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::handler_input::{Decoder, Input, Shared};

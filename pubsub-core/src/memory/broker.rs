@@ -1,146 +1,104 @@
-//! The broker's state shared by every connection: its queues and bindings (the topology),
-//! the replies waited for, and the connections' own state; declaring queues and bindings.
+//! One in-memory broker: a queue broker and a stream broker, as one RabbitMQ node has
+//! both, and the record of what was published to either.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::oneshot;
-
-use super::MemoryTransport;
-use super::queue::{BrokerSignal, Queue};
-use super::stream::Log;
-use super::streams::Streams;
-use crate::error::TransportError;
+use super::connection::Connection;
+use super::queues::QueueBroker;
+use super::signal::BrokerSignal;
+use super::streams::StreamBroker;
+use super::streams::retention::StreamRetention;
+use super::sync::lock;
 use crate::metadata::Message;
-use crate::pattern::Pattern;
-use crate::router::Router;
-use crate::transport::{Source, Subscription};
+use crate::stream::StreamNaming;
+use crate::transport::{Consumer, Destination, Subscription, TransportError};
 
-/// One connection to the in-memory broker.
-#[derive(Debug, Default)]
-pub(crate) struct Connection {
-    pub(crate) closed: AtomicBool,
-    /// The consumers opened on it: closing the connection ends them, as the broker does,
-    /// requeueing what they left unsettled.
-    pub(super) consumers: Mutex<Vec<(Arc<Queue>, u64)>>,
-    /// The stream readers opened on it: closing the connection detaches them, storing
-    /// nothing more.
-    pub(super) readers: Mutex<Vec<(Arc<Log>, u64)>>,
+/// Which of the two brokers a transport reaches, as the RabbitMQ transports do: the queues
+/// (topic publishes go to the queues bound to their key, as on the AMQP transport), or the
+/// streams (topic publishes are appended to the stream of their key, as on the RabbitMQ
+/// Streams transport). Like those transports, each refuses what the other broker has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Topics {
+    Queues,
+    Streams,
 }
 
-#[derive(Default)]
 pub(super) struct Broker {
-    /// Most ready messages per queue (reject-publish past it).
-    pub(super) max_length: Option<usize>,
-    /// Requests waiting for their reply, by reply address.
-    pub(super) replies: Mutex<HashMap<String, oneshot::Sender<Message>>>,
-    pub(super) topology: RwLock<Arc<Topology>>,
-    /// Serialises topology changes.
-    pub(super) declare: Mutex<()>,
+    pub(super) queues: QueueBroker,
+    pub(super) streams: StreamBroker,
+    pub(super) topics: Topics,
     pub(super) signal: Arc<BrokerSignal>,
-    pub(super) recording: AtomicBool,
-    pub(super) published: Mutex<Vec<Message>>,
-    pub(super) unroutable: AtomicU64,
-    pub(super) next_consumer: AtomicU64,
-    /// Stream mode: the streams, and no queues.
-    pub(super) streams: Option<Streams>,
+    recording: AtomicBool,
+    published: Mutex<Vec<Message>>,
 }
 
-#[derive(Default)]
-pub(super) struct Topology {
-    pub(super) queues: HashMap<String, Arc<Queue>>,
-    pub(super) bindings: Vec<(Pattern, Arc<Queue>)>,
-    pub(super) router: Router,
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl MemoryTransport {
-    pub(super) fn topology(&self) -> Arc<Topology> {
-        let guard = self
-            .broker
-            .topology
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(&guard)
+impl Broker {
+    pub(super) fn new(
+        topics: Topics,
+        max_length: Option<usize>,
+        naming: StreamNaming,
+        retention: StreamRetention,
+    ) -> Self {
+        let signal = Arc::new(BrokerSignal::default());
+        Self {
+            queues: QueueBroker::new(Arc::clone(&signal), max_length),
+            streams: StreamBroker::new(naming, retention, Arc::clone(&signal)),
+            topics,
+            signal,
+            recording: AtomicBool::new(false),
+            published: Mutex::default(),
+        }
     }
 
-    pub(super) fn queue(&self, name: &str) -> Option<Arc<Queue>> {
-        self.topology().queues.get(name).cloned()
+    /// Delivers a published message to the broker its destination names.
+    pub(super) fn publish(
+        &self,
+        message: Message,
+        destination: Destination,
+    ) -> Result<(), TransportError> {
+        if self.recording.load(Ordering::Relaxed) {
+            lock(&self.published).push(message.clone());
+        }
+        let message = Arc::new(message);
+        match self.topics {
+            Topics::Streams => self.streams.append(message, destination),
+            Topics::Queues => self.queues.publish(&message, destination),
+        }
     }
 
-    /// Declares what `subscription` needs; returns the queue to consume: the service's
-    /// queue, or its dead-letter queue.
-    pub(super) fn declare_queue(
+    /// Declares what a subscription reads, on the broker that has it.
+    pub(super) fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        match self.topics {
+            Topics::Streams => self.streams.declare_subscription(subscription),
+            Topics::Queues => self.queues.declare(subscription).map(drop),
+        }
+    }
+
+    /// Opens a consumer of what a subscription reads, on `connection`.
+    pub(super) fn consume(
         &self,
         subscription: &Subscription,
-    ) -> Result<Arc<Queue>, TransportError> {
-        self.check_open()?;
-        let patterns: &[String] = match &subscription.source {
-            Source::Queue(source) => &source.patterns,
-            Source::DeadLetters => &[],
-            Source::Stream(_) => {
-                return Err(TransportError::Unsupported {
-                    what: "stream subscriptions (yet)",
-                    transport: "memory",
-                });
-            }
-        };
-        let queue = self.declare_service_queue(&subscription.service, patterns)?;
-        match (&subscription.source, &queue.dead_letters) {
-            (Source::DeadLetters, Some(dlq)) => Ok(Arc::clone(dlq)),
-            _ => Ok(queue),
+        connection: &Arc<Connection>,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        match self.topics {
+            Topics::Streams => self.streams.consume(subscription, connection),
+            Topics::Queues => self.queues.consume(subscription, connection),
         }
     }
 
-    fn declare_service_queue(
-        &self,
-        service: &str,
-        patterns: &[String],
-    ) -> Result<Arc<Queue>, TransportError> {
-        let patterns = patterns
-            .iter()
-            .map(|p| Pattern::new(p.as_str()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TransportError::Topology {
-                message: e.to_string(),
-                source: Some(Arc::new(e)),
-            })?;
-        let _serial = lock(&self.broker.declare);
-        let current = self.topology();
-        let mut queues = current.queues.clone();
-        let queue = Arc::clone(queues.entry(service.to_owned()).or_insert_with(|| {
-            Arc::new(Queue::service(
-                service.to_owned(),
-                Arc::clone(&self.broker.signal),
-                self.broker.max_length,
-            ))
-        }));
-        let mut bindings = current.bindings.clone();
-        for pattern in patterns {
-            let bound = bindings
-                .iter()
-                .any(|(p, q)| *p == pattern && Arc::ptr_eq(q, &queue));
-            if !bound {
-                bindings.push((pattern, Arc::clone(&queue)));
-            }
-        }
-        let router = Router::new(bindings.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
-        let next = Arc::new(Topology {
-            queues,
-            bindings,
-            router,
-        });
-        *self
-            .broker
-            .topology
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
-        Ok(queue)
+    /// Starts keeping a copy of every published message.
+    pub(super) fn record_published(&self) {
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// Every message published since recording started, in order.
+    pub(super) fn published(&self) -> Vec<Message> {
+        lock(&self.published).clone()
+    }
+
+    /// Whether nothing is in flight in either broker.
+    pub(super) fn is_idle(&self) -> bool {
+        self.streams.is_idle() && self.queues.is_idle()
     }
 }

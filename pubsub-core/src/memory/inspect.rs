@@ -1,16 +1,18 @@
-//! Inspecting the in-memory broker's queues from tests: what was published, queue depths,
-//! dead letters and their replay, and waiting until nothing is in flight.
+//! Inspecting the in-memory broker from tests and tools: what was published, queue depths,
+//! dead letters and their replay, streams, stored offsets and error streams, and waiting
+//! until nothing is in flight.
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::MemoryTransport;
-use super::broker::lock;
-use super::queue::Queue;
+use super::broker::Topics;
+use super::queues::queue::Queue;
+use super::streams::log::Log;
 use crate::error::Error;
 use crate::metadata::Message;
+use crate::stream::ErrorStreamEntry;
 use crate::transport::DeadLetteredMessage;
 
 /// Counts of one queue.
@@ -32,33 +34,44 @@ pub struct QueueDepth {
 impl MemoryTransport {
     /// Starts keeping a copy of every published message (see [`published`](Self::published)).
     pub fn record_published(&self) {
-        self.broker.recording.store(true, Ordering::SeqCst);
+        self.broker.record_published();
     }
 
     /// Every message published since [`record_published`](Self::record_published), in order.
     pub fn published(&self) -> Vec<Message> {
-        lock(&self.broker.published).clone()
+        self.broker.published()
     }
 
     /// Messages published that no queue was bound for (RabbitMQ would return them to a
     /// `mandatory` publisher).
     pub fn unroutable(&self) -> u64 {
-        self.broker.unroutable.load(Ordering::Relaxed)
+        self.broker.queues.unroutable()
     }
 
     /// The dead-letter queue of `service`, oldest first; an error if no queue of that
     /// service was ever declared (a typo must not look like "no dead letters"). In stream
-    /// mode, the service's error stream (see [`error_stream`](Self::error_stream)).
+    /// A [stream-backed](Self::stream_backed) broker's, the service's error stream (see
+    /// [`error_stream`](Self::error_stream)).
     pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
-        if self.stream_mode().is_some() {
-            return self.stream_dead_letters(service);
+        match self.broker.topics {
+            Topics::Streams => Ok(self
+                .error_stream(service)?
+                .into_iter()
+                .map(|entry| DeadLetteredMessage {
+                    queue: service.to_owned(),
+                    reason: entry.reason,
+                    failed_handlers: entry.failed_handlers,
+                    message: entry.message,
+                })
+                .collect()),
+            Topics::Queues => self.existing_queue(service).map(|q| dead_lettered(&q)),
         }
-        self.existing_queue(service).map(|q| dead_lettered(&q))
     }
 
     fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, Error> {
-        self.queue(service).ok_or_else(|| {
-            let mut known: Vec<String> = self.topology().queues.keys().cloned().collect();
+        let queues = &self.broker.queues;
+        queues.queue(service).ok_or_else(|| {
+            let mut known: Vec<String> = queues.topology().queues.keys().cloned().collect();
             known.sort();
             Error::UnknownQueue {
                 service: service.to_owned(),
@@ -69,7 +82,7 @@ impl MemoryTransport {
 
     /// Every dead-lettered message of every service.
     pub fn all_dead_letters(&self) -> Vec<DeadLetteredMessage> {
-        let topology = self.topology();
+        let topology = self.broker.queues.topology();
         let mut names: Vec<&String> = topology.queues.keys().collect();
         names.sort();
         names
@@ -80,7 +93,7 @@ impl MemoryTransport {
 
     /// Moves the dead letters of `service` back into its queue, as redeliveries without
     /// their reason; each keeps the names of the handlers that failed
-    /// ([`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS)), so only those run again
+    /// ([`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS)), so only those run again
     /// and a handler that had succeeded (an email sent) is not run twice. Returns how many.
     pub fn replay_dead_letters(&self, service: &str) -> Result<usize, Error> {
         self.existing_queue(service)
@@ -111,12 +124,7 @@ impl MemoryTransport {
     /// Whether nothing is in flight: no unsettled delivery, and no ready message in a queue
     /// that has a consumer to take it.
     pub fn is_idle(&self) -> bool {
-        self.streams_idle()
-            && self
-                .topology()
-                .queues
-                .values()
-                .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
+        self.broker.is_idle()
     }
 
     /// Waits until [`is_idle`](Self::is_idle), at most `timeout`.
@@ -141,6 +149,65 @@ impl MemoryTransport {
         tokio::time::timeout(timeout, wait)
             .await
             .map_err(|_| Error::Timeout(timeout, "the in-memory broker did not become idle".into()))
+    }
+    /// The names of the streams, sorted.
+    pub fn stream_names(&self) -> Vec<String> {
+        self.broker.streams.names()
+    }
+
+    fn existing_log(&self, stream: &str) -> Result<Arc<Log>, Error> {
+        self.broker
+            .streams
+            .existing_log(stream)
+            .map_err(|known| Error::UnknownStream {
+                stream: stream.to_owned(),
+                known,
+            })
+    }
+
+    /// How many messages `stream` holds (after retention).
+    pub fn stream_length(&self, stream: &str) -> Result<u64, Error> {
+        let (first, end) = self.existing_log(stream)?.bounds();
+        Ok(end - first)
+    }
+
+    /// The messages `stream` holds, with their offsets, oldest first.
+    pub fn stream_messages(&self, stream: &str) -> Result<Vec<(u64, Message)>, Error> {
+        Ok(self.existing_log(stream)?.messages())
+    }
+
+    /// The offset consumer `consumer` (a service) stored on `stream`: the last one it
+    /// handled; it resumes after it. `None` if it stored none.
+    pub fn stored_offset(&self, stream: &str, consumer: &str) -> Result<Option<u64>, Error> {
+        Ok(self.existing_log(stream)?.stored_offset(consumer))
+    }
+
+    /// Stores `offset` as consumer `consumer`'s offset on `stream`, or forgets it with
+    /// `None` (its next start follows its start position): an operator's offset reset,
+    /// effective when the consumer next starts.
+    pub fn reset_offset(
+        &self,
+        stream: &str,
+        consumer: &str,
+        offset: Option<u64>,
+    ) -> Result<(), Error> {
+        self.existing_log(stream)?.store_offset(consumer, offset);
+        Ok(())
+    }
+
+    /// The error stream of `service`
+    /// ([`StreamNaming::error_stream`](crate::StreamNaming::error_stream)), oldest first:
+    /// every event its handlers gave up on, with the reason, the failed handlers, and the
+    /// stream and offset it came from. An error if it does not exist (the service never
+    /// consumed streams here).
+    pub fn error_stream(&self, service: &str) -> Result<Vec<ErrorStreamEntry>, Error> {
+        let streams = &self.broker.streams;
+        streams
+            .error_stream(service)
+            .map_err(|known| Error::UnknownStream {
+                stream: streams.naming.error_stream(service),
+                known,
+            })
     }
 }
 

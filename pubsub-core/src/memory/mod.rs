@@ -1,30 +1,30 @@
 //! The in-memory transport: a broker in the process, with RabbitMQ's semantics.
 //!
-//! Topic routing to one queue per service, competing consumers on a shared queue,
-//! prefetch, ack / dead-letter, redelivery of what a departed consumer left unsettled,
-//! and an inspectable dead-letter queue per service. In stream mode
-//! ([`MemoryTransport::streams`]), an append-only log per stream instead.
+//! Like a RabbitMQ node it has queues and streams ([`MemoryTransport`] is a connection to
+//! it): topic routing to one queue per service, competing consumers on a shared queue,
+//! prefetch, ack / dead-letter, redelivery of what a departed consumer left unsettled, an
+//! inspectable dead-letter queue per service; and append-only streams with offsets, named
+//! consumers and error streams. [`MemoryTransport::new`] routes topic publishes to queues,
+//! as the AMQP transport does; [`MemoryTransport::stream_backed`] appends them to streams,
+//! as the RabbitMQ Streams transport does.
 
 mod broker;
-mod consumer;
+mod connection;
 mod inspect;
-mod queue;
-mod retention;
-mod routing;
-mod stream;
-mod stream_consumer;
+mod queues;
+mod signal;
 mod streams;
+mod sync;
 mod transport;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use broker::{Broker, Connection};
+use broker::{Broker, Topics};
+use connection::Connection;
 pub use inspect::QueueDepth;
-pub use retention::StreamRetention;
-pub use streams::DEFAULT_MEMORY_STREAM_LENGTH;
+pub use streams::retention::{DEFAULT_MEMORY_STREAM_LENGTH, StreamRetention};
 
-use crate::error::TransportError;
+use crate::stream::StreamNaming;
 
 /// A RabbitMQ look-alike living in the process: the default transport, for examples and
 /// for unit tests of handlers. Clones share one broker and one connection, so several
@@ -42,25 +42,39 @@ use crate::error::TransportError;
 /// let same_broker = transport.clone();
 /// assert!(same_broker.dead_letters("orders").is_err()); // no such queue yet
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryTransport {
     broker: Arc<Broker>,
     connection: Arc<Connection>,
 }
 
+impl Default for MemoryTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl std::fmt::Debug for MemoryTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let topology = self.topology();
+        let topology = self.broker.queues.topology();
         f.debug_struct("MemoryTransport")
+            .field("topics", &self.broker.topics)
             .field("queues", &topology.queues.keys().collect::<Vec<_>>())
+            .field("streams", &self.broker.streams.names())
             .finish_non_exhaustive()
     }
 }
 
 impl MemoryTransport {
-    /// A new, empty broker.
+    /// A new, empty broker whose topic publishes go to the queues bound to their key, as
+    /// on the AMQP transport.
     pub fn new() -> Self {
-        Self::default()
+        Self::on(Broker::new(
+            Topics::Queues,
+            None,
+            StreamNaming::default(),
+            StreamRetention::default(),
+        ))
     }
 
     /// A new, empty broker whose queues hold at most `max_length` ready messages each; a
@@ -79,18 +93,77 @@ impl MemoryTransport {
     /// assert!(matches!(full, Err(TransportError::Nacked { .. })));
     /// # }
     /// ```
+    ///
+    /// [`TransportError::Nacked`]: crate::TransportError::Nacked
     pub fn with_max_length(max_length: usize) -> Self {
-        Self {
-            broker: Arc::new(Broker {
-                max_length: Some(max_length),
-                ..Broker::default()
-            }),
-            connection: Arc::default(),
-        }
+        Self::on(Broker::new(
+            Topics::Queues,
+            Some(max_length),
+            StreamNaming::default(),
+            StreamRetention::default(),
+        ))
     }
 
-    /// Another connection to the same broker (in the same mode): closing it leaves this
-    /// one open.
+    /// A new, empty broker that behaves like the RabbitMQ Streams transport: every event
+    /// published is appended to the stream of its domain (named by
+    /// [`StreamNaming::default`], `events.order`), each an append-only log with offsets
+    /// that keeps the last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages (other names and
+    /// retention: [`stream_backed_with`](Self::stream_backed_with)); a bus on it reads the
+    /// streams its handlers need with a consumer named after its service, whose offset is
+    /// stored after handling; single active consumer; each service's failures go to its
+    /// error stream; super streams if the naming has some
+    /// ([`StreamNaming::super_stream`]), each partition its own log. Its capabilities are
+    /// [`Capabilities::stream`](crate::Capabilities::stream): no requeue, retries in
+    /// process.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{Bus, MemoryTransport};
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "room", action = "said")]
+    /// struct Said { text: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let broker = MemoryTransport::stream_backed();
+    /// let chat = Bus::publisher("chat", broker.clone());
+    /// chat.publish(&Said { text: "hi".into() }).await?;
+    /// assert_eq!(broker.stream_length("events.room")?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stream_backed() -> Self {
+        Self::stream_backed_with(StreamNaming::default(), StreamRetention::default())
+    }
+
+    /// Like [`stream_backed`](Self::stream_backed), with these stream names, each stream
+    /// created with this retention, as the RabbitMQ Streams transport creates its streams:
+    /// past the maximum count or bytes the oldest messages go, and messages older than the
+    /// maximum age go (checked whenever the stream is appended to or read). Offsets never
+    /// change; a consumer whose next offset was removed goes on from the oldest message
+    /// kept.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// use pubsub::{Bytes, Message, MemoryTransport, StreamNaming, StreamRetention, Transport};
+    /// let retention = StreamRetention::default().max_length_bytes(10);
+    /// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
+    /// for _ in 0..3 {
+    ///     broker.publish(Message::new("room.said", Bytes::from_static(b"12345")).into()).await?;
+    /// }
+    /// assert_eq!(broker.stream_length("events.room")?, 2); // 10 bytes of bodies
+    /// let (oldest, _) = &broker.stream_messages("events.room")?[0];
+    /// assert_eq!(*oldest, 1); // the oldest went; offsets never change
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stream_backed_with(naming: StreamNaming, retention: StreamRetention) -> Self {
+        Self::on(Broker::new(Topics::Streams, None, naming, retention))
+    }
+
+    /// Another connection to the same broker: closing it leaves this one open.
     pub fn connection(&self) -> Self {
         Self {
             broker: Arc::clone(&self.broker),
@@ -98,11 +171,10 @@ impl MemoryTransport {
         }
     }
 
-    fn check_open(&self) -> Result<(), TransportError> {
-        if self.connection.closed.load(Ordering::SeqCst) {
-            Err(TransportError::Closed)
-        } else {
-            Ok(())
+    fn on(broker: Broker) -> Self {
+        Self {
+            broker: Arc::new(broker),
+            connection: Arc::default(),
         }
     }
 }

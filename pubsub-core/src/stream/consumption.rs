@@ -24,7 +24,7 @@ impl Bus {
     /// });
     /// let bus = Bus::builder()
     ///     .service("audit")
-    ///     .transport(MemoryTransport::streams())
+    ///     .transport(MemoryTransport::stream_backed())
     ///     .select_handlers(HandlerSelection::None)
     ///     .handler(audit)
     ///     .build()
@@ -67,7 +67,7 @@ impl Bus {
 /// # async fn main() -> pubsub::Result<()> {
 /// let bus = Bus::builder()
 ///     .service("replicator")
-///     .transport(MemoryTransport::streams())
+///     .transport(MemoryTransport::stream_backed())
 ///     .select_handlers(HandlerSelection::None)
 ///     .streams(
 ///         StreamConsumption::new()

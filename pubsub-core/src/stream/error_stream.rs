@@ -1,12 +1,8 @@
 //! What a stream consumer writes to its service's error stream when handling failed.
 
+use crate::headers::{HEADER_STREAM, HEADER_STREAM_OFFSET};
 use crate::metadata::Message;
 use crate::transport::DeadLetter;
-
-/// Header on error-stream entries: the stream the failed event was read from.
-pub const HEADER_STREAM: &str = "x-stream";
-/// Header on error-stream entries: the failed event's offset in [`HEADER_STREAM`].
-pub const HEADER_STREAM_OFFSET: &str = "x-stream-offset";
 
 /// An entry of a service's error stream
 /// ([`StreamNaming::error_stream`](crate::StreamNaming::error_stream)): an event its

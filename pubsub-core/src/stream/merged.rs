@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::{BoxFuture, select_all};
 
-use crate::error::TransportError;
+use crate::transport::TransportError;
 use crate::transport::{Consumer, Delivery};
 
 /// The deliveries of several consumers as one, taken fairly (the consumer asked first

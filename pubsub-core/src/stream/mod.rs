@@ -2,7 +2,7 @@
 //! error stream, and typed event streams for code that iterates.
 //!
 //! A stream-backed transport ([`Transport::stream_naming`](crate::Transport::stream_naming)
-//! is `Some`: the in-memory [`MemoryTransport::streams`](crate::MemoryTransport::streams),
+//! is `Some`: the in-memory [`MemoryTransport::stream_backed`](crate::MemoryTransport::stream_backed),
 //! and the RabbitMQ Streams transport) appends each event to the stream of its domain. A
 //! bus on it reads, with one consumer per stream named after its service, the streams its
 //! handlers' patterns need ([`StreamNaming`], [`StreamConsumption`]).
@@ -15,7 +15,7 @@ mod partition;
 mod subscribe;
 
 pub use consumption::StreamConsumption;
-pub use error_stream::{ErrorStreamEntry, HEADER_STREAM, HEADER_STREAM_OFFSET};
+pub use error_stream::ErrorStreamEntry;
 pub use merged::MergedConsumer;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
 pub use subscribe::{Envelope, EventStream};

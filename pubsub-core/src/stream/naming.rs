@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::partition::{partition_name, partition_of};
-use crate::error::TransportError;
 use crate::metadata::Metadata;
+use crate::transport::TransportError;
 
 /// The prefix of [`StreamNaming::default`].
 pub const DEFAULT_STREAM_PREFIX: &str = "events";

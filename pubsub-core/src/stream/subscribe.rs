@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use futures::stream::{BoxStream, Stream, StreamExt};
 
 use crate::bus::Bus;
-use crate::error::{Error, Result, TransportError};
+use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::metadata::Metadata;
+use crate::transport::TransportError;
 use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription};
 
 /// How many messages an event stream reads ahead of its iterator.
@@ -84,7 +85,7 @@ impl Bus {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> pubsub::Result<()> {
-    /// let bus = Bus::publisher("chat", MemoryTransport::streams());
+    /// let bus = Bus::publisher("chat", MemoryTransport::stream_backed());
     /// bus.publish(&Said { text: "first".into() }).await?;
     /// // a late joiner replays the history
     /// let mut history = bus.subscribe::<Said>(StartAt::First).await?;

@@ -80,7 +80,7 @@ impl Capabilities {
     ///
     /// ```
     /// use pubsub::{Capabilities, DelayedRedelivery, MemoryTransport, Transport};
-    /// let caps = MemoryTransport::streams().capabilities();
+    /// let caps = MemoryTransport::stream_backed().capabilities();
     /// assert_eq!(caps, Capabilities::stream());
     /// assert!(!caps.requeue && caps.replay);
     /// assert_eq!(caps.delayed_redelivery, DelayedRedelivery::None); // retries in process

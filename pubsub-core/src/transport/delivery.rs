@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::TransportError;
-use crate::metadata::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS, Message};
+use super::error::TransportError;
+use crate::headers::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
+use crate::metadata::Message;
 
 /// One message handed to a consumer, to be settled exactly once through its [`Acker`].
 #[non_exhaustive]

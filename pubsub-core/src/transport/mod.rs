@@ -16,6 +16,7 @@
 mod capabilities;
 mod dead_letter;
 mod delivery;
+mod error;
 mod offsets;
 mod outgoing;
 mod subscription;
@@ -27,13 +28,13 @@ use async_trait::async_trait;
 pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
 pub use dead_letter::DeadLetteredMessage;
 pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
+pub use error::{BoxedSource, TransportError};
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
 pub use subscription::{
     QueueSource, QueueType, Source, StartAt, StoreOffsets, StreamSource, Subscription,
 };
 
-use crate::error::TransportError;
 use crate::health::TransportHealth;
 use crate::metadata::Message;
 use crate::stream::StreamNaming;

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use futures::future::BoxFuture;
 use sync_wrapper::SyncWrapper;
 
-use crate::error::TransportError;
+use super::error::TransportError;
 use crate::metadata::Message;
 
 /// Where a message goes.

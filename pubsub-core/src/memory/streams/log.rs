@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::queue::BrokerSignal;
 use super::retention::{Entries, StreamRetention};
-use crate::error::TransportError;
+use crate::memory::signal::BrokerSignal;
 use crate::metadata::Message;
+use crate::transport::TransportError;
 use crate::transport::{OffsetCommits, StartAt, StoreOffsets, StreamSource};
 
 /// An append-only log shared by the broker and its readers.

@@ -5,10 +5,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::streams::DEFAULT_MEMORY_STREAM_LENGTH;
 use crate::metadata::Message;
 
-/// What each stream of [`MemoryTransport::streams_with_retention`] keeps, like the
+/// Most messages a memory stream keeps by default ([`StreamRetention::max_length`]).
+pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
+
+/// What each stream of [`MemoryTransport::stream_backed_with`] keeps, like the
 /// retention RabbitMQ gives a stream when it is created (`pubsub::streams::Retention` for
 /// the real transport): past any limit the oldest messages go, and the offsets of those
 /// kept never change. A consumer whose next offset was removed goes on from the oldest
@@ -37,11 +39,11 @@ use crate::metadata::Message;
 ///     .max_age(Duration::from_secs(24 * 60 * 60));
 /// assert_eq!(retention.max_length, pubsub::DEFAULT_MEMORY_STREAM_LENGTH);
 /// assert_eq!(retention.max_age, Some(Duration::from_secs(86_400)));
-/// let broker = MemoryTransport::streams_with_retention(StreamNaming::default(), retention);
+/// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
 /// assert!(broker.stream_names().is_empty());
 /// ```
 ///
-/// [`MemoryTransport::streams_with_retention`]: crate::MemoryTransport::streams_with_retention
+/// [`MemoryTransport::stream_backed_with`]: crate::MemoryTransport::stream_backed_with
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StreamRetention {

@@ -4,17 +4,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::MemoryTransport;
+use super::QueueBroker;
 use super::queue::Queue;
-use crate::error::TransportError;
 use crate::metadata::Message;
+use crate::transport::TransportError;
 
 thread_local! {
     /// Reused routing buffer: publishing allocates nothing for the lookup.
     static ROUTE_SCRATCH: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-impl MemoryTransport {
+impl QueueBroker {
     /// Routes to every bound queue, once per queue.
     pub(super) fn route(&self, message: &Arc<Message>) -> Result<(), TransportError> {
         let topology = self.topology();
@@ -37,7 +37,7 @@ impl MemoryTransport {
     }
 
     pub(super) fn refuse_unroutable(&self, message: &Message) -> TransportError {
-        self.broker.unroutable.fetch_add(1, Ordering::Relaxed);
+        self.unroutable.fetch_add(1, Ordering::Relaxed);
         TransportError::Unroutable {
             message_id: message.metadata.id.to_string(),
             key: message.metadata.key.clone(),

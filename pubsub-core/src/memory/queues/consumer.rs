@@ -2,13 +2,12 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 
-use super::Connection;
 use super::queue::{Queue, Take};
-use crate::error::TransportError;
+use crate::memory::connection::Connection;
+use crate::transport::TransportError;
 use crate::transport::{Acker, Consumer, Delivery, Settlement};
 
 pub(super) struct MemoryConsumer {
@@ -41,7 +40,7 @@ impl MemoryConsumer {
     }
 
     fn take(&self) -> Take {
-        if self.connection.closed.load(Ordering::SeqCst) {
+        if self.connection.is_closed() {
             return Take::Cancelled;
         }
         self.queue.take(self.id)

@@ -1,16 +1,15 @@
 //! Reading a memory stream: the consumer, its store timer, and the acker of each delivery.
 
 use std::pin::pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::Connection;
-use super::stream::{Log, Read};
-use crate::error::TransportError;
+use super::log::{Log, Read};
+use crate::memory::connection::Connection;
 use crate::stream::ErrorStreamEntry;
+use crate::transport::TransportError;
 use crate::transport::{Acker, Consumer, Delivery, Settlement, StoreOffsets};
 
 pub(super) struct MemoryStreamConsumer {
@@ -47,7 +46,7 @@ impl MemoryStreamConsumer {
 
     /// `None` means "wait"; `Some(None)` means the consumer is done.
     fn delivery(&self) -> Option<Option<Result<Delivery, TransportError>>> {
-        if self.connection.closed.load(Ordering::SeqCst) {
+        if self.connection.is_closed() {
             return Some(None);
         }
         match self.log.read(self.id) {

@@ -1,0 +1,228 @@
+//! The queue broker: queues and their bindings (the topology), topic routing to them,
+//! competing consumers, dead-letter queues, and the reply addresses of requests (direct
+//! reply-to), as a RabbitMQ node's queues behave.
+
+mod consumer;
+pub(super) mod queue;
+mod routing;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use self::consumer::MemoryConsumer;
+use self::queue::Queue;
+use super::connection::Connection;
+use super::signal::BrokerSignal;
+use super::sync::{lock, read, write};
+use crate::metadata::Message;
+use crate::pattern::Pattern;
+use crate::router::Router;
+use crate::transport::{Consumer, Destination, Source, Subscription, TransportError};
+
+/// The queues of one in-memory broker.
+#[derive(Default)]
+pub(super) struct QueueBroker {
+    /// Most ready messages per queue (reject-publish past it).
+    max_length: Option<usize>,
+    /// Requests waiting for their reply, by reply address.
+    replies: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    topology: RwLock<Arc<Topology>>,
+    /// Serialises topology changes.
+    declare: Mutex<()>,
+    signal: Arc<BrokerSignal>,
+    /// Publishes no queue was bound for.
+    unroutable: AtomicU64,
+    next_consumer: AtomicU64,
+}
+
+/// The queues and bindings at one moment: replaced whole on every change, so that routing
+/// reads it without a lock held.
+#[derive(Default)]
+pub(super) struct Topology {
+    pub(super) queues: HashMap<String, Arc<Queue>>,
+    bindings: Vec<(Pattern, Arc<Queue>)>,
+    router: Router,
+}
+
+impl QueueBroker {
+    pub(super) fn new(signal: Arc<BrokerSignal>, max_length: Option<usize>) -> Self {
+        Self {
+            max_length,
+            signal,
+            ..Self::default()
+        }
+    }
+
+    pub(super) fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&read(&self.topology))
+    }
+
+    pub(super) fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.topology().queues.get(name).cloned()
+    }
+
+    /// Publishes no queue was bound for.
+    pub(super) fn unroutable(&self) -> u64 {
+        self.unroutable.load(Ordering::Relaxed)
+    }
+
+    /// Delivers a published message: to every queue bound to its key, to the named queue,
+    /// or to the request waiting at a reply address.
+    pub(super) fn publish(
+        &self,
+        message: &Arc<Message>,
+        destination: Destination,
+    ) -> Result<(), TransportError> {
+        match destination {
+            Destination::Topic => self.route(message),
+            Destination::Queue(name) => match self.queue(&name) {
+                Some(queue) => routing::push_all(message, [&queue]),
+                None => Err(self.refuse_unroutable(message)),
+            },
+            Destination::Reply(address) => {
+                let waiter = lock(&self.replies).remove(&address);
+                match waiter {
+                    Some(reply) => {
+                        // a requester that gave up dropped its receiver: the reply is lost,
+                        // as direct reply-to loses it on the broker
+                        let _ = reply.send(Message::clone(message));
+                    }
+                    None => {
+                        tracing::warn!(%address, id = %message.metadata.id, "no request waits at this reply address; reply dropped")
+                    }
+                }
+                Ok(())
+            }
+            Destination::Stream { .. } => Err(TransportError::Unsupported {
+                what: "publishing to a stream (use MemoryTransport::stream_backed())",
+                transport: "memory",
+            }),
+        }
+    }
+
+    /// A fresh reply address for a request, and the receiver its reply arrives on.
+    pub(super) fn await_reply(&self) -> (String, oneshot::Receiver<Message>) {
+        let address = format!("memory.reply-to.{}", uuid::Uuid::now_v7().simple());
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.replies).insert(address.clone(), sender);
+        (address, receiver)
+    }
+
+    /// Forgets a reply address whose request gave up.
+    pub(super) fn forget_reply(&self, address: &str) {
+        lock(&self.replies).remove(address);
+    }
+
+    /// Waits for the reply at `address`, at most `timeout`.
+    pub(super) async fn reply(
+        &self,
+        address: &str,
+        receiver: oneshot::Receiver<Message>,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => {
+                self.forget_reply(address);
+                Err(TransportError::TimedOut {
+                    operation: "request",
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Declares what `subscription` needs; returns the queue to consume: the service's
+    /// queue, or its dead-letter queue.
+    pub(super) fn declare(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<Arc<Queue>, TransportError> {
+        let patterns: &[String] = match &subscription.source {
+            Source::Queue(source) => &source.patterns,
+            Source::DeadLetters => &[],
+            Source::Stream(_) => {
+                return Err(TransportError::Unsupported {
+                    what: "stream subscriptions (use MemoryTransport::stream_backed())",
+                    transport: "memory",
+                });
+            }
+        };
+        let queue = self.declare_service_queue(&subscription.service, patterns)?;
+        match (&subscription.source, &queue.dead_letters) {
+            (Source::DeadLetters, Some(dlq)) => Ok(Arc::clone(dlq)),
+            _ => Ok(queue),
+        }
+    }
+
+    /// Consumes the queue `subscription` names, on `connection`.
+    pub(super) fn consume(
+        &self,
+        subscription: &Subscription,
+        connection: &Arc<Connection>,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        let queue = self.declare(subscription)?;
+        let id = self.next_consumer.fetch_add(1, Ordering::Relaxed);
+        queue.add_consumer(id, usize::from(subscription.prefetch));
+        connection.opened_consumer(&queue, id);
+        Ok(Box::new(MemoryConsumer {
+            queue,
+            id,
+            connection: Arc::clone(connection),
+        }))
+    }
+
+    /// Whether no queue has work in flight.
+    pub(super) fn is_idle(&self) -> bool {
+        self.topology()
+            .queues
+            .values()
+            .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
+    }
+
+    fn declare_service_queue(
+        &self,
+        service: &str,
+        patterns: &[String],
+    ) -> Result<Arc<Queue>, TransportError> {
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::new(p.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TransportError::Topology {
+                message: e.to_string(),
+                source: Some(Arc::new(e)),
+            })?;
+        let _serial = lock(&self.declare);
+        let current = self.topology();
+        let mut queues = current.queues.clone();
+        let queue = Arc::clone(queues.entry(service.to_owned()).or_insert_with(|| {
+            Arc::new(Queue::service(
+                service.to_owned(),
+                Arc::clone(&self.signal),
+                self.max_length,
+            ))
+        }));
+        let mut bindings = current.bindings.clone();
+        for pattern in patterns {
+            let bound = bindings
+                .iter()
+                .any(|(p, q)| *p == pattern && Arc::ptr_eq(q, &queue));
+            if !bound {
+                bindings.push((pattern, Arc::clone(&queue)));
+            }
+        }
+        let router = Router::new(bindings.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+        *write(&self.topology) = Arc::new(Topology {
+            queues,
+            bindings,
+            router,
+        });
+        Ok(queue)
+    }
+}
