@@ -44,8 +44,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::stream::StreamExt;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
-    Bus, Context, Event, Handler, HandlerError, HandlerSelection, Isolation, StartAt,
-    StreamConsumption, StreamNaming,
+    Bus, Context, Event, Handler, HandlerError, HandlerSelection, Isolation,
+    stream::{StartAt, StreamConsumption, StreamNaming},
 };
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::{Message as WireMessage, OffsetSpecification};

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pubsub::prelude::*;
-use pubsub::{Bus, MemoryTransport, RetryPolicy, Transport};
+use pubsub::{Bus, MemoryTransport, RetryPolicy, transport::Transport};
 
 // ---- events ---------------------------------------------------------------------------
 

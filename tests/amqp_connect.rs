@@ -96,7 +96,7 @@ async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
     for (what, text) in [("the error", &shown), ("the logs", &logged)] {
         assert!(!text.contains(PASSWORD), "{what} show the password: {text}");
     }
-    let transport: pubsub::TransportError = error.into();
+    let transport: pubsub::transport::TransportError = error.into();
     assert!(transport.is_transient(), "{transport}");
     assert!(!format!("{transport} {transport:?}").contains(PASSWORD));
 }

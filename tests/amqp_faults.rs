@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use pubsub::prelude::*;
 use pubsub::{
-    Bus, ConnectionState, ConsumerState, Error, Handler, RetryPolicy, Transport, TransportError,
+    Bus, Error, Handler, RetryPolicy,
+    health::{ConnectionState, ConsumerState},
+    transport::{Transport, TransportError},
 };
 use support::*;
 
@@ -310,7 +312,10 @@ async fn poison_input_is_dead_lettered_and_the_rest_handled() {
             .with_content_type(content_type.into())
     };
     let mut version = FieldTable::default();
-    version.insert(pubsub::HEADER_VERSION.into(), AMQPValue::LongInt(99));
+    version.insert(
+        pubsub::headers::HEADER_VERSION.into(),
+        AMQPValue::LongInt(99),
+    );
     let deep = format!(
         "{{\"n\":1,\"note\":{}1{}}}",
         "[".repeat(200),
@@ -694,7 +699,7 @@ async fn child_consumer_that_crashes_on_13() {
 /// The queue of the quorum test: quorum, delivery limit 2.
 fn quorum(ns: &str) -> Option<pubsub::amqp::AmqpConfig> {
     config(ns).map(|c| {
-        c.queue_type(pubsub::QueueType::Quorum {
+        c.queue_type(pubsub::amqp::QueueType::Quorum {
             delivery_limit: Some(2),
         })
     })

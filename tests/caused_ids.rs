@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use pubsub::prelude::*;
-use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness, Uuid};
+use pubsub::{
+    Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy, Uuid, testing::TestHarness,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "ids", action = "ordered")]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use pubsub::amqp::{AmqpConfig, AmqpTransport};
-use pubsub::conformance::{self, Broker, Ran};
-use pubsub::{Message, Transport};
+use pubsub::testing::conformance::{self, Broker, Ran};
+use pubsub::{Message, transport::Transport};
 
 struct RabbitMq {
     config: AmqpConfig,

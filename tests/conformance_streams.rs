@@ -11,9 +11,9 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use pubsub::conformance::{self, Broker, Ran};
 use pubsub::streams::{StreamConfig, StreamTransport};
-use pubsub::{Message, StreamNaming, Transport, Uuid};
+use pubsub::testing::conformance::{self, Broker, Ran};
+use pubsub::{Message, Uuid, stream::StreamNaming, transport::Transport};
 
 struct RabbitMqStreams {
     config: StreamConfig,

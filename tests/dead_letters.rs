@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use pubsub::prelude::*;
 use pubsub::{
-    Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy, Subscription, TestHarness,
-    Transport,
+    Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy,
+    testing::TestHarness,
+    transport::{Subscription, Transport},
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -164,7 +165,7 @@ async fn a_message_delivered_past_the_limit_is_dead_lettered_unhandled() {
         .publish(
             Message::new(
                 SignedUp::KEY,
-                pubsub::Bytes::from_static(b"{\"email\":\"d@x\"}"),
+                pubsub::transport::Bytes::from_static(b"{\"email\":\"d@x\"}"),
             )
             .into(),
         )

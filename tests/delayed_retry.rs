@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pubsub::prelude::*;
-use pubsub::{Bus, Handler, HandlerSelection, RetryPolicy, TestHarness};
+use pubsub::{Bus, Handler, HandlerSelection, RetryPolicy, testing::TestHarness};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "dr", action = "task")]

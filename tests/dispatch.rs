@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use pubsub::Bytes;
 use pubsub::prelude::*;
+use pubsub::transport::Bytes;
 use pubsub::{
-    Bus, Error, Handler, HandlerOrigin, HandlerSelection, MemoryTransport, RetryPolicy, TestHarness,
+    Bus, Error, Handler, HandlerSelection, MemoryTransport, RetryPolicy, registry::HandlerOrigin,
+    testing::TestHarness,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -383,7 +384,7 @@ async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
 
 #[tokio::test]
 async fn a_runtime_handler_named_like_a_handler_fn_names_both_places() {
-    let fn_origin = pubsub::registered_handlers()
+    let fn_origin = pubsub::registry::registered_handlers()
         .into_iter()
         .find(|h| h.name == "pack")
         .map(|h| (h.module_path, h.file, h.line))

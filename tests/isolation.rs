@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use pubsub::prelude::*;
-use pubsub::{Bus, Handler, HandlerErrorKind, HandlerSelection, Isolation, TestHarness};
+use pubsub::{Bus, Handler, HandlerErrorKind, HandlerSelection, Isolation, testing::TestHarness};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "iso", action = "stuck")]

@@ -6,8 +6,8 @@
 //! regenerate them with `TRYBUILD=overwrite cargo test --test macros --all-features` and
 //! read every diff.
 
+use pubsub::codec::{Codec, JSON, Json};
 use pubsub::prelude::*;
-use pubsub::{Codec, JSON, Json};
 
 /// The compiler the `.stderr` snapshots were made with. Other versions word and lay out
 /// diagnostics differently, so the compile-fail half only runs on this one.
@@ -118,7 +118,10 @@ mod protobuf {
     fn protobuf_codec_is_selected() {
         assert_eq!(PaymentCaptured::KEY, "payment.captured");
         assert_eq!(PaymentCaptured::VERSION, 2);
-        assert_eq!(super::content_type::<PaymentCaptured>(), pubsub::PROTOBUF);
+        assert_eq!(
+            super::content_type::<PaymentCaptured>(),
+            pubsub::codec::PROTOBUF
+        );
         let event = PaymentCaptured {
             payment_id: "P1".into(),
         };
@@ -165,7 +168,7 @@ async fn typed_without_ctx(_event: OrderCreated) -> Result<(), HandlerError> {
 /// The `Debug` form of every registration: `HandlerRegistration`'s fields are private and
 /// this test must not depend on the registry's public view, which lives in pubsub-core.
 fn registrations() -> Vec<String> {
-    pubsub::__private::inventory::iter::<pubsub::HandlerRegistration>
+    pubsub::__private::inventory::iter::<pubsub::__private::HandlerRegistration>
         .into_iter()
         .map(|registration| format!("{registration:?}"))
         .collect()

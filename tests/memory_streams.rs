@@ -4,8 +4,12 @@
 use std::time::{Duration, SystemTime};
 
 use pubsub::{
-    Bytes, Consumer, DeadLetter, Delivery, Destination, MemoryTransport, Message, Outgoing,
-    Settlement, StartAt, StoreOffsets, StreamNaming, Subscription, Transport,
+    MemoryTransport, Message,
+    stream::{StartAt, StoreOffsets, StreamNaming},
+    transport::{
+        Bytes, Consumer, DeadLetter, Delivery, Destination, Outgoing, Settlement, Subscription,
+        Transport,
+    },
 };
 
 const STREAM: &str = "events.ledger";
@@ -38,7 +42,7 @@ async fn nothing_more(consumer: &mut Box<dyn Consumer>) {
 
 #[tokio::test]
 async fn only_the_contiguous_settled_prefix_is_stored_and_a_restart_resumes_after_it() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 5).await;
     let mut consumer = broker.consume(&reader("books")).await.unwrap();
     let mut deliveries = Vec::new();
@@ -69,7 +73,7 @@ async fn only_the_contiguous_settled_prefix_is_stored_and_a_restart_resumes_afte
 
 #[tokio::test]
 async fn start_positions_first_last_next_offset_timestamp() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 3).await;
     let middle = SystemTime::now();
     append(&broker, 3).await;
@@ -98,7 +102,7 @@ async fn start_positions_first_last_next_offset_timestamp() {
 
 #[tokio::test]
 async fn next_is_fixed_when_declared_so_a_built_service_misses_nothing() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 2).await;
     let subscription = reader("svc").start_at(StartAt::Next);
     broker.declare(&subscription).await.unwrap();
@@ -109,7 +113,10 @@ async fn next_is_fixed_when_declared_so_a_built_service_misses_nothing() {
 
 #[tokio::test]
 async fn retention_keeps_the_last_messages_and_offsets_go_on() {
-    let broker = MemoryTransport::streams_with(StreamNaming::default(), 3);
+    let broker = MemoryTransport::stream_backed_with(
+        StreamNaming::default(),
+        pubsub::memory::StreamRetention::default().max_length(3),
+    );
     append(&broker, 5).await;
     assert_eq!(broker.stream_length(STREAM).unwrap(), 3);
     let offsets: Vec<u64> = broker
@@ -125,7 +132,7 @@ async fn retention_keeps_the_last_messages_and_offsets_go_on() {
 
 #[tokio::test]
 async fn a_single_active_consumer_hands_over_at_its_stored_offset() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 4).await;
     let sac = reader("books").single_active(true);
     let mut first = broker.consume(&sac).await.unwrap();
@@ -147,7 +154,7 @@ async fn a_single_active_consumer_hands_over_at_its_stored_offset() {
 
 #[tokio::test]
 async fn a_dead_letter_goes_to_the_error_stream_and_the_offset_advances() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 1).await;
     let mut consumer = broker.consume(&reader("books")).await.unwrap();
     let delivery = next(&mut consumer).await;
@@ -169,7 +176,7 @@ async fn a_dead_letter_goes_to_the_error_stream_and_the_offset_advances() {
 
 #[tokio::test]
 async fn requeue_is_refused_and_queues_do_not_exist_in_stream_mode() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     append(&broker, 1).await;
     let mut consumer = broker.consume(&reader("books")).await.unwrap();
     let delivery = next(&mut consumer).await;

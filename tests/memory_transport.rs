@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use pubsub::prelude::*;
 use pubsub::{
-    Bus, Bytes, DeadLetter, Handler, HandlerSelection, MemoryTransport, Settlement, Subscription,
-    TestHarness, Transport,
+    Bus, Handler, HandlerSelection, MemoryTransport,
+    testing::TestHarness,
+    transport::{Bytes, DeadLetter, Settlement, Subscription, Transport},
 };
 
 fn subscription(service: &str, patterns: &[&str], prefetch: u16) -> Subscription {
@@ -98,7 +99,7 @@ async fn topic_routing_copies_to_every_bound_queue_once() {
         .publish(Message::new("nobody.listens", Bytes::from_static(b"{}")).into())
         .await;
     assert!(
-        matches!(unroutable, Err(pubsub::TransportError::Unroutable { ref key, .. }) if key == "nobody.listens"),
+        matches!(unroutable, Err(pubsub::transport::TransportError::Unroutable { ref key, .. }) if key == "nobody.listens"),
         "a message no queue is bound for is returned as unroutable: {unroutable:?}"
     );
     let got_a = a.next().await.unwrap().unwrap();
@@ -307,7 +308,7 @@ async fn a_full_queue_refuses_publishes_and_keeps_what_it_has() {
     publish(1).await.unwrap();
     let refused = publish(2).await;
     assert!(
-        matches!(refused, Err(pubsub::TransportError::Nacked { ref reason }) if reason.contains("full")),
+        matches!(refused, Err(pubsub::transport::TransportError::Nacked { ref reason }) if reason.contains("full")),
         "{refused:?}"
     );
     assert_eq!(broker.queue_depth("full").unwrap().ready, 2);

@@ -2,7 +2,7 @@
 #![cfg(feature = "protobuf")]
 
 use pubsub::prelude::*;
-use pubsub::{Bus, Bytes, HandlerSelection, PROTOBUF, TestHarness};
+use pubsub::{Bus, HandlerSelection, codec::PROTOBUF, testing::TestHarness, transport::Bytes};
 
 #[derive(Clone, PartialEq, prost::Message, pubsub::Event)]
 #[event(domain = "payment", action = "settled", codec = "protobuf")]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pubsub::prelude::*;
-use pubsub::{Bus, Bytes, Handler, HandlerSelection, MemoryTransport, TestHarness};
+use pubsub::{
+    Bus, Handler, HandlerSelection, MemoryTransport, testing::TestHarness, transport::Bytes,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "ph", action = "clicked")]

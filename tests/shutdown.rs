@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use pubsub::prelude::*;
 use pubsub::{
-    Bus, Error, Handler, HandlerSelection, Isolation, MemoryTransport, TestHarness, TransportError,
+    Bus, Error, Handler, HandlerSelection, Isolation, MemoryTransport, testing::TestHarness,
+    transport::TransportError,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -181,21 +182,24 @@ struct StuckConsumer {
 struct NeverSettles;
 
 #[async_trait::async_trait]
-impl pubsub::Acker for NeverSettles {
-    async fn settle(self: Box<Self>, _: pubsub::Settlement) -> Result<(), TransportError> {
+impl pubsub::transport::Acker for NeverSettles {
+    async fn settle(
+        self: Box<Self>,
+        _: pubsub::transport::Settlement,
+    ) -> Result<(), TransportError> {
         std::future::pending().await
     }
 }
 
 #[async_trait::async_trait]
-impl pubsub::Consumer for StuckConsumer {
-    async fn next(&mut self) -> Option<Result<pubsub::Delivery, TransportError>> {
+impl pubsub::transport::Consumer for StuckConsumer {
+    async fn next(&mut self) -> Option<Result<pubsub::transport::Delivery, TransportError>> {
         if std::mem::replace(&mut self.delivered, true) {
             return std::future::pending().await;
         }
         let body = serde_json::to_vec(&Job { id: 1, hang: false }).expect("encodes");
         let message = std::sync::Arc::new(Message::new(Job::KEY, body));
-        Some(Ok(pubsub::Delivery::new(
+        Some(Ok(pubsub::transport::Delivery::new(
             message,
             false,
             Box::new(NeverSettles),
@@ -208,27 +212,30 @@ impl pubsub::Consumer for StuckConsumer {
 }
 
 #[async_trait::async_trait]
-impl pubsub::Transport for Stuck {
+impl pubsub::transport::Transport for Stuck {
     fn name(&self) -> &'static str {
         "stuck"
     }
 
-    fn capabilities(&self) -> pubsub::Capabilities {
-        pubsub::Capabilities::queue()
+    fn capabilities(&self) -> pubsub::transport::Capabilities {
+        pubsub::transport::Capabilities::queue()
     }
 
-    async fn send(&self, _: pubsub::Outgoing) -> Result<pubsub::Confirmation, TransportError> {
-        Ok(pubsub::Confirmation::ready(Ok(())))
+    async fn send(
+        &self,
+        _: pubsub::transport::Outgoing,
+    ) -> Result<pubsub::transport::Confirmation, TransportError> {
+        Ok(pubsub::transport::Confirmation::ready(Ok(())))
     }
 
-    async fn declare(&self, _: &pubsub::Subscription) -> Result<(), TransportError> {
+    async fn declare(&self, _: &pubsub::transport::Subscription) -> Result<(), TransportError> {
         Ok(())
     }
 
     async fn consume(
         &self,
-        _: &pubsub::Subscription,
-    ) -> Result<Box<dyn pubsub::Consumer>, TransportError> {
+        _: &pubsub::transport::Subscription,
+    ) -> Result<Box<dyn pubsub::transport::Consumer>, TransportError> {
         Ok(Box::new(StuckConsumer { delivered: false }))
     }
 

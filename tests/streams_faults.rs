@@ -17,8 +17,10 @@ use std::time::Duration;
 use counted::*;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
-    Bus, BusBuilder, ConsumerState, HandlerSelection, RetryPolicy, StartAt, StreamConsumption,
-    StreamNaming, Transport,
+    Bus, BusBuilder, HandlerSelection, RetryPolicy,
+    health::ConsumerState,
+    stream::{StartAt, StreamConsumption, StreamNaming},
+    transport::Transport,
 };
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::Message as WireMessage;
@@ -125,7 +127,7 @@ async fn connections_closed_by_the_broker_lose_nothing() {
     let (confirmed, failed) = publishing.await.expect("the publishing task");
     let settled = wait_for(PATIENCE, || run.counts.missing(&confirmed).is_empty()).await;
     // an idle producer or consumer notices the close on its own: wait for both
-    let came_back = |h: &pubsub::TransportHealth| {
+    let came_back = |h: &pubsub::health::TransportHealth| {
         h.connections.iter().any(|c| c.reconnects >= 1)
             || h.consumers.iter().any(|c| c.resumed >= 1)
     };

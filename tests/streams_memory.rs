@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use pubsub::prelude::*;
 use pubsub::{
-    Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy, StartAt, StreamConsumption,
-    TestHarness,
+    Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy,
+    stream::{StartAt, StreamConsumption},
+    testing::TestHarness,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -42,7 +43,7 @@ fn builder(calls: &Arc<AtomicU32>, poison: Option<u32>) -> pubsub::BusBuilder {
 
 #[tokio::test]
 async fn the_harness_runs_a_stream_service_and_a_failure_lands_in_its_error_stream() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     let calls = Arc::new(AtomicU32::new(0));
     let h = TestHarness::start_on(builder(&calls, Some(2)), broker.clone())
         .await
@@ -95,7 +96,7 @@ async fn the_harness_gives_a_stream_service_a_stream_broker() {
 
 #[tokio::test]
 async fn a_restarted_service_resumes_after_its_stored_offset() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     let calls = Arc::new(AtomicU32::new(0));
     let h = TestHarness::start_on(builder(&calls, None), broker.clone())
         .await
@@ -149,7 +150,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
     let build = |consumption: StreamConsumption| {
         Bus::builder()
             .service("watch")
-            .transport(MemoryTransport::streams())
+            .transport(MemoryTransport::stream_backed())
             .select_handlers(HandlerSelection::None)
             .handler(wildcard.clone())
             .streams(consumption)
@@ -157,7 +158,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
     };
     // this test binary links no #[handler], but derives events of one domain: `*` stands
     // for it (with no domain known at all, build() fails: StreamNaming's own tests)
-    let derived: Vec<&str> = pubsub::registered_events()
+    let derived: Vec<&str> = pubsub::registry::registered_events()
         .iter()
         .map(|e| e.domain)
         .collect();
@@ -181,7 +182,9 @@ struct Closed {
 }
 
 /// The next item of an event stream, failing the test after 5 s.
-async fn item<E>(events: &mut pubsub::EventStream<E>) -> pubsub::Result<pubsub::Envelope<E>> {
+async fn item<E>(
+    events: &mut pubsub::stream::EventStream<E>,
+) -> pubsub::Result<pubsub::stream::Envelope<E>> {
     use futures::StreamExt;
     match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
         Ok(Some(item)) => item,
@@ -192,11 +195,14 @@ async fn item<E>(events: &mut pubsub::EventStream<E>) -> pubsub::Result<pubsub::
 
 #[tokio::test]
 async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_input_as_items() {
-    let broker = MemoryTransport::streams();
+    let broker = MemoryTransport::stream_backed();
     let bus = Bus::publisher("clerk", broker.clone());
     bus.publish(&Posted { n: 1 }).await.unwrap();
     bus.publish(&Closed { day: 1 }).await.unwrap(); // same stream, another key
-    let mut bad = pubsub::Message::new(Posted::KEY, pubsub::Bytes::from_static(b"{not json"));
+    let mut bad = pubsub::Message::new(
+        Posted::KEY,
+        pubsub::transport::Bytes::from_static(b"{not json"),
+    );
     bad.metadata.id = pubsub::Uuid::now_v7();
     bus.publish_message(bad.clone()).await.unwrap();
     bus.publish(&Posted { n: 2 }).await.unwrap();
@@ -225,9 +231,10 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
 
 #[tokio::test]
 async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partition() {
-    use pubsub::{PublishOptions, StreamNaming};
+    use pubsub::{PublishOptions, stream::StreamNaming};
     let naming = StreamNaming::default().super_stream("ledger", 3);
-    let broker = MemoryTransport::streams_with(naming, pubsub::DEFAULT_MEMORY_STREAM_LENGTH);
+    let broker =
+        MemoryTransport::stream_backed_with(naming, pubsub::memory::StreamRetention::default());
     let calls = Arc::new(AtomicU32::new(0));
     let h = TestHarness::start_on(builder(&calls, None), broker.clone())
         .await

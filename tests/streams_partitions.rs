@@ -16,8 +16,9 @@ use std::time::Duration;
 use counted::*;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
-    Bus, Event, HandlerSelection, PublishOptions, StartAt, StreamConsumption, StreamNaming,
-    Transport,
+    Bus, Event, HandlerSelection, PublishOptions,
+    stream::{StartAt, StreamConsumption, StreamNaming},
+    transport::Transport,
 };
 
 const PARTITIONS: u16 = 3;

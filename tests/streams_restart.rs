@@ -14,7 +14,9 @@ use std::time::Duration;
 use pubsub::prelude::*;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
-    Bus, Bytes, Handler, HandlerSelection, Message, StartAt, StreamConsumption, Transport, Uuid,
+    Bus, Handler, HandlerSelection, Message, Uuid,
+    stream::{StartAt, StreamConsumption},
+    transport::{Bytes, Transport},
 };
 use tokio::sync::Notify;
 
@@ -125,7 +127,7 @@ async fn a_restart_resumes_after_the_stored_offset() {
         return;
     };
     let run = Uuid::now_v7().simple().to_string();
-    let config = config.naming(pubsub::StreamNaming::new(format!("restart-{run}")));
+    let config = config.naming(pubsub::stream::StreamNaming::new(format!("restart-{run}")));
     let key = "ledger.posted";
     let service = format!("ledger-{run}");
     let publisher = StreamTransport::new(config.clone());
@@ -200,7 +202,7 @@ async fn a_waiting_instance_takes_over_from_the_stored_offset() {
         return;
     };
     let run = Uuid::now_v7().simple().to_string();
-    let config = config.naming(pubsub::StreamNaming::new(format!("takeover-{run}")));
+    let config = config.naming(pubsub::stream::StreamNaming::new(format!("takeover-{run}")));
     let key = "ledger.posted";
     let service = format!("ledger-{run}");
     let stream = config.naming.stream_of_key(key);

@@ -6,9 +6,23 @@ use std::fmt;
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
-use pubsub_core::QueueType;
 
 use crate::error::AmqpError;
+
+/// The kind of the service queues the AMQP transport declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// A classic queue (single replica).
+    #[default]
+    Classic,
+    /// A replicated quorum queue; past `delivery_limit` deliveries the broker dead-letters
+    /// a message instead of delivering it again (RabbitMQ's default limit is 20).
+    Quorum {
+        /// The broker's delivery limit (`None`: the broker's default).
+        delivery_limit: Option<u32>,
+    },
+}
 
 /// The full broker URL, `amqp://user:password@host:port/vhost` (or `amqps://`).
 pub const ENV_URL: &str = "RABBITMQ_URL";

@@ -27,8 +27,12 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use pubsub_core::{
-    Acker, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetter, Delivery, Message,
-    Retry, Settlement, Subscription, TransportError,
+    Message,
+    health::{ConsumerHealth, ConsumerState},
+    transport::{
+        Acker, Confirmation, Consumer, DeadLetter, Delivery, Retry, Settlement, Subscription,
+        TransportError,
+    },
 };
 use tokio::sync::{mpsc, watch};
 

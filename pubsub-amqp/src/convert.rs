@@ -19,7 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, JSON, Message, Metadata};
+use pubsub_core::{
+    Message, Metadata,
+    codec::JSON,
+    headers::{HEADER_CAUSATION_ID, HEADER_VERSION},
+    transport::Bytes,
+};
 
 /// AMQP's persistent delivery mode.
 const PERSISTENT: u8 = 2;

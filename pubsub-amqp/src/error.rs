@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::TransportError;
+use pubsub_core::transport::TransportError;
 
 /// What can go wrong in the AMQP transport. Broker addresses in messages never carry the
 /// password.

@@ -46,9 +46,8 @@ mod transport;
 
 pub use config::{
     AmqpConfig, Argument, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST,
-    QueueOptions,
+    QueueOptions, QueueType,
 };
 pub use connection::connect;
 pub use error::AmqpError;
-pub use pubsub_core::QueueType;
 pub use transport::AmqpTransport;

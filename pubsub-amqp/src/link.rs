@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::{Connection, Event};
-use pubsub_core::{ConnectionHealth, ConnectionState, TransportError};
+use pubsub_core::{
+    health::{ConnectionHealth, ConnectionState},
+    transport::TransportError,
+};
 use tokio::sync::watch;
 
 use crate::config::AmqpConfig;

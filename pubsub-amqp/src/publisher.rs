@@ -25,7 +25,10 @@ use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, PublisherConfirm};
-use pubsub_core::{Confirmation, Destination, Message, Outgoing, TransportError};
+use pubsub_core::{
+    Message,
+    transport::{Confirmation, Destination, Outgoing, TransportError},
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AmqpConfig;

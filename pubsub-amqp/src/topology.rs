@@ -25,7 +25,9 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
-use pubsub_core::{QueueType, Source, Subscription};
+use pubsub_core::transport::{Source, Subscription};
+
+use crate::config::QueueType;
 
 use crate::config::{AmqpConfig, Argument};
 use crate::error::AmqpError;

@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
-    Capabilities, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetteredMessage,
-    DelayedRedelivery, Outgoing, QueueType, Source, Subscription, Transport, TransportError,
-    TransportHealth,
+    health::{ConsumerHealth, ConsumerState, TransportHealth},
+    transport::{
+        Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
+        Source, Subscription, Transport, TransportError,
+    },
 };
 use tokio::sync::OnceCell;
 
-use crate::config::AmqpConfig;
+use crate::config::{AmqpConfig, QueueType};
 use crate::consumer::AmqpConsumer;
 use crate::convert;
 use crate::error::AmqpError;

@@ -261,7 +261,7 @@ impl BusBuilder {
     ///
     /// ```
     /// use pubsub::prelude::*;
-    /// use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport, StartAt, StreamConsumption};
+    /// use pubsub::{Bus, Handler, HandlerSelection, MemoryTransport, stream::{StartAt, StreamConsumption}};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> pubsub::Result<()> {
@@ -286,7 +286,7 @@ impl BusBuilder {
     }
 
     /// Makes publishing an event that no queue is bound for an error
-    /// ([`TransportError::Unroutable`](crate::TransportError::Unroutable)); by default it is
+    /// ([`TransportError::Unroutable`](crate::transport::TransportError::Unroutable)); by default it is
     /// a warning, since nobody may listen yet.
     pub fn unroutable_is_error(mut self, enabled: bool) -> Self {
         self.unroutable_is_error = enabled;

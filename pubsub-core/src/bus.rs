@@ -16,8 +16,8 @@ use crate::event::Event;
 use crate::health::Health;
 use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
-pub use crate::stats::BusStats;
-use crate::stats::{Counters, Ended};
+
+use crate::stats::{BusStats, Counters, Ended};
 use crate::transport::TransportError;
 use crate::transport::{
     Acker, Capabilities, Consumer, DeadLetteredMessage, Delivery, Settlement, Transport,

@@ -13,7 +13,7 @@ pub const PROTOBUF: &str = "application/x-protobuf";
 /// to bring another format.
 ///
 /// ```
-/// use pubsub_core::{Codec, Json};
+/// use pubsub_core::codec::{Codec, Json};
 /// let bytes = <Json as Codec<Vec<u32>>>::encode(&vec![1, 2], "demo.numbers").unwrap();
 /// assert_eq!(&bytes[..], b"[1,2]");
 /// let back: Vec<u32> = <Json as Codec<Vec<u32>>>::decode(&bytes, "demo.numbers").unwrap();

@@ -1,6 +1,6 @@
 //! What a bus consumes: its service queue, or the streams its handlers need.
 
-use crate::stream::MergedConsumer;
+use crate::transport::MergedConsumer;
 use crate::transport::TransportError;
 use crate::transport::{Consumer, Subscription, Transport};
 

@@ -120,7 +120,7 @@ pub enum Error {
         known: Vec<String>,
     },
     /// A message read from a stream under an event's key did not decode as that event
-    /// (an item of an [`EventStream`](crate::EventStream); the stream goes on).
+    /// (an item of an [`EventStream`](crate::stream::EventStream); the stream goes on).
     #[error("message {id} at offset {offset:?} of stream {stream} does not decode: {source}")]
     Undecodable {
         /// The stream.

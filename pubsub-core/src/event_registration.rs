@@ -40,7 +40,7 @@ inventory::collect!(EventRegistration);
 /// #[event(domain = "invoice", action = "sent", version = 2)]
 /// struct InvoiceSent { number: u64 }
 ///
-/// let events = pubsub::registered_events();
+/// let events = pubsub::registry::registered_events();
 /// assert!(events.iter().any(|e| e.domain == "invoice" && e.action == "sent" && e.version == 2));
 /// ```
 pub fn registered_events() -> Vec<EventRegistration> {

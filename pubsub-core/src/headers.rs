@@ -14,7 +14,7 @@ pub const HEADER_DEATH_REASON: &str = "x-death-reason";
 /// letter does not run again the handlers that had succeeded.
 pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
 /// Header the framework owns: handler attempts already spent on this event, on messages
-/// delivered again after a delay ([`Settlement::Retry`](crate::Settlement::Retry)).
+/// delivered again after a delay ([`Settlement::Retry`](crate::transport::Settlement::Retry)).
 pub const HEADER_ATTEMPTS: &str = "x-attempts";
 
 /// Header on error-stream entries: the stream the failed event was read from.

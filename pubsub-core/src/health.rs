@@ -2,7 +2,7 @@
 //! can serve.
 //!
 //! The bus adds what it knows (is it consuming?) to what the transport reports
-//! ([`Transport::health`](crate::Transport::health)): the state of each connection, of each
+//! ([`Transport::health`](crate::transport::Transport::health)): the state of each connection, of each
 //! consumer, how often they came back, and the last error. A consumer that is gone for good
 //! shows as unhealthy instead of silently idle.
 
@@ -127,7 +127,7 @@ impl ConnectionHealth {
     /// last one if given; returns the state it left.
     ///
     /// ```
-    /// use pubsub::{ConnectionHealth, ConnectionState};
+    /// use pubsub::health::{ConnectionHealth, ConnectionState};
     /// let mut health = ConnectionHealth::new("orders", ConnectionState::Up);
     /// let from = health.transition(ConnectionState::Down, Some("reset".into()));
     /// assert_eq!((from, health.state), (ConnectionState::Up, ConnectionState::Down));
@@ -193,7 +193,7 @@ impl ConsumerHealth {
     /// last one if given; returns the state it left.
     ///
     /// ```
-    /// use pubsub::{ConsumerHealth, ConsumerState};
+    /// use pubsub::health::{ConsumerHealth, ConsumerState};
     /// let mut health = ConsumerHealth::new("orders", ConsumerState::Running);
     /// let from = health.transition(ConsumerState::Recovering, Some("channel closed".into()));
     /// assert_eq!((from, health.state), (ConsumerState::Running, ConsumerState::Recovering));

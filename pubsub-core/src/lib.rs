@@ -1,28 +1,40 @@
-//! Core of `pubsub`: typed events, codecs, topic patterns and router, the handler registry,
-//! the dispatcher, the [`Transport`] trait, the in-memory transport and the [`Bus`]. Users
-//! depend on the `pubsub` facade, which re-exports all of it.
+//! Core of `pubsub`: typed events, codecs, topic patterns, the handler registry, the
+//! dispatcher, the transport contract, the in-memory transport and the [`Bus`]. Services
+//! depend on the `pubsub` facade, which re-exports all of it; transport crates depend on
+//! this crate and implement [`transport::Transport`].
+//!
+//! The root holds what a service author uses; the modules hold the rest:
+//! [`transport`] (the contract a transport implements), [`stream`] (reading streams),
+//! [`codec`], [`headers`], [`health`], [`pattern`], [`registry`], [`memory`], and
+//! [`testing`] (the test harness and the transport conformance suite).
 //!
 //! # Features
 //!
 //! - `protobuf`: Protocol Buffers payloads for events that derive `prost::Message`.
-//! - `testing`: the test harness (`TestHarness`, `HandlerCall`), which unit-tests handlers
-//!   on the in-memory transport, and the transport conformance suite (`conformance`, with
-//!   the `conformance_tests!` macro that runs it). Off by default, so that production
-//!   builds do not compile them; turn it on where tests are built:
+//! - `testing`: the [`testing`] module. Off by default, so that production builds do not
+//!   compile it; turn it on where tests are built:
 //!
 //! ```toml
 //! [dev-dependencies]
 //! pubsub = { version = "0.1", features = ["testing"] }
 //! ```
 //!
-//! The in-memory transport ([`MemoryTransport`]) is always there: it is a product feature
-//! (examples, single-process tools), not only a test aid.
+//! # Layers
+//!
+//! Modules import only from layers below their own, so each can be read on its own:
+//! 1. data: [`Message`] and [`Metadata`], [`headers`], [`codec`], [`pattern`];
+//! 2. the transport contract: [`transport`] (with stream naming, [`stream::StreamNaming`]);
+//! 3. events and publishing: [`Event`], the publisher, [`Error`];
+//! 4. handlers: [`Context`], handler inputs, registrations, selection, [`RetryPolicy`];
+//! 5. dispatch: the router, the dispatcher and its settlement;
+//! 6. the bus: [`BusBuilder`], [`Bus`], stream consumption, [`health`] and [`BusStats`].
+//!
+//! Beside them, implementing the contract: the in-memory broker ([`MemoryTransport`]);
+//! above them all: [`testing`].
 
 mod builder;
 mod bus;
-mod codec;
-#[cfg(feature = "testing")]
-pub mod conformance;
+pub mod codec;
 mod consumption;
 mod context;
 mod deadline;
@@ -33,11 +45,9 @@ mod event_registration;
 mod handler;
 mod handler_error;
 mod handler_input;
-#[cfg(feature = "testing")]
-mod harness;
 pub mod headers;
-mod health;
-mod memory;
+pub mod health;
+pub mod memory;
 mod metadata;
 mod origin;
 pub mod pattern;
@@ -48,59 +58,40 @@ mod router;
 mod selection;
 mod state;
 mod stats;
-mod stream;
-mod transport;
+pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod transport;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 pub use builder::BusBuilder;
-pub use bus::{Bus, BusStats};
-pub use bytes::Bytes;
-pub use codec::CodecError;
-#[cfg(feature = "protobuf")]
-pub use codec::Protobuf;
-pub use codec::{Codec, JSON, Json, PROTOBUF};
+pub use bus::Bus;
 pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{Error, Result};
 pub use event::Event;
-pub use event_registration::{EventRegistration, registered_events};
 pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
-pub use health::{
-    ConnectionHealth, ConnectionState, ConsumerHealth, ConsumerState, Health, TransportHealth,
-};
+pub use memory::MemoryTransport;
+pub use metadata::{Message, Metadata};
+pub use publish::{PendingPublish, PublishOptions};
+pub use retry::RetryPolicy;
+pub use selection::HandlerSelection;
+pub use stats::BusStats;
 pub use uuid::Uuid;
-// What the macros' generated code names; public so that diagnostics can name them, hidden
-// because users never write them.
+
+// What the macros' generated code names; public so that compiler diagnostics can name
+// them, hidden because users never write them.
 #[doc(hidden)]
 pub use handler_input::{FromContext, HandlerInput, IntoHandlerResult};
-#[cfg(feature = "testing")]
-pub use harness::{HandlerCall, TestHarness};
-pub use headers::{
-    HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
-    HEADER_STREAM, HEADER_STREAM_OFFSET, HEADER_VERSION,
-};
-pub use memory::{DEFAULT_MEMORY_STREAM_LENGTH, MemoryTransport, QueueDepth, StreamRetention};
-pub use metadata::{Message, Metadata};
-pub use origin::HandlerOrigin;
-pub use pattern::{Pattern, PatternError};
-pub use publish::{PendingPublish, PublishOptions};
-pub use registration::{HandlerInfo, registered_handlers};
-pub use registration::{HandlerRegistration, RetrySpec};
-pub use retry::RetryPolicy;
-pub use router::Router;
-pub use selection::{HandlerFn, HandlerSelection};
-pub use stream::{
-    DEFAULT_STREAM_PREFIX, Envelope, ErrorStreamEntry, EventStream, MergedConsumer,
-    StreamConsumption, StreamNaming, UnmappedPattern,
-};
-pub use transport::{
-    Acker, BoxedSource, Capabilities, Confirmation, Consumer, DeadLetter, DeadLetteredMessage,
-    DelayedRedelivery, Delivery, Destination, OffsetCommits, OffsetTracker, Outgoing, QueueSource,
-    QueueType, Retry, Settlement, SettlementModel, Source, StartAt, StoreOffsets, StreamSource,
-    Subscription, Transport, TransportError,
-};
+
+/// What `#[derive(Event)]` and `#[handler]` registered in this binary at link time.
+pub mod registry {
+    pub use crate::event_registration::{EventRegistration, registered_events};
+    pub use crate::origin::HandlerOrigin;
+    pub use crate::registration::{HandlerInfo, registered_handlers};
+}

@@ -1,7 +1,7 @@
 //! Where a handler was declared, for errors that point at it.
 
 /// Where a handler was declared, so that an error about it (such as
-/// [`Error::DuplicateHandler`]) can point at the source.
+/// [`Error::DuplicateHandler`](crate::Error::DuplicateHandler)) can point at the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum HandlerOrigin {
@@ -14,7 +14,7 @@ pub enum HandlerOrigin {
         /// The line of the fn's name.
         line: u32,
     },
-    /// A [`Handler::typed`] or [`Handler::raw`] call.
+    /// A [`Handler::typed`](crate::Handler::typed) or [`Handler::raw`](crate::Handler::raw) call.
     Runtime {
         /// The source file of the call, as `file!()` names it.
         file: &'static str,

@@ -36,7 +36,7 @@ pub struct PatternError {
 /// pattern can match keys that other publishers chose, uppercase or not ASCII.
 ///
 /// ```
-/// use pubsub_core::Pattern;
+/// use pubsub_core::pattern::Pattern;
 /// let p = Pattern::new("order.*").unwrap();
 /// assert!(p.matches("order.created"));
 /// assert!(!p.matches("order.created.v2"));
@@ -67,8 +67,8 @@ impl Pattern {
 
     /// Whether `key` matches under AMQP topic rules. Runs in O(pattern words × key words),
     /// so it is safe on untrusted keys (the `const` [`matches()`] backtracks, which is fine at
-    /// compile time only). To match one key against many patterns, use a
-    /// [`Router`](crate::Router).
+    /// compile time only). The bus matches a key against all its handlers' patterns at
+    /// once, in a trie whose cost does not grow with the number of patterns.
     pub fn matches(&self, key: &str) -> bool {
         let pattern: Vec<&str> = self.0.split('.').collect();
         // as RabbitMQ splits it: no words in the empty key

@@ -47,5 +47,5 @@ pub const fn pattern_can_match(pattern: &str, key: Option<&str>) -> bool {
 /// was turned on (the facade's `testing`, or `pubsub-core/testing` directly).
 pub mod testing_prelude {
     #[cfg(feature = "testing")]
-    pub use crate::harness::TestHarness;
+    pub use crate::testing::TestHarness;
 }

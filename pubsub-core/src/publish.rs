@@ -77,7 +77,7 @@ impl PublishOptions {
     }
 
     /// On a stream-backed transport whose stream of the event's domain is a super stream
-    /// ([`StreamNaming::super_stream`](crate::StreamNaming::super_stream)): the key that
+    /// ([`StreamNaming::super_stream`](crate::stream::StreamNaming::super_stream)): the key that
     /// picks its partition (an order id), so that the events of one key stay in order.
     /// Ignored by queue transports.
     #[must_use]

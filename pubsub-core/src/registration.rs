@@ -12,7 +12,7 @@ use crate::handler_input::{Decoder, HandlerInput, Input};
 
 /// Which retry policy a handler uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetrySpec {
+pub(crate) enum RetrySpec {
     /// The bus's default policy.
     Default,
     /// The default policy with this many retries (0: fail at once).
@@ -27,7 +27,7 @@ pub type CallFn = fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerErr
 /// A handler as `#[handler]` registers it at link time.
 ///
 /// Built in `const` context by the macro; users see it through
-/// [`HandlerInfo`](crate::HandlerInfo).
+/// [`HandlerInfo`](crate::registry::HandlerInfo).
 #[derive(Clone, Copy)]
 pub struct HandlerRegistration {
     pub(crate) name: &'static str,
@@ -155,7 +155,7 @@ impl HandlerInfo {
 /// Every handler `#[handler]` registered in this binary, in a stable order (module, name).
 ///
 /// ```
-/// for handler in pubsub::registered_handlers() {
+/// for handler in pubsub::registry::registered_handlers() {
 ///     println!("{} <- {}", handler.name, handler.pattern);
 /// }
 /// ```

@@ -3,7 +3,6 @@
 //! never a loop over patterns, and stacked `#` wildcards cannot blow up exponentially.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
 
 use crate::pattern::Pattern;
 
@@ -31,31 +30,10 @@ struct Node {
 /// The patterns are compiled once into a trie; a lookup walks the key's words through it, so
 /// its cost does not grow with the number of patterns. Matching agrees with
 /// [`pattern::matches`](crate::pattern::matches) for every key, including untrusted ones.
-///
-/// ```
-/// use pubsub_core::{Pattern, Router};
-///
-/// let patterns: Vec<Pattern> = ["order.*", "order.#", "#.failed", "user.created"]
-///     .map(|p| Pattern::new(p).unwrap())
-///     .into();
-/// let router = Router::new(&patterns);
-/// assert_eq!(router.len(), 4);
-/// assert_eq!(router.route("order.created"), [0, 1]);
-/// assert_eq!(router.route("order.payment.failed"), [1, 2]);
-/// assert!(router.matches_any("user.created"));
-/// assert!(!router.matches_any("user.deleted"));
-///
-/// // Reuse one buffer on the hot path.
-/// let mut out = Vec::with_capacity(16);
-/// router.route_into("order", &mut out);
-/// assert_eq!(out, [1]);
-/// ```
 #[derive(Debug, Clone, Default)]
-pub struct Router {
+pub(crate) struct Router {
     /// Trie nodes; empty only for a default (empty) router.
     nodes: Vec<Node>,
-    /// Number of patterns compiled in.
-    len: usize,
 }
 
 impl Router {
@@ -63,32 +41,32 @@ impl Router {
     ///
     /// Accepts anything iterating over `Pattern` or `&Pattern` (a `Vec<Pattern>`, `&[Pattern]`,
     /// ...). Duplicate patterns keep separate indices and are all reported.
-    pub fn new<I>(patterns: I) -> Self
+    pub(crate) fn new<I>(patterns: I) -> Self
     where
         I: IntoIterator,
         I::Item: Borrow<Pattern>,
     {
         let mut nodes = vec![Node::default()];
-        let mut len = 0;
-        for pattern in patterns {
+        for (index, pattern) in patterns.into_iter().enumerate() {
             let mut at = ROOT;
             for word in pattern.borrow().as_str().split('.') {
                 at = child(&mut nodes, at, word);
             }
-            nodes[at].ends.push(len);
-            len += 1;
+            nodes[at].ends.push(index);
         }
-        Self { nodes, len }
+        Self { nodes }
     }
 
     /// Number of patterns.
-    pub fn len(&self) -> usize {
-        self.len
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.iter().map(|node| node.ends.len()).sum()
     }
 
     /// Whether the router has no patterns (and so matches nothing).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Replaces the contents of `out` with the indices of all patterns matching `key`,
@@ -98,7 +76,7 @@ impl Router {
     /// lookups allocation-free once it has grown to fit. Any `key` is accepted: words are split
     /// on `.` and compared byte for byte (case matters); an empty word, which no pattern
     /// contains, matches only `*` and `#`.
-    pub fn route_into(&self, key: &str, out: &mut Vec<usize>) {
+    pub(crate) fn route_into(&self, key: &str, out: &mut Vec<usize>) {
         self.walk(key, out);
         let states = out.len();
         for i in 0..states {
@@ -111,15 +89,17 @@ impl Router {
     }
 
     /// Convenience: the matching indices, ascending, each once.
-    pub fn route(&self, key: &str) -> Vec<usize> {
+    #[cfg(test)]
+    pub(crate) fn route(&self, key: &str) -> Vec<usize> {
         let mut out = Vec::new();
         self.route_into(key, &mut out);
         out
     }
 
     /// Whether any pattern matches `key`. Allocation-free after a thread's first calls.
-    pub fn matches_any(&self, key: &str) -> bool {
-        thread_local!(static SCRATCH: RefCell<Vec<NodeId>> = const { RefCell::new(Vec::new()) });
+    #[cfg(test)]
+    pub(crate) fn matches_any(&self, key: &str) -> bool {
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<NodeId>> = const { std::cell::RefCell::new(Vec::new()) });
         let check = |states: &mut Vec<NodeId>| {
             self.walk(key, states);
             states.iter().any(|&n| !self.nodes[n].ends.is_empty())
@@ -206,6 +186,24 @@ mod tests {
     use super::*;
     use crate::pattern::matches;
     use proptest::prelude::*;
+
+    #[test]
+    fn routes_every_matching_pattern() {
+        let patterns: Vec<Pattern> = ["order.*", "order.#", "#.failed", "user.created"]
+            .map(|p| Pattern::new(p).unwrap())
+            .into();
+        let router = Router::new(&patterns);
+        assert_eq!(router.len(), 4);
+        assert_eq!(router.route("order.created"), [0, 1]);
+        assert_eq!(router.route("order.payment.failed"), [1, 2]);
+        assert!(router.matches_any("user.created"));
+        assert!(!router.matches_any("user.deleted"));
+
+        // Reuse one buffer on the hot path.
+        let mut out = Vec::with_capacity(16);
+        router.route_into("order", &mut out);
+        assert_eq!(out, [1]);
+    }
 
     fn pats(ps: &[&str]) -> Vec<Pattern> {
         ps.iter().map(|p| Pattern::new(*p).unwrap()).collect()

@@ -133,7 +133,7 @@ pub trait IsHandlerFn {
 ///
 /// ```
 /// use pubsub::prelude::*;
-/// use pubsub::TestHarness;
+/// use pubsub::testing::TestHarness;
 ///
 /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
 /// #[event(domain = "user", action = "registered")]

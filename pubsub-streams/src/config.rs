@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pubsub_core::StreamNaming;
+use pubsub_core::stream::StreamNaming;
 
 use crate::error::StreamsError;
 

@@ -356,8 +356,8 @@ impl Admin {
 }
 
 /// Where a subscription starts, in the client's terms.
-pub(crate) fn offset_specification(start: pubsub_core::StartAt) -> OffsetSpecification {
-    use pubsub_core::StartAt;
+pub(crate) fn offset_specification(start: pubsub_core::stream::StartAt) -> OffsetSpecification {
+    use pubsub_core::stream::StartAt;
     match start {
         StartAt::First => OffsetSpecification::First,
         StartAt::Last => OffsetSpecification::Last,

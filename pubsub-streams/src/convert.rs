@@ -30,7 +30,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use pubsub_core::{Bytes, HEADER_CAUSATION_ID, HEADER_VERSION, Message, Metadata, Uuid};
+use pubsub_core::{
+    Message, Metadata, Uuid,
+    headers::{HEADER_CAUSATION_ID, HEADER_VERSION},
+    transport::Bytes,
+};
 use rabbitmq_stream_client::types::{Message as WireMessage, SimpleValue};
 
 const TIMESTAMP: &str = "x-timestamp-ms";

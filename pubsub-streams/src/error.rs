@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::{BoxedSource, TransportError};
+use pubsub_core::transport::{BoxedSource, TransportError};
 
 /// What can go wrong in the streams transport. Broker addresses in messages never carry
 /// the password.

@@ -1,7 +1,7 @@
 //! Reading a stream whole, with an unnamed consumer of the client: the offset of its
 //! last message, and every message up to it. For [`StreamTransport::read_all`] and
-//! [`dead_letters`](pubsub_core::Transport::dead_letters), and for a new consumer's start
-//! at [`declare`](pubsub_core::Transport::declare).
+//! [`dead_letters`](pubsub_core::transport::Transport::dead_letters), and for a new consumer's start
+//! at [`declare`](pubsub_core::transport::Transport::declare).
 //!
 //! [`StreamTransport::read_all`]: crate::StreamTransport::read_all
 

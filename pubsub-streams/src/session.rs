@@ -7,7 +7,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pubsub_core::{Confirmation, ConsumerHealth, Message, TransportError};
+use pubsub_core::{
+    Message,
+    health::ConsumerHealth,
+    transport::{Confirmation, TransportError},
+};
 use rabbitmq_stream_client::Environment;
 use tokio::sync::OnceCell;
 

@@ -4,9 +4,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pubsub_core::{
-    Capabilities, Confirmation, Consumer, ConsumerHealth, ConsumerState, DeadLetteredMessage,
-    Destination, MergedConsumer, Message, Outgoing, Source, StartAt, StoreOffsets, StreamNaming,
-    StreamSource, Subscription, Transport, TransportError, TransportHealth,
+    Message,
+    health::{ConsumerHealth, ConsumerState, TransportHealth},
+    stream::{StartAt, StoreOffsets, StreamNaming},
+    transport::{
+        Capabilities, Confirmation, Consumer, DeadLetteredMessage, Destination, MergedConsumer,
+        Outgoing, Source, StreamSource, Subscription, Transport, TransportError,
+    },
 };
 use rabbitmq_stream_client::types::OffsetSpecification;
 
@@ -33,7 +37,7 @@ use crate::sync::lock;
 ///   after a lost connection or a deleted stream (re-created with its retention):
 ///   unconfirmed messages are sent again under their ids, consumers resume after the
 ///   last offset they handed out. [`Transport::health`] shows each producer and consumer.
-/// - Single active consumer ([`StreamConsumption`](pubsub_core::StreamConsumption)) resumes
+/// - Single active consumer ([`StreamConsumption`](pubsub_core::stream::StreamConsumption)) resumes
 ///   from the offset the previous instance stored; super streams
 ///   ([`StreamNaming::super_stream`]) are created on the broker with their partitions,
 ///   each partition read with its own offset.

@@ -4,7 +4,10 @@
 mod support;
 
 use futures::StreamExt;
-use pubsub_core::{Bytes, Destination, Message, Outgoing, Transport};
+use pubsub_core::{
+    Message,
+    transport::{Bytes, Destination, Outgoing, Transport},
+};
 use pubsub_streams::StreamTransport;
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::OffsetSpecification;

@@ -196,7 +196,7 @@ impl MemoryTransport {
     }
 
     /// The error stream of `service`
-    /// ([`StreamNaming::error_stream`](crate::StreamNaming::error_stream)), oldest first:
+    /// ([`StreamNaming::error_stream`](crate::stream::StreamNaming::error_stream)), oldest first:
     /// every event its handlers gave up on, with the reason, the failed handlers, and the
     /// stream and offset it came from. An error if it does not exist (the service never
     /// consumed streams here).

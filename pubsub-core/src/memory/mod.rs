@@ -84,7 +84,7 @@ impl MemoryTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// use pubsub::{Bytes, Message, MemoryTransport, Subscription, Transport, TransportError};
+    /// use pubsub::{MemoryTransport, Message, transport::{Bytes, Subscription, Transport, TransportError}};
     /// let broker = MemoryTransport::with_max_length(1);
     /// broker.declare(&Subscription::queue("jobs", ["job.#"])).await.unwrap();
     /// let job = || Message::new("job.run", Bytes::from_static(b"{}"));
@@ -94,7 +94,7 @@ impl MemoryTransport {
     /// # }
     /// ```
     ///
-    /// [`TransportError::Nacked`]: crate::TransportError::Nacked
+    /// [`TransportError::Nacked`]: crate::transport::TransportError::Nacked
     pub fn with_max_length(max_length: usize) -> Self {
         Self::on(Broker::new(
             Topics::Queues,
@@ -113,7 +113,7 @@ impl MemoryTransport {
     /// stored after handling; single active consumer; each service's failures go to its
     /// error stream; super streams if the naming has some
     /// ([`StreamNaming::super_stream`]), each partition its own log. Its capabilities are
-    /// [`Capabilities::stream`](crate::Capabilities::stream): no requeue, retries in
+    /// [`Capabilities::stream`](crate::transport::Capabilities::stream): no requeue, retries in
     /// process.
     ///
     /// ```
@@ -147,7 +147,7 @@ impl MemoryTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> pubsub::Result<()> {
-    /// use pubsub::{Bytes, Message, MemoryTransport, StreamNaming, StreamRetention, Transport};
+    /// use pubsub::{MemoryTransport, Message, memory::StreamRetention, stream::StreamNaming, transport::{Bytes, Transport}};
     /// let retention = StreamRetention::default().max_length_bytes(10);
     /// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
     /// for _ in 0..3 {

@@ -61,7 +61,7 @@ impl Bus {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pubsub::{Bus, HandlerSelection, MemoryTransport, StartAt, StreamConsumption};
+/// use pubsub::{Bus, HandlerSelection, MemoryTransport, stream::{StartAt, StreamConsumption}};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> pubsub::Result<()> {

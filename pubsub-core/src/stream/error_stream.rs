@@ -5,16 +5,16 @@ use crate::metadata::Message;
 use crate::transport::DeadLetter;
 
 /// An entry of a service's error stream
-/// ([`StreamNaming::error_stream`](crate::StreamNaming::error_stream)): an event its
+/// ([`StreamNaming::error_stream`](crate::stream::StreamNaming::error_stream)): an event its
 /// handlers gave up on, with why, which handlers failed, and where it was read.
 ///
 /// A stream consumer settling a delivery with
-/// [`Settlement::DeadLetter`](crate::Settlement::DeadLetter) appends
+/// [`Settlement::DeadLetter`](crate::transport::Settlement::DeadLetter) appends
 /// [`ErrorStreamEntry::copy_of`] the message to the error stream (confirmed) and only then
 /// lets its offset advance: nothing is skipped silently.
 ///
 /// ```
-/// use pubsub::{Bytes, DeadLetter, ErrorStreamEntry, Message};
+/// use pubsub::{Message, stream::ErrorStreamEntry, transport::{Bytes, DeadLetter}};
 /// let event = Message::new("order.created", Bytes::from_static(b"{}"));
 /// let failed = DeadLetter::new("charge: card declined", vec!["charge".into()]);
 /// let copy = ErrorStreamEntry::copy_of(&event, &failed, "events.order", 41);
@@ -29,9 +29,9 @@ use crate::transport::DeadLetter;
 pub struct ErrorStreamEntry {
     /// The event as it was read, its id kept, with the headers below added.
     pub message: Message,
-    /// Why handling failed ([`HEADER_DEATH_REASON`](crate::HEADER_DEATH_REASON)).
+    /// Why handling failed ([`HEADER_DEATH_REASON`](crate::headers::HEADER_DEATH_REASON)).
     pub reason: String,
-    /// The handlers that failed ([`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS));
+    /// The handlers that failed ([`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS));
     /// empty for input no handler could take.
     pub failed_handlers: Vec<String>,
     /// The stream it was read from ([`HEADER_STREAM`]).

@@ -22,11 +22,11 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 ///   or `#`) needs the stream of every domain known: those named by any linked
 ///   `#[handler]` (its event's key or its pattern's literal first word), by the bus's own
 ///   handlers, and those listed with
-///   [`StreamConsumption::domains`](crate::StreamConsumption::domains). A stream that only
+///   [`StreamConsumption::domains`](crate::stream::StreamConsumption::domains). A stream that only
 ///   appears later is not read until the service is built again.
 /// - **Failures go to the service's error stream** `{prefix}.errors.{service}`: each
 ///   event its handlers gave up on, with the reason, the failed handlers, and the stream
-///   and offset it came from (see [`HEADER_STREAM`](crate::HEADER_STREAM)).
+///   and offset it came from (see [`HEADER_STREAM`](crate::headers::HEADER_STREAM)).
 ///
 /// With an empty prefix, streams are named after the domains alone (`order`,
 /// `errors.billing`).
@@ -39,7 +39,7 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 /// service reads every partition, each with its own stored offset.
 ///
 /// ```
-/// use pubsub::StreamNaming;
+/// use pubsub::stream::StreamNaming;
 /// let naming = StreamNaming::default();
 /// assert_eq!(naming.stream_of_key("order.created"), "events.order");
 /// assert_eq!(naming.error_stream("billing"), "events.errors.billing");
@@ -77,7 +77,7 @@ impl StreamNaming {
     /// Makes the stream of `domain` a super stream of `partitions` partitions (at least 1).
     ///
     /// ```
-    /// use pubsub::StreamNaming;
+    /// use pubsub::stream::StreamNaming;
     /// let naming = StreamNaming::default().super_stream("order", 3);
     /// assert_eq!(naming.partitions("events.order").map(|p| p.len()), Some(3));
     /// assert_eq!(naming.partitions("events.stock"), None);
@@ -113,13 +113,13 @@ impl StreamNaming {
     /// A partition key for a stream that is not a super stream.
     ///
     /// ```
-    /// use pubsub::{Metadata, StreamNaming};
+    /// use pubsub::{Metadata, stream::StreamNaming};
     /// let naming = StreamNaming::default().super_stream("order", 3);
     /// let metadata = Metadata::new("order.created");
     /// let to = naming.publish_target("events.order".into(), Some("A1".into()), &metadata)?;
     /// assert_eq!(Some(to), naming.partition_for("events.order", "A1"));
     /// assert!(naming.publish_target("events.user".into(), Some("A1".into()), &metadata).is_err());
-    /// # Ok::<(), pubsub::TransportError>(())
+    /// # Ok::<(), pubsub::transport::TransportError>(())
     /// ```
     pub fn publish_target(
         &self,
@@ -174,13 +174,13 @@ impl StreamNaming {
     ///
     /// ```
     /// use std::collections::BTreeSet;
-    /// use pubsub::StreamNaming;
+    /// use pubsub::stream::StreamNaming;
     /// let naming = StreamNaming::default();
     /// let known: BTreeSet<String> = ["order".into(), "stock".into()].into();
     /// let streams = naming.streams_for_patterns(["order.*", "*.created"], &known)?;
     /// assert_eq!(streams, ["events.order", "events.stock"]);
     /// assert!(naming.streams_for_patterns(["#"], &BTreeSet::new()).is_err());
-    /// # Ok::<(), pubsub::UnmappedPattern>(())
+    /// # Ok::<(), pubsub::stream::UnmappedPattern>(())
     /// ```
     pub fn streams_for_patterns<'a>(
         &self,

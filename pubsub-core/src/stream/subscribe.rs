@@ -71,13 +71,13 @@ impl<E> Stream for EventStream<E> {
 
 impl Bus {
     /// Iterates the events of type `E` in the stream of their domain
-    /// ([`StreamNaming::stream_of_domain`](crate::StreamNaming::stream_of_domain)), from
+    /// ([`StreamNaming::stream_of_domain`](crate::stream::StreamNaming::stream_of_domain)), from
     /// `start`: the chat room's `async for message in consume_messages(room)`.
     ///
     /// ```
     /// use futures::StreamExt;
     /// use pubsub::prelude::*;
-    /// use pubsub::{Bus, MemoryTransport, StartAt};
+    /// use pubsub::{Bus, MemoryTransport, stream::StartAt};
     ///
     /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
     /// #[event(domain = "room", action = "said")]

@@ -3,7 +3,7 @@
 /// What a transport can do.
 ///
 /// ```
-/// use pubsub::{Capabilities, MemoryTransport, SettlementModel, Transport};
+/// use pubsub::{MemoryTransport, transport::{Capabilities, SettlementModel, Transport}};
 /// let caps = MemoryTransport::new().capabilities();
 /// assert!(caps.requeue);
 /// assert_eq!(caps.settlement, SettlementModel::PerMessage);
@@ -11,24 +11,24 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// A delivery can be given back to its queue ([`Settlement::Requeue`](crate::Settlement::Requeue))
+    /// A delivery can be given back to its queue ([`Settlement::Requeue`](crate::transport::Settlement::Requeue))
     /// and is redelivered, flagged as such. Streams cannot: an unsettled delivery there is
     /// simply read again from the last stored offset.
     pub requeue: bool,
     /// How settlements reach the broker.
     pub settlement: SettlementModel,
     /// Whether the transport can deliver a message again after a delay
-    /// ([`Settlement::Retry`](crate::Settlement::Retry)), which lets a long retry leave the
+    /// ([`Settlement::Retry`](crate::transport::Settlement::Retry)), which lets a long retry leave the
     /// prefetch window.
     pub delayed_redelivery: DelayedRedelivery,
     /// Several consumers of one service share its messages (each message to one of them).
     pub competing_consumers: bool,
-    /// [`Transport::request`](crate::Transport::request) is implemented.
+    /// [`Transport::request`](crate::transport::Transport::request) is implemented.
     pub request_reply: bool,
     /// A consumer can start again from an earlier position (streams).
     pub replay: bool,
     /// The broker reports how often it delivered a message
-    /// ([`Delivery::delivery_count`](crate::Delivery::delivery_count)).
+    /// ([`Delivery::delivery_count`](crate::transport::Delivery::delivery_count)).
     pub delivery_count: bool,
 }
 
@@ -40,7 +40,7 @@ pub enum SettlementModel {
     PerMessage,
     /// The consumer commits an offset: deliveries finish out of order, and only the
     /// contiguous prefix of settled ones may be committed (see
-    /// [`OffsetTracker`](crate::OffsetTracker)). Failures go to an error stream.
+    /// [`OffsetTracker`](crate::transport::OffsetTracker)). Failures go to an error stream.
     OffsetCommit,
 }
 
@@ -79,7 +79,7 @@ impl Capabilities {
     /// read again after a restart, from the stored offset.
     ///
     /// ```
-    /// use pubsub::{Capabilities, DelayedRedelivery, MemoryTransport, Transport};
+    /// use pubsub::{MemoryTransport, transport::{Capabilities, DelayedRedelivery, Transport}};
     /// let caps = MemoryTransport::stream_backed().capabilities();
     /// assert_eq!(caps, Capabilities::stream());
     /// assert!(!caps.requeue && caps.replay);

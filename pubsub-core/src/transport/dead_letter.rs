@@ -4,10 +4,10 @@ use crate::metadata::Message;
 
 impl DeadLetteredMessage {
     /// A dead letter as its headers describe it: the reason from
-    /// [`HEADER_DEATH_REASON`](crate::HEADER_DEATH_REASON), the handlers from [`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS).
+    /// [`HEADER_DEATH_REASON`](crate::headers::HEADER_DEATH_REASON), the handlers from [`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS).
     ///
     /// ```
-    /// use pubsub_core::{DeadLetteredMessage, Message, HEADER_DEATH_REASON};
+    /// use pubsub_core::{Message, headers::HEADER_DEATH_REASON, transport::DeadLetteredMessage};
     ///
     /// let mut message = Message::new("order.created", b"{}".to_vec());
     /// message.metadata.headers.insert(HEADER_DEATH_REASON.into(), "boom".into());

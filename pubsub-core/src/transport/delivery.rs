@@ -87,10 +87,10 @@ pub enum Settlement {
     DeadLetter(DeadLetter),
     /// Handling was abandoned (shutdown deadline): the message goes back to the queue and
     /// is redelivered, flagged as such. Only for transports with
-    /// [`Capabilities::requeue`](crate::Capabilities::requeue).
+    /// [`Capabilities::requeue`](crate::transport::Capabilities::requeue).
     Requeue,
     /// Deliver the message again after a delay, to run the handlers that failed (only for
-    /// transports with [`Capabilities::delayed_redelivery`](crate::Capabilities::delayed_redelivery)).
+    /// transports with [`Capabilities::delayed_redelivery`](crate::transport::Capabilities::delayed_redelivery)).
     Retry(Retry),
 }
 
@@ -99,7 +99,7 @@ pub enum Settlement {
 #[non_exhaustive]
 pub struct DeadLetter {
     /// Human-readable failure reason, bounded in size (see
-    /// [`HEADER_DEATH_REASON`](crate::HEADER_DEATH_REASON)).
+    /// [`HEADER_DEATH_REASON`](crate::headers::HEADER_DEATH_REASON)).
     pub reason: String,
     /// Names of the handlers that failed (empty for bad input that reached no handler).
     pub failed_handlers: Vec<String>,
@@ -127,8 +127,8 @@ impl DeadLetter {
 }
 
 /// A delayed redelivery: the message comes back after `delay` carrying the handlers to run
-/// again ([`HEADER_FAILED_HANDLERS`](crate::HEADER_FAILED_HANDLERS)) and the attempts spent
-/// so far ([`HEADER_ATTEMPTS`](crate::HEADER_ATTEMPTS)). The transport sets those headers on
+/// again ([`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS)) and the attempts spent
+/// so far ([`HEADER_ATTEMPTS`](crate::headers::HEADER_ATTEMPTS)). The transport sets those headers on
 /// the copy it delivers again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

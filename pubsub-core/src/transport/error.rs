@@ -11,7 +11,7 @@ pub type BoxedSource = std::sync::Arc<dyn std::error::Error + Send + Sync + 'sta
 /// type leaks into the core.
 ///
 /// ```
-/// use pubsub::TransportError;
+/// use pubsub::transport::TransportError;
 /// let error = TransportError::unavailable("connection reset");
 /// assert!(error.is_transient());
 /// assert!(!TransportError::Closed.is_transient());

@@ -17,9 +17,10 @@ mod capabilities;
 mod dead_letter;
 mod delivery;
 mod error;
+mod merged;
 mod offsets;
 mod outgoing;
-mod subscription;
+pub(crate) mod subscription;
 
 use std::time::Duration;
 
@@ -29,11 +30,15 @@ pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
 pub use dead_letter::DeadLetteredMessage;
 pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
 pub use error::{BoxedSource, TransportError};
+pub use merged::MergedConsumer;
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
-pub use subscription::{
-    QueueSource, QueueType, Source, StartAt, StoreOffsets, StreamSource, Subscription,
-};
+pub use subscription::{QueueSource, Source, StreamSource, Subscription};
+// Service authors choose these when reading streams: their public home is `stream`.
+pub(crate) use subscription::{StartAt, StoreOffsets};
+
+/// The body of a [`Message`]: cheap to clone and to slice.
+pub use bytes::Bytes;
 
 use crate::health::TransportHealth;
 use crate::metadata::Message;

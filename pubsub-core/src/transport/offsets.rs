@@ -15,7 +15,7 @@ use super::subscription::StoreOffsets;
 /// filtered) are fine.
 ///
 /// ```
-/// use pubsub::OffsetTracker;
+/// use pubsub::transport::OffsetTracker;
 /// let mut offsets = OffsetTracker::default();
 /// for offset in [10, 11, 12] {
 ///     offsets.delivered(offset);
@@ -81,7 +81,7 @@ impl OffsetTracker {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pubsub::{OffsetCommits, StoreOffsets};
+/// use pubsub::{stream::StoreOffsets, transport::OffsetCommits};
 /// use tokio::time::Instant;
 ///
 /// // resuming after stored offset 9: 10 is the first wanted

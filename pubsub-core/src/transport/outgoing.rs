@@ -16,7 +16,7 @@ use crate::metadata::Message;
 pub enum Destination {
     /// The topic exchange, routed by the message's key to every bound queue (the default).
     /// A stream-backed transport appends it to the stream of the key's domain instead
-    /// ([`StreamNaming::stream_of_key`](crate::StreamNaming::stream_of_key)): the bus
+    /// ([`StreamNaming::stream_of_key`](crate::stream::StreamNaming::stream_of_key)): the bus
     /// always publishes to the topic, and the transport maps it.
     #[default]
     Topic,
@@ -37,7 +37,7 @@ pub enum Destination {
 /// A message and where it goes.
 ///
 /// ```
-/// use pubsub::{Bytes, Destination, Message, Outgoing};
+/// use pubsub::{Message, transport::{Bytes, Destination, Outgoing}};
 /// let to_topic: Outgoing = Message::new("order.created", Bytes::from_static(b"{}")).into();
 /// assert_eq!(to_topic.destination, Destination::Topic);
 /// let to_queue = Outgoing::new(Message::new("job.run", Bytes::new()), Destination::Queue("jobs".into()));

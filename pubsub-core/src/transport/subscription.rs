@@ -6,16 +6,14 @@ use std::time::{Duration, SystemTime};
 /// What a bus consumes, and how many deliveries it takes at once.
 ///
 /// ```
-/// use pubsub::{QueueType, StartAt, Subscription};
+/// use pubsub::stream::StartAt;
+/// use pubsub::transport::Subscription;
 /// // the queue of service "billing", bound to two patterns
 /// let queue = Subscription::queue("billing", ["order.*", "payment.#"]);
 /// assert_eq!(queue.patterns(), ["order.*", "payment.#"]);
-/// // a quorum queue: the broker dead-letters a message delivered more than 5 times
-/// let quorum = Subscription::queue("billing", ["order.*"])
-///     .queue_type(QueueType::Quorum { delivery_limit: Some(5) });
 /// // stream "orders", read by consumer "billing" from its stored offset (or the first)
 /// let stream = Subscription::stream("billing", "orders").start_at(StartAt::First);
-/// # let _ = (quorum, stream);
+/// # let _ = stream;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -47,23 +45,6 @@ pub enum Source {
 pub struct QueueSource {
     /// Topic patterns the queue is bound with.
     pub patterns: Vec<String>,
-    /// Classic or quorum.
-    pub queue_type: QueueType,
-}
-
-/// The kind of a service queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum QueueType {
-    /// A classic queue (single replica).
-    #[default]
-    Classic,
-    /// A replicated quorum queue; past `delivery_limit` deliveries the broker dead-letters
-    /// a message instead of delivering it again (RabbitMQ's default limit is 20).
-    Quorum {
-        /// The broker's delivery limit (`None`: the broker's default).
-        delivery_limit: Option<u32>,
-    },
 }
 
 /// A stream read by a named consumer.
@@ -85,7 +66,7 @@ pub struct StreamSource {
 }
 
 /// When a stream consumer stores its offset: only ever the contiguous prefix of
-/// deliveries the bus settled (see [`OffsetTracker`](crate::OffsetTracker)), so that a
+/// deliveries the bus settled (see [`OffsetTracker`](crate::transport::OffsetTracker)), so that a
 /// restart resumes after the last one handled and skips none.
 ///
 /// A restarted consumer handles again at most what was settled since the last store: a
@@ -93,7 +74,7 @@ pub struct StreamSource {
 ///
 /// ```
 /// use std::time::Duration;
-/// use pubsub::StoreOffsets;
+/// use pubsub::stream::StoreOffsets;
 /// let often = StoreOffsets::every(10, Duration::from_millis(100));
 /// assert_eq!(often, StoreOffsets::Every { events: 10, interval: Duration::from_millis(100) });
 /// assert_eq!(StoreOffsets::default(), StoreOffsets::every(1000, Duration::from_secs(1)));
@@ -167,7 +148,6 @@ impl Subscription {
             service: service.into(),
             source: Source::Queue(QueueSource {
                 patterns: patterns.into_iter().map(Into::into).collect(),
-                queue_type: QueueType::Classic,
             }),
             prefetch: 100,
         }
@@ -202,15 +182,6 @@ impl Subscription {
     #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
-        self
-    }
-
-    /// The queue type (queue subscriptions only; ignored for streams).
-    #[must_use]
-    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
-        if let Source::Queue(queue) = &mut self.source {
-            queue.queue_type = queue_type;
-        }
         self
     }
 

@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pubsub_core::{Acker, DeadLetter, ErrorStreamEntry, Message, Settlement, TransportError};
+use pubsub_core::{
+    Message,
+    stream::ErrorStreamEntry,
+    transport::{Acker, DeadLetter, Settlement, TransportError},
+};
 
 use super::offsets::Offsets;
 

@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use pubsub_core::{
-    Consumer, ConsumerHealth, ConsumerState, Delivery, OffsetCommits, StartAt, StoreOffsets,
-    StreamSource, TransportError,
+    health::{ConsumerHealth, ConsumerState},
+    stream::{StartAt, StoreOffsets},
+    transport::{Consumer, Delivery, OffsetCommits, StreamSource, TransportError},
 };
 use rabbitmq_stream_client::types::OffsetSpecification;
 use tokio::task::JoinHandle;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pubsub_core::{OffsetCommits, StoreOffsets};
+use pubsub_core::{stream::StoreOffsets, transport::OffsetCommits};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 

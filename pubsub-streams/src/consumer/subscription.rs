@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pubsub_core::{StoreOffsets, StreamSource};
+use pubsub_core::{stream::StoreOffsets, transport::StreamSource};
 use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle};
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use pubsub_core::TransportError;
+use pubsub_core::transport::TransportError;
 use rabbitmq_stream_client::ConfirmationStatus;
 use rabbitmq_stream_client::error::ProducerPublishError;
 use rabbitmq_stream_client::types::ResponseCode;

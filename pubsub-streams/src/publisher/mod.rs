@@ -32,7 +32,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use pubsub_core::{Confirmation, ConnectionHealth, ConnectionState, Message, TransportError};
+use pubsub_core::{
+    Message,
+    health::{ConnectionHealth, ConnectionState},
+    transport::{Confirmation, TransportError},
+};
 use rabbitmq_stream_client::Environment;
 use tokio::sync::{Mutex, Notify};
 

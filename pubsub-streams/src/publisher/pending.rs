@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use pubsub_core::{Message, TransportError};
+use pubsub_core::{Message, transport::TransportError};
 use rabbitmq_stream_client::types::Message as WireMessage;
 use tokio::sync::oneshot;
 

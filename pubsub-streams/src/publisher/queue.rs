@@ -5,7 +5,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use pubsub_core::{Confirmation, Message, TransportError};
+use pubsub_core::{
+    Message,
+    transport::{Confirmation, TransportError},
+};
 use tokio::sync::oneshot;
 
 use super::pending::{Unconfirmed, message_size};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pubsub_core::{ConnectionState, TransportError};
+use pubsub_core::{health::ConnectionState, transport::TransportError};
 use rabbitmq_stream_client::error::ProducerCreateError;
 use rabbitmq_stream_client::types::Message as WireMessage;
 use rabbitmq_stream_client::{Dedup, Environment, OnClosed, Producer};

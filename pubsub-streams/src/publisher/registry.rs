@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pubsub_core::ConnectionHealth;
+use pubsub_core::health::ConnectionHealth;
 use tokio::sync::Mutex;
 
 use super::NamedProducer;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use pubsub_core::{ConnectionHealth, ConnectionState};
+use pubsub_core::health::{ConnectionHealth, ConnectionState};
 use rabbitmq_stream_client::types::Message as WireMessage;
 use rabbitmq_stream_client::{Dedup, Environment, Producer};
 use tokio::sync::{Mutex, Notify};

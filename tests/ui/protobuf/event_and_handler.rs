@@ -23,7 +23,7 @@ async fn on_captured(event: PaymentCaptured, _ctx: Context) -> Result<(), Handle
 
 fn main() {
     assert_eq!(
-        <<PaymentCaptured as pubsub::Event>::Codec as pubsub::Codec<PaymentCaptured>>::CONTENT_TYPE,
-        pubsub::PROTOBUF
+        <<PaymentCaptured as pubsub::Event>::Codec as pubsub::codec::Codec<PaymentCaptured>>::CONTENT_TYPE,
+        pubsub::codec::PROTOBUF
     );
 }

@@ -17,7 +17,8 @@ use super::connection::Connection;
 use super::signal::BrokerSignal;
 use super::sync::{read, write};
 use crate::metadata::Message;
-use crate::stream::{ErrorStreamEntry, MergedConsumer, StreamNaming};
+use crate::stream::{ErrorStreamEntry, StreamNaming};
+use crate::transport::MergedConsumer;
 use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription, TransportError};
 
 /// The streams of one in-memory broker.

@@ -32,12 +32,12 @@ pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
 ///
 /// ```
 /// use std::time::Duration;
-/// use pubsub::{MemoryTransport, StreamNaming, StreamRetention};
+/// use pubsub::{MemoryTransport, memory::StreamRetention, stream::StreamNaming};
 ///
 /// let retention = StreamRetention::default()
 ///     .max_length_bytes(64 * 1024 * 1024)
 ///     .max_age(Duration::from_secs(24 * 60 * 60));
-/// assert_eq!(retention.max_length, pubsub::DEFAULT_MEMORY_STREAM_LENGTH);
+/// assert_eq!(retention.max_length, pubsub::memory::DEFAULT_MEMORY_STREAM_LENGTH);
 /// assert_eq!(retention.max_age, Some(Duration::from_secs(86_400)));
 /// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
 /// assert!(broker.stream_names().is_empty());
@@ -70,7 +70,7 @@ impl StreamRetention {
     /// Keeps at most `messages` messages (0 is taken as 1).
     ///
     /// ```
-    /// use pubsub::StreamRetention;
+    /// use pubsub::memory::StreamRetention;
     /// assert_eq!(StreamRetention::default().max_length(3).max_length, 3);
     /// ```
     #[must_use]
@@ -82,7 +82,7 @@ impl StreamRetention {
     /// Keeps at most `bytes` bytes of message bodies (`max-length-bytes`).
     ///
     /// ```
-    /// use pubsub::StreamRetention;
+    /// use pubsub::memory::StreamRetention;
     /// let retention = StreamRetention::default().max_length_bytes(1024);
     /// assert_eq!(retention.max_length_bytes, Some(1024));
     /// ```
@@ -96,7 +96,7 @@ impl StreamRetention {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use pubsub::StreamRetention;
+    /// use pubsub::memory::StreamRetention;
     /// let retention = StreamRetention::default().max_age(Duration::from_secs(60));
     /// assert_eq!(retention.max_age, Some(Duration::from_secs(60)));
     /// ```

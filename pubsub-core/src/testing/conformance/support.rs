@@ -15,13 +15,14 @@ use tokio::time::Instant;
 
 use super::{Broker, Need};
 use crate::builder::BusBuilder;
-use crate::bus::{Bus, BusStats};
+use crate::bus::Bus;
 use crate::handler::Handler;
 use crate::handler_error::HandlerError;
 use crate::handler_input::RawEvent;
 use crate::metadata::Message;
 use crate::retry::RetryPolicy;
 use crate::selection::HandlerSelection;
+use crate::stats::BusStats;
 use crate::transport::{Capabilities, Destination, Subscription, Transport};
 
 /// How long a case waits for handling before it fails.

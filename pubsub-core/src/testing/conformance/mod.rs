@@ -21,7 +21,7 @@
 //! ```
 //!
 //! ```no_run
-//! use pubsub::{MemoryTransport, conformance};
+//! use pubsub::{MemoryTransport, testing::conformance};
 //!
 //! # async fn run() {
 //! let broker = MemoryTransport::new(); // implements conformance::Broker
@@ -215,10 +215,10 @@ macro_rules! __conformance_cases {
 macro_rules! __conformance_case_table {
     (() $($name:ident [$($need:ident),*]),* $(,)?) => {
         &[$(
-            $crate::conformance::Case {
+            $crate::testing::conformance::Case {
                 name: ::core::stringify!($name),
-                needs: &[$($crate::conformance::Need::$need),*],
-                run: |broker| ::std::boxed::Box::pin($crate::conformance::$name(broker)),
+                needs: &[$($crate::testing::conformance::Need::$need),*],
+                run: |broker| ::std::boxed::Box::pin($crate::testing::conformance::$name(broker)),
             }
         ),*]
     };
@@ -232,16 +232,16 @@ macro_rules! __conformance_test_fns {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             let broker = $broker;
-            $crate::conformance::run_named(&broker, ::core::stringify!($name)).await;
+            $crate::testing::conformance::run_named(&broker, ::core::stringify!($name)).await;
         }
     )*};
 }
 
 /// Generates one `#[tokio::test]` (multi-threaded, 2 workers) per conformance case, named
-/// after the case, from the same list as [`conformance::CASES`](crate::conformance::CASES):
+/// after the case, from the same list as [`conformance::CASES`](crate::testing::conformance::CASES):
 /// a runner cannot miss a case. `$broker` is evaluated in each test (inside its async
 /// body, so it may `.await`, or `return` to skip every test when no broker is configured)
-/// and must give a value that implements [`conformance::Broker`](crate::conformance::Broker).
+/// and must give a value that implements [`conformance::Broker`](crate::testing::conformance::Broker).
 /// A case the transport cannot run passes after printing why it was skipped.
 ///
 /// The calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.

@@ -17,7 +17,7 @@ use super::support::{
     stop, stopped, straight_to, until, within,
 };
 use super::{Broker, Need};
-use crate::bus::{Bus, BusStats};
+use crate::bus::Bus;
 use crate::codec::Json;
 use crate::context::Context;
 use crate::event::Event;
@@ -28,6 +28,7 @@ use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 use crate::metadata::Message;
 use crate::retry::RetryPolicy;
 use crate::selection::HandlerSelection;
+use crate::stats::BusStats;
 use crate::transport::TransportError;
 use crate::transport::{Destination, Outgoing, Settlement, Subscription, Transport};
 
@@ -817,7 +818,7 @@ pub async fn settled_stays_settled(broker: &dyn Broker) {
 
 /// A dead letter keeps the envelope — id, body, key, version, content type, correlation
 /// and causation ids, free headers — and adds the reason and the failed handlers. Raw bad
-/// input published through [`Transport::publish`](crate::Transport::publish) straight to
+/// input published through [`Transport::publish`](crate::transport::Transport::publish) straight to
 /// the service's queue (`Destination::Queue(service)`; on streams, to the stream of the
 /// typed event's domain) — a malformed body for a typed handler, an unknown version, no
 /// key — is dead-lettered too, and the consumer goes on.
@@ -956,10 +957,10 @@ pub async fn dead_letter_keeps_the_envelope(broker: &dyn Broker) {
     }
 }
 
-/// After [`Transport::close`](crate::Transport::close): publish, declare and consume fail
+/// After [`Transport::close`](crate::transport::Transport::close): publish, declare and consume fail
 /// with [`TransportError::Closed`] at once, a consumer of that connection ends, and a
 /// second close is fine. What was confirmed before the close reaches a consumer on another
-/// connection. After [`Consumer::cancel`](crate::Consumer::cancel), `next()` returns
+/// connection. After [`Consumer::cancel`](crate::transport::Consumer::cancel), `next()` returns
 /// `None`, even with a message waiting.
 pub async fn closed_transport_refuses(broker: &dyn Broker) {
     const COUNT: usize = 50;
@@ -1211,7 +1212,7 @@ async fn retry_waits(broker: &dyn Broker, delay: Duration, limit: Duration, marg
     );
 }
 
-/// [`Transport::request`](crate::Transport::request) gets the reply a responder sends to
+/// [`Transport::request`](crate::transport::Transport::request) gets the reply a responder sends to
 /// the request's `reply_to` (`Destination::Reply`), matched by correlation id: ten
 /// concurrent requests on one connection, each its own answer.
 pub async fn request_reply(broker: &dyn Broker) {

@@ -23,7 +23,7 @@ use crate::transport::DeadLetteredMessage;
 ///
 /// ```
 /// use pubsub::prelude::*;
-/// use pubsub::{Bus, HandlerSelection, TestHarness};
+/// use pubsub::{Bus, HandlerSelection, testing::TestHarness};
 ///
 /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 /// #[event(domain = "cart", action = "checked-out")]

@@ -4,17 +4,16 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use futures::future::{BoxFuture, select_all};
 
-use crate::transport::TransportError;
-use crate::transport::{Consumer, Delivery};
+use super::{Consumer, Delivery, TransportError};
 
 /// The deliveries of several consumers as one, taken fairly (the consumer asked first
 /// turns round). Ends when every one has ended. For transports that read a super
 /// stream's partitions, each with a consumer of its own.
 ///
 /// ```
-/// use pubsub::{Consumer, MergedConsumer};
+/// use pubsub::transport::{Consumer, MergedConsumer};
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), pubsub::TransportError> {
+/// # async fn main() -> Result<(), pubsub::transport::TransportError> {
 /// let merged = MergedConsumer::new(Vec::new());
 /// let mut merged: Box<dyn Consumer> = Box::new(merged);
 /// assert!(merged.next().await.is_none(), "no consumer: ended at once");

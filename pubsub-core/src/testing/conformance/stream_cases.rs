@@ -10,12 +10,13 @@ use super::support::{
     PATIENCE, Seen, build, builder, eventually, linger, message, namespace, publish_all, publisher,
     start, stopped, within,
 };
-use crate::bus::{Bus, BusStats};
+use crate::bus::Bus;
 use crate::handler::Handler;
 use crate::handler_error::HandlerError;
 use crate::handler_input::RawEvent;
 use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 use crate::headers::{HEADER_STREAM, HEADER_STREAM_OFFSET};
+use crate::stats::BusStats;
 use crate::stream::{StreamConsumption, StreamNaming};
 use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription, Transport};
 
