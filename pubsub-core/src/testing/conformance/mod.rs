@@ -13,7 +13,8 @@
 //! transport cannot share one service's messages among several consumers)`.
 //!
 //! A runner generates one test per case with [`conformance_tests!`](crate::conformance_tests)
-//! (so it cannot miss a case), or runs them all with [`run_all`]:
+//! (so it cannot miss a case), optionally with the exact set of cases the transport must
+//! skip; or runs one case by name with [`run_named`], or them all with [`run_all`]:
 //!
 //! ```ignore
 //! // tests/conformance_memory.rs
@@ -25,22 +26,22 @@
 //!
 //! # async fn run() {
 //! let broker = MemoryTransport::new(); // implements conformance::Broker
-//! conformance::fan_out(&broker).await; // one case, whatever the capabilities
+//! conformance::run_named(&broker, "fan_out").await; // one case, skipped if it cannot run
 //! conformance::run_all(&broker).await; // every case, skipping what the transport cannot
 //! # }
 //! ```
+//!
+//! The cases live in `cases/`, one file per topic (routing, settlement, retries,
+//! concurrency, the connection, streams); a case is reachable only through the list, so a
+//! case left out of it does not compile.
 
 mod cases;
-mod stream_cases;
 mod support;
 
 use std::fmt;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-
-pub use cases::*;
-pub use stream_cases::*;
 
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
@@ -173,66 +174,83 @@ pub enum Ran {
 }
 
 /// The one list of cases, in the order [`CASES`] and [`conformance_tests!`](crate::conformance_tests)
-/// use: `name [needs…]`. Calls the macro `$crate::$then!` with `$args` and the list.
-/// Every `pub async fn` of `cases.rs` and `stream_cases.rs` must be here: a const assertion
-/// below counts them.
+/// use: `topic::name [needs…]`, the case being the `pub(crate)` fn `cases::topic::name`.
+/// Calls the macro `$crate::$then!` with `$args` and the list. A case fn missing here is
+/// dead code, which `cases/mod.rs` denies: it does not compile.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
     ($then:ident $args:tt) => {
         $crate::$then! { $args
-            publish_subscribe [],
-            fan_out [],
-            every_service_gets_every_event [],
-            many_services_at_once [],
-            ack_all_or_nack [],
-            retry_then_dead_letter [],
-            retry_waits_its_delay [],
-            delayed_retry_waits_its_delay [DelayedRedelivery],
-            dead_letter_keeps_the_envelope [],
-            settled_stays_settled [],
-            competing_consumers [CompetingConsumers],
-            no_loss_across_resubscribe [Requeue],
-            concurrent_publishes [],
-            in_flight_bounded_by_prefetch [],
-            ordering_per_producer [],
-            closed_transport_refuses [],
-            request_reply [RequestReply],
-            request_times_out [RequestReply],
-            resume_after_restart [Replay],
-            only_handled_prefix_is_stored [Replay],
-            failures_go_to_the_error_stream [Replay],
-            single_active_consumer_takes_over [Replay],
-            start_positions [Replay],
-            new_service_reads_history [Replay],
+            routing::publish_subscribe [],
+            routing::fan_out [],
+            routing::every_service_gets_every_event [],
+            routing::many_services_at_once [],
+            settlement::ack_all_or_nack [],
+            retries::retry_then_dead_letter [],
+            retries::retry_waits_its_delay [],
+            retries::delayed_retry_waits_its_delay [DelayedRedelivery],
+            settlement::dead_letter_keeps_the_envelope [],
+            settlement::settled_stays_settled [],
+            concurrency::competing_consumers [CompetingConsumers],
+            concurrency::no_loss_across_resubscribe [Requeue],
+            concurrency::concurrent_publishes [],
+            concurrency::in_flight_bounded_by_prefetch [],
+            concurrency::ordering_per_producer [],
+            connection::closed_transport_refuses [],
+            connection::request_reply [RequestReply],
+            connection::request_times_out [RequestReply],
+            streams::resume_after_restart [Replay],
+            streams::only_handled_prefix_is_stored [Replay],
+            streams::failures_go_to_the_error_stream [Replay],
+            streams::single_active_consumer_takes_over [Replay],
+            streams::start_positions [Replay],
+            streams::new_service_reads_history [Replay],
         }
     };
 }
 
-/// Builds [`CASES`] from the list.
+/// Builds [`CASES`] from the list (inside this crate only: the cases are `pub(crate)`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_case_table {
-    (() $($name:ident [$($need:ident),*]),* $(,)?) => {
+    (() $($topic:ident :: $name:ident [$($need:ident),*]),* $(,)?) => {
         &[$(
             $crate::testing::conformance::Case {
                 name: ::core::stringify!($name),
                 needs: &[$($crate::testing::conformance::Need::$need),*],
-                run: |broker| ::std::boxed::Box::pin($crate::testing::conformance::$name(broker)),
+                run: |broker| ::std::boxed::Box::pin(
+                    $crate::testing::conformance::cases::$topic::$name(broker)
+                ),
             }
         ),*]
     };
 }
 
-/// Generates the tests of [`conformance_tests!`](crate::conformance_tests) from the list.
+/// Generates the tests of [`conformance_tests!`](crate::conformance_tests) from the list:
+/// `(($broker))` runs each case (a skip passes), `(($broker; skips))` also checks that
+/// exactly the cases `skips` (an array of names) are skipped.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_test_fns {
-    (($broker:expr) $($name:ident [$($need:ident),*]),* $(,)?) => {$(
+    (($broker:expr) $($topic:ident :: $name:ident [$($need:ident),*]),* $(,)?) => {$(
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
             let broker = $broker;
             $crate::testing::conformance::run_named(&broker, ::core::stringify!($name)).await;
+        }
+    )*};
+    (($broker:expr; $skips:expr) $($topic:ident :: $name:ident [$($need:ident),*]),* $(,)?) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let broker = $broker;
+            let ran =
+                $crate::testing::conformance::run_named(&broker, ::core::stringify!($name)).await;
+            $crate::testing::conformance::expect_skipped(
+                ::core::stringify!($name),
+                ran,
+                &$skips,
+            );
         }
     )*};
 }
@@ -242,13 +260,23 @@ macro_rules! __conformance_test_fns {
 /// a runner cannot miss a case. `$broker` is evaluated in each test (inside its async
 /// body, so it may `.await`, or `return` to skip every test when no broker is configured)
 /// and must give a value that implements [`conformance::Broker`](crate::testing::conformance::Broker).
-/// A case the transport cannot run passes after printing why it was skipped.
+///
+/// Without `skips`, a case the transport cannot run passes after printing why it was
+/// skipped. With `skips = [case, …]`, those cases must be skipped and every other case must
+/// run (see [`expect_skipped`](crate::testing::conformance::expect_skipped)): a change of
+/// the transport's capabilities that skips one more case fails its test.
 ///
 /// The calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
 ///
 /// ```ignore
 /// // tests/conformance_memory.rs
 /// pubsub::conformance_tests!(pubsub::MemoryTransport::new());
+///
+/// // stream mode: what a log cannot do is skipped, and nothing else
+/// pubsub::conformance_tests!(
+///     pubsub::MemoryTransport::stream_backed(),
+///     skips = [competing_consumers, no_loss_across_resubscribe, request_reply],
+/// );
 ///
 /// // tests/conformance_amqp.rs: skipped without a broker
 /// pubsub::conformance_tests!(match amqp_broker().await {
@@ -258,6 +286,11 @@ macro_rules! __conformance_test_fns {
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
+    ($broker:expr, skips = [$($skip:ident),* $(,)?] $(,)?) => {
+        $crate::__conformance_cases!(__conformance_test_fns(
+            $broker; [$(::core::stringify!($skip)),*]
+        ));
+    };
     ($broker:expr $(,)?) => {
         $crate::__conformance_cases!(__conformance_test_fns($broker));
     };
@@ -267,34 +300,35 @@ macro_rules! conformance_tests {
 /// [`conformance_tests!`](crate::conformance_tests) run exactly these.
 pub const CASES: &[Case] = __conformance_cases!(__conformance_case_table());
 
-/// Counts the lines of `source` that start with `pub async fn `.
-const fn count_cases(source: &str) -> usize {
-    const NEEDLE: &[u8] = b"\npub async fn ";
-    let bytes = source.as_bytes();
-    let mut count = 0;
-    let mut i = 0;
-    while i + NEEDLE.len() <= bytes.len() {
-        if bytes[i] == b'\n' {
-            let mut j = 1;
-            while j < NEEDLE.len() && bytes[i + j] == NEEDLE[j] {
-                j += 1;
-            }
-            if j == NEEDLE.len() {
-                count += 1;
-            }
-        }
-        i += 1;
+/// Checks how the case named `case` ended against `skips`, the cases the transport under
+/// test must skip: it must have been skipped if it is one of them, and run otherwise.
+///
+/// # Panics
+/// If `skips` names something that is not a case, or if `case` was skipped but is not
+/// among `skips` (the transport lost a capability, or a case gained a need), or ran but is
+/// among them.
+pub fn expect_skipped(case: &str, ran: Ran, skips: &[&str]) {
+    let unknown: Vec<&&str> = skips
+        .iter()
+        .filter(|skip| self::case(skip).is_none())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the expected skips {unknown:?} are not conformance cases; the cases are {:?}",
+        CASES.iter().map(|c| c.name).collect::<Vec<_>>()
+    );
+    match ran {
+        Ran::Skipped(need) => assert!(
+            skips.contains(&case),
+            "{case} was skipped (it needs {need}), but the transport is expected to run it: \
+             it is not among the expected skips {skips:?}"
+        ),
+        Ran::Passed => assert!(
+            !skips.contains(&case),
+            "{case} ran, but the transport is expected to skip it (one of {skips:?})"
+        ),
     }
-    count
 }
-
-// A case written in cases.rs but missing from the list would never run anywhere: refuse
-// to compile. (A name in the list without its function fails to compile anyway.)
-const _: () = assert!(
-    count_cases(include_str!("cases.rs")) + count_cases(include_str!("stream_cases.rs"))
-        == CASES.len(),
-    "every `pub async fn` of conformance/cases.rs and stream_cases.rs must be in the case list of conformance/mod.rs (__conformance_cases!), and every case there must be one"
-);
 
 /// The case named `name`.
 pub fn case(name: &str) -> Option<&'static Case> {

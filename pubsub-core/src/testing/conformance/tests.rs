@@ -7,37 +7,30 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
-use super::{Broker, CASES, Need, Ran, run_case, run_named};
+use super::{Broker, CASES, Need, Ran, expect_skipped, run_case, run_named};
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
 use crate::transport::TransportError;
 use crate::transport::{Capabilities, Confirmation, Consumer, Outgoing, Subscription, Transport};
 
-/// The names of the `pub async fn`s of cases.rs and stream_cases.rs, read from their source.
-fn cases_in_source() -> Vec<&'static str> {
-    [include_str!("cases.rs"), include_str!("stream_cases.rs")]
-        .into_iter()
-        .flat_map(str::lines)
-        .filter_map(|line| line.strip_prefix("pub async fn "))
-        .map(|rest| rest.split(['(', '<']).next().unwrap_or(rest).trim())
-        .collect()
-}
-
+/// Each case once in the list. (A case fn left out of the list does not compile: the
+/// cases are `pub(crate)`, used only by the list, and `cases/mod.rs` denies dead code.)
 #[test]
-fn every_case_in_cases_rs_is_listed_once() {
-    let written: BTreeSet<&str> = cases_in_source().into_iter().collect();
+fn every_case_is_listed_once() {
     let listed: BTreeSet<&str> = CASES.iter().map(|c| c.name).collect();
     assert_eq!(
         listed.len(),
         CASES.len(),
-        "a case is listed twice in __conformance_cases!"
+        "a case is listed twice in __conformance_cases!: {CASES:?}"
     );
-    let unlisted: Vec<&&str> = written.difference(&listed).collect();
-    assert!(
-        unlisted.is_empty(),
-        "cases written in conformance/cases.rs but missing from __conformance_cases! in conformance/mod.rs: {unlisted:?}"
-    );
-    assert_eq!(written, listed);
+    for case in CASES {
+        let found = super::case(case.name).map(|found| (found.name, found.needs));
+        assert_eq!(
+            found,
+            Some((case.name, case.needs)),
+            "case(name) finds {case:?}"
+        );
+    }
 }
 
 #[test]
@@ -124,5 +117,35 @@ async fn a_case_the_transport_cannot_run_is_skipped() {
     assert_eq!(
         run_named(&broker, "competing_consumers").await,
         Ran::Skipped(Need::CompetingConsumers)
+    );
+}
+
+#[test]
+fn expected_skips_must_match_how_a_case_ended() {
+    let skips = ["competing_consumers"];
+    expect_skipped(
+        "competing_consumers",
+        Ran::Skipped(Need::CompetingConsumers),
+        &skips,
+    );
+    expect_skipped("fan_out", Ran::Passed, &skips);
+    let fails = |case: &'static str, ran: Ran, skips: &'static [&'static str]| {
+        std::panic::catch_unwind(|| expect_skipped(case, ran, skips)).is_err()
+    };
+    assert!(
+        fails(
+            "fan_out",
+            Ran::Skipped(Need::Requeue),
+            &["competing_consumers"]
+        ),
+        "a case skipped but not expected to be"
+    );
+    assert!(
+        fails("competing_consumers", Ran::Passed, &["competing_consumers"]),
+        "a case run but expected to be skipped"
+    );
+    assert!(
+        fails("fan_out", Ran::Passed, &["no_such_case"]),
+        "an expected skip that is no case"
     );
 }

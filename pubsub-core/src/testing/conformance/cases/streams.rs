@@ -1,15 +1,10 @@
-//! The cases only stream transports run (they need [`Need::Replay`](super::Need::Replay)):
+//! The cases only stream transports run (they need [`Need::Replay`](crate::testing::conformance::Need::Replay)):
 //! stored offsets, resuming, the error stream, single active consumer, start positions.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::Broker;
-use super::support::{
-    PATIENCE, Seen, build, builder, eventually, linger, message, namespace, publish_all, publisher,
-    start, stopped, within,
-};
 use crate::bus::Bus;
 use crate::handler::Handler;
 use crate::handler_error::HandlerError;
@@ -18,6 +13,11 @@ use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 use crate::headers::{HEADER_STREAM, HEADER_STREAM_OFFSET};
 use crate::stats::BusStats;
 use crate::stream::{StreamConsumption, StreamNaming};
+use crate::testing::conformance::Broker;
+use crate::testing::conformance::support::{
+    PATIENCE, Seen, build, builder, eventually, linger, message, namespace, publish_all, publisher,
+    start, stopped, within,
+};
 use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription, Transport};
 
 /// A bus of `service` on a new connection, reading streams as `consumption`.
@@ -86,7 +86,7 @@ async fn handles_exactly(
 /// while it was down, and of what it had handled before, at most one store interval again.
 /// (Also: a new consumer starting at `Next` misses nothing published after its bus was
 /// built and before it ran.)
-pub async fn resume_after_restart(broker: &dyn Broker) {
+pub(crate) async fn resume_after_restart(broker: &dyn Broker) {
     const COUNT: usize = 100;
     const STORE_EVERY: u32 = 7;
     let ns = namespace();
@@ -143,7 +143,7 @@ pub async fn resume_after_restart(broker: &dyn Broker) {
 /// Only the contiguous prefix of handled deliveries is stored: with a store after every
 /// event, a delivery still running at shutdown (abandoned at the deadline) holds the
 /// offset back, so the next run handles it and what follows it, and nothing before it.
-pub async fn only_handled_prefix_is_stored(broker: &dyn Broker) {
+pub(crate) async fn only_handled_prefix_is_stored(broker: &dyn Broker) {
     const COUNT: usize = 10;
     const STUCK: usize = 3;
     let ns = namespace();
@@ -206,7 +206,7 @@ pub async fn only_handled_prefix_is_stored(broker: &dyn Broker) {
 /// Handling that fails for good writes the event to the service's error stream with the
 /// reason, the failed handlers, and the stream and offset it came from; then the offset
 /// advances: a restarted service does not handle it again.
-pub async fn failures_go_to_the_error_stream(broker: &dyn Broker) {
+pub(crate) async fn failures_go_to_the_error_stream(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.ledger.posted");
     let clerk = publisher(broker.connect().await, &format!("{ns}-clerk")).await;
@@ -289,7 +289,7 @@ pub async fn failures_go_to_the_error_stream(broker: &dyn Broker) {
 
 /// With single active consumer, of two instances of a service one handles everything;
 /// when it stops, the other takes over after the stored offset: every event once.
-pub async fn single_active_consumer_takes_over(broker: &dyn Broker) {
+pub(crate) async fn single_active_consumer_takes_over(broker: &dyn Broker) {
     const EACH: usize = 20;
     let ns = namespace();
     let key = format!("{ns}.ledger.posted");
@@ -330,7 +330,7 @@ pub async fn single_active_consumer_takes_over(broker: &dyn Broker) {
 /// A new named consumer from `First` reads the history (Watermill's
 /// NewSubscriberReceivesOldMessages); anonymous readers start where they are told:
 /// first, last, next, an absolute offset, a timestamp.
-pub async fn start_positions(broker: &dyn Broker) {
+pub(crate) async fn start_positions(broker: &dyn Broker) {
     let ns = namespace();
     let key = format!("{ns}.tick.done");
     let connection = broker.connect().await;
@@ -412,7 +412,7 @@ pub async fn start_positions(broker: &dyn Broker) {
 
 /// A service that starts at `First` handles everything its stream held before it existed
 /// (Watermill's NewSubscriberReceivesOldMessages), each event once.
-pub async fn new_service_reads_history(broker: &dyn Broker) {
+pub(crate) async fn new_service_reads_history(broker: &dyn Broker) {
     const COUNT: usize = 30;
     let ns = namespace();
     let key = format!("{ns}.ledger.posted");
