@@ -20,7 +20,7 @@ free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 step "broker: start (or reuse)"
 broker_env=$(scripts/broker.sh start) || { echo "scripts/broker.sh start failed (see above)" >&2; exit 1; }
 eval "$broker_env"
-# tests/broker.rs fails instead of skipping when the broker is missing
+# the broker tests fail instead of skipping when the broker is missing (tests/support/broker.rs)
 export PUBSUB_REQUIRE_BROKER=1
 
 step "broker: check"

@@ -1,15 +1,26 @@
-//! Services reading streams on the in-memory broker: handlers unit-tested with the
-//! harness, offsets stored after handling, the error stream, and what the broker shows.
+//! Streams on the in-memory broker. Services reading streams: handlers unit-tested with
+//! the harness, offsets stored after handling, the error stream, and what the broker
+//! shows. The broker in stream mode through the transport contract: exactly which prefix
+//! is stored, exact start positions, retention, what stream mode refuses.
+//!
+//! What every stream transport shares (resuming, start positions, single active consumer,
+//! the error stream) is in the conformance suite, which runs on the stream-backed memory
+//! broker too (`conformance::stream_backed`); the tests here check what the memory broker
+//! shows beyond it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use pubsub::prelude::*;
 use pubsub::{
     Bus, Handler, HandlerSelection, MemoryTransport, RetryPolicy,
-    stream::{StartAt, StreamConsumption},
+    stream::{StartAt, StoreOffsets, StreamConsumption, StreamNaming},
     testing::TestHarness,
+    transport::{
+        Bytes, Consumer, Delivery, Destination, Outgoing, Settlement, Subscription, Transport,
+    },
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -70,6 +81,7 @@ async fn the_harness_runs_a_stream_service_and_a_failure_lands_in_its_error_stre
     let [entry] = <[_; 1]>::try_from(broker.error_stream("books").unwrap()).unwrap();
     assert_eq!(entry.stream.as_deref(), Some("events.ledger"));
     assert_eq!(entry.offset, Some(2));
+    assert!(entry.reason.contains("cannot post 2"), "{}", entry.reason);
     assert_eq!(broker.stream_length("events.ledger").unwrap(), 5);
     // stored every 1000 events or minute: nothing yet; at shutdown, everything settled
     assert_eq!(
@@ -156,23 +168,49 @@ async fn a_wildcard_domain_reads_every_known_domain() {
             .streams(consumption)
             .build()
     };
-    // this test binary links no #[handler], but derives events of one domain: `*` stands
-    // for it (with no domain known at all, build() fails: StreamNaming's own tests)
-    let derived: Vec<&str> = pubsub::registry::registered_events()
-        .iter()
-        .map(|e| e.domain)
-        .collect();
-    assert_eq!(derived, ["ledger", "ledger"], "Posted and Closed");
+    // `*` stands for every domain the binary knows: of the events it derives (Posted and
+    // Closed here, more in other modules) and of its #[handler]s' patterns (with no domain
+    // known at all, build() fails: StreamNaming's own tests)
+    let known = known_domains();
+    assert!(known.contains("ledger"), "Posted and Closed: {known:?}");
     let bus = build(StreamConsumption::new()).await.unwrap();
-    assert_eq!(bus.streams(), ["events.ledger"]);
+    assert_eq!(bus.streams(), streams_of(known.iter()));
+    // domains() adds to them
     let bus = build(
         StreamConsumption::new()
-            .domains(["ledger", "shop"])
+            .domains(["ledger", "archive"])
             .start_at(StartAt::First),
     )
     .await
     .unwrap();
-    assert_eq!(bus.streams(), ["events.ledger", "events.shop"]);
+    assert!(!known.contains("archive"), "{known:?}");
+    assert_eq!(
+        bus.streams(),
+        streams_of(known.iter().chain(&["archive".to_owned()]))
+    );
+}
+
+/// Every domain this binary knows: of the events it derives and of the literal first word
+/// of its `#[handler]`s' keys and patterns.
+fn known_domains() -> BTreeSet<String> {
+    let handlers = pubsub::registry::registered_handlers();
+    let of_handlers = handlers.iter().flat_map(|h| {
+        let key = h.event_key.as_deref().map(StreamNaming::domain_of);
+        key.into_iter().chain([StreamNaming::domain_of(&h.pattern)])
+    });
+    let events = pubsub::registry::registered_events();
+    let of_events = events.iter().map(|e| e.domain);
+    of_handlers
+        .chain(of_events)
+        .filter(|domain| !matches!(*domain, "*" | "#"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `events.<domain>` of each domain, in order.
+fn streams_of<'a>(domains: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let domains: BTreeSet<&String> = domains.collect();
+    domains.iter().map(|d| format!("events.{d}")).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -311,4 +349,130 @@ async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partit
     read.sort_unstable();
     assert_eq!(read, (0..36).collect::<Vec<_>>());
     h.shutdown().await.unwrap();
+}
+
+// The broker in stream mode, through the transport contract.
+
+const STREAM: &str = "events.ledger";
+
+async fn append(broker: &MemoryTransport, count: u64) {
+    for n in 0..count {
+        let message = Message::new("ledger.posted", Bytes::from(format!("{{\"n\":{n}}}")));
+        broker.publish(message.into()).await.expect("append");
+    }
+}
+
+fn reader(service: &str) -> Subscription {
+    Subscription::stream(service, STREAM)
+        .start_at(StartAt::First)
+        .store_offsets(StoreOffsets::every(1000, Duration::from_secs(60)))
+}
+
+async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
+    match tokio::time::timeout(Duration::from_secs(5), consumer.next()).await {
+        Ok(Some(Ok(delivery))) => delivery,
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
+
+/// Nothing more comes within a short window (used only where nothing must come).
+async fn nothing_more(consumer: &mut Box<dyn Consumer>) {
+    let more = tokio::time::timeout(Duration::from_millis(50), consumer.next()).await;
+    assert!(more.is_err(), "expected no delivery, got {more:?}");
+}
+
+#[tokio::test]
+async fn only_the_contiguous_settled_prefix_is_stored_and_a_restart_resumes_after_it() {
+    let broker = MemoryTransport::stream_backed();
+    append(&broker, 5).await;
+    let mut consumer = broker.consume(&reader("books")).await.unwrap();
+    let mut deliveries = Vec::new();
+    for expected in 0..5 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.offset, Some(expected));
+        deliveries.push(delivery);
+    }
+    let mut held = None;
+    for delivery in deliveries {
+        match delivery.offset {
+            Some(2) => held = Some(delivery), // still running
+            _ => delivery.acker.settle(Settlement::Ack).await.unwrap(),
+        }
+    }
+    consumer.cancel().await.unwrap();
+    drop(held); // abandoned at shutdown: never settled
+    consumer.close().await.unwrap();
+    assert_eq!(broker.stored_offset(STREAM, "books").unwrap(), Some(1));
+    let mut again = broker.consume(&reader("books")).await.unwrap();
+    let offsets = [next(&mut again).await.offset, next(&mut again).await.offset];
+    assert_eq!(
+        offsets,
+        [Some(2), Some(3)],
+        "resumes after the stored offset"
+    );
+}
+
+#[tokio::test]
+async fn start_positions_first_last_next_offset_timestamp() {
+    let broker = MemoryTransport::stream_backed();
+    append(&broker, 3).await;
+    let middle = SystemTime::now();
+    append(&broker, 3).await;
+    let first_offset = |start: StartAt| {
+        let broker = broker.clone();
+        async move {
+            let anonymous = reader("anyone")
+                .start_at(start)
+                .store_offsets(StoreOffsets::Never);
+            let mut consumer = broker.consume(&anonymous).await.unwrap();
+            next(&mut consumer).await.offset
+        }
+    };
+    assert_eq!(first_offset(StartAt::First).await, Some(0));
+    assert_eq!(first_offset(StartAt::Last).await, Some(5));
+    assert_eq!(first_offset(StartAt::Offset(4)).await, Some(4));
+    assert_eq!(first_offset(StartAt::Timestamp(middle)).await, Some(3));
+    let mut next_only = broker
+        .consume(&reader("late").start_at(StartAt::Next))
+        .await
+        .unwrap();
+    nothing_more(&mut next_only).await;
+    append(&broker, 1).await;
+    assert_eq!(next(&mut next_only).await.offset, Some(6));
+}
+
+#[tokio::test]
+async fn retention_keeps_the_last_messages_and_offsets_go_on() {
+    let broker = MemoryTransport::stream_backed_with(
+        StreamNaming::default(),
+        pubsub::memory::StreamRetention::default().max_length(3),
+    );
+    append(&broker, 5).await;
+    assert_eq!(broker.stream_length(STREAM).unwrap(), 3);
+    let offsets: Vec<u64> = broker
+        .stream_messages(STREAM)
+        .unwrap()
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
+    assert_eq!(offsets, [2, 3, 4]);
+    let mut consumer = broker.consume(&reader("late")).await.unwrap();
+    assert_eq!(next(&mut consumer).await.offset, Some(2));
+}
+
+#[tokio::test]
+async fn requeue_is_refused_and_queues_do_not_exist_in_stream_mode() {
+    let broker = MemoryTransport::stream_backed();
+    append(&broker, 1).await;
+    let mut consumer = broker.consume(&reader("books")).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert!(delivery.acker.settle(Settlement::Requeue).await.is_err());
+    let queue = Subscription::queue("books", ["ledger.*"]);
+    assert!(broker.declare(&queue).await.is_err());
+    let to_queue = Outgoing::new(
+        Message::new("ledger.posted", Bytes::new()),
+        Destination::Queue("books".into()),
+    );
+    assert!(broker.publish(to_queue).await.is_err());
+    assert!(broker.stream_length("events.nothing").is_err());
 }

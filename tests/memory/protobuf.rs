@@ -1,5 +1,4 @@
 //! Protocol Buffers events end to end (facade feature `protobuf`).
-#![cfg(feature = "protobuf")]
 
 use pubsub::prelude::*;
 use pubsub::{Bus, HandlerSelection, codec::PROTOBUF, testing::TestHarness, transport::Bytes};

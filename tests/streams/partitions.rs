@@ -1,25 +1,20 @@
 //! A super stream on RabbitMQ Streams, counted: events keyed by order id go to the
 //! partition of their key, in order; a service reads every partition with an offset of
 //! its own on each, and a restart reads each partition after its own offset.
-//! Skipped without a broker unless `PUBSUB_REQUIRE_BROKER` is set.
-#![cfg(feature = "streams")]
-
-#[path = "faults/counted.rs"]
-mod counted;
-#[path = "streams/support.rs"]
-mod support;
+//! Against `RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT` (see `support::broker`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use counted::*;
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
     Bus, Event, HandlerSelection, PublishOptions,
     stream::{StartAt, StreamConsumption, StreamNaming},
     transport::Transport,
 };
+
+use crate::support::{self, counted::*};
 
 const PARTITIONS: u16 = 3;
 const KEYS: u64 = 50;
@@ -71,11 +66,11 @@ async fn publish_keyed(publisher: &Bus, range: std::ops::Range<u64>) -> BTreeSet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_super_stream_partitions_by_key_with_an_offset_per_partition() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
-    let _one = one_at_a_time().await;
-    let ns = namespace("partitions");
+    let _one = support::one_at_a_time().await;
+    let ns = support::namespace("faults-partitions");
     let naming = StreamNaming::new(ns.clone()).super_stream("faults", PARTITIONS);
     let config = config.naming(naming.clone());
     let stream = naming.stream_of_key(Tick::KEY);

@@ -1,17 +1,18 @@
 //! Publishing against the real broker: what is confirmed is in the stream, in order, once;
-//! a re-sent batch under the same producer name and ids is de-duplicated.
-
-mod support;
+//! a re-sent batch under the same producer name and ids is de-duplicated. Against
+//! `RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT` (see `support::broker`).
 
 use futures::StreamExt;
-use pubsub_core::{
+use pubsub::streams::StreamTransport;
+use pubsub::{
     Message,
     transport::{Bytes, Destination, Outgoing, Transport},
 };
-use pubsub_streams::StreamTransport;
 use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::OffsetSpecification;
 use std::time::Duration;
+
+use crate::support;
 
 fn event(n: usize) -> Message {
     Message::new("order.created", Bytes::from(format!("{{\"n\":{n}}}")))
@@ -19,10 +20,10 @@ fn event(n: usize) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_events_are_read_back_in_order() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
-    let stream = support::unique("publish");
+    let stream = support::namespace("publish");
     let transport = StreamTransport::new(config);
     const N: usize = 2_000;
     let mut confirms = Vec::with_capacity(N);
@@ -61,16 +62,16 @@ async fn published_events_are_read_back_in_order() {
         );
         assert_eq!(message, &expected, "event {n} as published");
     }
-    support::delete(&transport, &[&stream]).await;
+    delete(&transport, &[&stream]).await;
     transport.close().await.expect("closed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_batch_is_in_the_stream_once_and_ids_resume_after_a_restart() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
-    let stream = support::unique("dedup");
+    let stream = support::namespace("dedup");
     const BATCH: u64 = 200;
     let first = StreamTransport::new(config.clone());
     let producer = first.producer("dedup", &stream).await.expect("producer");
@@ -140,7 +141,7 @@ async fn a_resent_batch_is_in_the_stream_once_and_ids_resume_after_a_restart() {
     expected.extend([last.metadata.id, explicit.metadata.id, after.metadata.id]);
     assert_eq!(ids.len(), BATCH as usize + 3, "each event once");
     assert_eq!(ids, expected);
-    support::delete(&second, &[&stream]).await;
+    delete(&second, &[&stream]).await;
     second.close().await.expect("closed");
 }
 
@@ -150,10 +151,10 @@ async fn a_resent_batch_is_in_the_stream_once_and_ids_resume_after_a_restart() {
 /// refused, saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_are_batched_under_the_frame_size_or_refused() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
-    let stream = support::unique("large");
+    let stream = support::namespace("large");
     let transport = StreamTransport::new(config.clone().max_message_size(128 * 1024));
     const N: usize = 60;
     let body = vec![b'x'; 100 * 1024];
@@ -210,7 +211,7 @@ async fn large_messages_are_batched_under_the_frame_size_or_refused() {
         let id = message
             .properties()
             .and_then(|p| p.message_id.as_ref())
-            .and_then(|id| <&uuid::Uuid>::try_from(id).ok().copied());
+            .and_then(|id| <&pubsub::Uuid>::try_from(id).ok().copied());
         read.push(id.expect("the event id"));
     }
     let _ = reader.handle().close().await;
@@ -235,6 +236,16 @@ async fn large_messages_are_batched_under_the_frame_size_or_refused() {
         "{refused}"
     );
     let _ = limited.close().await;
-    support::delete(&transport, &[&stream]).await;
+    delete(&transport, &[&stream]).await;
     transport.close().await.expect("closed");
+}
+
+/// Deletes `streams`.
+async fn delete(transport: &StreamTransport, streams: &[&str]) {
+    for stream in streams {
+        transport
+            .delete_stream(stream)
+            .await
+            .unwrap_or_else(|e| panic!("deleting {stream}: {e}"));
+    }
 }

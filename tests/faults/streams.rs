@@ -4,17 +4,12 @@
 //! under its producer and consumer, poison appended by another client. Every test counts
 //! the events it published, confirmed and handled, shows that none confirmed was lost, and
 //! prints the counts. Tests run one at a time.
-#![cfg(feature = "streams")]
-
-#[path = "faults/counted.rs"]
-mod counted;
-#[path = "streams/support.rs"]
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use counted::*;
+use crate::fixture::*;
+use crate::support::{self, broker};
 use pubsub::streams::{StreamConfig, StreamTransport};
 use pubsub::{
     Bus, BusBuilder, HandlerSelection, RetryPolicy,
@@ -44,8 +39,8 @@ impl Run {
     /// `None` (skip) without a broker.
     async fn start(test: &str, configure: impl FnOnce(BusBuilder) -> BusBuilder) -> Option<Self> {
         let one = one_at_a_time().await;
-        let config = support::broker()?;
-        if !required("PUBSUB_RABBITMQCTL") {
+        let config = support::stream_config()?;
+        if !broker::has_rabbitmqctl() {
             return None;
         }
         let ns = namespace(test);

@@ -2,8 +2,7 @@
 //! pair: random patterns bound to real queues, random keys published, and each queue holds
 //! exactly what `Pattern::matches` says (the router that dispatches deliveries is held to
 //! `Pattern::matches` by its own property tests) (edge cases: the empty key, `#` matching zero words, long
-//! keys, uppercase and non-ASCII words). Against `RABBITMQ_URL`; skipped without it unless
-//! `PUBSUB_REQUIRE_BROKER` is set.
+//! keys, uppercase and non-ASCII words). Against `RABBITMQ_URL` (see `support::broker`).
 
 use std::collections::BTreeSet;
 
@@ -13,9 +12,10 @@ use lapin::options::{
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use pubsub_amqp::{AmqpConfig, connect};
-use pubsub_core::Uuid;
-use pubsub_core::pattern::Pattern;
+use pubsub::amqp::connect;
+use pubsub::pattern::Pattern;
+
+use crate::support;
 
 const WORDS: [&str; 5] = ["a", "b", "c", "Ü", "Order"];
 
@@ -42,13 +42,9 @@ fn key(rng: &mut fastrand::Rng) -> String {
 
 #[tokio::test]
 async fn every_queue_gets_exactly_what_the_router_says() {
-    if std::env::var_os(pubsub_amqp::ENV_URL).is_none() {
-        assert!(
-            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
-            "PUBSUB_REQUIRE_BROKER is set but RABBITMQ_URL is not"
-        );
+    let Some(config) = support::amqp_config() else {
         return;
-    }
+    };
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut patterns: Vec<String> = vec!["#".into(), "#.#".into(), "*".into(), "a.#.b".into()];
     patterns.extend((0..36).map(|_| pattern(&mut rng)));
@@ -56,14 +52,15 @@ async fn every_queue_gets_exactly_what_the_router_says() {
     keys.push(vec!["a"; 120].join(".")); // a long key (239 bytes)
     keys.extend((0..150).map(|_| key(&mut rng)));
 
-    let config = AmqpConfig::from_env().unwrap().connection_attempts(3);
-    let connection = connect(&config, "router test").await.unwrap();
+    let connection = connect(&config.connection_attempts(3), "router test")
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let ns = format!("router{}", &Uuid::now_v7().simple().to_string()[20..]);
+    let ns = support::namespace("router");
     channel
         .exchange_declare(
             ns.as_str().into(),

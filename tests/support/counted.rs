@@ -1,16 +1,14 @@
-//! What the fault tests of every transport share: the counted event, a counted run
-//! (events published, confirmed, handled, and duplicates), `rabbitmqctl` with the
-//! broker's state restored even when a test fails, and one test at a time.
-// shared by the fault tests of each transport; each uses most, not all
-#![allow(dead_code)]
+//! A counted run: the counted event, how often each was handled (and redelivered),
+//! publishing a range of them from concurrent tasks, waiting for a count, and the line a
+//! test prints (published / confirmed / handled / duplicates). The fault tests of every
+//! transport and the super-stream test count with it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use pubsub::Handler;
 use pubsub::prelude::*;
-use pubsub::{Handler, Uuid};
 
 /// The counted event.
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -21,89 +19,6 @@ pub(crate) struct Tick {
     /// Free-form JSON, parsed (so nesting past the parser's limit is refused).
     #[serde(default)]
     pub(crate) note: Option<serde_json::Value>,
-}
-
-/// Tests that change the broker's global state run one at a time.
-pub(crate) async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
-    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    ONE.lock().await
-}
-
-/// Whether environment variable `name` is set; without it the test is skipped, or fails
-/// if `PUBSUB_REQUIRE_BROKER` is set.
-pub(crate) fn required(name: &str) -> bool {
-    if std::env::var_os(name).is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
-        "PUBSUB_REQUIRE_BROKER is set but {name} is not"
-    );
-    eprintln!("skipped: no {name}");
-    false
-}
-
-/// What the six kinds of poison the fault tests append are dead-lettered for: invalid
-/// JSON, content type `text/csv`, no type, version 99, 100 KiB over a 64 KiB limit, JSON
-/// nested 200 deep.
-pub(crate) const POISON_REASONS: [&str; 6] = [
-    "EOF while parsing",
-    "content type \"text/csv\"",
-    "no routing key or type",
-    "unknown version 99",
-    "exceeds the limit of 65536 bytes",
-    "recursion limit exceeded",
-];
-
-/// Asserts that each of [`POISON_REASONS`] is the reason of one of `reasons`.
-pub(crate) fn assert_poison_reasons<'a>(reasons: impl Iterator<Item = &'a str> + Clone) {
-    for expected in POISON_REASONS {
-        assert!(
-            reasons.clone().any(|reason| reason.contains(expected)),
-            "no dead letter says {expected:?}: {:?}",
-            reasons.clone().collect::<Vec<_>>()
-        );
-    }
-}
-
-/// A name of the test's own.
-pub(crate) fn namespace(test: &str) -> String {
-    format!(
-        "faults-{test}-{}",
-        &Uuid::now_v7().simple().to_string()[20..]
-    )
-}
-
-/// Runs `rabbitmqctl args` on the broker under test; panics if it fails.
-pub(crate) fn ctl(args: &[&str]) -> String {
-    let prefix = std::env::var("PUBSUB_RABBITMQCTL").expect("PUBSUB_RABBITMQCTL");
-    let line = format!("{prefix} {}", args.join(" "));
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(&line)
-        .output()
-        .unwrap_or_else(|e| panic!("running `{line}`: {e}"));
-    assert!(
-        out.status.success(),
-        "`{line}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a `rabbitmqctl` command when dropped: restores the broker even when the test fails.
-pub(crate) struct Restore(pub(crate) &'static [&'static str]);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let prefix = std::env::var("PUBSUB_RABBITMQCTL").unwrap_or_default();
-        let line = format!("{prefix} {}", self.0.join(" "));
-        match Command::new("sh").arg("-c").arg(&line).status() {
-            Ok(status) if status.success() => {}
-            other => eprintln!("restoring the broker with `{line}` failed: {other:?}"),
-        }
-    }
 }
 
 /// Every event of a run, counted.

@@ -3,25 +3,19 @@
 //! test publishes thousands of events, counts every one handled, shows that none the broker
 //! confirmed was lost, and prints published / confirmed / handled / duplicates. Tests that
 //! change the broker's state run one at a time and restore it even when they fail.
-#![cfg(feature = "amqp")]
-
-#[path = "faults/counted.rs"]
-mod counted;
-#[path = "faults/support.rs"]
-mod support;
 
 use std::time::Duration;
 
 use pubsub::amqp::AmqpTransport;
 use std::sync::Arc;
 
+use crate::fixture::{self, *};
 use pubsub::prelude::*;
 use pubsub::{
     Bus, Error, Handler, RetryPolicy,
     health::{ConnectionState, ConsumerState},
     transport::{Transport, TransportError},
 };
-use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -575,7 +569,7 @@ async fn delayed_retries_outlive_a_restart() {
 
     // the service starts again: a new process would have a new transport
     let transport = AmqpTransport::new(config);
-    let again = support::bus(&transport, &ns, vec![flaky()], slow_retries).await;
+    let again = fixture::bus(&transport, &ns, vec![flaky()], slow_retries).await;
     let running = again.spawn().await.expect("running the bus again");
     wait_until("every retry handled after the restart", PATIENCE, || {
         later.missing(&confirmed).is_empty()
@@ -615,7 +609,7 @@ async fn child_consumer_that_never_acks() {
         std::future::pending::<()>().await;
         Ok::<_, HandlerError>(())
     });
-    let bus = support::bus(&transport, &ns, vec![hold], |b| b).await;
+    let bus = fixture::bus(&transport, &ns, vec![hold], |b| b).await;
     bus.run_until(std::future::pending::<()>())
         .await
         .expect("the child's bus");
@@ -642,7 +636,11 @@ async fn a_killed_consumer_s_deliveries_go_to_another() {
     let (confirmed, failed) = publish(&publisher, 0..N, 16).await;
     assert!(failed.is_empty(), "{failed:?}");
 
-    let child = Child::spawn("child_consumer_that_never_acks", &ns, "holding ");
+    let child = Child::spawn(
+        concat!(module_path!(), "::child_consumer_that_never_acks"),
+        &ns,
+        "holding ",
+    );
     wait_until("the child holds deliveries", PATIENCE, || {
         child.held() >= 50
     })
@@ -689,12 +687,15 @@ async fn child_consumer_that_crashes_on_13() {
         println!("handled {}", tick.n);
         Ok::<_, HandlerError>(())
     });
-    let bus = support::bus(&transport, &ns, vec![crash], |b| b.prefetch(1)).await;
+    let bus = fixture::bus(&transport, &ns, vec![crash], |b| b.prefetch(1)).await;
     println!("ready 0");
     bus.run_until(std::future::pending::<()>())
         .await
         .expect("the child's bus");
 }
+
+/// The path of `child_consumer_that_crashes_on_13`, for [`Child::spawn`].
+const CRASHES_ON_13: &str = concat!(module_path!(), "::child_consumer_that_crashes_on_13");
 
 /// The queue of the quorum test: quorum, delivery limit 2.
 fn quorum(ns: &str) -> Option<pubsub::amqp::AmqpConfig> {
@@ -713,12 +714,12 @@ async fn a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit() {
     let _one = one_at_a_time().await;
     let ns = namespace("quorum");
     let Some(config) = quorum(&ns) else { return };
-    let _cleanup = Cleanup(ns.clone());
+    let _cleanup = DeleteQueues(ns.clone());
     let transport = AmqpTransport::new(config);
     let service = Bus::publisher(ns.clone(), transport.clone());
 
     // the first child declares the queue, then the events go in
-    let mut child = Child::spawn("child_consumer_that_crashes_on_13", &ns, "ready ");
+    let mut child = Child::spawn(CRASHES_ON_13, &ns, "ready ");
     wait_until("the child is ready", PATIENCE, || !child.ticks().is_empty()).await;
     drop(child);
     const N: u64 = 100;
@@ -728,7 +729,7 @@ async fn a_message_that_crashes_its_consumer_is_dead_lettered_by_the_limit() {
     let mut handled = std::collections::BTreeSet::new();
     let mut crashes = 0;
     loop {
-        child = Child::spawn("child_consumer_that_crashes_on_13", &ns, "handled ");
+        child = Child::spawn(CRASHES_ON_13, &ns, "handled ");
         let crashed = wait_for(PATIENCE, || {
             child.exited() || child.ticks().len() as u64 + handled.len() as u64 >= N - 1
         })

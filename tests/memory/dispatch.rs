@@ -359,7 +359,7 @@ async fn duplicate_handler_names_and_bad_patterns_are_build_errors() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("tests/dispatch.rs:{first_line} and ")),
+        text.contains(&format!("{}:{first_line} and ", file!())),
         "{text}"
     );
     assert!(text.contains("Handler::raw(\"other-name\", ..)"), "{text}");
@@ -391,7 +391,7 @@ async fn a_runtime_handler_named_like_a_handler_fn_names_both_places() {
         .unwrap();
     assert_eq!(
         fn_origin,
-        ("dispatch".to_owned(), file!().to_owned(), PACK_LINE),
+        (module_path!().to_owned(), file!().to_owned(), PACK_LINE),
         "the line of `async fn pack`"
     );
     let runtime_line = line!() + 1;
@@ -418,8 +418,10 @@ async fn a_runtime_handler_named_like_a_handler_fn_names_both_places() {
     let text = err.to_string();
     assert!(
         text.contains(&format!(
-            "the #[handler] fn in dispatch (tests/dispatch.rs:{PACK_LINE}) and the Handler \
-             built at tests/dispatch.rs:{runtime_line}"
+            "the #[handler] fn in {} ({}:{PACK_LINE}) and the Handler built at {}:{runtime_line}",
+            module_path!(),
+            file!(),
+            file!()
         )),
         "{text}"
     );
@@ -561,11 +563,12 @@ mod by_path {
 async fn handlers_selected_by_path_run_and_no_others() {
     use by_path::count;
     let selection = pubsub::handlers![pack, count];
+    let by_path = format!("{}::by_path", module_path!());
     assert!(
         matches!(&selection, HandlerSelection::Fns(fns)
         if fns.iter().map(|f| (f.module_path(), f.name())).eq([
-            ("dispatch", "pack"),
-            ("dispatch::by_path", "count-order"),
+            (module_path!(), "pack"),
+            (by_path.as_str(), "count-order"),
         ])),
         "{selection:?}"
     );
@@ -624,7 +627,8 @@ async fn handler_names_must_be_plain() {
     );
     assert!(
         err.to_string().contains(&format!(
-            "handler name \"a,b\" (the Handler built at tests/dispatch.rs:{line}) is not plain"
+            "handler name \"a,b\" (the Handler built at {}:{line}) is not plain",
+            file!()
         )),
         "{err}"
     );

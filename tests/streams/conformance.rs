@@ -1,19 +1,16 @@
 //! The transport conformance suite against RabbitMQ Streams (`RABBITMQ_STREAM_HOST` /
-//! `RABBITMQ_STREAM_PORT`, as `scripts/broker.sh env` prints them), every case the
-//! streams transport's capabilities allow. Skipped without a broker unless
-//! `PUBSUB_REQUIRE_BROKER` is set. Streams are named under a prefix of this run's own
-//! and deleted at the end.
-#![cfg(feature = "streams")]
-
-#[path = "streams/support.rs"]
-mod support;
+//! `RABBITMQ_STREAM_PORT`; see `support::broker`), every case the streams transport's
+//! capabilities allow, and exactly those. Streams are named under a prefix of this run's
+//! own and deleted at the end.
 
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use pubsub::streams::{StreamConfig, StreamTransport};
-use pubsub::testing::conformance::{self, Broker, Ran};
+use pubsub::testing::conformance::{self, Broker};
 use pubsub::{Message, Uuid, stream::StreamNaming, transport::Transport};
+
+use crate::support;
 
 struct RabbitMqStreams {
     config: StreamConfig,
@@ -56,10 +53,11 @@ impl Broker for RabbitMqStreams {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_against_rabbitmq_streams() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
-    let prefix = format!("conformance-{}", Uuid::now_v7().simple());
+    let _one = support::one_at_a_time().await;
+    let prefix = support::namespace("conformance");
     let config = config.naming(StreamNaming::new(prefix));
     let broker = RabbitMqStreams {
         config,
@@ -82,26 +80,16 @@ async fn every_case_against_rabbitmq_streams() {
         }
     }
     let _ = cleaner.close().await;
-    let skipped: Vec<&str> = ran
-        .iter()
-        .filter(|(_, r)| !matches!(r, Ran::Passed))
-        .map(|(name, _)| *name)
-        .collect();
-    eprintln!(
-        "conformance on RabbitMQ Streams: {} of {} cases passed; skipped {skipped:?}",
-        ran.len() - skipped.len(),
-        ran.len()
-    );
     // what a log cannot do (competing consumers, requeue, delayed redelivery) and RPC
-    assert_eq!(
-        skipped,
-        [
+    support::assert_skipped(
+        "RabbitMQ Streams",
+        &ran,
+        &[
             "delayed_retry_waits_its_delay",
             "competing_consumers",
             "no_loss_across_resubscribe",
             "request_reply",
-            "request_times_out"
+            "request_times_out",
         ],
-        "{ran:?}"
     );
 }

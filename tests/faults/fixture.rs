@@ -1,24 +1,63 @@
-//! What the AMQP fault tests share: the broker's configuration, a fixture with a counting
-//! bus, the removal of what a test declared, and child processes. The counted run itself
-//! is in `counted.rs`, shared with the Streams fault tests.
+//! What the fault tests share: one test at a time, the poison they append, and for the
+//! AMQP ones the broker's configuration, a fixture with a counting bus, the removal of
+//! what a test declared, and child processes. The counted run itself is in
+//! `support::counted`, shared with the super-stream test.
+// the AMQP and the Streams fault tests each use a part
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub(crate) use crate::counted::*;
+pub(crate) use crate::support::broker::{DeleteQueues, Restore, ctl};
+pub(crate) use crate::support::counted::*;
+pub(crate) use crate::support::one_at_a_time;
+#[cfg(feature = "amqp")]
 use pubsub::amqp::{AmqpConfig, AmqpTransport};
+#[cfg(feature = "amqp")]
 use pubsub::prelude::*;
+#[cfg(feature = "amqp")]
 use pubsub::{Handler, HandlerSelection, RetryPolicy};
 
+use crate::support::{self, broker};
+
+/// What the six kinds of poison the fault tests append are dead-lettered for: invalid
+/// JSON, content type `text/csv`, no type, version 99, 100 KiB over a 64 KiB limit, JSON
+/// nested 200 deep.
+pub(crate) const POISON_REASONS: [&str; 6] = [
+    "EOF while parsing",
+    "content type \"text/csv\"",
+    "no routing key or type",
+    "unknown version 99",
+    "exceeds the limit of 65536 bytes",
+    "recursion limit exceeded",
+];
+
+/// Asserts that each of [`POISON_REASONS`] is the reason of one of `reasons`.
+pub(crate) fn assert_poison_reasons<'a>(reasons: impl Iterator<Item = &'a str> + Clone) {
+    for expected in POISON_REASONS {
+        assert!(
+            reasons.clone().any(|reason| reason.contains(expected)),
+            "no dead letter says {expected:?}: {:?}",
+            reasons.clone().collect::<Vec<_>>()
+        );
+    }
+}
+
+/// A name of the test's own (`faults-{test}-…`, removed by `scripts/test.sh` if left).
+pub(crate) fn namespace(test: &str) -> String {
+    support::namespace(&format!("faults-{test}"))
+}
+
 /// The broker's config with an exchange of the test's own (so no queue of another run
-/// receives its events), or `None` to skip without a broker.
+/// receives its events), or `None` to skip without a broker (or without `rabbitmqctl`).
+#[cfg(feature = "amqp")]
 pub(crate) fn config(ns: &str) -> Option<AmqpConfig> {
-    if !required("RABBITMQ_URL") || !required("PUBSUB_RABBITMQCTL") {
+    let config = support::amqp_config()?;
+    if !broker::has_rabbitmqctl() {
         return None;
     }
-    let config = AmqpConfig::from_env().expect("the broker's configuration");
     Some(
         config
             .exchange(format!("{ns}.events"))
@@ -26,27 +65,12 @@ pub(crate) fn config(ns: &str) -> Option<AmqpConfig> {
     )
 }
 
-/// Deletes the queues and exchanges whose names start with `ns` when dropped.
-pub(crate) struct Cleanup(pub(crate) String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let prefix = std::env::var("PUBSUB_RABBITMQCTL").unwrap_or_default();
-        let ns = &self.0;
-        let script = format!(
-            "for q in $({prefix} -q list_queues name --no-table-headers | grep '^{ns}'); do {prefix} -q delete_queue \"$q\" >/dev/null; done"
-        );
-        if let Err(error) = Command::new("sh").arg("-c").arg(&script).status() {
-            eprintln!("removing the queues of {ns} failed: {error}");
-        }
-    }
-}
-
+#[cfg(feature = "amqp")]
 /// What every fault test starts with: its turn, a namespace (removed at the end), a
 /// transport, and a bus of the namespace's service counting [`Tick`]s (not yet running).
 pub(crate) struct Fixture {
     pub(crate) _one: tokio::sync::MutexGuard<'static, ()>,
-    pub(crate) _cleanup: Cleanup,
+    pub(crate) _cleanup: DeleteQueues,
     pub(crate) ns: String,
     pub(crate) config: AmqpConfig,
     pub(crate) transport: AmqpTransport,
@@ -54,6 +78,7 @@ pub(crate) struct Fixture {
     pub(crate) bus: Bus,
 }
 
+#[cfg(feature = "amqp")]
 impl Fixture {
     /// `None` (skip) without a broker.
     pub(crate) async fn start(test: &str) -> Option<Self> {
@@ -68,7 +93,7 @@ impl Fixture {
         let one = one_at_a_time().await;
         let ns = namespace(test);
         let config = config(&ns)?;
-        let cleanup = Cleanup(ns.clone());
+        let cleanup = DeleteQueues(ns.clone());
         let transport = AmqpTransport::new(config.clone());
         let counts = Arc::new(Counts::default());
         let bus = bus(&transport, &ns, vec![counting(&counts)], configure).await;
@@ -84,6 +109,7 @@ impl Fixture {
     }
 }
 
+#[cfg(feature = "amqp")]
 /// A bus of `service` on `transport` running `handlers` (and nothing registered).
 pub(crate) async fn bus(
     transport: &AmqpTransport,
@@ -112,10 +138,13 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    /// Runs the ignored test `test` with `PUBSUB_FAULT_CHILD=ns`; counts the ticks of the
-    /// lines it prints that start with `prefix` (`"holding "`).
+    /// Runs the ignored test `test` (its path as `module_path!()` names it, then `::` and
+    /// its name: `faults::amqp::child_…`) with `PUBSUB_FAULT_CHILD=ns`; counts the ticks of
+    /// the lines it prints that start with `prefix` (`"holding "`).
     pub(crate) fn spawn(test: &str, ns: &str, prefix: &'static str) -> Self {
         use std::io::BufRead;
+        // the test harness names tests by their path within the binary's crate
+        let (_crate, test) = test.split_once("::").expect("a test's path");
         let exe = std::env::current_exe().expect("this test binary");
         let mut process = Command::new(exe)
             .args([

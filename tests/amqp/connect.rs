@@ -1,7 +1,5 @@
 //! `pubsub-amqp`'s configuration and connection against the broker under test
-//! (`RABBITMQ_URL`, as `scripts/broker.sh` prints it). Without it the tests are skipped,
-//! unless `PUBSUB_REQUIRE_BROKER` is set (as `scripts/test.sh` does).
-#![cfg(feature = "amqp")]
+//! (`RABBITMQ_URL`; see `support::broker`).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -9,22 +7,11 @@ use std::time::Duration;
 
 use pubsub::amqp::{AmqpConfig, AmqpError, ENV_PASSWORD, ENV_URL, connect};
 
-/// The broker's configuration from the environment, or `None` to skip.
-fn broker_config() -> Option<AmqpConfig> {
-    if std::env::var_os(ENV_URL).is_none() {
-        assert!(
-            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
-            "PUBSUB_REQUIRE_BROKER is set but {ENV_URL} is not"
-        );
-        eprintln!("skipped: no {ENV_URL}");
-        return None;
-    }
-    Some(AmqpConfig::from_env().expect("the broker's configuration"))
-}
+use crate::support::{amqp_config, broker};
 
 #[tokio::test]
 async fn connects_to_the_broker_and_opens_a_channel() {
-    let Some(config) = broker_config() else {
+    let Some(config) = amqp_config() else {
         return;
     };
     let connection = connect(&config.connection_attempts(3), "test")
@@ -52,11 +39,10 @@ impl Write for Captured {
 
 #[tokio::test]
 async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
-    let Some(config) = broker_config() else {
+    let Some(url) = broker::amqp_url() else {
         return;
     };
     const PASSWORD: &str = "Wr0ng-pa55word-7f3a";
-    let url = std::env::var(ENV_URL).unwrap();
     let wrong = AmqpConfig::from_lookup(|name| match name {
         ENV_URL => Some(url.clone()),
         ENV_PASSWORD => Some(PASSWORD.to_owned()),
@@ -65,7 +51,6 @@ async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
     .unwrap()
     .connection_attempts(2)
     .backoff(Duration::from_millis(10), Duration::from_millis(20));
-    drop(config);
 
     let logs = Captured::default();
     let sink = logs.clone();

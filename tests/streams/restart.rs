@@ -1,11 +1,7 @@
 //! Against RabbitMQ Streams: a service stopped part-way through 10 000 events and started
 //! again, and an active instance stopped part-way with single active consumer while
 //! another waits, handle every event at least once, and again at most one store interval.
-//! Skipped without a broker unless `PUBSUB_REQUIRE_BROKER` is set.
-#![cfg(feature = "streams")]
-
-#[path = "streams/support.rs"]
-mod support;
+//! Against `RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT` (see `support::broker`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +15,8 @@ use pubsub::{
     transport::{Bytes, Transport},
 };
 use tokio::sync::Notify;
+
+use crate::support;
 
 const COUNT: usize = 10_000;
 const STORE_EVERY: u32 = 500;
@@ -123,9 +121,10 @@ async fn service_bus(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_after_the_stored_offset() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
+    let _one = support::one_at_a_time().await;
     let run = Uuid::now_v7().simple().to_string();
     let config = config.naming(pubsub::stream::StreamNaming::new(format!("restart-{run}")));
     let key = "ledger.posted";
@@ -198,9 +197,10 @@ async fn a_restart_resumes_after_the_stored_offset() {
 /// at most one store interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_instance_takes_over_from_the_stored_offset() {
-    let Some(config) = support::broker() else {
+    let Some(config) = support::stream_config() else {
         return;
     };
+    let _one = support::one_at_a_time().await;
     let run = Uuid::now_v7().simple().to_string();
     let config = config.naming(pubsub::stream::StreamNaming::new(format!("takeover-{run}")));
     let key = "ledger.posted";

@@ -1,13 +1,12 @@
-//! The transport conformance suite against RabbitMQ (`RABBITMQ_URL`, as `scripts/broker.sh`
-//! prints it), every case the AMQP transport's capabilities allow. Skipped without a broker
-//! unless `PUBSUB_REQUIRE_BROKER` is set (as `scripts/test.sh` does).
-#![cfg(feature = "amqp")]
+//! The transport conformance suite against RabbitMQ (`RABBITMQ_URL`; see
+//! `support::broker`), every case the AMQP transport's capabilities allow, and exactly
+//! those.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use pubsub::amqp::{AmqpConfig, AmqpTransport};
-use pubsub::testing::conformance::{self, Broker, Ran};
+use pubsub::testing::conformance::{self, Broker};
 use pubsub::{Message, transport::Transport};
 
 struct RabbitMq {
@@ -36,33 +35,16 @@ impl Broker for RabbitMq {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_against_rabbitmq() {
-    if std::env::var_os("RABBITMQ_URL").is_none() {
-        assert!(
-            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
-            "PUBSUB_REQUIRE_BROKER is set but RABBITMQ_URL is not"
-        );
-        eprintln!("skipped: no RABBITMQ_URL");
+    let Some(config) = crate::support::amqp_config() else {
         return;
-    }
+    };
     let broker = RabbitMq {
         // an exchange of the suite's own: queues bound to `#` on the default one (the
         // e-commerce example's analytics) must not collect the suite's events
-        config: AmqpConfig::from_env()
-            .expect("the broker's configuration")
-            .exchange("conformance.events"),
+        config: config.exchange("conformance.events"),
     };
     // a case that fails panics here
     let ran = conformance::run_all(&broker).await;
-    let skipped: Vec<&str> = ran
-        .iter()
-        .filter(|(_, r)| !matches!(r, Ran::Passed))
-        .map(|(name, _)| *name)
-        .collect();
-    eprintln!(
-        "conformance on RabbitMQ: {} of {} cases passed; skipped {skipped:?}",
-        ran.len() - skipped.len(),
-        ran.len()
-    );
     // what the AMQP transport cannot do yet (RPC), and what queues cannot do (replay, the
     // stream cases)
     let expected = [
@@ -75,5 +57,5 @@ async fn every_case_against_rabbitmq() {
         "start_positions",
         "new_service_reads_history",
     ];
-    assert_eq!(skipped, expected, "{ran:?}");
+    crate::support::assert_skipped("RabbitMQ", &ran, &expected);
 }

@@ -1,8 +1,7 @@
 //! Talking to the bus from a plain AMQP client, both ways, through RabbitMQ: a raw lapin
 //! publish that sets none of our fields is handled as a typed event, and a raw consumer
-//! reads every field of what the bus publishes. Against `RABBITMQ_URL`; skipped without
-//! it unless `PUBSUB_REQUIRE_BROKER` is set.
-#![cfg(feature = "amqp")]
+//! reads every field of what the bus publishes. Against `RABBITMQ_URL` (see
+//! `support::broker`).
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
 use pubsub::prelude::*;
-use pubsub::{HandlerSelection, PublishOptions, Uuid};
+use pubsub::{HandlerSelection, PublishOptions};
+
+use crate::support;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
 #[event(domain = "interop", action = "signed-up")]
@@ -24,23 +25,15 @@ struct SignedUp {
 
 /// The broker's config with an exchange of the test's own, or `None` to skip.
 fn config(ns: &str) -> Option<AmqpConfig> {
-    if std::env::var_os("RABBITMQ_URL").is_none() {
-        assert!(
-            std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none(),
-            "PUBSUB_REQUIRE_BROKER is set but RABBITMQ_URL is not"
-        );
-        return None;
-    }
     Some(
-        AmqpConfig::from_env()
-            .unwrap()
+        support::amqp_config()?
             .exchange(format!("{ns}.events"))
             .connection_attempts(3),
     )
 }
 
 fn namespace() -> String {
-    format!("interop{}", &Uuid::now_v7().simple().to_string()[20..])
+    support::namespace("interop")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,19 @@
+//! The tests that need no broker: the bus, the harness and the in-memory transport, in
+//! queue and in stream mode, and the conformance suite on the in-memory broker, with its
+//! negative control. `cargo test --test memory` runs them anywhere.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod caused_ids;
+mod conformance;
+mod dead_letters;
+mod delayed_retry;
+mod dispatch;
+mod isolation;
+#[cfg(feature = "protobuf")]
+mod protobuf;
+mod publisher_and_harness;
+mod shutdown;
+mod streams;
+mod transport;

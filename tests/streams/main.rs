@@ -1,0 +1,15 @@
+//! The tests against RabbitMQ Streams (feature `streams`): the stream listener is up,
+//! publishing is confirmed and de-duplicated, super streams partition by key, restarts
+//! resume at the stored offset, and the conformance suite. Without a broker configured
+//! they are skipped, or fail when `PUBSUB_REQUIRE_BROKER` is set (see `support::broker`).
+//! The tests that close connections or delete streams under the transport are in
+//! `tests/faults`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod broker;
+mod conformance;
+mod partitions;
+mod publish;
+mod restart;
