@@ -11,6 +11,7 @@ mod dead_letters;
 mod delayed_retry;
 mod dispatch;
 mod isolation;
+mod negative_control;
 #[cfg(feature = "protobuf")]
 mod protobuf;
 mod publisher_and_harness;
