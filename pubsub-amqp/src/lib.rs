@@ -44,6 +44,13 @@ mod sync;
 mod topology;
 mod transport;
 
+// Whether the unit tests that need the broker have one: the workspace tests' one check of
+// the environment (std only), skipping or, under PUBSUB_REQUIRE_BROKER, failing.
+#[cfg(test)]
+#[path = "../../tests/support/broker.rs"]
+#[allow(dead_code)]
+mod test_broker;
+
 pub use config::{
     AmqpConfig, Argument, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST,
     QueueOptions, QueueType,

@@ -236,11 +236,10 @@ mod tests {
     };
 
     /// Declared twice, the topology routes by pattern, and a rejected message reaches the
-    /// dead-letter queue. Against the real broker (`RABBITMQ_URL`), skipped without it.
+    /// dead-letter queue. Against the real broker (`RABBITMQ_URL`; see `test_broker`).
     #[tokio::test]
     async fn declared_twice_it_routes_and_dead_letters() {
-        if std::env::var_os(crate::ENV_URL).is_none() {
-            assert!(std::env::var_os("PUBSUB_REQUIRE_BROKER").is_none());
+        if crate::test_broker::amqp_url().is_none() {
             return;
         }
         let ns = format!(
