@@ -38,7 +38,7 @@ fn builder(calls: &Arc<AtomicU32>, poison: Option<u32>) -> pubsub::BusBuilder {
         .select_handlers(HandlerSelection::None)
         .handler(ledger(Arc::clone(calls), poison))
         .retry(RetryPolicy::exponential(2, Duration::from_millis(1)))
-        .streams(StreamConsumption::new().store_every(1000, Duration::from_secs(60)))
+        .stream_consumption(StreamConsumption::new().store_every(1000, Duration::from_secs(60)))
 }
 
 #[tokio::test]
@@ -153,7 +153,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
             .transport(MemoryTransport::stream_backed())
             .select_handlers(HandlerSelection::None)
             .handler(wildcard.clone())
-            .streams(consumption)
+            .stream_consumption(consumption)
             .build()
     };
     // this test binary links no #[handler], but derives events of one domain: `*` stands
@@ -164,7 +164,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
         .collect();
     assert_eq!(derived, ["ledger", "ledger"], "Posted and Closed");
     let bus = build(StreamConsumption::new()).await.unwrap();
-    assert_eq!(bus.streams(), ["events.ledger"]);
+    assert_eq!(bus.consumed_streams(), ["events.ledger"]);
     let bus = build(
         StreamConsumption::new()
             .domains(["ledger", "shop"])
@@ -172,7 +172,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
     )
     .await
     .unwrap();
-    assert_eq!(bus.streams(), ["events.ledger", "events.shop"]);
+    assert_eq!(bus.consumed_streams(), ["events.ledger", "events.shop"]);
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -184,7 +184,7 @@ struct Closed {
 /// The next item of an event stream, failing the test after 5 s.
 async fn item<E>(
     events: &mut pubsub::stream::EventStream<E>,
-) -> pubsub::Result<pubsub::stream::Envelope<E>> {
+) -> pubsub::Result<pubsub::stream::StreamedEvent<E>> {
     use futures::StreamExt;
     match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
         Ok(Some(item)) => item,

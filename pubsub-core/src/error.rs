@@ -99,9 +99,9 @@ pub enum Error {
     /// A wait (harness assertion, request, shutdown) ran out of time.
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
-    /// The bus has been shut down.
+    /// The bus was shut down: it does not run again ([`Bus::shutdown`](crate::Bus::shutdown)).
     #[error("the bus was shut down")]
-    Closed,
+    ShutDown,
     /// The in-memory broker has no queue of this service (it was never declared).
     #[error("the in-memory broker has no queue for service {service:?}; known services: {known:?}")]
     UnknownQueue {

@@ -2,7 +2,6 @@
 //! [rabbitmq-stream-client](https://docs.rs/rabbitmq-stream-client) 0.11, for RabbitMQ ≥ 3.11
 //! (stream protocol, port 5552).
 //!
-//! This crate grows in steps. What it has now:
 //! - [`StreamConfig`]: where the broker is (`RABBITMQ_STREAM_HOST` or `RABBITMQ_HOST`,
 //!   `RABBITMQ_STREAM_PORT`, `RABBITMQ_USERNAME`, `RABBITMQ_PASSWORD`, `RABBITMQ_VHOST`;
 //!   a `.env` file honoured), load-balancer mode for the Docker advertised-host trap,

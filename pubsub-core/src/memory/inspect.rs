@@ -48,11 +48,13 @@ impl MemoryTransport {
         self.broker.queues.unroutable()
     }
 
-    /// The dead-letter queue of `service`, oldest first; an error if no queue of that
-    /// service was ever declared (a typo must not look like "no dead letters"). In stream
-    /// A [stream-backed](Self::stream_backed) broker's, the service's error stream (see
-    /// [`error_stream`](Self::error_stream)).
-    pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
+    /// What was dead-lettered for `service`, oldest first: its dead-letter queue, or on a
+    /// [stream-backed](Self::stream_backed) broker its error stream (see
+    /// [`error_stream`](Self::error_stream)). An error if the service never declared its
+    /// queue or stream here (a typo must not look like "no dead letters"). The same as
+    /// [`Transport::dead_letters`](crate::transport::Transport::dead_letters), without
+    /// awaiting.
+    pub fn dead_lettered(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
         match self.broker.topics {
             Topics::Streams => Ok(self
                 .error_stream(service)?

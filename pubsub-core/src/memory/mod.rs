@@ -40,7 +40,7 @@ use crate::stream::StreamNaming;
 /// use pubsub::MemoryTransport;
 /// let transport = MemoryTransport::new();
 /// let same_broker = transport.clone();
-/// assert!(same_broker.dead_letters("orders").is_err()); // no such queue yet
+/// assert!(same_broker.dead_lettered("orders").is_err()); // no such queue yet
 /// ```
 #[derive(Clone)]
 pub struct MemoryTransport {

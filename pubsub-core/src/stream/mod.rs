@@ -16,6 +16,6 @@ mod subscribe;
 pub use consumption::StreamConsumption;
 pub use error_stream::ErrorStreamEntry;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
-pub use subscribe::{Envelope, EventStream};
+pub use subscribe::{EventStream, StreamedEvent};
 
 pub use crate::transport::subscription::{StartAt, StoreOffsets};

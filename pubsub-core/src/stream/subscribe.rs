@@ -17,10 +17,10 @@ use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription
 /// How many messages an event stream reads ahead of its iterator.
 const READ_AHEAD: u16 = 100;
 
-/// One event read from a stream: the typed payload, its envelope, and where it was read.
+/// One event read from a stream: the typed payload, its metadata, and where it was read.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct Envelope<E> {
+pub struct StreamedEvent<E> {
     /// The event.
     pub event: E,
     /// Its id, key, version, timestamp, correlation and causation ids, headers.
@@ -42,7 +42,7 @@ pub struct Envelope<E> {
 #[must_use = "a stream does nothing unless polled"]
 pub struct EventStream<E> {
     stream: String,
-    items: BoxStream<'static, Result<Envelope<E>>>,
+    items: BoxStream<'static, Result<StreamedEvent<E>>>,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -62,7 +62,7 @@ impl<E> EventStream<E> {
 }
 
 impl<E> Stream for EventStream<E> {
-    type Item = Result<Envelope<E>>;
+    type Item = Result<StreamedEvent<E>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.items.poll_next_unpin(cx)
@@ -156,7 +156,7 @@ impl Bus {
 async fn next_event<E: Event>(
     consumer: &mut Box<dyn Consumer>,
     stream: &str,
-) -> Option<Result<Envelope<E>>> {
+) -> Option<Result<StreamedEvent<E>>> {
     loop {
         let delivery = match consumer.next().await? {
             Ok(delivery) => delivery,
@@ -171,7 +171,7 @@ async fn next_event<E: Event>(
             continue;
         }
         return Some(match E::decode_message(&message) {
-            Ok(event) => Ok(Envelope {
+            Ok(event) => Ok(StreamedEvent {
                 event,
                 metadata: message.metadata.clone(),
                 stream: stream.to_owned(),

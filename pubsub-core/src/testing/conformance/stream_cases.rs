@@ -29,7 +29,7 @@ async fn stream_bus(
 ) -> Bus {
     let connection = broker.connect().await;
     build(
-        builder(connection, service, 10).streams(consumption),
+        builder(connection, service, 10).stream_consumption(consumption),
         handlers,
     )
     .await
@@ -171,7 +171,7 @@ pub async fn only_handled_prefix_is_stored(broker: &dyn Broker) {
     };
     let connection = broker.connect().await;
     let bus = builder(connection, &ns, 10)
-        .streams(consumption.clone())
+        .stream_consumption(consumption.clone())
         .shutdown_timeout(Duration::from_millis(300));
     let bus = build(bus, vec![handler]).await;
     for n in 0..COUNT {
