@@ -115,7 +115,8 @@ async fn next_is_fixed_when_declared_so_a_built_service_misses_nothing() {
 async fn retention_keeps_the_last_messages_and_offsets_go_on() {
     let broker = MemoryTransport::stream_backed_with(
         StreamNaming::default(),
-        pubsub::memory::StreamRetention::default().max_length(3),
+        // bodies of 7 bytes each: the last 3 fit
+        pubsub::stream::Retention::default().max_length_bytes(21),
     );
     append(&broker, 5).await;
     assert_eq!(broker.stream_length(STREAM).unwrap(), 3);

@@ -233,8 +233,7 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
 async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partition() {
     use pubsub::{PublishOptions, stream::StreamNaming};
     let naming = StreamNaming::default().super_stream("ledger", 3);
-    let broker =
-        MemoryTransport::stream_backed_with(naming, pubsub::memory::StreamRetention::default());
+    let broker = MemoryTransport::stream_backed_with(naming, pubsub::stream::Retention::default());
     let calls = Arc::new(AtomicU32::new(0));
     let h = TestHarness::start_on(builder(&calls, None), broker.clone())
         .await

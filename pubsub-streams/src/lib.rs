@@ -38,7 +38,7 @@ mod transport;
 
 pub use config::{
     ENV_HOST, ENV_LOAD_BALANCER, ENV_PASSWORD, ENV_STREAM_HOST, ENV_STREAM_PORT, ENV_USERNAME,
-    ENV_VHOST, Retention, StreamConfig,
+    ENV_VHOST, StreamConfig,
 };
 pub use error::StreamsError;
 pub use transport::{StreamProducer, StreamTransport};
