@@ -162,7 +162,7 @@ async fn dead_letters_can_be_inspected_and_replayed() {
     assert!(
         matches!(
             broker.dead_lettered("typo"),
-            Err(pubsub::Error::UnknownQueue { .. })
+            Err(pubsub::memory::InspectError::UnknownQueue { .. })
         ),
         "a service without a queue is an error, not an empty dead-letter queue"
     );

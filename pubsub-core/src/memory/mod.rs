@@ -10,6 +10,7 @@
 
 mod broker;
 mod connection;
+mod error;
 mod inspect;
 mod queues;
 mod signal;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use broker::{Broker, Topics};
 use connection::Connection;
+pub use error::InspectError;
 pub use inspect::QueueDepth;
 pub use streams::retention::MAX_MEMORY_STREAM_LENGTH;
 
