@@ -7,8 +7,8 @@ use pubsub::{
     MemoryTransport, Message,
     stream::{StartAt, StoreOffsets, StreamNaming},
     transport::{
-        Bytes, Consumer, DeadLetter, Delivery, Destination, Outgoing, Settlement, Subscription,
-        Transport,
+        Bytes, Consumer, DeadLetter, Delivery, Destination, Outgoing, Settlement, StreamSource,
+        Subscription, Transport,
     },
 };
 
@@ -21,10 +21,15 @@ async fn append(broker: &MemoryTransport, count: u64) {
     }
 }
 
-fn reader(service: &str) -> Subscription {
-    Subscription::stream(service, STREAM)
+/// The stream, read from the first message, storing offsets only at close.
+fn source() -> StreamSource {
+    StreamSource::new(STREAM)
         .start_at(StartAt::First)
         .store_offsets(StoreOffsets::every(1000, Duration::from_secs(60)))
+}
+
+fn reader(service: &str) -> Subscription {
+    Subscription::stream(service, source())
 }
 
 async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
@@ -80,9 +85,10 @@ async fn start_positions_first_last_next_offset_timestamp() {
     let first_offset = |start: StartAt| {
         let broker = broker.clone();
         async move {
-            let anonymous = reader("anyone")
-                .start_at(start)
-                .store_offsets(StoreOffsets::Never);
+            let anonymous = Subscription::stream(
+                "anyone",
+                source().start_at(start).store_offsets(StoreOffsets::Never),
+            );
             let mut consumer = broker.consume(&anonymous).await.unwrap();
             next(&mut consumer).await.offset
         }
@@ -92,7 +98,10 @@ async fn start_positions_first_last_next_offset_timestamp() {
     assert_eq!(first_offset(StartAt::Offset(4)).await, Some(4));
     assert_eq!(first_offset(StartAt::Timestamp(middle)).await, Some(3));
     let mut next_only = broker
-        .consume(&reader("late").start_at(StartAt::Next))
+        .consume(&Subscription::stream(
+            "late",
+            source().start_at(StartAt::Next),
+        ))
         .await
         .unwrap();
     nothing_more(&mut next_only).await;
@@ -104,7 +113,7 @@ async fn start_positions_first_last_next_offset_timestamp() {
 async fn next_is_fixed_when_declared_so_a_built_service_misses_nothing() {
     let broker = MemoryTransport::stream_backed();
     append(&broker, 2).await;
-    let subscription = reader("svc").start_at(StartAt::Next);
+    let subscription = Subscription::stream("svc", source().start_at(StartAt::Next));
     broker.declare(&subscription).await.unwrap();
     append(&broker, 1).await; // between build and run
     let mut consumer = broker.consume(&subscription).await.unwrap();
@@ -135,7 +144,7 @@ async fn retention_keeps_the_last_messages_and_offsets_go_on() {
 async fn a_single_active_consumer_hands_over_at_its_stored_offset() {
     let broker = MemoryTransport::stream_backed();
     append(&broker, 4).await;
-    let sac = reader("books").single_active(true);
+    let sac = Subscription::stream("books", source().single_active(true));
     let mut first = broker.consume(&sac).await.unwrap();
     let mut second = broker.consume(&sac).await.unwrap();
     for expected in 0..2 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::naming::{StreamNaming, UnmappedPattern, literal_domain};
 use crate::bus::Bus;
 use crate::bus::Intake;
-use crate::transport::{StartAt, StoreOffsets, Subscription};
+use crate::transport::{StartAt, StoreOffsets, StreamSource, Subscription};
 
 impl Bus {
     /// The streams this bus reads, sorted (empty for a bus that reads a queue or
@@ -156,12 +156,15 @@ impl StreamConsumption {
             .into_iter()
             .map(|stream| {
                 let partitioned = naming.partitions(&stream).is_some();
-                Subscription::stream(service, stream)
-                    .super_stream(partitioned)
-                    .start_at(self.start)
-                    .single_active(self.single_active)
-                    .store_offsets(self.store)
-                    .prefetch(prefetch)
+                Subscription::stream(
+                    service,
+                    StreamSource::new(stream)
+                        .super_stream(partitioned)
+                        .start_at(self.start)
+                        .single_active(self.single_active)
+                        .store_offsets(self.store),
+                )
+                .prefetch(prefetch)
             })
             .collect())
     }

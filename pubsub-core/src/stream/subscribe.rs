@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::metadata::Metadata;
 use crate::transport::TransportError;
-use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription};
+use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, StreamSource, Subscription};
 
 /// How many messages an event stream reads ahead of its iterator.
 const READ_AHEAD: u16 = 100;
@@ -126,11 +126,14 @@ impl Bus {
         let partitioned = transport
             .stream_naming()
             .is_some_and(|naming| naming.partitions(&stream).is_some());
-        let subscription = Subscription::stream(self.service(), stream.clone())
-            .super_stream(partitioned)
-            .start_at(start)
-            .store_offsets(StoreOffsets::Never)
-            .prefetch(READ_AHEAD);
+        let subscription = Subscription::stream(
+            self.service(),
+            StreamSource::new(stream.clone())
+                .super_stream(partitioned)
+                .start_at(start)
+                .store_offsets(StoreOffsets::Never),
+        )
+        .prefetch(READ_AHEAD);
         let consumer = self
             .inner
             .publisher

@@ -370,7 +370,8 @@ mod tests {
 
     /// Attaches reader [`READER`] named `svc`, starting at the first offset.
     fn attach(log: &Log) {
-        let subscription = Subscription::stream("svc", "s").start_at(StartAt::First);
+        let subscription =
+            Subscription::stream("svc", StreamSource::new("s").start_at(StartAt::First));
         let source = subscription.stream_source().expect("a stream subscription");
         log.attach(READER, "svc", source, 10);
     }

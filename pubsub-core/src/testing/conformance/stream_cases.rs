@@ -18,7 +18,9 @@ use crate::headers::{HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 use crate::headers::{HEADER_STREAM, HEADER_STREAM_OFFSET};
 use crate::stats::BusStats;
 use crate::stream::{StreamConsumption, StreamNaming};
-use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription, Transport};
+use crate::transport::{
+    Consumer, Settlement, StartAt, StoreOffsets, StreamSource, Subscription, Transport,
+};
 
 /// A bus of `service` on a new connection, reading streams as `consumption`.
 async fn stream_bus(
@@ -53,9 +55,12 @@ async fn anonymous_reader(
     stream: &str,
     start: StartAt,
 ) -> Box<dyn Consumer> {
-    let subscription = Subscription::stream(name, stream)
-        .start_at(start)
-        .store_offsets(StoreOffsets::Never);
+    let subscription = Subscription::stream(
+        name,
+        StreamSource::new(stream)
+            .start_at(start)
+            .store_offsets(StoreOffsets::Never),
+    );
     match connection.consume(&subscription).await {
         Ok(consumer) => consumer,
         Err(error) => panic!("reading {stream} from {start:?} failed: {error}"),
