@@ -21,7 +21,7 @@
 //! again (at least once); waits while the broker is down or blocked are bounded by the
 //! publish timeout. `Transport::health` reports connections and consumers.
 //!
-//! It has no request/reply yet: [`Transport::request`](pubsub_core::transport::Transport::request)
+//! It has no request/reply: [`Transport::request`](pubsub_core::transport::Transport::request)
 //! fails as unsupported.
 //!
 //! ```no_run
