@@ -250,6 +250,16 @@ impl Bus {
             .await?)
     }
 
+    /// The transport the bus publishes and consumes through.
+    pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.publisher.transport
+    }
+
+    /// What the bus consumes (`None` for a bus without handlers).
+    pub(crate) fn intake(&self) -> Option<&Intake> {
+        self.inner.intake.as_ref()
+    }
+
     /// Used by the test harness and the conformance suite (`testing` feature).
     #[cfg(feature = "testing")]
     pub(crate) fn counters(&self) -> &Counters {

@@ -34,7 +34,7 @@ impl Bus {
     /// # }
     /// ```
     pub fn consumed_streams(&self) -> Vec<&str> {
-        match &self.inner.intake {
+        match self.intake() {
             Some(Intake::Streams(subscriptions)) => subscriptions
                 .iter()
                 .filter_map(|s| s.stream_source().map(|source| source.stream.as_str()))

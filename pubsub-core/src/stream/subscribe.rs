@@ -101,7 +101,7 @@ impl Bus {
     /// # Errors
     /// [`TransportError::Unsupported`] on a transport that is not stream-backed.
     pub async fn subscribe<E: Event>(&self, start: StartAt) -> Result<EventStream<E>> {
-        let transport = &self.inner.publisher.transport;
+        let transport = self.transport();
         let Some(naming) = transport.stream_naming() else {
             return Err(TransportError::Unsupported {
                 what: "event streams (Bus::subscribe needs a stream-backed transport)",
@@ -122,7 +122,7 @@ impl Bus {
         start: StartAt,
     ) -> Result<EventStream<E>> {
         let stream = stream.into();
-        let transport = &self.inner.publisher.transport;
+        let transport = self.transport();
         let partitioned = transport
             .stream_naming()
             .is_some_and(|naming| naming.partitions(&stream).is_some());
@@ -134,12 +134,7 @@ impl Bus {
                 .store_offsets(StoreOffsets::Never),
         )
         .prefetch(READ_AHEAD);
-        let consumer = self
-            .inner
-            .publisher
-            .transport
-            .consume(&subscription)
-            .await?;
+        let consumer = transport.consume(&subscription).await?;
         let items = futures::stream::unfold(Some((consumer, stream.clone())), |state| async move {
             let (mut consumer, stream) = state?;
             let item = next_event::<E>(&mut consumer, &stream).await?;
