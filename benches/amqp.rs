@@ -6,7 +6,7 @@
 //! ```
 //!
 //! * **publish**: persistent publishes with confirms. Raw: lapin with up to `WINDOW`
-//!   confirms in flight; framework: `bus.send(&e)` with the same window, and `CONCURRENT`
+//!   confirms in flight; framework: `bus.begin_publish(&e)` with the same window, and `CONCURRENT`
 //!   tasks each awaiting `bus.publish(&e)`. Also raw lapin awaiting each confirm, the gap
 //!   pipelining closes.
 //! * **consume**: a queue filled with N events, drained: raw lapin consume + serde decode +

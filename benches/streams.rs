@@ -8,7 +8,7 @@
 //!
 //! * **publish**: confirmed appends to a fresh stream, `BATCH` messages per frame at most.
 //!   Raw: a named (de-duplicating) producer, `send` with a callback, explicit publishing
-//!   ids from 1, confirms counted until N; framework: `bus.send(&e)` with up to `WINDOW`
+//!   ids from 1, confirms counted until N; framework: `bus.begin_publish(&e)` with up to `WINDOW`
 //!   confirmations in flight, and `CONCURRENT` tasks each awaiting `bus.publish(&e)`,
 //!   against as many tasks awaiting the raw client's `send_with_confirm`. The producers
 //!   are built before the clock starts. The raw message is the JSON body alone,
@@ -21,7 +21,7 @@
 //!   one typed handler (named consumer, offsets stored on the default interval), at
 //!   prefetch 100 and 1000, and at 1000 with `Isolation::Inline` (handlers on the bus's
 //!   task instead of a task per attempt). Then the same on the stream the framework's
-//!   `bus.send` filled (smaller chunks: see the README), and the raw consumer on the plain
+//!   `bus.begin_publish` filled (smaller chunks: see the README), and the raw consumer on the plain
 //!   messages.
 //! * **stream / AMQP**: with the `amqp` feature and `RABBITMQ_URL`, the framework's
 //!   pipelined, confirmed, persistent AMQP publish (as in `benches/amqp.rs`) on the same
@@ -32,7 +32,7 @@
 //! of the rounds' own ratios. The broker shares the 2 cores with the bench, so single runs
 //! swing; the ratios are what counts. `PUBSUB_BENCH_N` sets N (default 100 000),
 //! `PUBSUB_BENCH_WINDOW` the stream
-//! `bus.send` window; `PUBSUB_BENCH_ONLY=send|raw|consume|consume-inline` runs one case alone, for a
+//! `bus.begin_publish` window; `PUBSUB_BENCH_ONLY=send|raw|consume|consume-inline` runs one case alone, for a
 //! profiler. Without `RABBITMQ_STREAM_HOST` or `RABBITMQ_STREAM_PORT`, or with no broker
 //! answering, it says so and exits. The streams, queues and exchanges it makes are deleted
 //! at the end.
@@ -166,7 +166,7 @@ async fn raw_publish(
     took
 }
 
-/// Confirmations in flight for the stream `bus.send` case: `PUBSUB_BENCH_WINDOW`, default
+/// Confirmations in flight for the stream `bus.begin_publish` case: `PUBSUB_BENCH_WINDOW`, default
 /// `WINDOW` (the AMQP one always uses `WINDOW`, as `benches/amqp.rs`).
 fn stream_window() -> usize {
     std::env::var("PUBSUB_BENCH_WINDOW")
@@ -269,7 +269,7 @@ async fn framework_consume(
         .select_handlers(HandlerSelection::None)
         .prefetch(prefetch)
         .isolation(isolation)
-        .streams(StreamConsumption::new().start_at(StartAt::First))
+        .stream_consumption(StreamConsumption::new().start_at(StartAt::First))
         .handler(handler)
         .build()
         .await
@@ -370,8 +370,8 @@ fn main() {
         .expect("the bench task");
 }
 
-/// `PUBSUB_BENCH_ONLY`: `send` (the framework's `bus.send` alone), `raw` (the raw
-/// client's publish alone) or `consume` / `consume-inline` (fill with `bus.send`, then
+/// `PUBSUB_BENCH_ONLY`: `send` (the framework's `bus.begin_publish` alone), `raw` (the raw
+/// client's publish alone) or `consume` / `consume-inline` (fill with `bus.begin_publish`, then
 /// the framework's consume at prefetch 1000 alone, with handlers in tasks or inline),
 /// for profiling.
 fn only() -> Option<String> {

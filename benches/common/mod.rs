@@ -46,7 +46,7 @@ pub(crate) fn row(name: &str, n: u64, took: Duration) -> f64 {
     r
 }
 
-/// `bus.send` of `n` events with at most `window` confirmations in flight.
+/// `bus.begin_publish` of `n` events with at most `window` confirmations in flight.
 pub(crate) async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration {
     let event = sample();
     let start = Instant::now();
@@ -55,7 +55,7 @@ pub(crate) async fn framework_send(bus: &Bus, n: u64, window: usize) -> Duration
         if pending.len() >= window {
             pending.next().await.expect("a confirm").expect("confirmed");
         }
-        pending.push(bus.send(&event).await.expect("send"));
+        pending.push(bus.begin_publish(&event).await.expect("send"));
     }
     while let Some(confirmed) = pending.next().await {
         confirmed.expect("confirmed");

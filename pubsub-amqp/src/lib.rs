@@ -1,6 +1,5 @@
 //! The AMQP 0-9-1 transport of `pubsub`, on [lapin](https://docs.rs/lapin), for RabbitMQ.
 //!
-//! This crate grows in steps. What it has now:
 //! - [`AmqpConfig`]: where the broker is and how to reach it, from `RABBITMQ_URL` or
 //!   `RABBITMQ_HOST` / `PORT` / `USERNAME` / `PASSWORD` / `VHOST` (a `.env` file honoured),
 //!   with connection attempts and capped backoff, heartbeat, prefetch, exchange name and
@@ -22,7 +21,8 @@
 //! again (at least once); waits while the broker is down or blocked are bounded by the
 //! publish timeout. `Transport::health` reports connections and consumers.
 //!
-//! Not yet: request/reply.
+//! It has no request/reply: [`Transport::request`](pubsub_core::transport::Transport::request)
+//! fails as unsupported.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), pubsub_amqp::AmqpError> {

@@ -41,7 +41,7 @@ use crate::topology;
 /// # }
 /// ```
 ///
-/// Recovers on its own (see the crate docs); not yet: request/reply.
+/// Recovers on its own (see the crate docs); it has no request/reply.
 #[derive(Debug, Clone)]
 pub struct AmqpTransport {
     inner: Arc<Inner>,

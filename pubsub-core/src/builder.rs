@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bus::Bus;
-use crate::consumption::Consumption;
+use crate::bus::Intake;
 use crate::dispatch::{Dispatcher, Isolation, Observer, ResolvedHandler, RetrySettings};
 use crate::error::{Error, Result};
 use crate::handler::{Handler, RetrySpecOwned};
@@ -272,7 +272,7 @@ impl BusBuilder {
     ///     .transport(broker.clone())
     ///     .select_handlers(HandlerSelection::None)
     ///     .handler(audit)
-    ///     .streams(StreamConsumption::new().start_at(StartAt::First))
+    ///     .stream_consumption(StreamConsumption::new().start_at(StartAt::First))
     ///     .build()
     ///     .await?;
     /// assert_eq!(broker.stream_names(), ["events.errors.audit", "events.order"]);
@@ -280,7 +280,7 @@ impl BusBuilder {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn streams(mut self, consumption: StreamConsumption) -> Self {
+    pub fn stream_consumption(mut self, consumption: StreamConsumption) -> Self {
         self.streams = Some(consumption);
         self
     }
@@ -427,7 +427,7 @@ impl BusBuilder {
         service: &str,
         transport: &dyn Transport,
         patterns: &[Pattern],
-    ) -> Result<Consumption> {
+    ) -> Result<Intake> {
         let bindings: Vec<String> = patterns
             .iter()
             .map(|p| p.to_string())
@@ -442,25 +442,23 @@ impl BusBuilder {
                 }
                 .into());
             }
-            (Some(naming), streams) => {
-                Consumption::Streams(streams.unwrap_or_default().subscriptions(
-                    service,
-                    &naming,
-                    &bindings,
-                    self.prefetch,
-                )?)
-            }
+            (Some(naming), streams) => Intake::Streams(streams.unwrap_or_default().subscriptions(
+                service,
+                &naming,
+                &bindings,
+                self.prefetch,
+            )?),
             (None, Some(_)) => {
                 return Err(TransportError::Unsupported {
-                    what: "reading streams (BusBuilder::streams needs a stream-backed transport)",
+                    what: "reading streams (BusBuilder::stream_consumption needs a stream-backed transport)",
                     transport: transport.name(),
                 }
                 .into());
             }
-            (None, None) if self.consume_dead_letters => Consumption::Queue(
+            (None, None) if self.consume_dead_letters => Intake::Queue(
                 Subscription::dead_letters(service.to_owned()).prefetch(self.prefetch),
             ),
-            (None, None) => Consumption::Queue(
+            (None, None) => Intake::Queue(
                 Subscription::queue(service.to_owned(), bindings).prefetch(self.prefetch),
             ),
         })

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::codec::CodecError;
 use crate::headers::reserved_header_hint;
+use crate::memory::InspectError;
 use crate::origin::HandlerOrigin;
 use crate::transport::TransportError;
 
@@ -99,26 +100,12 @@ pub enum Error {
     /// A wait (harness assertion, request, shutdown) ran out of time.
     #[error("timed out after {0:?}: {1}")]
     Timeout(Duration, String),
-    /// The bus has been shut down.
+    /// The bus was shut down: it does not run again ([`Bus::shutdown`](crate::Bus::shutdown)).
     #[error("the bus was shut down")]
-    Closed,
-    /// The in-memory broker has no queue of this service (it was never declared).
-    #[error("the in-memory broker has no queue for service {service:?}; known services: {known:?}")]
-    UnknownQueue {
-        /// The service asked for.
-        service: String,
-        /// The services whose queues exist.
-        known: Vec<String>,
-    },
-    /// The in-memory broker has no stream of this name (nothing was published to it and no
-    /// consumer declared it).
-    #[error("the in-memory broker has no stream {stream:?}; known streams: {known:?}")]
-    UnknownStream {
-        /// The stream asked for.
-        stream: String,
-        /// The streams that exist.
-        known: Vec<String>,
-    },
+    ShutDown,
+    /// Inspecting the in-memory broker named a queue or stream it does not have.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
     /// A message read from a stream under an event's key did not decode as that event
     /// (an item of an [`EventStream`](crate::stream::EventStream); the stream goes on).
     #[error("message {id} at offset {offset:?} of stream {stream} does not decode: {source}")]

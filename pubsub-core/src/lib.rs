@@ -35,7 +35,7 @@
 mod builder;
 mod bus;
 pub mod codec;
-mod consumption;
+
 mod context;
 mod deadline;
 mod dispatch;

@@ -169,9 +169,9 @@ impl Metadata {
 /// An encoded event: metadata plus the payload bytes, as transports move it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Envelope.
+    /// Everything but the body: id, key, version, content type, timestamp, ids, headers.
     pub metadata: Metadata,
-    /// Payload alone (no envelope inside the body).
+    /// The payload alone (no metadata inside the body).
     pub body: Bytes,
 }
 

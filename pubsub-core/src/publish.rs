@@ -223,7 +223,7 @@ impl Publisher {
 }
 
 /// A publish on its way: resolves to the event id once the broker confirmed it, or to why
-/// not. Many can be in flight at once from one task ([`Bus::send`](crate::Bus::send)).
+/// not. Many can be in flight at once from one task ([`Bus::begin_publish`](crate::Bus::begin_publish)).
 /// A message no queue is bound for resolves to its id with a warning, unless the bus was
 /// built with [`unroutable_is_error`](crate::BusBuilder::unroutable_is_error).
 #[must_use = "a publish is confirmed only when this is awaited"]

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use pubsub_core::stream::StreamNaming;
+use pubsub_core::stream::{Retention, StreamNaming};
 
 use crate::error::StreamsError;
 
@@ -67,7 +67,8 @@ pub struct StreamConfig {
     pub vhost: String,
     /// Connect every client to `host:port`, never to the advertised host (default off).
     pub load_balancer_mode: bool,
-    /// Retention of the streams the transport creates.
+    /// Retention of the streams the transport creates (the broker's defaults unless set):
+    /// the same [`Retention`] the memory broker's streams take.
     pub retention: Retention,
     /// How events map to streams (default: `events.{domain}`).
     pub naming: StreamNaming,
@@ -107,19 +108,6 @@ pub struct StreamConfig {
 pub(crate) const FRAME_BUDGET: usize = 1_048_576 - 1024;
 /// Room per message in a frame for its encoding (ids, lengths, AMQP 1.0 sections).
 pub(crate) const MESSAGE_OVERHEAD: usize = 512;
-
-/// Retention of created streams; `None` leaves the broker's default. Applies only when a
-/// stream is created: RabbitMQ keeps an existing stream's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Retention {
-    /// `max-length-bytes`: the stream is truncated (by whole segments) past it.
-    pub max_length_bytes: Option<u64>,
-    /// `max-age`: segments older than this are removed (whole seconds).
-    pub max_age: Option<Duration>,
-    /// `stream-max-segment-size-bytes`.
-    pub max_segment_size_bytes: Option<u64>,
-}
 
 impl StreamConfig {
     /// `localhost:5552`, user `guest`, vhost `/`, the defaults.
@@ -206,6 +194,23 @@ impl StreamConfig {
     #[must_use]
     pub fn load_balancer_mode(mut self, enabled: bool) -> Self {
         self.load_balancer_mode = enabled;
+        self
+    }
+
+    /// Created streams keep what `retention` says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pubsub_core::stream::Retention;
+    /// use pubsub_streams::StreamConfig;
+    ///
+    /// let day = Retention::default().max_age(Duration::from_secs(86_400));
+    /// let config = StreamConfig::new().retention(day);
+    /// assert_eq!(config.retention.max_age, Some(Duration::from_secs(86_400)));
+    /// ```
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 

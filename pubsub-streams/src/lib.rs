@@ -2,7 +2,6 @@
 //! [rabbitmq-stream-client](https://docs.rs/rabbitmq-stream-client) 0.11, for RabbitMQ ≥ 3.11
 //! (stream protocol, port 5552).
 //!
-//! This crate grows in steps. What it has now:
 //! - [`StreamConfig`]: where the broker is (`RABBITMQ_STREAM_HOST` or `RABBITMQ_HOST`,
 //!   `RABBITMQ_STREAM_PORT`, `RABBITMQ_USERNAME`, `RABBITMQ_PASSWORD`, `RABBITMQ_VHOST`;
 //!   a `.env` file honoured), load-balancer mode for the Docker advertised-host trap,
@@ -39,7 +38,7 @@ mod transport;
 
 pub use config::{
     ENV_HOST, ENV_LOAD_BALANCER, ENV_PASSWORD, ENV_STREAM_HOST, ENV_STREAM_PORT, ENV_USERNAME,
-    ENV_VHOST, Retention, StreamConfig,
+    ENV_VHOST, StreamConfig,
 };
 pub use error::StreamsError;
 pub use transport::{StreamProducer, StreamTransport};

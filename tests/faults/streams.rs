@@ -58,7 +58,7 @@ impl Run {
             .prefetch(50)
             .retry(RetryPolicy::exponential(3, Duration::from_millis(20)))
             .shutdown_timeout(Duration::from_secs(5))
-            .streams(
+            .stream_consumption(
                 StreamConsumption::new()
                     .start_at(StartAt::First)
                     .store_every(200, Duration::from_millis(300)),

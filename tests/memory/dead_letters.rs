@@ -222,7 +222,7 @@ async fn a_service_consumes_its_own_dead_letter_queue() {
         .await
         .unwrap();
     service.settled().await.unwrap();
-    assert_eq!(broker.dead_letters("signup").unwrap().len(), 1);
+    assert_eq!(broker.dead_lettered("signup").unwrap().len(), 1);
     // The repair bus fails on its first look, then succeeds: the dead letter stays a dead
     // letter (with its original failed handlers) until it is acked.
     let looks = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -263,7 +263,7 @@ async fn a_service_consumes_its_own_dead_letter_queue() {
         assert_eq!(failed.as_deref(), Some("crm"), "{looks:?}");
     }
     assert!(
-        broker.dead_letters("signup").unwrap().is_empty(),
+        broker.dead_lettered("signup").unwrap().is_empty(),
         "acked away"
     );
     let stats = repairing.bus().stats();

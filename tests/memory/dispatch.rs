@@ -765,10 +765,10 @@ async fn a_shut_down_bus_cannot_run_again_but_still_publishes() {
     let task = bus.spawn().await.unwrap();
     bus.shutdown();
     task.await.unwrap().unwrap();
-    assert!(matches!(bus.spawn().await, Err(Error::Closed)));
+    assert!(matches!(bus.spawn().await, Err(Error::ShutDown)));
     assert!(matches!(
         bus.run_until(std::future::pending::<()>()).await,
-        Err(Error::Closed)
+        Err(Error::ShutDown)
     ));
     bus.publish(&Ordered { id: 1 }).await.unwrap();
 }

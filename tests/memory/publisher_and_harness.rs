@@ -42,7 +42,7 @@ async fn a_publisher_only_bus_declares_and_consumes_nothing() {
 }
 
 /// The usual pipelining loop, in a spawned task: it holds `&FuturesUnordered` of pending
-/// publishes across `bus.send(..).await`, which compiles only if a pending publish is
+/// publishes across `bus.begin_publish(..).await`, which compiles only if a pending publish is
 /// `Sync` (its transport's confirmation future need not be).
 #[tokio::test]
 async fn a_spawned_task_can_pipeline_publishes_in_a_futures_unordered() {
@@ -56,7 +56,7 @@ async fn a_spawned_task_can_pipeline_publishes_in_a_futures_unordered() {
                 pending.next().await.expect("a publish").expect("confirmed");
             }
             pending.push(
-                web.send(&Clicked {
+                web.begin_publish(&Clicked {
                     button: format!("b{n}"),
                 })
                 .await

@@ -19,7 +19,8 @@ use pubsub::{
     stream::{StartAt, StoreOffsets, StreamConsumption, StreamNaming},
     testing::TestHarness,
     transport::{
-        Bytes, Consumer, Delivery, Destination, Outgoing, Settlement, Subscription, Transport,
+        Bytes, Consumer, Delivery, Destination, Outgoing, Settlement, StreamSource, Subscription,
+        Transport,
     },
 };
 
@@ -49,7 +50,7 @@ fn builder(calls: &Arc<AtomicU32>, poison: Option<u32>) -> pubsub::BusBuilder {
         .select_handlers(HandlerSelection::None)
         .handler(ledger(Arc::clone(calls), poison))
         .retry(RetryPolicy::exponential(2, Duration::from_millis(1)))
-        .streams(StreamConsumption::new().store_every(1000, Duration::from_secs(60)))
+        .stream_consumption(StreamConsumption::new().store_every(1000, Duration::from_secs(60)))
 }
 
 #[tokio::test]
@@ -165,7 +166,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
             .transport(MemoryTransport::stream_backed())
             .select_handlers(HandlerSelection::None)
             .handler(wildcard.clone())
-            .streams(consumption)
+            .stream_consumption(consumption)
             .build()
     };
     // `*` stands for every domain the binary knows: of the events it derives (Posted and
@@ -174,7 +175,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
     let known = known_domains();
     assert!(known.contains("ledger"), "Posted and Closed: {known:?}");
     let bus = build(StreamConsumption::new()).await.unwrap();
-    assert_eq!(bus.streams(), streams_of(known.iter()));
+    assert_eq!(bus.consumed_streams(), streams_of(known.iter()));
     // domains() adds to them
     let bus = build(
         StreamConsumption::new()
@@ -185,7 +186,7 @@ async fn a_wildcard_domain_reads_every_known_domain() {
     .unwrap();
     assert!(!known.contains("archive"), "{known:?}");
     assert_eq!(
-        bus.streams(),
+        bus.consumed_streams(),
         streams_of(known.iter().chain(&["archive".to_owned()]))
     );
 }
@@ -222,7 +223,7 @@ struct Closed {
 /// The next item of an event stream, failing the test after 5 s.
 async fn item<E>(
     events: &mut pubsub::stream::EventStream<E>,
-) -> pubsub::Result<pubsub::stream::Envelope<E>> {
+) -> pubsub::Result<pubsub::stream::StreamedEvent<E>> {
     use futures::StreamExt;
     match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
         Ok(Some(item)) => item,
@@ -271,8 +272,7 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
 async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partition() {
     use pubsub::{PublishOptions, stream::StreamNaming};
     let naming = StreamNaming::default().super_stream("ledger", 3);
-    let broker =
-        MemoryTransport::stream_backed_with(naming, pubsub::memory::StreamRetention::default());
+    let broker = MemoryTransport::stream_backed_with(naming, pubsub::stream::Retention::default());
     let calls = Arc::new(AtomicU32::new(0));
     let h = TestHarness::start_on(builder(&calls, None), broker.clone())
         .await
@@ -362,10 +362,15 @@ async fn append(broker: &MemoryTransport, count: u64) {
     }
 }
 
-fn reader(service: &str) -> Subscription {
-    Subscription::stream(service, STREAM)
+/// The stream, read from the first message, storing offsets only at close.
+fn source() -> StreamSource {
+    StreamSource::new(STREAM)
         .start_at(StartAt::First)
         .store_offsets(StoreOffsets::every(1000, Duration::from_secs(60)))
+}
+
+fn reader(service: &str) -> Subscription {
+    Subscription::stream(service, source())
 }
 
 async fn next(consumer: &mut Box<dyn Consumer>) -> Delivery {
@@ -421,9 +426,10 @@ async fn start_positions_first_last_next_offset_timestamp() {
     let first_offset = |start: StartAt| {
         let broker = broker.clone();
         async move {
-            let anonymous = reader("anyone")
-                .start_at(start)
-                .store_offsets(StoreOffsets::Never);
+            let anonymous = Subscription::stream(
+                "anyone",
+                source().start_at(start).store_offsets(StoreOffsets::Never),
+            );
             let mut consumer = broker.consume(&anonymous).await.unwrap();
             next(&mut consumer).await.offset
         }
@@ -433,7 +439,10 @@ async fn start_positions_first_last_next_offset_timestamp() {
     assert_eq!(first_offset(StartAt::Offset(4)).await, Some(4));
     assert_eq!(first_offset(StartAt::Timestamp(middle)).await, Some(3));
     let mut next_only = broker
-        .consume(&reader("late").start_at(StartAt::Next))
+        .consume(&Subscription::stream(
+            "late",
+            source().start_at(StartAt::Next),
+        ))
         .await
         .unwrap();
     nothing_more(&mut next_only).await;
@@ -445,7 +454,8 @@ async fn start_positions_first_last_next_offset_timestamp() {
 async fn retention_keeps_the_last_messages_and_offsets_go_on() {
     let broker = MemoryTransport::stream_backed_with(
         StreamNaming::default(),
-        pubsub::memory::StreamRetention::default().max_length(3),
+        // bodies of 7 bytes each: the last 3 fit
+        pubsub::stream::Retention::default().max_length_bytes(21),
     );
     append(&broker, 5).await;
     assert_eq!(broker.stream_length(STREAM).unwrap(), 3);

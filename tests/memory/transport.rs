@@ -132,7 +132,7 @@ async fn dead_letters_can_be_inspected_and_replayed() {
         .settle(Settlement::DeadLetter(reason))
         .await
         .unwrap();
-    let dead = broker.dead_letters("svc").unwrap();
+    let dead = broker.dead_lettered("svc").unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
         dead[0].message.metadata.id, id,
@@ -158,11 +158,11 @@ async fn dead_letters_can_be_inspected_and_replayed() {
             .headers
             .contains_key("x-death-reason")
     );
-    assert!(broker.dead_letters("svc").unwrap().is_empty());
+    assert!(broker.dead_lettered("svc").unwrap().is_empty());
     assert!(
         matches!(
-            broker.dead_letters("typo"),
-            Err(pubsub::Error::UnknownQueue { .. })
+            broker.dead_lettered("typo"),
+            Err(pubsub::memory::InspectError::UnknownQueue { .. })
         ),
         "a service without a queue is an error, not an empty dead-letter queue"
     );

@@ -29,7 +29,7 @@ async fn service(config: &StreamConfig, service: &str, counts: &Arc<Counts>) -> 
         .transport(StreamTransport::new(config.clone()))
         .select_handlers(HandlerSelection::None)
         .prefetch(100)
-        .streams(
+        .stream_consumption(
             StreamConsumption::new()
                 .start_at(StartAt::First)
                 .store_every(100, Duration::from_millis(200)),

@@ -106,7 +106,7 @@ async fn service_bus(
         .transport(StreamTransport::new(config.clone()))
         .select_handlers(HandlerSelection::None)
         .prefetch(200)
-        .streams(
+        .stream_consumption(
             StreamConsumption::new()
                 .start_at(StartAt::First)
                 .store_every(STORE_EVERY, Duration::from_secs(60)),
@@ -224,7 +224,7 @@ async fn a_waiting_instance_takes_over_from_the_stored_offset() {
             .transport(StreamTransport::new(config.clone().instance(id)))
             .select_handlers(HandlerSelection::None)
             .prefetch(200)
-            .streams(
+            .stream_consumption(
                 StreamConsumption::new()
                     .start_at(StartAt::First)
                     .single_active(true)

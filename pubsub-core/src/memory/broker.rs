@@ -8,10 +8,9 @@ use super::connection::Connection;
 use super::queues::QueueBroker;
 use super::signal::BrokerSignal;
 use super::streams::StreamBroker;
-use super::streams::retention::StreamRetention;
 use super::sync::lock;
 use crate::metadata::Message;
-use crate::stream::StreamNaming;
+use crate::stream::{Retention, StreamNaming};
 use crate::transport::{Consumer, Destination, Subscription, TransportError};
 
 /// Which of the two brokers a transport reaches, as the RabbitMQ transports do: the queues
@@ -38,7 +37,7 @@ impl Broker {
         topics: Topics,
         max_length: Option<usize>,
         naming: StreamNaming,
-        retention: StreamRetention,
+        retention: Retention,
     ) -> Self {
         let signal = Arc::new(BrokerSignal::default());
         Self {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::MemoryTransport;
 use super::broker::Topics;
+use super::error::InspectError;
 use super::queues::queue::Queue;
 use super::streams::log::Log;
 use crate::error::Error;
@@ -48,11 +49,13 @@ impl MemoryTransport {
         self.broker.queues.unroutable()
     }
 
-    /// The dead-letter queue of `service`, oldest first; an error if no queue of that
-    /// service was ever declared (a typo must not look like "no dead letters"). In stream
-    /// A [stream-backed](Self::stream_backed) broker's, the service's error stream (see
-    /// [`error_stream`](Self::error_stream)).
-    pub fn dead_letters(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, Error> {
+    /// What was dead-lettered for `service`, oldest first: its dead-letter queue, or on a
+    /// [stream-backed](Self::stream_backed) broker its error stream (see
+    /// [`error_stream`](Self::error_stream)). An error if the service never declared its
+    /// queue or stream here (a typo must not look like "no dead letters"). The same as
+    /// [`Transport::dead_letters`](crate::transport::Transport::dead_letters), without
+    /// awaiting.
+    pub fn dead_lettered(&self, service: &str) -> Result<Vec<DeadLetteredMessage>, InspectError> {
         match self.broker.topics {
             Topics::Streams => Ok(self
                 .error_stream(service)?
@@ -68,12 +71,12 @@ impl MemoryTransport {
         }
     }
 
-    fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, Error> {
+    fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, InspectError> {
         let queues = &self.broker.queues;
         queues.queue(service).ok_or_else(|| {
             let mut known: Vec<String> = queues.topology().queues.keys().cloned().collect();
             known.sort();
-            Error::UnknownQueue {
+            InspectError::UnknownQueue {
                 service: service.to_owned(),
                 known,
             }
@@ -95,20 +98,20 @@ impl MemoryTransport {
     /// their reason; each keeps the names of the handlers that failed
     /// ([`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS)), so only those run again
     /// and a handler that had succeeded (an email sent) is not run twice. Returns how many.
-    pub fn replay_dead_letters(&self, service: &str) -> Result<usize, Error> {
+    pub fn replay_dead_letters(&self, service: &str) -> Result<usize, InspectError> {
         self.existing_queue(service)
             .map(|q| q.replay_dead_letters(true))
     }
 
     /// Like [`replay_dead_letters`](Self::replay_dead_letters), but every matching handler
     /// runs again, those that had succeeded too.
-    pub fn replay_dead_letters_to_all(&self, service: &str) -> Result<usize, Error> {
+    pub fn replay_dead_letters_to_all(&self, service: &str) -> Result<usize, InspectError> {
         self.existing_queue(service)
             .map(|q| q.replay_dead_letters(false))
     }
 
     /// Counts of the queue of `service`; an error if it was never declared.
-    pub fn queue_depth(&self, service: &str) -> Result<QueueDepth, Error> {
+    pub fn queue_depth(&self, service: &str) -> Result<QueueDepth, InspectError> {
         self.existing_queue(service).map(|q| {
             let state = q.lock();
             QueueDepth {
@@ -155,30 +158,30 @@ impl MemoryTransport {
         self.broker.streams.names()
     }
 
-    fn existing_log(&self, stream: &str) -> Result<Arc<Log>, Error> {
+    fn existing_log(&self, stream: &str) -> Result<Arc<Log>, InspectError> {
         self.broker
             .streams
             .existing_log(stream)
-            .map_err(|known| Error::UnknownStream {
+            .map_err(|known| InspectError::UnknownStream {
                 stream: stream.to_owned(),
                 known,
             })
     }
 
     /// How many messages `stream` holds (after retention).
-    pub fn stream_length(&self, stream: &str) -> Result<u64, Error> {
+    pub fn stream_length(&self, stream: &str) -> Result<u64, InspectError> {
         let (first, end) = self.existing_log(stream)?.bounds();
         Ok(end - first)
     }
 
     /// The messages `stream` holds, with their offsets, oldest first.
-    pub fn stream_messages(&self, stream: &str) -> Result<Vec<(u64, Message)>, Error> {
+    pub fn stream_messages(&self, stream: &str) -> Result<Vec<(u64, Message)>, InspectError> {
         Ok(self.existing_log(stream)?.messages())
     }
 
     /// The offset consumer `consumer` (a service) stored on `stream`: the last one it
     /// handled; it resumes after it. `None` if it stored none.
-    pub fn stored_offset(&self, stream: &str, consumer: &str) -> Result<Option<u64>, Error> {
+    pub fn stored_offset(&self, stream: &str, consumer: &str) -> Result<Option<u64>, InspectError> {
         Ok(self.existing_log(stream)?.stored_offset(consumer))
     }
 
@@ -190,7 +193,7 @@ impl MemoryTransport {
         stream: &str,
         consumer: &str,
         offset: Option<u64>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), InspectError> {
         self.existing_log(stream)?.store_offset(consumer, offset);
         Ok(())
     }
@@ -200,11 +203,11 @@ impl MemoryTransport {
     /// every event its handlers gave up on, with the reason, the failed handlers, and the
     /// stream and offset it came from. An error if it does not exist (the service never
     /// consumed streams here).
-    pub fn error_stream(&self, service: &str) -> Result<Vec<ErrorStreamEntry>, Error> {
+    pub fn error_stream(&self, service: &str) -> Result<Vec<ErrorStreamEntry>, InspectError> {
         let streams = &self.broker.streams;
         streams
             .error_stream(service)
-            .map_err(|known| Error::UnknownStream {
+            .map_err(|known| InspectError::UnknownStream {
                 stream: streams.naming.error_stream(service),
                 known,
             })

@@ -10,6 +10,7 @@
 
 mod broker;
 mod connection;
+mod error;
 mod inspect;
 mod queues;
 mod signal;
@@ -21,10 +22,11 @@ use std::sync::Arc;
 
 use broker::{Broker, Topics};
 use connection::Connection;
+pub use error::InspectError;
 pub use inspect::QueueDepth;
-pub use streams::retention::{DEFAULT_MEMORY_STREAM_LENGTH, StreamRetention};
+pub use streams::retention::MAX_MEMORY_STREAM_LENGTH;
 
-use crate::stream::StreamNaming;
+use crate::stream::{Retention, StreamNaming};
 
 /// A RabbitMQ look-alike living in the process: the default transport, for examples and
 /// for unit tests of handlers. Clones share one broker and one connection, so several
@@ -40,7 +42,7 @@ use crate::stream::StreamNaming;
 /// use pubsub::MemoryTransport;
 /// let transport = MemoryTransport::new();
 /// let same_broker = transport.clone();
-/// assert!(same_broker.dead_letters("orders").is_err()); // no such queue yet
+/// assert!(same_broker.dead_lettered("orders").is_err()); // no such queue yet
 /// ```
 #[derive(Clone)]
 pub struct MemoryTransport {
@@ -73,7 +75,7 @@ impl MemoryTransport {
             Topics::Queues,
             None,
             StreamNaming::default(),
-            StreamRetention::default(),
+            Retention::default(),
         ))
     }
 
@@ -100,14 +102,14 @@ impl MemoryTransport {
             Topics::Queues,
             Some(max_length),
             StreamNaming::default(),
-            StreamRetention::default(),
+            Retention::default(),
         ))
     }
 
     /// A new, empty broker that behaves like the RabbitMQ Streams transport: every event
     /// published is appended to the stream of its domain (named by
     /// [`StreamNaming::default`], `events.order`), each an append-only log with offsets
-    /// that keeps the last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages (other names and
+    /// that keeps at most [`MAX_MEMORY_STREAM_LENGTH`] messages (other names and
     /// retention: [`stream_backed_with`](Self::stream_backed_with)); a bus on it reads the
     /// streams its handlers need with a consumer named after its service, whose offset is
     /// stored after handling; single active consumer; each service's failures go to its
@@ -134,7 +136,7 @@ impl MemoryTransport {
     /// # }
     /// ```
     pub fn stream_backed() -> Self {
-        Self::stream_backed_with(StreamNaming::default(), StreamRetention::default())
+        Self::stream_backed_with(StreamNaming::default(), Retention::default())
     }
 
     /// Like [`stream_backed`](Self::stream_backed), with these stream names, each stream
@@ -147,8 +149,8 @@ impl MemoryTransport {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> pubsub::Result<()> {
-    /// use pubsub::{MemoryTransport, Message, memory::StreamRetention, stream::StreamNaming, transport::{Bytes, Transport}};
-    /// let retention = StreamRetention::default().max_length_bytes(10);
+    /// use pubsub::{MemoryTransport, Message, stream::{Retention, StreamNaming}, transport::{Bytes, Transport}};
+    /// let retention = Retention::default().max_length_bytes(10);
     /// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
     /// for _ in 0..3 {
     ///     broker.publish(Message::new("room.said", Bytes::from_static(b"12345")).into()).await?;
@@ -159,7 +161,7 @@ impl MemoryTransport {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn stream_backed_with(naming: StreamNaming, retention: StreamRetention) -> Self {
+    pub fn stream_backed_with(naming: StreamNaming, retention: Retention) -> Self {
         Self::on(Broker::new(Topics::Streams, None, naming, retention))
     }
 

@@ -58,7 +58,7 @@ impl Transport for MemoryTransport {
         service: &str,
     ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
         self.connection.check_open()?;
-        MemoryTransport::dead_letters(self, service)
+        MemoryTransport::dead_lettered(self, service)
             .map_err(|e| TransportError::topology(e.to_string()))
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::naming::{StreamNaming, UnmappedPattern, literal_domain};
 use crate::bus::Bus;
-use crate::consumption::Consumption;
-use crate::transport::{StartAt, StoreOffsets, Subscription};
+use crate::bus::Intake;
+use crate::transport::{StartAt, StoreOffsets, StreamSource, Subscription};
 
 impl Bus {
     /// The streams this bus reads, sorted (empty for a bus that reads a queue or
@@ -29,23 +29,23 @@ impl Bus {
     ///     .handler(audit)
     ///     .build()
     ///     .await?;
-    /// assert_eq!(bus.streams(), ["events.order"]);
+    /// assert_eq!(bus.consumed_streams(), ["events.order"]);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn streams(&self) -> Vec<&str> {
-        match &self.inner.consumption {
-            Some(Consumption::Streams(subscriptions)) => subscriptions
+    pub fn consumed_streams(&self) -> Vec<&str> {
+        match self.intake() {
+            Some(Intake::Streams(subscriptions)) => subscriptions
                 .iter()
                 .filter_map(|s| s.stream_source().map(|source| source.stream.as_str()))
                 .collect(),
-            Some(Consumption::Queue(_)) | None => Vec::new(),
+            Some(Intake::Queue(_)) | None => Vec::new(),
         }
     }
 }
 
 /// How a service's bus reads streams: given to
-/// [`BusBuilder::streams`](crate::BusBuilder::streams), and used with its defaults when
+/// [`BusBuilder::stream_consumption`](crate::BusBuilder::stream_consumption), and used with its defaults when
 /// the transport is stream-backed and the builder says nothing.
 ///
 /// The bus reads the stream of every domain its handlers' patterns name (see
@@ -69,7 +69,7 @@ impl Bus {
 ///     .service("replicator")
 ///     .transport(MemoryTransport::stream_backed())
 ///     .select_handlers(HandlerSelection::None)
-///     .streams(
+///     .stream_consumption(
 ///         StreamConsumption::new()
 ///             .start_at(StartAt::First) // a new consumer reads the whole history
 ///             .single_active(true) // one instance reads, another takes over
@@ -156,12 +156,15 @@ impl StreamConsumption {
             .into_iter()
             .map(|stream| {
                 let partitioned = naming.partitions(&stream).is_some();
-                Subscription::stream(service, stream)
-                    .super_stream(partitioned)
-                    .start_at(self.start)
-                    .single_active(self.single_active)
-                    .store_offsets(self.store)
-                    .prefetch(prefetch)
+                Subscription::stream(
+                    service,
+                    StreamSource::new(stream)
+                        .super_stream(partitioned)
+                        .start_at(self.start)
+                        .single_active(self.single_active)
+                        .store_offsets(self.store),
+                )
+                .prefetch(prefetch)
             })
             .collect())
     }

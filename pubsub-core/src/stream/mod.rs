@@ -11,11 +11,13 @@ mod consumption;
 mod error_stream;
 mod naming;
 mod partition;
+mod retention;
 mod subscribe;
 
 pub use consumption::StreamConsumption;
 pub use error_stream::ErrorStreamEntry;
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
-pub use subscribe::{Envelope, EventStream};
+pub use retention::Retention;
+pub use subscribe::{EventStream, StreamedEvent};
 
 pub use crate::transport::subscription::{StartAt, StoreOffsets};

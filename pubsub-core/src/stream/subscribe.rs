@@ -12,15 +12,15 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::metadata::Metadata;
 use crate::transport::TransportError;
-use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription};
+use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, StreamSource, Subscription};
 
 /// How many messages an event stream reads ahead of its iterator.
 const READ_AHEAD: u16 = 100;
 
-/// One event read from a stream: the typed payload, its envelope, and where it was read.
+/// One event read from a stream: the typed payload, its metadata, and where it was read.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct Envelope<E> {
+pub struct StreamedEvent<E> {
     /// The event.
     pub event: E,
     /// Its id, key, version, timestamp, correlation and causation ids, headers.
@@ -42,7 +42,7 @@ pub struct Envelope<E> {
 #[must_use = "a stream does nothing unless polled"]
 pub struct EventStream<E> {
     stream: String,
-    items: BoxStream<'static, Result<Envelope<E>>>,
+    items: BoxStream<'static, Result<StreamedEvent<E>>>,
     _event: PhantomData<fn() -> E>,
 }
 
@@ -62,7 +62,7 @@ impl<E> EventStream<E> {
 }
 
 impl<E> Stream for EventStream<E> {
-    type Item = Result<Envelope<E>>;
+    type Item = Result<StreamedEvent<E>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.items.poll_next_unpin(cx)
@@ -101,7 +101,7 @@ impl Bus {
     /// # Errors
     /// [`TransportError::Unsupported`] on a transport that is not stream-backed.
     pub async fn subscribe<E: Event>(&self, start: StartAt) -> Result<EventStream<E>> {
-        let transport = &self.inner.publisher.transport;
+        let transport = self.transport();
         let Some(naming) = transport.stream_naming() else {
             return Err(TransportError::Unsupported {
                 what: "event streams (Bus::subscribe needs a stream-backed transport)",
@@ -122,21 +122,19 @@ impl Bus {
         start: StartAt,
     ) -> Result<EventStream<E>> {
         let stream = stream.into();
-        let transport = &self.inner.publisher.transport;
+        let transport = self.transport();
         let partitioned = transport
             .stream_naming()
             .is_some_and(|naming| naming.partitions(&stream).is_some());
-        let subscription = Subscription::stream(self.service(), stream.clone())
-            .super_stream(partitioned)
-            .start_at(start)
-            .store_offsets(StoreOffsets::Never)
-            .prefetch(READ_AHEAD);
-        let consumer = self
-            .inner
-            .publisher
-            .transport
-            .consume(&subscription)
-            .await?;
+        let subscription = Subscription::stream(
+            self.service(),
+            StreamSource::new(stream.clone())
+                .super_stream(partitioned)
+                .start_at(start)
+                .store_offsets(StoreOffsets::Never),
+        )
+        .prefetch(READ_AHEAD);
+        let consumer = transport.consume(&subscription).await?;
         let items = futures::stream::unfold(Some((consumer, stream.clone())), |state| async move {
             let (mut consumer, stream) = state?;
             let item = next_event::<E>(&mut consumer, &stream).await?;
@@ -156,7 +154,7 @@ impl Bus {
 async fn next_event<E: Event>(
     consumer: &mut Box<dyn Consumer>,
     stream: &str,
-) -> Option<Result<Envelope<E>>> {
+) -> Option<Result<StreamedEvent<E>>> {
     loop {
         let delivery = match consumer.next().await? {
             Ok(delivery) => delivery,
@@ -171,7 +169,7 @@ async fn next_event<E: Event>(
             continue;
         }
         return Some(match E::decode_message(&message) {
-            Ok(event) => Ok(Envelope {
+            Ok(event) => Ok(StreamedEvent {
                 event,
                 metadata: message.metadata.clone(),
                 stream: stream.to_owned(),

@@ -108,7 +108,7 @@ impl Observer for CallLog {
 impl TestHarness {
     /// Builds the bus on a fresh [`MemoryTransport`] (service `test` unless the builder
     /// names one) and starts it; a bus that reads streams
-    /// ([`BusBuilder::streams`](crate::BusBuilder::streams)) gets one in stream mode
+    /// ([`BusBuilder::stream_consumption`](crate::BusBuilder::stream_consumption)) gets one in stream mode
     /// ([`MemoryTransport::stream_backed`]), whose error stream [`dead_letters`](Self::dead_letters)
     /// reads.
     pub async fn start(builder: BusBuilder) -> Result<Self> {
@@ -314,7 +314,7 @@ impl TestHarness {
     /// # Panics
     /// If the bus has no queue (it runs no handler).
     pub fn dead_letters(&self) -> Vec<DeadLetteredMessage> {
-        match self.transport.dead_letters(self.bus.service()) {
+        match self.transport.dead_lettered(self.bus.service()) {
             Ok(dead) => dead,
             Err(error) => panic!("{error}"),
         }

@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime};
 ///
 /// ```
 /// use pubsub::stream::StartAt;
-/// use pubsub::transport::Subscription;
+/// use pubsub::transport::{StreamSource, Subscription};
 /// // the queue of service "billing", bound to two patterns
 /// let queue = Subscription::queue("billing", ["order.*", "payment.#"]);
 /// assert_eq!(queue.patterns(), ["order.*", "payment.#"]);
 /// // stream "orders", read by consumer "billing" from its stored offset (or the first)
-/// let stream = Subscription::stream("billing", "orders").start_at(StartAt::First);
-/// # let _ = stream;
+/// let stream = Subscription::stream("billing", "orders");
+/// // the same, starting at the first message when no offset is stored
+/// let from_first =
+///     Subscription::stream("billing", StreamSource::new("orders").start_at(StartAt::First));
+/// # let _ = (stream, from_first);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -63,6 +66,60 @@ pub struct StreamSource {
     /// When the consumer stores its offset (named after the service); with
     /// [`StoreOffsets::Never`] it is anonymous: it neither reads nor stores one.
     pub store: StoreOffsets,
+}
+
+impl StreamSource {
+    /// `stream`, read from [`StartAt::Next`] when no offset is stored, storing offsets by
+    /// [`StoreOffsets::default`]; not a super stream, no single active consumer.
+    pub fn new(stream: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            start: StartAt::default(),
+            single_active: false,
+            super_stream: false,
+            store: StoreOffsets::default(),
+        }
+    }
+
+    /// Where the consumer starts when it has no stored offset.
+    #[must_use]
+    pub fn start_at(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Single active consumer: one instance of the service reads at a time.
+    #[must_use]
+    pub fn single_active(mut self, enabled: bool) -> Self {
+        self.single_active = enabled;
+        self
+    }
+
+    /// When the consumer stores its offset.
+    #[must_use]
+    pub fn store_offsets(mut self, store: StoreOffsets) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Reads a super stream's partitions, each with its own offset.
+    #[must_use]
+    pub fn super_stream(mut self, enabled: bool) -> Self {
+        self.super_stream = enabled;
+        self
+    }
+}
+
+impl From<&str> for StreamSource {
+    fn from(stream: &str) -> Self {
+        Self::new(stream)
+    }
+}
+
+impl From<String> for StreamSource {
+    fn from(stream: String) -> Self {
+        Self::new(stream)
+    }
 }
 
 /// When a stream consumer stores its offset: only ever the contiguous prefix of
@@ -162,18 +219,13 @@ impl Subscription {
         }
     }
 
-    /// `stream`, read by the consumer named after `service`, from [`StartAt::Next`] when it
-    /// has no stored offset; prefetch 100.
-    pub fn stream(service: impl Into<String>, stream: impl Into<String>) -> Self {
+    /// The stream `source` names, read by the consumer named after `service`; prefetch
+    /// 100. A stream's name alone reads it from [`StartAt::Next`] when no offset is
+    /// stored; a [`StreamSource`] says more.
+    pub fn stream(service: impl Into<String>, source: impl Into<StreamSource>) -> Self {
         Self {
             service: service.into(),
-            source: Source::Stream(StreamSource {
-                stream: stream.into(),
-                start: StartAt::default(),
-                single_active: false,
-                super_stream: false,
-                store: StoreOffsets::default(),
-            }),
+            source: Source::Stream(source.into()),
             prefetch: 100,
         }
     }
@@ -182,42 +234,6 @@ impl Subscription {
     #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
-        self
-    }
-
-    /// Where a stream consumer without a stored offset starts (ignored for queues).
-    #[must_use]
-    pub fn start_at(mut self, start: StartAt) -> Self {
-        if let Source::Stream(stream) = &mut self.source {
-            stream.start = start;
-        }
-        self
-    }
-
-    /// Single active consumer for a stream (ignored for queues).
-    #[must_use]
-    pub fn single_active(mut self, enabled: bool) -> Self {
-        if let Source::Stream(stream) = &mut self.source {
-            stream.single_active = enabled;
-        }
-        self
-    }
-
-    /// When a stream consumer stores its offset (ignored for queues).
-    #[must_use]
-    pub fn store_offsets(mut self, store: StoreOffsets) -> Self {
-        if let Source::Stream(stream) = &mut self.source {
-            stream.store = store;
-        }
-        self
-    }
-
-    /// Reads a super stream's partitions, each with its own offset (ignored for queues).
-    #[must_use]
-    pub fn super_stream(mut self, enabled: bool) -> Self {
-        if let Source::Stream(stream) = &mut self.source {
-            stream.super_stream = enabled;
-        }
         self
     }
 

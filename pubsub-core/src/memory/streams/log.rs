@@ -8,9 +8,10 @@ use std::time::SystemTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::retention::{Entries, StreamRetention};
+use super::retention::Entries;
 use crate::memory::signal::BrokerSignal;
 use crate::metadata::Message;
+use crate::stream::Retention;
 use crate::transport::TransportError;
 use crate::transport::{OffsetCommits, StartAt, StoreOffsets, StreamSource};
 
@@ -59,11 +60,16 @@ pub(crate) enum Read {
 }
 
 impl Log {
-    pub(crate) fn new(name: String, retention: StreamRetention, signal: Arc<BrokerSignal>) -> Self {
+    pub(crate) fn new(
+        name: String,
+        retention: Retention,
+        max_length: usize,
+        signal: Arc<BrokerSignal>,
+    ) -> Self {
         Self {
             name,
             state: Mutex::new(LogState {
-                entries: Entries::new(retention),
+                entries: Entries::new(retention, max_length),
                 offsets: HashMap::new(),
                 pinned: HashMap::new(),
                 readers: BTreeMap::new(),
@@ -352,8 +358,8 @@ mod tests {
 
     const READER: u64 = 1;
 
-    fn log(retention: StreamRetention) -> Log {
-        Log::new("s".to_owned(), retention, Arc::default())
+    fn log(retention: Retention, max_length: usize) -> Log {
+        Log::new("s".to_owned(), retention, max_length, Arc::default())
     }
 
     fn append(log: &Log, bodies: &[&'static [u8]]) {
@@ -364,7 +370,8 @@ mod tests {
 
     /// Attaches reader [`READER`] named `svc`, starting at the first offset.
     fn attach(log: &Log) {
-        let subscription = Subscription::stream("svc", "s").start_at(StartAt::First);
+        let subscription =
+            Subscription::stream("svc", StreamSource::new("s").start_at(StartAt::First));
         let source = subscription.stream_source().expect("a stream subscription");
         log.attach(READER, "svc", source, 10);
     }
@@ -378,7 +385,7 @@ mod tests {
 
     #[test]
     fn a_consumer_behind_count_retention_goes_on_from_the_oldest_kept() {
-        let log = log(StreamRetention::default().max_length(2));
+        let log = log(Retention::default(), 2);
         append(&log, &[b"a"]);
         attach(&log);
         append(&log, &[b"b", b"c", b"d"]);
@@ -390,7 +397,10 @@ mod tests {
 
     #[test]
     fn a_consumer_behind_bytes_retention_goes_on_from_the_oldest_kept() {
-        let log = log(StreamRetention::default().max_length_bytes(6));
+        let log = log(
+            Retention::default().max_length_bytes(6),
+            super::super::retention::MAX_MEMORY_STREAM_LENGTH,
+        );
         attach(&log);
         append(&log, &[b"aaa"]);
         assert_eq!(offset(log.read(READER)), Some(0));
@@ -401,7 +411,10 @@ mod tests {
 
     #[test]
     fn age_retention_applies_on_read() {
-        let log = log(StreamRetention::default().max_age(Duration::from_secs(60)));
+        let log = log(
+            Retention::default().max_age(Duration::from_secs(60)),
+            super::super::retention::MAX_MEMORY_STREAM_LENGTH,
+        );
         append(&log, &[b"a", b"b"]);
         attach(&log);
         let later = SystemTime::now() + Duration::from_secs(61);
@@ -413,7 +426,7 @@ mod tests {
 
     #[test]
     fn a_stored_offset_behind_retention_resumes_at_the_oldest_kept() {
-        let log = log(StreamRetention::default().max_length(1));
+        let log = log(Retention::default(), 1);
         log.store_offset("svc", Some(0));
         append(&log, &[b"a", b"b", b"c"]);
         attach(&log);

@@ -12,12 +12,12 @@ use std::sync::{Arc, RwLock};
 
 use self::consumer::MemoryStreamConsumer;
 use self::log::Log;
-use self::retention::StreamRetention;
+use self::retention::MAX_MEMORY_STREAM_LENGTH;
 use super::connection::Connection;
 use super::signal::BrokerSignal;
 use super::sync::{read, write};
 use crate::metadata::Message;
-use crate::stream::{ErrorStreamEntry, StreamNaming};
+use crate::stream::{ErrorStreamEntry, Retention, StreamNaming};
 use crate::transport::MergedConsumer;
 use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription, TransportError};
 
@@ -26,7 +26,7 @@ use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription
 pub(super) struct StreamBroker {
     /// How events map to streams, and the error streams' names.
     pub(super) naming: StreamNaming,
-    retention: StreamRetention,
+    retention: Retention,
     logs: RwLock<HashMap<String, Arc<Log>>>,
     signal: Arc<BrokerSignal>,
     next_reader: AtomicU64,
@@ -43,7 +43,7 @@ struct Declared<'s> {
 impl StreamBroker {
     pub(super) fn new(
         naming: StreamNaming,
-        retention: StreamRetention,
+        retention: Retention,
         signal: Arc<BrokerSignal>,
     ) -> Self {
         Self {
@@ -65,6 +65,7 @@ impl StreamBroker {
             Arc::new(Log::new(
                 name.to_owned(),
                 self.retention,
+                MAX_MEMORY_STREAM_LENGTH,
                 Arc::clone(&self.signal),
             ))
         });

@@ -1,111 +1,16 @@
-//! Retention of the in-memory streams ([`StreamRetention`]): the messages a log keeps,
-//! with their offsets, trimmed by count, bytes and age as RabbitMQ trims a stream.
+//! The messages a memory stream keeps, with their offsets, trimmed by its [`Retention`]
+//! (bytes and age, as RabbitMQ trims a stream) and by [`MAX_MEMORY_STREAM_LENGTH`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::metadata::Message;
+use crate::stream::Retention;
 
-/// Most messages a memory stream keeps by default ([`StreamRetention::max_length`]).
-pub const DEFAULT_MEMORY_STREAM_LENGTH: usize = 1_000_000;
-
-/// What each stream of [`MemoryTransport::stream_backed_with`] keeps, like the
-/// retention RabbitMQ gives a stream when it is created (`pubsub::streams::Retention` for
-/// the real transport): past any limit the oldest messages go, and the offsets of those
-/// kept never change. A consumer whose next offset was removed goes on from the oldest
-/// kept, with a warning.
-///
-/// - [`max_length`](Self::max_length): most messages (default
-///   [`DEFAULT_MEMORY_STREAM_LENGTH`]; at least 1). RabbitMQ streams have no such limit;
-///   it keeps a test's memory bounded.
-/// - [`max_length_bytes`](Self::max_length_bytes): most bytes, the sum of the bodies
-///   kept (`max-length-bytes`).
-/// - [`max_age`](Self::max_age): messages appended longer ago than this go (`max-age`),
-///   checked on every append and read (no background task).
-///
-/// The broker removes whole segments, so it keeps somewhat more than its limits say, and
-/// never removes the segment being written; memory trims message by message, always
-/// keeps the newest message under the count and byte limits, and removes even the newest
-/// once it is too old. A segment size (`stream-max-segment-size-bytes`) has no meaning in
-/// memory: there are no segments, hence no such setting.
-///
-/// ```
-/// use std::time::Duration;
-/// use pubsub::{MemoryTransport, memory::StreamRetention, stream::StreamNaming};
-///
-/// let retention = StreamRetention::default()
-///     .max_length_bytes(64 * 1024 * 1024)
-///     .max_age(Duration::from_secs(24 * 60 * 60));
-/// assert_eq!(retention.max_length, pubsub::memory::DEFAULT_MEMORY_STREAM_LENGTH);
-/// assert_eq!(retention.max_age, Some(Duration::from_secs(86_400)));
-/// let broker = MemoryTransport::stream_backed_with(StreamNaming::default(), retention);
-/// assert!(broker.stream_names().is_empty());
-/// ```
-///
-/// [`MemoryTransport::stream_backed_with`]: crate::MemoryTransport::stream_backed_with
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StreamRetention {
-    /// Most messages kept (0 is taken as 1).
-    pub max_length: usize,
-    /// Most bytes kept, the sum of the message bodies; `None`: no limit.
-    pub max_length_bytes: Option<u64>,
-    /// Messages appended longer ago than this go; `None`: no limit.
-    pub max_age: Option<Duration>,
-}
-
-impl Default for StreamRetention {
-    /// The last [`DEFAULT_MEMORY_STREAM_LENGTH`] messages, no byte or age limit.
-    fn default() -> Self {
-        Self {
-            max_length: DEFAULT_MEMORY_STREAM_LENGTH,
-            max_length_bytes: None,
-            max_age: None,
-        }
-    }
-}
-
-impl StreamRetention {
-    /// Keeps at most `messages` messages (0 is taken as 1).
-    ///
-    /// ```
-    /// use pubsub::memory::StreamRetention;
-    /// assert_eq!(StreamRetention::default().max_length(3).max_length, 3);
-    /// ```
-    #[must_use]
-    pub fn max_length(mut self, messages: usize) -> Self {
-        self.max_length = messages;
-        self
-    }
-
-    /// Keeps at most `bytes` bytes of message bodies (`max-length-bytes`).
-    ///
-    /// ```
-    /// use pubsub::memory::StreamRetention;
-    /// let retention = StreamRetention::default().max_length_bytes(1024);
-    /// assert_eq!(retention.max_length_bytes, Some(1024));
-    /// ```
-    #[must_use]
-    pub fn max_length_bytes(mut self, bytes: u64) -> Self {
-        self.max_length_bytes = Some(bytes);
-        self
-    }
-
-    /// Removes the messages appended longer ago than `age` (`max-age`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use pubsub::memory::StreamRetention;
-    /// let retention = StreamRetention::default().max_age(Duration::from_secs(60));
-    /// assert_eq!(retention.max_age, Some(Duration::from_secs(60)));
-    /// ```
-    #[must_use]
-    pub fn max_age(mut self, age: Duration) -> Self {
-        self.max_age = Some(age);
-        self
-    }
-}
+/// Most messages a memory stream keeps, whatever its [`Retention`]: RabbitMQ streams have
+/// no such limit; it keeps a test's or a tool's memory bounded.
+pub const MAX_MEMORY_STREAM_LENGTH: usize = 1_000_000;
 
 /// One message of a log and when it was appended.
 #[derive(Debug)]
@@ -117,7 +22,9 @@ pub(super) struct Entry {
 /// The messages a log keeps, by offset, under its retention.
 #[derive(Debug)]
 pub(super) struct Entries {
-    retention: StreamRetention,
+    retention: Retention,
+    /// Most messages kept (at least 1).
+    max_length: usize,
     /// The offset of `kept[0]`.
     first: u64,
     kept: VecDeque<Entry>,
@@ -126,9 +33,10 @@ pub(super) struct Entries {
 }
 
 impl Entries {
-    pub(super) fn new(retention: StreamRetention) -> Self {
+    pub(super) fn new(retention: Retention, max_length: usize) -> Self {
         Self {
             retention,
+            max_length: max_length.max(1),
             first: 0,
             kept: VecDeque::new(),
             bytes: 0,
@@ -164,7 +72,7 @@ impl Entries {
             message,
             appended: now,
         });
-        let max_length = self.retention.max_length.max(1);
+        let max_length = self.max_length;
         let max_bytes = self.retention.max_length_bytes.unwrap_or(u64::MAX);
         while self.kept.len() > max_length || (self.bytes > max_bytes && self.kept.len() > 1) {
             self.pop();
@@ -201,6 +109,8 @@ fn body_size(message: &Message) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SECOND: Duration = Duration::from_secs(1);
@@ -221,7 +131,7 @@ mod tests {
 
     #[test]
     fn past_the_count_the_oldest_go_and_offsets_stay() {
-        let mut entries = Entries::new(StreamRetention::default().max_length(3));
+        let mut entries = Entries::new(Retention::default(), 3);
         for expected in 0..5 {
             assert_eq!(entries.push(message(b"x"), SystemTime::now()), expected);
         }
@@ -234,14 +144,17 @@ mod tests {
 
     #[test]
     fn a_count_of_zero_keeps_the_newest() {
-        let mut entries = Entries::new(StreamRetention::default().max_length(0));
+        let mut entries = Entries::new(Retention::default(), 0);
         push(&mut entries, &[b"a", b"b"], SystemTime::now());
         assert_eq!(offsets(&entries), [1]);
     }
 
     #[test]
     fn past_the_bytes_the_oldest_go_until_the_bodies_fit() {
-        let mut entries = Entries::new(StreamRetention::default().max_length_bytes(10));
+        let mut entries = Entries::new(
+            Retention::default().max_length_bytes(10),
+            MAX_MEMORY_STREAM_LENGTH,
+        );
         push(&mut entries, &[b"1234", b"1234"], SystemTime::now());
         assert_eq!(offsets(&entries), [0, 1], "8 bytes fit");
         push(&mut entries, &[b"123"], SystemTime::now());
@@ -257,7 +170,10 @@ mod tests {
 
     #[test]
     fn a_message_larger_than_the_bytes_is_kept_alone() {
-        let mut entries = Entries::new(StreamRetention::default().max_length_bytes(4));
+        let mut entries = Entries::new(
+            Retention::default().max_length_bytes(4),
+            MAX_MEMORY_STREAM_LENGTH,
+        );
         push(&mut entries, &[b"12", b"123456"], SystemTime::now());
         assert_eq!(offsets(&entries), [1]);
         push(&mut entries, &[b"1"], SystemTime::now());
@@ -271,7 +187,10 @@ mod tests {
     #[test]
     fn messages_older_than_the_age_go_on_append() {
         let start = SystemTime::now();
-        let mut entries = Entries::new(StreamRetention::default().max_age(10 * SECOND));
+        let mut entries = Entries::new(
+            Retention::default().max_age(10 * SECOND),
+            MAX_MEMORY_STREAM_LENGTH,
+        );
         push(&mut entries, &[b"old"], start);
         push(&mut entries, &[b"newer"], start + 5 * SECOND);
         push(&mut entries, &[b"newest"], start + 11 * SECOND);
@@ -282,7 +201,10 @@ mod tests {
     #[test]
     fn messages_older_than_the_age_go_when_read_later() {
         let start = SystemTime::now();
-        let mut entries = Entries::new(StreamRetention::default().max_age(10 * SECOND));
+        let mut entries = Entries::new(
+            Retention::default().max_age(10 * SECOND),
+            MAX_MEMORY_STREAM_LENGTH,
+        );
         push(&mut entries, &[b"a", b"b"], start);
         entries.expire(start + 10 * SECOND);
         assert_eq!(offsets(&entries), [0, 1], "exactly the age is not older");
@@ -301,7 +223,7 @@ mod tests {
     #[test]
     fn without_an_age_nothing_expires() {
         let start = SystemTime::now();
-        let mut entries = Entries::new(StreamRetention::default());
+        let mut entries = Entries::new(Retention::default(), MAX_MEMORY_STREAM_LENGTH);
         push(&mut entries, &[b"a"], start);
         entries.expire(start + 365 * 24 * 3600 * SECOND);
         assert_eq!(offsets(&entries), [0]);

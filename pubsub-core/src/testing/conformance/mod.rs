@@ -63,7 +63,7 @@ impl Broker for MemoryTransport {
     }
 
     fn dead_letters<'a>(&'a self, service: &'a str) -> BoxFuture<'a, Vec<Message>> {
-        let messages = MemoryTransport::dead_letters(self, service)
+        let messages = MemoryTransport::dead_lettered(self, service)
             .unwrap_or_default()
             .into_iter()
             .map(|d| d.message)

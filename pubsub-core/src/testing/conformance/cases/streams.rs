@@ -18,7 +18,9 @@ use crate::testing::conformance::support::{
     PATIENCE, Seen, build, builder, eventually, linger, message, namespace, publish_all, publisher,
     start, stopped, within,
 };
-use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, Subscription, Transport};
+use crate::transport::{
+    Consumer, Settlement, StartAt, StoreOffsets, StreamSource, Subscription, Transport,
+};
 
 /// A bus of `service` on a new connection, reading streams as `consumption`.
 async fn stream_bus(
@@ -29,7 +31,7 @@ async fn stream_bus(
 ) -> Bus {
     let connection = broker.connect().await;
     build(
-        builder(connection, service, 10).streams(consumption),
+        builder(connection, service, 10).stream_consumption(consumption),
         handlers,
     )
     .await
@@ -53,9 +55,12 @@ async fn anonymous_reader(
     stream: &str,
     start: StartAt,
 ) -> Box<dyn Consumer> {
-    let subscription = Subscription::stream(name, stream)
-        .start_at(start)
-        .store_offsets(StoreOffsets::Never);
+    let subscription = Subscription::stream(
+        name,
+        StreamSource::new(stream)
+            .start_at(start)
+            .store_offsets(StoreOffsets::Never),
+    );
     match connection.consume(&subscription).await {
         Ok(consumer) => consumer,
         Err(error) => panic!("reading {stream} from {start:?} failed: {error}"),
@@ -171,7 +176,7 @@ pub(crate) async fn only_handled_prefix_is_stored(broker: &dyn Broker) {
     };
     let connection = broker.connect().await;
     let bus = builder(connection, &ns, 10)
-        .streams(consumption.clone())
+        .stream_consumption(consumption.clone())
         .shutdown_timeout(Duration::from_millis(300));
     let bus = build(bus, vec![handler]).await;
     for n in 0..COUNT {

@@ -6,14 +6,14 @@ use crate::transport::{Consumer, Subscription, Transport};
 
 /// What a bus consumes, declared when it was built.
 #[derive(Debug, Clone)]
-pub(crate) enum Consumption {
+pub(crate) enum Intake {
     /// One subscription: the service queue (or its dead-letter queue).
     Queue(Subscription),
     /// One stream subscription per stream the handlers need, read as one.
     Streams(Vec<Subscription>),
 }
 
-impl Consumption {
+impl Intake {
     /// How many deliveries the bus handles at once.
     pub(crate) fn prefetch(&self) -> u16 {
         match self {
