@@ -146,3 +146,35 @@ async fn published_fails_loudly_on_a_message_it_cannot_decode() {
     );
     h.shutdown().await.unwrap();
 }
+
+/// A shared transport is a transport: `Bus::publisher` and the builder take an
+/// `Arc<dyn Transport>` as they take the transport itself, and every call reaches the
+/// shared transport, not the trait's defaults (no stream naming, no health, no dead letters).
+#[tokio::test]
+async fn an_arc_of_a_transport_is_that_transport() {
+    use pubsub::transport::{Transport, TransportError};
+
+    let shared: Arc<dyn Transport> = Arc::new(MemoryTransport::stream_backed());
+    assert!(Transport::stream_naming(&shared).is_some(), "stream-backed");
+    assert_eq!(Transport::name(&shared), "memory-streams");
+    assert_eq!(Transport::health(&shared).connections.len(), 1);
+    let unknown = Transport::dead_letters(&shared, "nobody").await;
+    assert!(
+        matches!(unknown, Err(TransportError::Topology { .. })),
+        "the memory broker's answer, not Unsupported: {unknown:?}"
+    );
+    let web = Bus::publisher("web", shared.clone());
+    web.publish(&Clicked {
+        button: "buy".into(),
+    })
+    .await
+    .expect("published through the shared transport");
+    let bus = Bus::builder()
+        .service("clicks")
+        .transport(shared.clone())
+        .select_handlers(HandlerSelection::None)
+        .build()
+        .await
+        .expect("built on the shared transport");
+    assert_eq!(bus.capabilities(), Transport::capabilities(&shared));
+}

@@ -137,6 +137,77 @@ pub trait Transport: Send + Sync + 'static {
     async fn close(&self) -> Result<(), TransportError>;
 }
 
+/// A shared transport is a transport: `Arc<dyn Transport>` (or `Arc<AmqpTransport>`) goes
+/// wherever one is taken, [`Bus::publisher`](crate::Bus::publisher) and
+/// [`BusBuilder::transport`](crate::BusBuilder::transport) alike. Every method forwards
+/// to the shared one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use pubsub::{Bus, MemoryTransport, transport::Transport};
+///
+/// let shared: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+/// let web = Bus::publisher("web", shared.clone());
+/// let admin = Bus::publisher("admin", shared);
+/// # let _ = (web, admin);
+/// ```
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
+    fn stream_naming(&self) -> Option<StreamNaming> {
+        (**self).stream_naming()
+    }
+
+    async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
+        (**self).send(outgoing).await
+    }
+
+    async fn publish(&self, outgoing: Outgoing) -> Result<(), TransportError> {
+        (**self).publish(outgoing).await
+    }
+
+    async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        (**self).declare(subscription).await
+    }
+
+    async fn consume(
+        &self,
+        subscription: &Subscription,
+    ) -> Result<Box<dyn Consumer>, TransportError> {
+        (**self).consume(subscription).await
+    }
+
+    async fn request(
+        &self,
+        request: Outgoing,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        (**self).request(request, timeout).await
+    }
+
+    fn health(&self) -> TransportHealth {
+        (**self).health()
+    }
+
+    async fn dead_letters(
+        &self,
+        service: &str,
+    ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
+        (**self).dead_letters(service).await
+    }
+
+    async fn close(&self) -> Result<(), TransportError> {
+        (**self).close().await
+    }
+}
+
 /// The deliveries of one subscription.
 ///
 /// The bus polls [`next`](Self::next) while deliveries are in flight, and settles each
