@@ -257,7 +257,7 @@ impl Publisher {
         let started = Instant::now();
         loop {
             let (connection, _) = self.link.connection(Some(deadline)).await?;
-            let open = Session::open(&connection);
+            let open = Session::open(&connection, &self.exchange);
             match tokio::time::timeout_at(deadline.into(), open).await {
                 Ok(Ok(session)) => {
                     let session = Arc::new(session);
@@ -316,8 +316,9 @@ impl Publisher {
 }
 
 impl Session {
-    /// A confirm-mode channel on `connection`, and its collector task.
-    async fn open(connection: &lapin::Connection) -> Result<Self, AmqpError> {
+    /// A confirm-mode channel on `connection` with the events exchange `exchange` declared,
+    /// and its collector task.
+    async fn open(connection: &lapin::Connection, exchange: &str) -> Result<Self, AmqpError> {
         let channel = connection
             .create_channel()
             .await
@@ -326,6 +327,7 @@ impl Session {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(|e| AmqpError::channel("turning publisher confirms on", e))?;
+        crate::topology::declare_events_exchange(&channel, exchange).await?;
         let (pending, incoming) = mpsc::unbounded_channel();
         tokio::spawn(collect(incoming));
         Ok(Self {

@@ -88,6 +88,16 @@ pub(crate) async fn declare_wait_queue(
     Ok(name)
 }
 
+/// Declares the events exchange (a durable topic exchange), through which every publish
+/// is routed: the publishing channel declares it when it opens, so that a bus that only
+/// publishes works on a fresh broker, and so does every subscription.
+pub(crate) async fn declare_events_exchange(
+    channel: &Channel,
+    name: &str,
+) -> Result<(), AmqpError> {
+    exchange(channel, name, ExchangeKind::Topic).await
+}
+
 /// Declares the events exchange, and for a queue or dead-letter subscription the service's
 /// queue with its bindings, dead-letter exchange and dead-letter queue. Returns the name of
 /// the queue to consume.
@@ -106,7 +116,7 @@ pub(crate) async fn declare(
         }
     };
     let service = subscription.service.as_str();
-    exchange(channel, &config.exchange, ExchangeKind::Topic).await?;
+    declare_events_exchange(channel, &config.exchange).await?;
     let dlx = dead_letter_exchange(service);
     let dlq = dead_letter_queue(service);
     exchange(channel, &dlx, ExchangeKind::Fanout).await?;

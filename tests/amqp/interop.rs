@@ -205,3 +205,45 @@ async fn a_plain_consumer_reads_every_field_the_bus_publishes() {
         .unwrap();
     raw.close(200, "done".into()).await.unwrap();
 }
+
+/// A bus that only publishes declares the events exchange itself: on a broker where no
+/// service declared anything, its first publish is confirmed (unroutable: a warning)
+/// instead of failing with `NOT_FOUND - no exchange`, and the exchange is there after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_bus_declares_the_events_exchange() {
+    let ns = namespace();
+    let Some(config) = config(&ns) else { return };
+    let web = Bus::publisher("web", AmqpTransport::new(config.clone()));
+    let published = web
+        .publish(&SignedUp {
+            email: "ada@example.com".into(),
+        })
+        .await;
+    let raw = connect(&config, "raw check").await.unwrap();
+    let channel = raw.create_channel().await.unwrap();
+    // passive: fails (and closes the channel) unless the exchange exists
+    let exists = channel
+        .exchange_declare(
+            config.exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await;
+    if exists.is_ok() {
+        channel
+            .exchange_delete(config.exchange.as_str().into(), Default::default())
+            .await
+            .unwrap();
+    }
+    raw.close(200, "done".into()).await.unwrap();
+    web.close().await.unwrap();
+    assert!(
+        published.is_ok(),
+        "publishing on a fresh broker: {published:?}"
+    );
+    assert!(exists.is_ok(), "the exchange after the publish: {exists:?}");
+}
