@@ -241,3 +241,55 @@ fn facade_only_crate_compiles() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The README's tour is a user's crate: its `rust` block, with the dependencies the README
+/// lists before it (`serde` with `derive`, `tokio` with `rt-multi-thread` and `macros`)
+/// and nothing else, compiles.
+#[test]
+fn the_readme_tour_compiles_as_a_user_crate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("the README");
+    let tour = readme
+        .split_once("## A tour")
+        .and_then(|(_, rest)| rest.split_once("```rust"))
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .map(|(code, _)| code)
+        .expect("a ```rust block under \"## A tour\"");
+    assert!(
+        readme.contains(r#"serde = { version = "1", features = ["derive"] }"#)
+            && readme
+                .contains(r#"tokio = { version = "1", features = ["rt-multi-thread", "macros"] }"#),
+        "the README lists the tour's dependencies as this test uses them"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let krate = target.join("readme-tour");
+    std::fs::create_dir_all(krate.join("src")).expect("the tour's crate");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"readme-tour\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\
+             publish = false\n\n[workspace]\n\n[dependencies]\n\
+             pubsub = {{ path = {:?} }}\n\
+             serde = {{ version = \"1\", features = [\"derive\"] }}\n\
+             tokio = {{ version = \"1\", features = [\"rt-multi-thread\", \"macros\"] }}\n",
+            root.display().to_string()
+        ),
+    )
+    .expect("its Cargo.toml");
+    std::fs::write(krate.join("src/main.rs"), tour).expect("its main.rs");
+    // the facade-only crate's target: the dependencies are built once for both
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["check", "--offline", "--quiet", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target.join("facade-only"))
+        .output()
+        .expect("runs cargo");
+    assert!(
+        output.status.success(),
+        "the README's tour does not compile as a user's crate:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

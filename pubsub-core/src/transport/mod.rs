@@ -117,9 +117,9 @@ pub trait Transport: Send + Sync + 'static {
         TransportHealth::new(self.name())
     }
 
-    /// The messages waiting in the dead-letter queue of `service`, oldest first, each with
-    /// its reason and failed handlers. They stay where they are. Transports without a
-    /// dead-letter queue (streams keep an error stream instead) return
+    /// What was dead-lettered for `service`, oldest first, each with its reason and failed
+    /// handlers: its dead-letter queue, or on a stream-backed transport its error stream.
+    /// They stay where they are. The default, for a transport with neither, returns
     /// [`TransportError::Unsupported`].
     async fn dead_letters(
         &self,
