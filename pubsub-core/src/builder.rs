@@ -365,6 +365,7 @@ impl BusBuilder {
     fn resolve_handlers(&mut self, service: &str) -> Result<(Vec<ResolvedHandler>, Vec<Pattern>)> {
         let mut handlers = crate::selection::select(&self.selection, service)?;
         handlers.append(&mut self.handlers);
+        crate::stray_pattern::warn_about_stray_patterns(service, &handlers);
         let mut names = HashMap::with_capacity(handlers.len());
         let mut patterns = Vec::with_capacity(handlers.len());
         let mut resolved = Vec::with_capacity(handlers.len());

@@ -49,6 +49,9 @@ pub struct Handler {
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpecOwned,
     pub(crate) origin: HandlerOrigin,
+    /// Its pattern is for events other services define: no warning when it matches none
+    /// of the event types linked into the binary.
+    pub(crate) foreign: bool,
     pub(crate) call: DynCall,
 }
 
@@ -135,8 +138,18 @@ impl Handler {
             timeout: None,
             retry: RetrySpecOwned::Default,
             origin,
+            foreign: false,
             call,
         }
+    }
+
+    /// Its pattern is for events other services define, not for event types of this
+    /// binary: [`BusBuilder::build`](crate::BusBuilder::build) does not warn that it
+    /// matches none of them, like `#[handler("partner.#", foreign)]`.
+    #[must_use]
+    pub fn expects_foreign_events(mut self) -> Self {
+        self.foreign = true;
+        self
     }
 
     /// Fails an invocation that runs longer than `timeout` (then retried).
@@ -190,6 +203,7 @@ impl Handler {
                 file: r.file,
                 line: r.line,
             },
+            foreign: r.foreign,
             call: Arc::new(move |input, ctx| call(input, ctx)),
         }
     }

@@ -58,6 +58,7 @@ mod router;
 mod selection;
 mod state;
 mod stats;
+mod stray_pattern;
 pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;

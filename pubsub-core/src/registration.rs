@@ -35,6 +35,7 @@ pub struct HandlerRegistration {
     pub(crate) event_key: Option<&'static str>,
     pub(crate) decoder: Option<Decoder>,
     pub(crate) service: Option<&'static str>,
+    pub(crate) foreign: bool,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retry: RetrySpec,
     pub(crate) module_path: &'static str,
@@ -82,6 +83,7 @@ impl HandlerRegistration {
             event_key: I::KEY,
             decoder: I::DECODER,
             service: None,
+            foreign: false,
             timeout: None,
             retry: RetrySpec::Default,
             module_path,
@@ -114,6 +116,12 @@ impl HandlerRegistration {
         self.service = Some(service);
         self
     }
+
+    /// Its pattern is for events other services define (`foreign`).
+    pub const fn expects_foreign_events(mut self) -> Self {
+        self.foreign = true;
+        self
+    }
 }
 
 inventory::collect!(HandlerRegistration);
@@ -130,6 +138,9 @@ pub struct HandlerInfo {
     pub event_key: Option<String>,
     /// The service it is reserved for (`service = "..."`), if any.
     pub service: Option<String>,
+    /// Whether its pattern is for events other services define (`foreign`): `build()`
+    /// does not warn when it matches none of the event types linked into the binary.
+    pub expects_foreign_events: bool,
     /// The module it was declared in.
     pub module_path: String,
     /// The source file it was declared in, as `file!()` names it.
@@ -145,6 +156,7 @@ impl HandlerInfo {
             pattern: r.pattern.to_owned(),
             event_key: r.event_key.map(str::to_owned),
             service: r.service.map(str::to_owned),
+            expects_foreign_events: r.foreign,
             module_path: r.module_path.to_owned(),
             file: r.file.to_owned(),
             line: r.line,

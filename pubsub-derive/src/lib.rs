@@ -109,6 +109,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
 /// | `retry = "slow"` | a retry policy the bus defines with `BusBuilder::define_retry_policy("slow", ..)`; excludes `retries` | — |
 /// | `service = "billing"` | run only on buses of this service | every bus |
+/// | `foreign` | a `RawEvent` pattern for events other services define: `build()` does not warn that it matches none of the event types linked into the binary | warn |
 /// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
 ///
 /// A pattern is at most 255 bytes (AMQP's limit) of dot-separated words. As on RabbitMQ, a

@@ -16,5 +16,6 @@ mod negative_control;
 mod protobuf;
 mod publisher_and_harness;
 mod shutdown;
+mod stray_patterns;
 mod streams;
 mod transport;

@@ -1,5 +1,5 @@
 //! `#[handler("pattern", name = "...", timeout = "5s", retries = 3, retry = "...",
-//! service = "...", crate = "...")]`.
+//! service = "...", foreign, crate = "...")]`.
 
 use proc_macro2::{TokenStream, TokenTree};
 use syn::parse::discouraged::Speculative;
@@ -11,7 +11,9 @@ use crate::meta::{self, Slot};
 use crate::pattern::{quoted, validate_pattern};
 
 /// The options after the pattern, in the order the docs list them.
-const KEYS: &[&str] = &["name", "timeout", "retries", "retry", "service", "crate"];
+const KEYS: &[&str] = &[
+    "name", "timeout", "retries", "retry", "service", "foreign", "crate",
+];
 
 /// The parsed arguments of `#[handler(...)]`.
 pub(crate) struct HandlerArgs {
@@ -30,6 +32,9 @@ pub(crate) struct HandlerArgs {
     pub(crate) retry: Option<LitStr>,
     /// Only run on buses of this service.
     pub(crate) service: Option<LitStr>,
+    /// `foreign`: the pattern is for events other services define, not a type of this
+    /// binary (no warning at `build()` when it matches none of them).
+    pub(crate) foreign: bool,
     /// Path of the facade crate.
     pub(crate) krate: Path,
 }
@@ -40,6 +45,7 @@ struct Builder {
     retries: Slot<u32>,
     retry: Slot<LitStr>,
     service: Slot<LitStr>,
+    foreign: Slot<()>,
     krate: Slot<Path>,
     /// `pattern = "..."` was written.
     pattern_key: bool,
@@ -60,6 +66,7 @@ impl HandlerArgs {
             retries: Slot::new("retries"),
             retry: Slot::new("retry"),
             service: Slot::new("service"),
+            foreign: Slot::new("foreign"),
             krate: Slot::new("crate"),
             pattern_key: false,
         };
@@ -91,6 +98,7 @@ impl HandlerArgs {
             retries: b.retries.into_inner(),
             retry: b.retry.into_inner(),
             service: b.service.into_inner(),
+            foreign: b.foreign.into_inner().is_some(),
             krate: b
                 .krate
                 .into_inner()
@@ -199,6 +207,16 @@ impl Builder {
         } else if key.is_ident("service") {
             if let Some(lit) = meta::string(cx, "service", "billing", &meta::value(&meta)?) {
                 self.service.set(cx, &key, non_empty(lit, "service"));
+            }
+        } else if key.is_ident("foreign") {
+            if meta.input.peek(syn::Token![=]) {
+                cx.error_spanned_by(
+                    &key,
+                    "`foreign` takes no value: `#[handler(\"partner.#\", foreign)]`",
+                );
+                meta::skip_value(&meta)?;
+            } else {
+                self.foreign.set(cx, &key, ());
             }
         } else if key.is_ident("crate") {
             if let Some(path) = meta::crate_path(cx, &meta::value(&meta)?) {

@@ -211,7 +211,8 @@ fn pattern_check(
     }
 }
 
-/// `.timeout_ms(..)`, `.retries(..)`, `.use_retry_policy(..)`, `.service(..)`: only those given.
+/// `.timeout_ms(..)`, `.retries(..)`, `.use_retry_policy(..)`, `.service(..)`,
+/// `.expects_foreign_events()`: only those given.
 fn builder_calls(args: &HandlerArgs) -> TokenStream {
     let mut calls = TokenStream::new();
     if let Some(ms) = args.timeout_ms {
@@ -225,6 +226,9 @@ fn builder_calls(args: &HandlerArgs) -> TokenStream {
     }
     if let Some(service) = &args.service {
         calls.extend(quote!(.service(#service)));
+    }
+    if args.foreign {
+        calls.extend(quote!(.expects_foreign_events()));
     }
     calls
 }
