@@ -1,12 +1,11 @@
 //! `pubsub-amqp`'s configuration and connection against the broker under test
 //! (`RABBITMQ_URL`; see `support::broker`).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pubsub::amqp::{AmqpConfig, AmqpError, ENV_PASSWORD, ENV_URL, connect};
 
+use crate::support::logs::CapturedLogs;
 use crate::support::{amqp_config, broker};
 
 #[tokio::test]
@@ -21,20 +20,6 @@ async fn connects_to_the_broker_and_opens_a_channel() {
     let channel = connection.create_channel().await.expect("a channel");
     assert!(channel.status().connected());
     connection.close(200, "done".into()).await.expect("closes");
-}
-
-/// Collects everything logged, to search it for the password.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test]
@@ -52,17 +37,9 @@ async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
     .connection_attempts(2)
     .backoff(Duration::from_millis(10), Duration::from_millis(20));
 
-    let logs = Captured::default();
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let error = {
-        let _guard = tracing::subscriber::set_default(subscriber);
-        connect(&wrong, "test").await.unwrap_err()
-    };
+    let (logs, capturing) = CapturedLogs::capture();
+    let error = connect(&wrong, "test").await.unwrap_err();
+    drop(capturing);
     match &error {
         AmqpError::Connect { attempts, .. } => assert_eq!(*attempts, 2, "{error}"),
         other => panic!("expected a connect error, got {other:?}"),
@@ -73,7 +50,7 @@ async fn a_wrong_password_fails_after_the_attempts_and_is_never_shown() {
         shown.push_str(&format!(" {cause} {cause:?}"));
         source = cause.source();
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(
         logged.contains("connecting to RabbitMQ failed; retrying"),
         "the failed attempt is logged: {logged}"

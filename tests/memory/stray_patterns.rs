@@ -3,11 +3,10 @@
 //! would otherwise bind, and never receive anything), unless it says it expects foreign
 //! events.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use pubsub::prelude::*;
 use pubsub::{HandlerSelection, MemoryTransport};
+
+use crate::support::logs::CapturedLogs;
 
 /// The one event type of the domain these tests are about: registered at link time by
 /// its derive, never constructed.
@@ -35,24 +34,7 @@ async fn partner_events(_event: RawEvent) -> Result<(), HandlerError> {
 
 /// What `build()` logs for a bus of `service` running `handlers`.
 async fn build_log(service: &str, handlers: HandlerSelection) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _capturing) = CapturedLogs::capture();
     Bus::builder()
         .service(service)
         .transport(MemoryTransport::new())
@@ -60,8 +42,7 @@ async fn build_log(service: &str, handlers: HandlerSelection) -> String {
         .build()
         .await
         .expect("built");
-    let log = buffer.0.lock().unwrap().clone();
-    String::from_utf8(log).expect("utf-8")
+    logs.text()
 }
 
 #[tokio::test]

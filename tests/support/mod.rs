@@ -7,6 +7,7 @@
 //!   `rabbitmqctl` with the broker's state restored when a test ends;
 //! - [`amqp_config`] and [`stream_config`]: the transports' configuration from there;
 //! - [`namespace`]: names no other test or run uses;
+//! - [`logs`]: what a piece of code logs;
 //! - [`counted`]: a counted run (every event published, confirmed, handled, duplicated);
 //! - [`one_at_a_time`]: turns for the tests that change the broker's state or load it
 //!   heavily;
@@ -16,6 +17,7 @@
 
 pub(crate) mod broker;
 pub(crate) mod counted;
+pub(crate) mod logs;
 
 /// `{prefix}-` and 12 random hex digits: a name (of a service, exchange, stream) no other
 /// test or run uses. `scripts/test.sh` removes what runs left behind by prefix (`conf`,
