@@ -40,6 +40,8 @@ pub struct PublishOptions {
     pub(crate) id: Option<Uuid>,
     /// Picks the partition of a super stream.
     pub(crate) partition_key: Option<String>,
+    /// A stream named by the publisher, instead of the stream of the event's domain.
+    pub(crate) stream: Option<String>,
 }
 
 impl PublishOptions {
@@ -83,6 +85,38 @@ impl PublishOptions {
     #[must_use]
     pub fn partition_key(mut self, key: impl Into<String>) -> Self {
         self.partition_key = Some(key.into());
+        self
+    }
+
+    /// On a stream-backed transport, appends the event to the stream named `stream` (a
+    /// chat room's `chat_room_1`), with the event's own codec and content type, instead of
+    /// the stream of its domain; a super stream's partition is picked by the
+    /// [`partition_key`](Self::partition_key). A queue transport refuses it
+    /// ([`TransportError::Unsupported`](crate::transport::TransportError::Unsupported)).
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use pubsub::prelude::*;
+    /// use pubsub::stream::StartAt;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "chat", action = "said")]
+    /// struct Said { text: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let chat = Bus::publisher("chat", MemoryTransport::stream_backed());
+    /// let to_room = PublishOptions::new().to_stream("chat_room_1");
+    /// chat.publish_with(&Said { text: "hi".into() }, to_room).await?;
+    /// let mut room = chat.subscribe_to::<Said>("chat_room_1", StartAt::First).await?;
+    /// let said = room.next().await.expect("one event")?;
+    /// assert_eq!((said.event.text.as_str(), said.stream.as_str()), ("hi", "chat_room_1"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn to_stream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = Some(stream.into());
         self
     }
 
@@ -167,16 +201,26 @@ impl Publisher {
         options: PublishOptions,
     ) -> Result<PendingPublish> {
         let partition_key = options.partition_key.clone();
+        let stream = options.stream.clone();
         let message = self.message(event, options)?;
-        let destination = self.destination(&message, partition_key);
+        let destination = self.destination(&message, stream, partition_key);
         self.send_message(message, destination).await
     }
 
-    /// The topic; with a partition key, on a stream-backed transport, the stream of the
-    /// event's domain with that key.
-    fn destination(&self, message: &Message, partition_key: Option<String>) -> Destination {
-        match (partition_key, self.transport.stream_naming()) {
-            (Some(partition_key), Some(naming)) => Destination::Stream {
+    /// The stream named; else the topic, or with a partition key on a stream-backed
+    /// transport, the stream of the event's domain with that key.
+    fn destination(
+        &self,
+        message: &Message,
+        stream: Option<String>,
+        partition_key: Option<String>,
+    ) -> Destination {
+        match (stream, partition_key, self.transport.stream_naming()) {
+            (Some(stream), partition_key, _) => Destination::Stream {
+                stream,
+                partition_key,
+            },
+            (None, Some(partition_key), Some(naming)) => Destination::Stream {
                 stream: naming.stream_of_key(&message.metadata.key),
                 partition_key: Some(partition_key),
             },

@@ -20,7 +20,7 @@ use pubsub::{
     testing::TestHarness,
     transport::{
         Bytes, Consumer, Delivery, Destination, Outgoing, Settlement, StreamSource, Subscription,
-        Transport,
+        Transport, TransportError,
     },
 };
 
@@ -485,4 +485,43 @@ async fn requeue_is_refused_and_queues_do_not_exist_in_stream_mode() {
     );
     assert!(broker.publish(to_queue).await.is_err());
     assert!(broker.stream_length("events.nothing").is_err());
+}
+
+/// A typed event goes to a stream the publisher names, not to the stream of its domain, and
+/// reads back typed from there; a queue transport refuses a named stream.
+#[tokio::test]
+async fn a_typed_event_published_to_a_named_stream_lands_there() {
+    use futures::StreamExt;
+
+    let broker = MemoryTransport::stream_backed();
+    let chat = Bus::publisher("chat", broker.clone());
+    let posted = Posted { n: 7 };
+    chat.publish_with(&posted, PublishOptions::new().to_stream("ledger_room_1"))
+        .await
+        .expect("published to the named stream");
+    assert_eq!(broker.stream_length("ledger_room_1").unwrap(), 1);
+    assert!(
+        broker.stream_length("events.ledger").is_err(),
+        "nothing in the domain's stream: {:?}",
+        broker.stream_names()
+    );
+    let mut room = chat
+        .subscribe_to::<Posted>("ledger_room_1", StartAt::First)
+        .await
+        .expect("reading the named stream");
+    let read = room.next().await.expect("one event").expect("decodes");
+    assert_eq!((read.event.n, read.stream.as_str()), (7, "ledger_room_1"));
+    assert_eq!(read.metadata.content_type, "application/json");
+
+    let queues = Bus::publisher("chat", MemoryTransport::new());
+    let refused = queues
+        .publish_with(&posted, PublishOptions::new().to_stream("ledger_room_1"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(pubsub::Error::Transport(TransportError::Unsupported { .. }))
+        ),
+        "{refused:?}"
+    );
 }

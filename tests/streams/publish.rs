@@ -249,3 +249,44 @@ async fn delete(transport: &StreamTransport, streams: &[&str]) {
             .unwrap_or_else(|e| panic!("deleting {stream}: {e}"));
     }
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, pubsub::Event)]
+#[event(domain = "room", action = "said")]
+struct Said {
+    user: String,
+    text: String,
+}
+
+/// A typed event goes to a stream the publisher names (a chat room), with its own content
+/// type, and reads back typed from there; the stream of its domain gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_event_published_to_a_named_stream_reads_back_from_it() {
+    let Some(config) = support::stream_config() else {
+        return;
+    };
+    let room = support::namespace("publish-room");
+    let transport = StreamTransport::new(config);
+    let chat = pubsub::Bus::publisher("chat", transport.clone());
+    let said = Said {
+        user: "ada".into(),
+        text: "hello, room".into(),
+    };
+    chat.publish_with(&said, pubsub::PublishOptions::new().to_stream(&room))
+        .await
+        .expect("published to the room");
+    let mut events = chat
+        .subscribe_to::<Said>(&room, pubsub::stream::StartAt::First)
+        .await
+        .expect("reading the room");
+    let read = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream goes on")
+        .expect("decodes");
+    assert_eq!(read.event, said);
+    assert_eq!(read.stream, room);
+    assert_eq!(read.metadata.content_type, "application/json");
+    drop(events);
+    delete(&transport, &[&room]).await;
+    transport.close().await.expect("closed");
+}
