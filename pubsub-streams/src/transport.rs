@@ -181,6 +181,27 @@ impl StreamTransport {
         self.session.admin.stored_offset(consumer, stream).await
     }
 
+    /// Makes consumer `consumer` (a service) read `stream` from offset `next` when it next
+    /// starts (`0`: replay all the stream holds), whatever it had stored: an operator's
+    /// offset reset. It stores `next - 1` as the consumer's offset on the broker (RabbitMQ
+    /// cannot forget a stored offset; for `0`, `u64::MAX`, which the consumer reads as
+    /// "before offset 0") and waits until the broker reads it back. A consumer reading now
+    /// goes on where it is and may store its own offset over this one: stop it first.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or refused.
+    pub async fn reset_offset(
+        &self,
+        stream: &str,
+        consumer: &str,
+        next: u64,
+    ) -> Result<(), StreamsError> {
+        self.session
+            .admin
+            .store_offset_confirmed(consumer, stream, next.wrapping_sub(1))
+            .await
+    }
+
     /// Deletes `stream` (one that does not exist is fine), a super stream with its
     /// partitions: for tests and tooling.
     ///

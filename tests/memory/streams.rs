@@ -525,3 +525,45 @@ async fn a_typed_event_published_to_a_named_stream_lands_there() {
         "{refused:?}"
     );
 }
+
+/// A stored offset decides where a restarted consumer starts, whatever start position it
+/// asks for: that is logged at `info` with both values and how to start elsewhere, and
+/// `reset_offset` makes the next start read from the offset given.
+#[tokio::test]
+async fn a_stored_offset_overrides_the_start_position_with_a_note_and_a_reset_moves_it() {
+    use crate::support::logs::CapturedLogs;
+
+    let broker = MemoryTransport::stream_backed();
+    append(&broker, 3).await;
+    let mut consumer = broker.consume(&reader("archive")).await.unwrap();
+    for expected in 0..3 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.offset, Some(expected));
+        delivery.acker.settle(Settlement::Ack).await.unwrap();
+    }
+    consumer.close().await.unwrap();
+    assert_eq!(broker.stored_offset(STREAM, "archive").unwrap(), Some(2));
+
+    let (logs, capturing) = CapturedLogs::capture();
+    let from_zero = Subscription::stream("archive", source().start_at(StartAt::Offset(0)));
+    let mut again = broker.consume(&from_zero).await.unwrap();
+    drop(capturing);
+    nothing_more(&mut again).await;
+    again.close().await.unwrap();
+    let logged = logs.text();
+    assert!(
+        logged.contains("INFO")
+            && logged.contains("resumes events.ledger at offset 3, after the offset it stored (2)")
+            && logged.contains("Offset(0)")
+            && logged.contains("reset the stored offset"),
+        "{logged}"
+    );
+
+    broker.reset_offset(STREAM, "archive", 0).unwrap();
+    let mut replay = broker.consume(&from_zero).await.unwrap();
+    assert_eq!(
+        next(&mut replay).await.offset,
+        Some(0),
+        "read from the reset offset"
+    );
+}

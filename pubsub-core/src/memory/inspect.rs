@@ -185,16 +185,33 @@ impl MemoryTransport {
         Ok(self.existing_log(stream)?.stored_offset(consumer))
     }
 
-    /// Stores `offset` as consumer `consumer`'s offset on `stream`, or forgets it with
-    /// `None` (its next start follows its start position): an operator's offset reset,
-    /// effective when the consumer next starts.
+    /// Makes consumer `consumer` read `stream` from offset `next` when it next starts
+    /// (`0`: replay all it still holds), whatever it had stored: an operator's offset reset,
+    /// as [`StreamTransport::reset_offset`] does on RabbitMQ. A consumer reading now goes
+    /// on where it is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// use pubsub::{MemoryTransport, Message, transport::{Bytes, Transport}};
+    ///
+    /// let broker = MemoryTransport::stream_backed();
+    /// broker.publish(Message::new("room.said", Bytes::from_static(b"{}")).into()).await?;
+    /// broker.reset_offset("events.room", "archive", 0)?;
+    /// assert_eq!(broker.stored_offset("events.room", "archive")?, Some(u64::MAX)); // before 0
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`StreamTransport::reset_offset`]: https://docs.rs/pubsub-streams
     pub fn reset_offset(
         &self,
         stream: &str,
         consumer: &str,
-        offset: Option<u64>,
+        next: u64,
     ) -> Result<(), InspectError> {
-        self.existing_log(stream)?.store_offset(consumer, offset);
+        self.existing_log(stream)?
+            .store_offset(consumer, Some(next.wrapping_sub(1)));
         Ok(())
     }
 

@@ -110,6 +110,33 @@ impl StreamSource {
     }
 }
 
+impl StreamSource {
+    /// For a transport opening consumer `consumer` on this stream after the offset it had
+    /// stored (`stored`, the last one handled): when a start position other than the
+    /// default was asked for, logs at `info` that the stored offset decides instead, with
+    /// both values and how to start elsewhere, so that `StartAt::Offset(0)` on a service
+    /// that ran before does not silently read nothing old.
+    pub fn note_stored_offset_wins(&self, consumer: &str, stored: u64) {
+        if self.start == StartAt::Next {
+            return;
+        }
+        // u64::MAX is stored by a consumer fixed before offset 0 of an empty stream
+        let resumes_at = stored.wrapping_add(1);
+        tracing::info!(
+            consumer,
+            stream = %self.stream,
+            stored,
+            start = ?self.start,
+            "consumer {consumer:?} resumes {stream} at offset {resumes_at}, after the offset it \
+             stored ({stored}): its start position {start:?} applies only to a consumer with no \
+             stored offset; reset the stored offset (MemoryTransport::reset_offset, \
+             StreamTransport::reset_offset) or read under another consumer name to start there",
+            stream = self.stream,
+            start = self.start,
+        );
+    }
+}
+
 impl From<&str> for StreamSource {
     fn from(stream: &str) -> Self {
         Self::new(stream)

@@ -77,6 +77,7 @@ impl StreamConsumer {
         let (spec, first) = match stored {
             // u64::MAX: fixed at declare on an empty stream, "before offset 0"
             Some(stored) => {
+                source.note_stored_offset_wins(service, stored);
                 let first = stored.wrapping_add(1);
                 (OffsetSpecification::Offset(first), first)
             }

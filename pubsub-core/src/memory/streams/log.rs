@@ -131,6 +131,11 @@ impl Log {
                 .values()
                 .any(|r| r.name == name && r.single_active && r.active);
         let first = state.start_of(name, source.start, source.store);
+        if source.store != StoreOffsets::Never
+            && let Some(&stored) = state.offsets.get(name)
+        {
+            source.note_stored_offset_wins(name, stored);
+        }
         state.readers.insert(
             id,
             Reader {
@@ -306,7 +311,8 @@ impl LogState {
     fn start_of(&self, name: &str, start: StartAt, store: StoreOffsets) -> u64 {
         if store != StoreOffsets::Never {
             if let Some(stored) = self.offsets.get(name) {
-                return stored + 1;
+                // u64::MAX: reset to read from offset 0 (as the Streams transport stores it)
+                return stored.wrapping_add(1);
             }
             if let (StartAt::Next, Some(pinned)) = (start, self.pinned.get(name)) {
                 return *pinned;
