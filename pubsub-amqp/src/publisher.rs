@@ -317,17 +317,24 @@ impl Publisher {
 
 impl Session {
     /// A confirm-mode channel on `connection` with the events exchange `exchange` declared,
-    /// and its collector task.
+    /// and its collector task. A broker that refuses the declaration (a user without the
+    /// configure permission, an exchange declared otherwise) closes that channel: the
+    /// session then publishes on a new one to the exchange as it is, and says so.
     async fn open(connection: &lapin::Connection, exchange: &str) -> Result<Self, AmqpError> {
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| AmqpError::channel("opening the publishing channel", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| AmqpError::channel("turning publisher confirms on", e))?;
-        crate::topology::declare_events_exchange(&channel, exchange).await?;
+        let mut channel = confirm_channel(connection).await?;
+        match crate::topology::declare_events_exchange(&channel, exchange).await {
+            Ok(()) => {}
+            Err(AmqpError::Topology { source, .. }) if is_channel_error(&source) => {
+                tracing::warn!(
+                    exchange,
+                    error = %source,
+                    "the broker refused to declare the events exchange; publishing to it as it \
+                     is (a user without the configure permission needs it declared by another)"
+                );
+                channel = confirm_channel(connection).await?;
+            }
+            Err(error) => return Err(error),
+        }
         let (pending, incoming) = mpsc::unbounded_channel();
         tokio::spawn(collect(incoming));
         Ok(Self {
@@ -336,6 +343,19 @@ impl Session {
             waits: Mutex::default(),
         })
     }
+}
+
+/// A new channel on `connection`, in confirm mode.
+async fn confirm_channel(connection: &lapin::Connection) -> Result<lapin::Channel, AmqpError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| AmqpError::channel("opening the publishing channel", e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| AmqpError::channel("turning publisher confirms on", e))?;
+    Ok(channel)
 }
 
 /// Whether the broker closed the channel for something it refused (a soft error), as

@@ -116,18 +116,7 @@ async fn a_plain_consumer_reads_every_field_the_bus_publishes() {
     // the exchange exists once a bus declared; a raw consumer binds its own queue
     let raw = connect(&config, "raw consumer").await.unwrap();
     let channel = raw.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            config.exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_exchange(&channel, &config.exchange).await;
     let queue = format!("{ns}.raw");
     channel
         .queue_declare(
@@ -246,4 +235,69 @@ async fn a_publish_only_bus_declares_the_events_exchange() {
         "publishing on a fresh broker: {published:?}"
     );
     assert!(exists.is_ok(), "the exchange after the publish: {exists:?}");
+}
+
+/// A user without the configure permission (write and read only) publishes to an exchange
+/// another declared: the broker refuses the publisher's own declaration, and it publishes
+/// all the same, saying so, instead of failing every publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_declare_publishes_to_an_existing_exchange() {
+    use pubsub::amqp::{ENV_PASSWORD, ENV_URL, ENV_USERNAME};
+
+    use crate::support::broker::{self, RestoreWith};
+
+    let ns = namespace();
+    let Some(config) = config(&ns) else { return };
+    let Some(url) = broker::amqp_url() else {
+        return;
+    };
+    if broker::required("PUBSUB_RABBITMQCTL").is_none() {
+        return;
+    }
+    // the exchange, as a consuming service declares it
+    let admin = connect(&config, "admin").await.unwrap();
+    let channel = admin.create_channel().await.unwrap();
+    declare_exchange(&channel, &config.exchange).await;
+    let user = format!("{ns}-writer");
+    broker::ctl(&["add_user", &user, "writer-pw"]);
+    let _remove = RestoreWith(vec!["delete_user".into(), user.clone()]);
+    broker::ctl(&["set_permissions", "-p", "/", &user, "'^$'", "'.*'", "'.*'"]);
+    let writer = AmqpConfig::from_lookup(|name| match name {
+        ENV_URL => Some(url.clone()),
+        ENV_USERNAME => Some(user.clone()),
+        ENV_PASSWORD => Some("writer-pw".to_owned()),
+        _ => None,
+    })
+    .expect("the writer's config")
+    .exchange(config.exchange.clone())
+    .connection_attempts(3);
+    let web = Bus::publisher("web", AmqpTransport::new(writer));
+    let published = web
+        .publish(&SignedUp {
+            email: "grace@example.com".into(),
+        })
+        .await;
+    web.close().await.unwrap();
+    channel
+        .exchange_delete(config.exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    admin.close(200, "done".into()).await.unwrap();
+    assert!(published.is_ok(), "a writer's publish: {published:?}");
+}
+
+/// Declares the events exchange as a consuming service does (durable, topic).
+async fn declare_exchange(channel: &lapin::Channel, exchange: &str) {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declaring the exchange");
 }

@@ -114,6 +114,21 @@ impl Drop for Restore {
     }
 }
 
+/// Runs `rabbitmqctl` with these (owned) arguments when dropped, like [`Restore`]: for what
+/// a test made under a name of its own (a user, say).
+pub(crate) struct RestoreWith(pub(crate) Vec<String>);
+
+impl Drop for RestoreWith {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        let line = ctl_line(&args);
+        match Command::new("sh").arg("-c").arg(&line).status() {
+            Ok(status) if status.success() => {}
+            other => eprintln!("restoring the broker with `{line}` failed: {other:?}"),
+        }
+    }
+}
+
 /// Deletes the queues whose names start with `prefix` when dropped (with `rabbitmqctl`).
 pub(crate) struct DeleteQueues(pub(crate) String);
 
