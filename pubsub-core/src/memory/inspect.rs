@@ -3,14 +3,12 @@
 //! until nothing is in flight.
 
 use std::pin::pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::MemoryTransport;
 use super::broker::Topics;
 use super::error::InspectError;
 use super::queues::queue::Queue;
-use super::streams::log::Log;
 use crate::error::Error;
 use crate::metadata::Message;
 use crate::stream::ErrorStreamEntry;
@@ -67,20 +65,12 @@ impl MemoryTransport {
                     message: entry.message,
                 })
                 .collect()),
-            Topics::Queues => self.existing_queue(service).map(|q| dead_lettered(&q)),
+            Topics::Queues => self
+                .broker
+                .queues
+                .existing_queue(service)
+                .map(|q| dead_lettered(&q)),
         }
-    }
-
-    fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, InspectError> {
-        let queues = &self.broker.queues;
-        queues.queue(service).ok_or_else(|| {
-            let mut known: Vec<String> = queues.topology().queues.keys().cloned().collect();
-            known.sort();
-            InspectError::UnknownQueue {
-                service: service.to_owned(),
-                known,
-            }
-        })
     }
 
     /// Every dead-lettered message of every service.
@@ -99,20 +89,24 @@ impl MemoryTransport {
     /// ([`HEADER_FAILED_HANDLERS`](crate::headers::HEADER_FAILED_HANDLERS)), so only those run again
     /// and a handler that had succeeded (an email sent) is not run twice. Returns how many.
     pub fn replay_dead_letters(&self, service: &str) -> Result<usize, InspectError> {
-        self.existing_queue(service)
+        self.broker
+            .queues
+            .existing_queue(service)
             .map(|q| q.replay_dead_letters(true))
     }
 
     /// Like [`replay_dead_letters`](Self::replay_dead_letters), but every matching handler
     /// runs again, those that had succeeded too.
     pub fn replay_dead_letters_to_all(&self, service: &str) -> Result<usize, InspectError> {
-        self.existing_queue(service)
+        self.broker
+            .queues
+            .existing_queue(service)
             .map(|q| q.replay_dead_letters(false))
     }
 
     /// Counts of the queue of `service`; an error if it was never declared.
     pub fn queue_depth(&self, service: &str) -> Result<QueueDepth, InspectError> {
-        self.existing_queue(service).map(|q| {
+        self.broker.queues.existing_queue(service).map(|q| {
             let state = q.lock();
             QueueDepth {
                 ready: state.ready.len(),
@@ -158,31 +152,25 @@ impl MemoryTransport {
         self.broker.streams.names()
     }
 
-    fn existing_log(&self, stream: &str) -> Result<Arc<Log>, InspectError> {
-        self.broker
-            .streams
-            .existing_log(stream)
-            .map_err(|known| InspectError::UnknownStream {
-                stream: stream.to_owned(),
-                known,
-            })
-    }
-
     /// How many messages `stream` holds (after retention).
     pub fn stream_length(&self, stream: &str) -> Result<u64, InspectError> {
-        let (first, end) = self.existing_log(stream)?.bounds();
+        let (first, end) = self.broker.streams.existing_log(stream)?.bounds();
         Ok(end - first)
     }
 
     /// The messages `stream` holds, with their offsets, oldest first.
     pub fn stream_messages(&self, stream: &str) -> Result<Vec<(u64, Message)>, InspectError> {
-        Ok(self.existing_log(stream)?.messages())
+        Ok(self.broker.streams.existing_log(stream)?.messages())
     }
 
     /// The offset consumer `consumer` (a service) stored on `stream`: the last one it
     /// handled; it resumes after it. `None` if it stored none.
     pub fn stored_offset(&self, stream: &str, consumer: &str) -> Result<Option<u64>, InspectError> {
-        Ok(self.existing_log(stream)?.stored_offset(consumer))
+        Ok(self
+            .broker
+            .streams
+            .existing_log(stream)?
+            .stored_offset(consumer))
     }
 
     /// Makes consumer `consumer` read `stream` from offset `next` when it next starts
@@ -210,8 +198,10 @@ impl MemoryTransport {
         consumer: &str,
         next: u64,
     ) -> Result<(), InspectError> {
-        self.existing_log(stream)?
-            .store_offset(consumer, Some(next.wrapping_sub(1)));
+        self.broker
+            .streams
+            .existing_log(stream)?
+            .store_offset(consumer, next.wrapping_sub(1));
         Ok(())
     }
 
@@ -221,13 +211,7 @@ impl MemoryTransport {
     /// stream and offset it came from. An error if it does not exist (the service never
     /// consumed streams here).
     pub fn error_stream(&self, service: &str) -> Result<Vec<ErrorStreamEntry>, InspectError> {
-        let streams = &self.broker.streams;
-        streams
-            .error_stream(service)
-            .map_err(|known| InspectError::UnknownStream {
-                stream: streams.naming.error_stream(service),
-                known,
-            })
+        self.broker.streams.error_stream(service)
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use self::consumer::MemoryConsumer;
 use self::queue::Queue;
 use super::connection::Connection;
+use super::error::InspectError;
 use super::signal::BrokerSignal;
 use super::sync::{lock, read, write};
 use crate::metadata::Message;
@@ -63,6 +64,20 @@ impl QueueBroker {
 
     pub(super) fn queue(&self, name: &str) -> Option<Arc<Queue>> {
         self.topology().queues.get(name).cloned()
+    }
+
+    /// The queue of `service`; an error naming the services whose queues exist if it was
+    /// never declared.
+    pub(super) fn existing_queue(&self, service: &str) -> Result<Arc<Queue>, InspectError> {
+        let topology = self.topology();
+        topology.queues.get(service).cloned().ok_or_else(|| {
+            let mut known: Vec<String> = topology.queues.keys().cloned().collect();
+            known.sort();
+            InspectError::UnknownQueue {
+                service: service.to_owned(),
+                known,
+            }
+        })
     }
 
     /// Publishes no queue was bound for.

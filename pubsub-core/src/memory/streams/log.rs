@@ -273,14 +273,9 @@ impl Log {
         self.lock().offsets.get(name).copied()
     }
 
-    /// Stores `offset` for consumer `name` (an operator's reset); `None` forgets it.
-    pub(crate) fn store_offset(&self, name: &str, offset: Option<u64>) {
-        let mut state = self.lock();
-        match offset {
-            Some(offset) => state.offsets.insert(name.to_owned(), offset),
-            None => state.offsets.remove(name),
-        };
-        drop(state);
+    /// Stores `offset` for consumer `name` (an operator's reset).
+    pub(crate) fn store_offset(&self, name: &str, offset: u64) {
+        self.lock().offsets.insert(name.to_owned(), offset);
         self.changed();
     }
 
@@ -433,7 +428,7 @@ mod tests {
     #[test]
     fn a_stored_offset_behind_retention_resumes_at_the_oldest_kept() {
         let log = log(Retention::default(), 1);
-        log.store_offset("svc", Some(0));
+        log.store_offset("svc", 0);
         append(&log, &[b"a", b"b", b"c"]);
         attach(&log);
         assert_eq!(offset(log.read(READER)), Some(2));

@@ -14,6 +14,7 @@ use self::consumer::MemoryStreamConsumer;
 use self::log::Log;
 use self::retention::MAX_MEMORY_STREAM_LENGTH;
 use super::connection::Connection;
+use super::error::InspectError;
 use super::signal::BrokerSignal;
 use super::sync::{read, write};
 use crate::metadata::Message;
@@ -72,13 +73,16 @@ impl StreamBroker {
         Arc::clone(log)
     }
 
-    /// The log named `name` if it exists; else the names of those that do, sorted.
-    pub(super) fn existing_log(&self, name: &str) -> Result<Arc<Log>, Vec<String>> {
+    /// The log named `name`; an error naming those that exist if it does not.
+    pub(super) fn existing_log(&self, name: &str) -> Result<Arc<Log>, InspectError> {
         let logs = read(&self.logs);
         logs.get(name).cloned().ok_or_else(|| {
             let mut known: Vec<String> = logs.keys().cloned().collect();
             known.sort();
-            known
+            InspectError::UnknownStream {
+                stream: name.to_owned(),
+                known,
+            }
         })
     }
 
@@ -90,7 +94,10 @@ impl StreamBroker {
     }
 
     /// The error stream of `service`, oldest first, if it exists.
-    pub(super) fn error_stream(&self, service: &str) -> Result<Vec<ErrorStreamEntry>, Vec<String>> {
+    pub(super) fn error_stream(
+        &self,
+        service: &str,
+    ) -> Result<Vec<ErrorStreamEntry>, InspectError> {
         let messages = self
             .existing_log(&self.naming.error_stream(service))?
             .messages();
