@@ -326,12 +326,12 @@ impl BusBuilder {
             Arc::clone(&transport),
             self.unroutable_is_error,
         );
-        let consumption = if resolved.is_empty() {
+        let intake = if resolved.is_empty() {
             None
         } else {
-            let consumption = self.consumption(&service, &*transport, &patterns)?;
-            consumption.declare(&*transport).await?;
-            Some(consumption)
+            let intake = self.intake(&service, &*transport, &patterns)?;
+            intake.declare(&*transport).await?;
+            Some(intake)
         };
         let counters = Arc::default();
         let dispatcher = Dispatcher {
@@ -354,7 +354,7 @@ impl BusBuilder {
         Ok(Bus::from_parts(
             publisher,
             Some(dispatcher),
-            consumption,
+            intake,
             counters,
             self.shutdown_timeout,
         ))
@@ -423,7 +423,7 @@ impl BusBuilder {
 
     /// What the bus consumes: its service queue bound to the handlers' patterns (or its
     /// dead-letter queue), or the streams those patterns map to on a stream transport.
-    fn consumption(
+    fn intake(
         &mut self,
         service: &str,
         transport: &dyn Transport,
