@@ -343,12 +343,7 @@ impl Transport for StreamTransport {
             lock(&self.session.consumers).push(health);
             consumers.push(Box::new(consumer));
         }
-        if consumers.len() == 1
-            && let Some(only) = consumers.pop()
-        {
-            return Ok(only);
-        }
-        Ok(Box::new(MergedConsumer::new(consumers)))
+        Ok(MergedConsumer::of(consumers))
     }
 
     /// Each producer as a connection, each stream consumer as a consumer.

@@ -50,12 +50,7 @@ impl Intake {
                         }
                     }
                 }
-                if consumers.len() == 1
-                    && let Some(only) = consumers.pop()
-                {
-                    return Ok(only);
-                }
-                Ok(Box::new(MergedConsumer::new(consumers)))
+                Ok(MergedConsumer::of(consumers))
             }
         }
     }

@@ -45,6 +45,18 @@ impl MergedConsumer {
             turn: 0,
         }
     }
+
+    /// One consumer as it is, several merged (the streams of a bus, a super stream's
+    /// partitions): a single stream pays nothing for merging.
+    pub fn of(mut consumers: Vec<Box<dyn Consumer>>) -> Box<dyn Consumer> {
+        match consumers.pop() {
+            Some(only) if consumers.is_empty() => only,
+            last => {
+                consumers.extend(last);
+                Box::new(Self::new(consumers))
+            }
+        }
+    }
 }
 
 type Next<'a> = BoxFuture<'a, (usize, Option<Result<Delivery, TransportError>>)>;

@@ -206,16 +206,12 @@ impl StreamBroker {
             consumer.start_store_timer(source.store);
             consumers.push(Box::new(consumer));
         }
-        match consumers.pop() {
-            Some(only) if consumers.is_empty() => Ok(only),
-            Some(last) => {
-                consumers.push(last);
-                Ok(Box::new(MergedConsumer::new(consumers)))
-            }
-            None => Err(TransportError::topology(
+        if consumers.is_empty() {
+            return Err(TransportError::topology(
                 "a super stream without partitions",
-            )),
+            ));
         }
+        Ok(MergedConsumer::of(consumers))
     }
 
     /// Whether no stream has a reader with work left.
