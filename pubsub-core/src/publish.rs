@@ -198,10 +198,10 @@ impl Publisher {
     pub(crate) async fn send<E: Event>(
         &self,
         event: &E,
-        options: PublishOptions,
+        mut options: PublishOptions,
     ) -> Result<PendingPublish> {
-        let partition_key = options.partition_key.clone();
-        let stream = options.stream.clone();
+        // where it goes; the message is made of the rest
+        let (stream, partition_key) = (options.stream.take(), options.partition_key.take());
         let message = self.message(event, options)?;
         let destination = self.destination(&message, stream, partition_key);
         self.send_message(message, destination).await

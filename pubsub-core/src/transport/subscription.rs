@@ -108,9 +108,7 @@ impl StreamSource {
         self.super_stream = enabled;
         self
     }
-}
 
-impl StreamSource {
     /// For a transport opening consumer `consumer` on this stream after the offset it had
     /// stored (`stored`, the last one handled): when a start position other than the
     /// default was asked for, logs at `info` that the stored offset decides instead, with
