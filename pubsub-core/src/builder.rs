@@ -124,7 +124,7 @@ impl BusBuilder {
 
     /// The transport (default: a fresh [`MemoryTransport`]).
     pub fn transport(mut self, transport: impl Transport) -> Self {
-        self.transport = Some(Arc::new(transport));
+        self.transport = Some(crate::transport::into_shared(transport));
         self
     }
 

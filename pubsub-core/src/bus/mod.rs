@@ -101,7 +101,11 @@ impl Bus {
     /// # }
     /// ```
     pub fn publisher(service: impl Into<String>, transport: impl Transport) -> Self {
-        let publisher = Publisher::new(service.into(), Arc::new(transport), false);
+        let publisher = Publisher::new(
+            service.into(),
+            crate::transport::into_shared(transport),
+            false,
+        );
         Self::from_parts(publisher, None, None, Arc::default(), Duration::ZERO)
     }
 

@@ -116,3 +116,22 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::MemoryTransport;
+    use crate::transport::{Transport, into_shared};
+
+    #[test]
+    fn a_shared_transport_is_not_wrapped_again() {
+        let shared: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+        assert!(Arc::ptr_eq(&into_shared(Arc::clone(&shared)), &shared));
+        assert_eq!(Arc::strong_count(&shared), 1, "the clone given was dropped");
+        assert_eq!(
+            into_shared(MemoryTransport::stream_backed()).name(),
+            "memory-streams"
+        );
+    }
+}

@@ -208,6 +208,17 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     }
 }
 
+/// `transport` behind an `Arc<dyn Transport>`: the one it is when it is already one, so that
+/// a bus given a shared transport calls it directly, not through the forwarding impl above
+/// (one boxed future more per call).
+pub(crate) fn into_shared<T: Transport>(transport: T) -> std::sync::Arc<dyn Transport> {
+    let any: &dyn std::any::Any = &transport;
+    match any.downcast_ref::<std::sync::Arc<dyn Transport>>() {
+        Some(shared) => std::sync::Arc::clone(shared),
+        None => std::sync::Arc::new(transport),
+    }
+}
+
 /// The deliveries of one subscription.
 ///
 /// The bus polls [`next`](Self::next) while deliveries are in flight, and settles each
