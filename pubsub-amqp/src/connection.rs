@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::config::AmqpConfig;
+use crate::connect_failure::{classify, describe};
 use crate::error::AmqpError;
 
 /// Opens a connection to the configured broker, named `pubsub <role>` in the management
-/// UI, trying [`AmqpConfig::connection_attempts`] times with a backoff that starts at
+/// UI. A broker that cannot be reached (refused, reset, unresolved, silent) is tried
+/// [`AmqpConfig::connection_attempts`] times with a backoff that starts at
 /// [`AmqpConfig::initial_backoff`], doubles, is capped at [`AmqpConfig::max_backoff`] and
-/// is jittered by ±20 %. Each failed attempt is logged (without the password); the error
-/// after the last one keeps lapin's.
+/// is jittered by ±20 %, each failed attempt logged once at WARN (without the password).
+/// A refused login, an unknown virtual host, a port that speaks another protocol and a
+/// failed TLS handshake are not retried: [`AmqpError::Connect`] says at once what to
+/// check, with lapin's error as its source.
 ///
 /// Publishers and consumers take one connection each: a broker alarm blocks publishing
 /// connections only, and consumers must keep draining queues meanwhile.
@@ -37,17 +41,20 @@ pub async fn connect(config: &AmqpConfig, role: &str) -> Result<Connection, Amqp
                 tracing::info!(url = %config.url(), role, attempt, "connected to RabbitMQ");
                 return Ok(connection);
             }
-            Err(error) if attempt >= attempts => {
-                return Err(AmqpError::Connect {
-                    url: config.url(),
-                    attempts: attempt,
-                    elapsed: started.elapsed(),
-                    source: Arc::new(error),
-                });
-            }
             Err(error) => {
+                let failure = classify(config, &error).await;
+                if !failure.is_transient() || attempt >= attempts {
+                    let elapsed = started.elapsed();
+                    return Err(AmqpError::Connect {
+                        failure,
+                        message: describe(config, failure, attempt, elapsed),
+                        attempts: attempt,
+                        elapsed,
+                        source: Arc::new(error),
+                    });
+                }
                 let pause = jittered(wait);
-                tracing::warn!(url = %config.url(), role, attempt, of = attempts, %error, retry_in = ?pause, "connecting to RabbitMQ failed; retrying");
+                tracing::warn!(url = %config.url(), role, attempt, of = attempts, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "cannot reach RabbitMQ yet; retrying");
                 tokio::time::sleep(pause).await;
                 wait = (wait * 2).min(config.max_backoff);
                 attempt += 1;
@@ -86,7 +93,9 @@ pub(crate) async fn close_bounded(
 ) {
     match tokio::time::timeout(CLOSE_TIMEOUT, close).await {
         Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "closing the {what}"),
+        Ok(Err(error)) => {
+            tracing::debug!(error = %pubsub_core::Report::new(&error), "closing the {what}")
+        }
         Err(_) => tracing::debug!("closing the {what} timed out"),
     }
 }

@@ -209,7 +209,7 @@ impl Source {
                 }
                 Err(TransportError::Closed) => return None,
                 Err(error) => {
-                    tracing::warn!(service = %self.subscription.service, %error, "resuming the consumer failed; trying again");
+                    tracing::warn!(service = %self.subscription.service, error = %pubsub_core::Report::new(&error), "resuming the consumer failed; trying again");
                     lock(&self.health).last_error = Some(error.to_string());
                     let pause = crate::connection::jittered(*backoff);
                     *backoff = (*backoff * 2).min(self.config.max_backoff);
@@ -263,7 +263,9 @@ impl Source {
                 let cancel = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default());
                 match tokio::time::timeout(CANCEL_WAIT, cancel).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(error)) => tracing::debug!(%error, "cancelling the consumer"),
+                    Ok(Err(error)) => {
+                        tracing::debug!(error = %pubsub_core::Report::new(&error), "cancelling the consumer")
+                    }
                     // the channel stopped answering: closing it (as `run` does for
                     // `Closed`) stops the deliveries too
                     Err(_) => {
@@ -438,7 +440,7 @@ impl AmqpAcker {
         match confirmed {
             Ok(()) => self.ack().await,
             Err(error) => {
-                tracing::warn!(id = %self.message.metadata.id, %error, requeue, "publishing {copy} failed; rejecting the original");
+                tracing::warn!(id = %self.message.metadata.id, error = %pubsub_core::Report::new(&error), requeue, "publishing {copy} failed; rejecting the original");
                 taken(self.acker.reject(BasicRejectOptions { requeue }).await)
             }
         }
@@ -463,9 +465,8 @@ fn taken(result: Result<bool, lapin::Error>) -> Result<(), TransportError> {
 
 fn settle_error(error: lapin::Error) -> TransportError {
     TransportError::Settle {
-        message: format!(
-            "the broker did not take the settlement ({error}); it will deliver the message again"
-        ),
+        message: "the broker did not take the settlement; it will deliver the message again"
+            .to_owned(),
         source: Some(Arc::new(error)),
     }
 }

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::transport::TransportError;
+use pubsub_core::transport::{ConnectFailure, TransportError};
 
 /// What can go wrong in the AMQP transport. Broker addresses in messages never carry the
-/// password.
+/// password. Each variant says its own part; lapin's error is its
+/// [`source`](std::error::Error::source) (see [`pubsub_core::Report`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AmqpError {
@@ -15,7 +16,7 @@ pub enum AmqpError {
     Config(String),
     /// Declaring or binding an exchange or queue failed (a queue declared before with other
     /// arguments, say).
-    #[error("topology: {what}: {source}")]
+    #[error("topology: {what}")]
     Topology {
         /// What was being declared.
         what: String,
@@ -24,7 +25,7 @@ pub enum AmqpError {
         source: Arc<lapin::Error>,
     },
     /// Opening or setting up a channel failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Channel {
         /// What was being done.
         what: String,
@@ -35,11 +36,15 @@ pub enum AmqpError {
     /// The transport cannot do this.
     #[error("the AMQP transport does not support {0}")]
     Unsupported(&'static str),
-    /// No connection could be made within the configured attempts.
-    #[error("could not connect to {url} after {attempts} attempt(s) over {elapsed:?}: {source}")]
+    /// No connection could be made: refused for a reason retrying does not fix (reported
+    /// after the first attempt), or unreachable within the configured attempts. The message
+    /// says what to check.
+    #[error("{message}")]
     Connect {
-        /// The broker, password hidden.
-        url: String,
+        /// Why, by what fixes it.
+        failure: ConnectFailure,
+        /// What failed and what to check, password hidden.
+        message: String,
         /// Attempts made.
         attempts: u32,
         /// Time spent.
@@ -74,16 +79,25 @@ impl From<AmqpError> for TransportError {
                 what,
                 transport: "amqp",
             },
-            topology @ AmqpError::Topology { .. } => TransportError::Topology {
-                message: topology.to_string(),
-                source: Some(Arc::new(topology)),
+            // each level says its own part: lapin's error becomes the source
+            AmqpError::Topology { what, source } => TransportError::Topology {
+                message: what,
+                source: Some(source),
             },
-            connect @ (AmqpError::Connect { .. } | AmqpError::Channel { .. }) => {
-                TransportError::Unavailable {
-                    message: connect.to_string(),
-                    source: Some(Arc::new(connect)),
-                }
-            }
+            AmqpError::Channel { what, source } => TransportError::Unavailable {
+                message: what,
+                source: Some(source),
+            },
+            AmqpError::Connect {
+                failure,
+                message,
+                source,
+                ..
+            } => TransportError::Connect {
+                failure,
+                message,
+                source: Some(source),
+            },
         }
     }
 }

@@ -4,7 +4,9 @@
 //!   `RABBITMQ_HOST` / `PORT` / `USERNAME` / `PASSWORD` / `VHOST` (a `.env` file honoured),
 //!   with connection attempts and capped backoff, heartbeat, prefetch, exchange name and
 //!   queue options. Passwords never appear in its `Debug`, in errors or in logs.
-//! - [`connect`]: a connection made with those attempts and that backoff.
+//! - [`connect`]: a connection made with those attempts and that backoff; a refused login,
+//!   an unknown virtual host, a wrong port or a failed TLS handshake fails at once with what
+//!   to check.
 //! - [`AmqpTransport`]: the `Transport`. Topology declared idempotently (topic exchange,
 //!   a queue per service bound with its patterns, a dead-letter exchange and queue per
 //!   service); confirmed, `mandatory`, pipelined publishing on its own connection, with
@@ -34,6 +36,7 @@
 //! ```
 
 mod config;
+mod connect_failure;
 mod connection;
 mod consumer;
 mod convert;

@@ -273,7 +273,7 @@ async fn reconnect(
             Ok(connection) => return Some(connection),
             Err(error) => {
                 let pause = jittered(wait);
-                tracing::debug!(role = shared.role, attempt, %error, retry_in = ?pause, "reconnecting to RabbitMQ failed");
+                tracing::debug!(role = shared.role, attempt, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "reconnecting to RabbitMQ failed");
                 shared.transition(ConnectionState::Down, |h| {
                     h.last_error = Some(error.to_string());
                 });

@@ -183,7 +183,7 @@ impl Publisher {
                             }
                         }
                         publisher.resent.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(id = %message.metadata.id, %error, "the publish lost its channel before the confirm; writing it again");
+                        tracing::debug!(id = %message.metadata.id, error = %pubsub_core::Report::new(&error), "the publish lost its channel before the confirm; writing it again");
                         answered = publisher.write(&route, &message, deadline).await?;
                     }
                 }
@@ -240,7 +240,7 @@ impl Publisher {
             if failures >= CHANNEL_ERRORS_PER_MESSAGE && is_channel_error(&error) {
                 return Err(publish_error(error));
             }
-            tracing::debug!(%error, "writing a publish failed; trying on a new channel");
+            tracing::debug!(error = %pubsub_core::Report::new(&error), "writing a publish failed; trying on a new channel");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -327,7 +327,7 @@ impl Session {
             Err(AmqpError::Topology { source, .. }) if is_channel_error(&source) => {
                 tracing::warn!(
                     exchange,
-                    error = %source,
+                    error = %pubsub_core::Report::new(&source),
                     "the broker refused to declare the events exchange; publishing to it as it \
                      is (a user without the configure permission needs it declared by another)"
                 );
@@ -366,7 +366,7 @@ fn is_channel_error(error: &lapin::Error) -> bool {
 
 fn publish_error(error: lapin::Error) -> TransportError {
     TransportError::Unavailable {
-        message: format!("publishing failed: {error}"),
+        message: "publishing failed".to_owned(),
         source: Some(Arc::new(error)),
     }
 }

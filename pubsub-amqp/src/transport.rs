@@ -127,7 +127,7 @@ impl AmqpTransport {
             .map_err(|e| AmqpError::channel("opening a channel to declare", e))?;
         let queue = topology::declare(&channel, &self.inner.config, subscription).await;
         if let Err(error) = channel.close(200, "declared".into()).await {
-            tracing::debug!(%error, "closing the declaring channel");
+            tracing::debug!(error = %pubsub_core::Report::new(&error), "closing the declaring channel");
         }
         Ok(queue?)
     }
@@ -223,7 +223,7 @@ impl Transport for AmqpTransport {
         }
         // closing the channel gives back every message it held
         if let Err(error) = channel.close(200, "peeked".into()).await {
-            tracing::debug!(%error, "closing the dead-letter channel");
+            tracing::debug!(error = %pubsub_core::Report::new(&error), "closing the dead-letter channel");
         }
         Ok(messages)
     }

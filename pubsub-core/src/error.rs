@@ -11,14 +11,19 @@ use crate::transport::TransportError;
 
 /// Everything that can go wrong in the bus itself (handlers fail with
 /// [`HandlerError`](crate::HandlerError) instead).
-#[derive(Debug, thiserror::Error)]
+///
+/// Each variant says only its own part; the cause is its
+/// [`source`](std::error::Error::source). [`Report`](crate::Report) shows the whole chain
+/// on one line, and `Debug` (what `main` prints when it returns the error) shows it with
+/// one cause per line.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An event could not be encoded or a payload could not be decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The transport failed (connection lost, publish not confirmed, ...).
-    #[error("transport error: {0}")]
+    #[error(transparent)]
     Transport(#[from] TransportError),
     /// The bus builder was not given a service name (reported by
     /// [`BusBuilder::build`](crate::BusBuilder::build)).
@@ -108,7 +113,7 @@ pub enum Error {
     Inspect(#[from] InspectError),
     /// A message read from a stream under an event's key did not decode as that event
     /// (an item of an [`EventStream`](crate::stream::EventStream); the stream goes on).
-    #[error("message {id} at offset {offset:?} of stream {stream} does not decode: {source}")]
+    #[error("message {id} at offset {offset:?} of stream {stream} does not decode")]
     Undecodable {
         /// The stream.
         stream: String,
@@ -129,5 +134,32 @@ pub enum Error {
     Task(String),
 }
 
+/// The error and its causes, one per line (see [`Report`](crate::Report)'s `Debug`).
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&crate::Report::new(self), f)
+    }
+}
+
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use crate::transport::TransportError;
+
+    #[test]
+    fn debug_shows_each_cause_once_on_its_own_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let error = Error::from(TransportError::Unavailable {
+            message: "publishing failed".into(),
+            source: Some(std::sync::Arc::new(io)),
+        });
+        assert_eq!(error.to_string(), "connection unavailable: publishing failed");
+        assert_eq!(
+            format!("{error:?}"),
+            "connection unavailable: publishing failed\n\nCaused by:\n    connection reset"
+        );
+    }
+}

@@ -78,6 +78,9 @@ pub struct StreamConfig {
     /// Longest a publish may take from start to confirm (default 30 s), reconnecting,
     /// re-creating a deleted stream and re-sending included.
     pub publish_timeout: Duration,
+    /// Connection attempts before giving up on a broker that cannot be reached (at least 1;
+    /// default 10, as on AMQP). A refused login or a wrong port fails at the first.
+    pub connection_attempts: u32,
     /// Wait after the first failed reconnect (default 500 ms), doubling up to
     /// `max_backoff` (default 10 s), each wait jittered by ±20 %.
     pub initial_backoff: Duration,
@@ -123,6 +126,7 @@ impl StreamConfig {
             naming: StreamNaming::default(),
             timeout: Duration::from_secs(10),
             publish_timeout: Duration::from_secs(30),
+            connection_attempts: 10,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
             check_interval: Duration::from_secs(1),
@@ -256,7 +260,16 @@ impl StreamConfig {
         self
     }
 
-    /// Backoff between reconnect attempts: `initial`, doubling up to `max`.
+    /// Connection attempts before giving up on a broker that cannot be reached (at least
+    /// 1): the first connection and each reconnect of the raw client.
+    #[must_use]
+    pub fn connection_attempts(mut self, attempts: u32) -> Self {
+        self.connection_attempts = attempts.max(1);
+        self
+    }
+
+    /// Backoff between connection attempts and reconnects: `initial`, doubling up to
+    /// `max`, each wait jittered by ±20 %.
     #[must_use]
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;

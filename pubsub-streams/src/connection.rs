@@ -12,6 +12,7 @@ use rabbitmq_stream_client::{Client, ClientOptions, Environment};
 use tokio::sync::Mutex;
 
 use crate::config::StreamConfig;
+use crate::connect_failure::{classify, describe};
 use crate::error::StreamsError;
 
 /// Waits at most `after` for `future`.
@@ -50,21 +51,62 @@ impl Backoff {
 
 /// The environment producers and consumers are built from.
 pub(crate) async fn environment(config: &StreamConfig) -> Result<Environment, StreamsError> {
-    let builder = Environment::builder()
-        .host(&config.host)
-        .port(config.port)
-        .username(&config.username)
-        .password(config.secret())
-        .virtual_host(&config.vhost)
-        .load_balancer_mode(config.load_balancer_mode)
-        .client_provided_name("pubsub-streams");
-    bounded("connect", config.timeout, async {
-        builder
+    connect(config, "environment", || {
+        Environment::builder()
+            .host(&config.host)
+            .port(config.port)
+            .username(&config.username)
+            .password(config.secret())
+            .virtual_host(&config.vhost)
+            .load_balancer_mode(config.load_balancer_mode)
+            .client_provided_name("pubsub-streams")
             .build()
-            .await
-            .map_err(|e| StreamsError::client(format!("connect to {}", config.address()), e))
     })
     .await
+}
+
+/// Connects with `attempt`, each try bounded by the configured timeout. A broker that
+/// cannot be reached is tried [`StreamConfig::connection_attempts`] times with the
+/// configured backoff, each failure logged once at WARN; a refused login, an unknown
+/// virtual host or a port that speaks another protocol fails at once with what to check.
+async fn connect<T, F, Fut>(
+    config: &StreamConfig,
+    role: &'static str,
+    mut attempt: F,
+) -> Result<T, StreamsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let started = std::time::Instant::now();
+    let attempts = config.connection_attempts.max(1);
+    let mut backoff = Backoff::new(config);
+    let mut tried = 1;
+    loop {
+        let error = match tokio::time::timeout(config.timeout, attempt()).await {
+            Ok(Ok(connected)) => {
+                tracing::debug!(address = %config.address(), role, attempt = tried, "connected to RabbitMQ Streams");
+                return Ok(connected);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", config.timeout),
+            )),
+        };
+        let failure = classify(config, &error).await;
+        if !failure.is_transient() || tried >= attempts {
+            return Err(StreamsError::Connect {
+                failure,
+                message: describe(config, failure, tried, started.elapsed()),
+                source: std::sync::Arc::new(error),
+            });
+        }
+        let pause = backoff.next_wait();
+        tracing::warn!(address = %config.address(), role, attempt = tried, of = attempts, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "cannot reach RabbitMQ Streams yet; retrying");
+        tokio::time::sleep(pause).await;
+        tried += 1;
+    }
 }
 
 /// What [`Admin::probe`] found.
@@ -107,12 +149,7 @@ impl Admin {
             .load_balancer_mode(c.load_balancer_mode)
             .client_provided_name("pubsub-streams-admin".to_owned())
             .build();
-        let client = bounded("connect", c.timeout, async {
-            Client::connect(options)
-                .await
-                .map_err(|e| StreamsError::client(format!("connect to {}", c.address()), e))
-        })
-        .await?;
+        let client = connect(c, "admin", || Client::connect(options.clone())).await?;
         *slot = Some(client.clone());
         Ok(client)
     }

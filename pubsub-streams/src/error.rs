@@ -3,18 +3,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pubsub_core::transport::{BoxedSource, TransportError};
+use pubsub_core::transport::{BoxedSource, ConnectFailure, TransportError};
 
 /// What can go wrong in the streams transport. Broker addresses in messages never carry
-/// the password.
+/// the password. Each variant says its own part; the client's error is its
+/// [`source`](std::error::Error::source) (see [`pubsub_core::Report`]).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamsError {
     /// The configuration is not usable.
     #[error("streams configuration: {0}")]
     Config(String),
+    /// No connection could be made: refused for a reason retrying does not fix (reported
+    /// after the first attempt), or unreachable within the configured attempts. The message
+    /// says what to check.
+    #[error("{message}")]
+    Connect {
+        /// Why, by what fixes it.
+        failure: ConnectFailure,
+        /// What failed and what to check, password hidden.
+        message: String,
+        /// The client's error of the last attempt.
+        #[source]
+        source: BoxedSource,
+    },
     /// The client reported an error while doing `what`.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Client {
         /// What was being done (`connect to rabbitmq-stream://app:***@host:5552/`).
         what: String,
@@ -67,9 +81,19 @@ impl From<StreamsError> for TransportError {
             refused @ StreamsError::Refused { .. } => TransportError::Nacked {
                 reason: refused.to_string(),
             },
-            client @ StreamsError::Client { .. } => TransportError::Unavailable {
-                message: client.to_string(),
-                source: Some(Arc::new(client)),
+            // each level says its own part: the client's error becomes the source
+            StreamsError::Client { what, source } => TransportError::Unavailable {
+                message: what,
+                source: Some(source),
+            },
+            StreamsError::Connect {
+                failure,
+                message,
+                source,
+            } => TransportError::Connect {
+                failure,
+                message,
+                source: Some(source),
             },
         }
     }

@@ -25,6 +25,7 @@
 //! ```
 
 mod config;
+mod connect_failure;
 mod connection;
 mod consumer;
 mod convert;

@@ -10,6 +10,7 @@ mod support;
 
 mod broker;
 mod conformance;
+mod connect;
 mod offsets;
 mod partitions;
 mod publish;

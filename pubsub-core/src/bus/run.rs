@@ -125,7 +125,7 @@ impl Bus {
                     break;
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "consumer error; continuing");
+                    tracing::warn!(error = %crate::Report::new(&error), "consumer error; continuing");
                     // pause before asking again, while in-flight deliveries keep running
                     let mut pause = std::pin::pin!(tokio::time::sleep(Duration::from_millis(100)));
                     loop {
@@ -194,7 +194,7 @@ impl Bus {
                 Ok(()) => counters.ended(ended),
                 Err(error) => {
                     let id = &incoming.message.metadata.id;
-                    tracing::error!(%id, %error, "could not settle the delivery; the broker will deliver it again");
+                    tracing::error!(%id, error = %crate::Report::new(&error), "could not settle the delivery; the broker will deliver it again");
                     counters.ended(Ended::SettleError);
                 }
             }
@@ -209,7 +209,7 @@ impl Bus {
         abandon: watch::Sender<bool>,
     ) {
         if let Err(error) = consumer.cancel().await {
-            tracing::warn!(%error, "cancelling the consumer failed");
+            tracing::warn!(error = %crate::Report::new(&error), "cancelling the consumer failed");
         }
         let count = in_flight.len();
         let deadline = self.inner.shutdown_timeout;
@@ -226,7 +226,7 @@ impl Bus {
             while in_flight.next().await.is_some() {}
         }
         if let Err(error) = consumer.close().await {
-            tracing::warn!(%error, "closing the consumer failed");
+            tracing::warn!(error = %crate::Report::new(&error), "closing the consumer failed");
         }
         tracing::info!(service = %self.service(), in_flight = count, "bus stopped");
     }

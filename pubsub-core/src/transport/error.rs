@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::connect::ConnectFailure;
+
 /// The source error a transport keeps (lapin's, the stream client's), shared so that the
 /// error stays `Clone`.
 pub type BoxedSource = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
@@ -19,6 +21,19 @@ pub type BoxedSource = std::sync::Arc<dyn std::error::Error + Send + Sync + 'sta
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
+    /// No connection to the broker could be made: `failure` says why, and the message what
+    /// to check (the variable, the port). Only an unreachable broker is retried (with the
+    /// transport's backoff); the other failures are reported at once.
+    #[error("{message}")]
+    Connect {
+        /// Why, by what fixes it.
+        failure: ConnectFailure,
+        /// What happened and what to check; never the password.
+        message: String,
+        /// The client's error.
+        #[source]
+        source: Option<BoxedSource>,
+    },
     /// The connection to the broker is gone and could not be restored in time.
     #[error("connection unavailable: {message}")]
     Unavailable {
@@ -136,9 +151,10 @@ impl TransportError {
     /// Whether trying again later may succeed (a lost connection, a blocked broker, a
     /// timeout), as opposed to a refusal that will repeat.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Unavailable { .. } | Self::Blocked { .. } | Self::TimedOut { .. }
-        )
+        match self {
+            Self::Connect { failure, .. } => failure.is_transient(),
+            Self::Unavailable { .. } | Self::Blocked { .. } | Self::TimedOut { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! good ends with `None` or [`TransportError::Closed`].
 
 mod capabilities;
+mod connect;
 mod dead_letter;
 mod delivery;
 mod error;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use capabilities::{Capabilities, DelayedRedelivery, SettlementModel};
+pub use connect::{ConnectFailure, Peer, identify_peer};
 pub use dead_letter::DeadLetteredMessage;
 pub use delivery::{Acker, DeadLetter, Delivery, Retry, Settlement};
 pub use error::{BoxedSource, TransportError};

@@ -35,7 +35,7 @@ impl StreamAcker {
             .await
             .map_err(|error| TransportError::Settle {
                 message: format!(
-                    "appending offset {} of {} to {errors}: {error}",
+                    "appending offset {} of {} to {errors}",
                     self.offset, o.stream
                 ),
                 source: Some(Arc::new(error)),

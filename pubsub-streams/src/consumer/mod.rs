@@ -170,7 +170,7 @@ impl StreamConsumer {
             Err(error) => {
                 // the admin connection's trouble; the subscription's own connection tells
                 // when it is lost
-                tracing::debug!(stream = %o.stream, %error, "checking the stream failed");
+                tracing::debug!(stream = %o.stream, error = %pubsub_core::Report::new(&error), "checking the stream failed");
                 return;
             }
         };
@@ -202,7 +202,7 @@ impl StreamConsumer {
                 }
                 Err(error) => {
                     let wait = backoff.next_wait();
-                    tracing::warn!(stream = %self.offsets.stream, %error, ?wait, "resubscribing failed; trying again");
+                    tracing::warn!(stream = %self.offsets.stream, error = %pubsub_core::Report::new(&error), ?wait, "resubscribing failed; trying again");
                     self.set_state(ConsumerState::Recovering, Some(error.to_string()));
                     tokio::select! {
                         biased;

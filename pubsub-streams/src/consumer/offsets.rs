@@ -62,7 +62,7 @@ impl Offsets {
             .await
         {
             // not fatal: a later store covers it; a restart reads a little more again
-            tracing::warn!(stream = %self.stream, consumer = %name, offset, %error, "storing the offset failed");
+            tracing::warn!(stream = %self.stream, consumer = %name, offset, error = %pubsub_core::Report::new(&error), "storing the offset failed");
         }
     }
 }

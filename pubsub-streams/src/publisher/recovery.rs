@@ -126,7 +126,7 @@ impl Inner {
                 Ok(producer) => break producer,
                 Err(error) => {
                     let wait = backoff.next_wait();
-                    tracing::warn!(producer = %self.name, stream = %self.stream, %error, ?wait, "rebuilding the producer failed; trying again");
+                    tracing::warn!(producer = %self.name, stream = %self.stream, error = %pubsub_core::Report::new(&error), ?wait, "rebuilding the producer failed; trying again");
                     self.note_error(&error.to_string());
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
