@@ -95,13 +95,25 @@ impl fmt::Debug for HandlerError {
     }
 }
 
+/// Any error converts into a retryable failure with `?`: a `std::error::Error`, an
+/// `anyhow::Error` (or another report type that converts into a boxed error), a `String`,
+/// a `&str`. The message is the error and its sources, each once
+/// ([`Report`](crate::Report)).
+///
+/// ```
+/// use pubsub::HandlerError;
+/// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+/// assert_eq!(HandlerError::from(io).message(), "no such file");
+/// assert_eq!(HandlerError::from("out of stock").message(), "out of stock");
+/// assert!(HandlerError::from(String::from("busy")).is_retryable());
+/// ```
 impl<E> From<E> for HandlerError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
 {
     fn from(error: E) -> Self {
-        // the whole chain, each level once
-        Self::new(crate::Report::new(&error).to_string())
+        let error: Box<dyn std::error::Error + Send + Sync + 'static> = error.into();
+        Self::new(crate::Report::new(&*error).to_string())
     }
 }
 

@@ -160,11 +160,13 @@ impl FromContext for Context {
 }
 
 /// What a handler may return: `Result<(), E>` for any `E` that converts into
-/// [`HandlerError`].
+/// [`HandlerError`]: `HandlerError` itself, any `std::error::Error`, `anyhow::Error`,
+/// `String` (each a retryable failure; see [`HandlerResultExt`](crate::HandlerResultExt)
+/// to dead-letter at once).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid handler return type",
     label = "expected `Result<(), E>` where `E: Into<HandlerError>`",
-    note = "return `Result<(), HandlerError>`, or a `Result` whose error implements `std::error::Error`"
+    note = "return `Result<(), E>` with `E` a `HandlerError`, a `std::error::Error`, an `anyhow::Error` or a `String`"
 )]
 pub trait IntoHandlerResult {
     /// Converts the handler's output.

@@ -11,11 +11,6 @@ async fn returns_number(_event: OrderCreated) -> u32 {
     0
 }
 
-#[handler("order.*")]
-async fn returns_string_error(_event: RawEvent) -> Result<(), String> {
-    Ok(())
-}
-
 #[handler("order.#")]
 async fn returns_value(_event: RawEvent) -> Result<u32, HandlerError> {
     Ok(1)
