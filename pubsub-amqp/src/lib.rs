@@ -39,7 +39,9 @@ mod consumer;
 mod convert;
 mod error;
 mod link;
+mod management;
 mod publisher;
+mod stale_bindings;
 mod sync;
 mod topology;
 mod transport;
@@ -52,8 +54,8 @@ mod transport;
 mod test_broker;
 
 pub use config::{
-    AmqpConfig, Argument, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST,
-    QueueOptions, QueueType,
+    AmqpConfig, Argument, ENV_HOST, ENV_MANAGEMENT_URL, ENV_PASSWORD, ENV_PORT, ENV_URL,
+    ENV_USERNAME, ENV_VHOST, QueueOptions, QueueType,
 };
 pub use connection::connect;
 pub use error::AmqpError;
