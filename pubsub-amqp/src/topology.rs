@@ -8,6 +8,10 @@
 //! | its dead-letter exchange | `{service}.dlx` | durable fanout exchange |
 //! | its dead-letter queue | `{service}.dead-letters` | durable queue bound to the DLX |
 //!
+//! A service's start also removes the bindings from the events exchange to its queue that no
+//! pattern asks for any more (`stale_bindings`, through the management API): a handler
+//! removed stops its events from piling up in the queue.
+//!
 //! The broker itself dead-letters into `{service}.dead-letters` what is rejected without
 //! requeue or delivered past a quorum queue's delivery limit; the transport publishes its
 //! own dead letters (with reason and failed handlers) there too.
