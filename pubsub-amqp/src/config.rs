@@ -94,12 +94,25 @@ pub struct AmqpConfig {
 pub struct QueueOptions {
     /// Survives a broker restart (default true).
     pub durable: bool,
-    /// Only this connection may use it, and it goes with it (default false).
+    /// Only this connection may use it, and it goes with it (default false). For a queue
+    /// of one process (a live reader named with a uuid, say): its dead-letter queue and
+    /// wait queues are then exclusive and its dead-letter exchange auto-delete, so nothing
+    /// of it outlives the process.
     pub exclusive: bool,
-    /// Deleted when its last consumer goes (default false).
+    /// Deleted when its last consumer goes (default false); its dead-letter queue, wait
+    /// queues and dead-letter exchange then go with their connection, as for `exclusive`.
     pub auto_delete: bool,
     /// Extra `x-` arguments (`x-max-length`, `x-message-ttl`, ...).
     pub arguments: BTreeMap<String, Argument>,
+}
+
+impl QueueOptions {
+    /// Whether the queue goes with its connection or its consumers (exclusive or
+    /// auto-delete): a queue of one process, whose dead-letter queue, dead-letter exchange
+    /// and wait queues must go too.
+    pub(crate) fn per_process(&self) -> bool {
+        self.exclusive || self.auto_delete
+    }
 }
 
 impl Default for QueueOptions {
