@@ -12,6 +12,7 @@ use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
 use pubsub::prelude::*;
 use pubsub::{Handler, HandlerSelection};
 
+use crate::management;
 use crate::support::{self, broker, logs::CapturedLogs};
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -62,26 +63,10 @@ async fn start(config: &AmqpConfig, service: &str, handlers: Vec<Handler>) -> Bu
 /// The routing keys of the bindings from `exchange` to `queue`, sorted, as the management
 /// API lists them.
 fn bound_keys(exchange: &str, queue: &str) -> Vec<String> {
-    let api = broker::required("RABBITMQ_MANAGEMENT_URL").expect("checked by the test");
-    let url = broker::amqp_url().expect("checked by the test");
-    // the AMQP URL's credentials, as the transport uses them
-    let userinfo = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('@'))
-        .map_or("guest:guest", |(userinfo, _)| userinfo);
-    let (scheme, host) = api.split_once("://").expect("a URL");
-    let url = format!(
-        "{scheme}://{userinfo}@{}/api/queues/%2F/{queue}/bindings",
-        host.trim_end_matches('/')
-    );
-    let body = ureq::get(&url)
-        .call()
-        .expect("the management API answers")
-        .body_mut()
-        .read_to_string()
-        .expect("a body");
-    let bindings: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+    let bindings = management::get(&format!("/queues/%2F/{queue}/bindings")).expect("the queue");
     let mut keys: Vec<String> = bindings
+        .as_array()
+        .expect("a list")
         .iter()
         .filter(|b| b["source"] == exchange)
         .filter_map(|b| b["routing_key"].as_str().map(str::to_owned))
