@@ -68,6 +68,21 @@ async fn bound_queue(channel: &Channel, config: &AmqpConfig, name: &str) {
         .expect("bind");
 }
 
+/// Deletes what a bus of `service` declared: its queue, dead-letter queue and dead-letter
+/// exchange (a benchmark leaves nothing on the broker).
+async fn remove_service(channel: &Channel, service: &str) {
+    for queue in [service.to_owned(), format!("{service}.dead-letters")] {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete");
+    }
+    channel
+        .exchange_delete(format!("{service}.dlx").as_str().into(), Default::default())
+        .await
+        .expect("delete");
+}
+
 async fn raw_publish(channel: &Channel, config: &AmqpConfig, n: u64, window: usize) -> Duration {
     let body = serde_json::to_vec(&sample()).expect("encodes");
     let start = Instant::now();
@@ -168,10 +183,7 @@ async fn framework_consume(config: &AmqpConfig, service: &str, n: u64, prefetch:
     let took = start.elapsed();
     bus.close().await.expect("closes");
     task.await.expect("bus task").expect("bus ran");
-    channel
-        .queue_delete(service.into(), QueueDeleteOptions::default())
-        .await
-        .expect("delete");
+    remove_service(&channel, service).await;
     let _ = raw.close(200, "done".into()).await;
     took
 }
@@ -284,11 +296,12 @@ fn main() {
         for (prefetch, r, f) in consume {
             println!("  consume, prefetch {prefetch:<5}:    {:.2}", f / r);
         }
+        drop(sink);
+        remove_service(&channel, &sink_queue).await;
         channel
-            .queue_delete(sink_queue.as_str().into(), QueueDeleteOptions::default())
+            .exchange_delete(config.exchange.as_str().into(), Default::default())
             .await
             .expect("delete");
-        drop(sink);
         let _ = raw.close(200, "done".into()).await;
     });
 }

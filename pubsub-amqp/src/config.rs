@@ -8,6 +8,7 @@ use std::time::Duration;
 use lapin::uri::AMQPUri;
 
 use crate::error::AmqpError;
+use crate::management::ManagementUrl;
 
 /// The kind of the service queues the AMQP transport declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +37,10 @@ pub const ENV_USERNAME: &str = "RABBITMQ_USERNAME";
 pub const ENV_PASSWORD: &str = "RABBITMQ_PASSWORD";
 /// Virtual host, when [`ENV_URL`] is not set (default `/`).
 pub const ENV_VHOST: &str = "RABBITMQ_VHOST";
+/// The RabbitMQ management HTTP API, `http(s)://[user:password@]host:port` (default: the
+/// AMQP host on port 15672, with the AMQP credentials); `off` turns off the check for
+/// stale bindings that needs it (see [`AmqpConfig::management_url`]).
+pub const ENV_MANAGEMENT_URL: &str = "RABBITMQ_MANAGEMENT_URL";
 
 /// How to reach RabbitMQ over AMQP 0-9-1, and the options of what the transport declares.
 ///
@@ -76,6 +81,11 @@ pub struct AmqpConfig {
     /// How long a publish waits for its frames to be written and for the broker's
     /// confirmation, each (default 30 s).
     pub publish_timeout: Duration,
+    /// Where the management API is (`None`: the AMQP host, port 15672, or 15671 for
+    /// `amqps://`), for the check for stale bindings.
+    management: Option<ManagementUrl>,
+    /// Whether a service's start removes the stale bindings of its queue.
+    remove_stale_bindings: bool,
 }
 
 /// How the transport declares a service queue (as the seed systems let their users).
@@ -84,12 +94,25 @@ pub struct AmqpConfig {
 pub struct QueueOptions {
     /// Survives a broker restart (default true).
     pub durable: bool,
-    /// Only this connection may use it, and it goes with it (default false).
+    /// Only this connection may use it, and it goes with it (default false). For a queue
+    /// of one process (a live reader named with a uuid, say): its dead-letter queue and
+    /// wait queues are then exclusive and its dead-letter exchange auto-delete, so nothing
+    /// of it outlives the process.
     pub exclusive: bool,
-    /// Deleted when its last consumer goes (default false).
+    /// Deleted when its last consumer goes (default false); its dead-letter queue, wait
+    /// queues and dead-letter exchange then go with their connection, as for `exclusive`.
     pub auto_delete: bool,
     /// Extra `x-` arguments (`x-max-length`, `x-message-ttl`, ...).
     pub arguments: BTreeMap<String, Argument>,
+}
+
+impl QueueOptions {
+    /// Whether the queue goes with its connection or its consumers (exclusive or
+    /// auto-delete): a queue of one process, whose dead-letter queue, dead-letter exchange
+    /// and wait queues must go too.
+    pub(crate) fn per_process(&self) -> bool {
+        self.exclusive || self.auto_delete
+    }
 }
 
 impl Default for QueueOptions {
@@ -166,6 +189,16 @@ impl AmqpConfig {
         if let Some(vhost) = lookup(ENV_VHOST) {
             config.uri.vhost = vhost;
         }
+        match lookup(ENV_MANAGEMENT_URL).as_deref().map(str::trim) {
+            None | Some("") => {}
+            Some(off) if off.eq_ignore_ascii_case("off") => config.remove_stale_bindings = false,
+            Some(url) => {
+                let url = ManagementUrl::parse(url).map_err(|reason| {
+                    AmqpError::Config(format!("{ENV_MANAGEMENT_URL}: {reason}"))
+                })?;
+                config.management = Some(url);
+            }
+        }
         Ok(config)
     }
 
@@ -180,6 +213,8 @@ impl AmqpConfig {
             queue_type: QueueType::Classic,
             queue: QueueOptions::default(),
             publish_timeout: Duration::from_secs(30),
+            management: None,
+            remove_stale_bindings: true,
         }
     }
 
@@ -204,6 +239,39 @@ impl AmqpConfig {
     /// The parsed URL, password included, for the connection.
     pub(crate) fn uri(&self) -> &AMQPUri {
         &self.uri
+    }
+
+    /// The virtual host.
+    pub(crate) fn vhost(&self) -> &str {
+        &self.uri.vhost
+    }
+
+    /// The management API to check for stale bindings with, credentials included (the
+    /// AMQP URL's unless it has its own); `None` when the check is off.
+    pub(crate) fn management(&self) -> Option<ManagementUrl> {
+        if !self.remove_stale_bindings {
+            return None;
+        }
+        let url = match &self.management {
+            Some(url) => url.clone(),
+            None => ManagementUrl::derived(&self.uri),
+        };
+        Some(url.with_default_credentials(&self.uri))
+    }
+
+    /// The management API the transport checks a service queue's bindings with, password
+    /// hidden; `None` when that check is off.
+    ///
+    /// ```
+    /// use pubsub_amqp::AmqpConfig;
+    ///
+    /// let config = AmqpConfig::from_url("amqp://app:s3cret@rabbit:5672/%2f")?;
+    /// assert_eq!(config.management_endpoint().as_deref(), Some("http://app:***@rabbit:15672"));
+    /// assert_eq!(config.remove_stale_bindings(false).management_endpoint(), None);
+    /// # Ok::<(), pubsub_amqp::AmqpError>(())
+    /// ```
+    pub fn management_endpoint(&self) -> Option<String> {
+        self.management().map(|url| url.to_string())
     }
 
     /// The heartbeat interval negotiated with the broker, if set (URL query
@@ -271,6 +339,51 @@ impl AmqpConfig {
         self.publish_timeout = timeout;
         self
     }
+
+    /// The RabbitMQ management HTTP API, `http(s)://[user:password@]host:port[/prefix]`,
+    /// with the AMQP URL's credentials unless it has its own (default: the AMQP host on
+    /// port 15672, or 15671 for `amqps://`; [`ENV_MANAGEMENT_URL`] in the environment).
+    ///
+    /// When a service starts, the transport asks it for the service queue's bindings and
+    /// removes each binding from the events exchange that none of the service's patterns
+    /// asks for any more (AMQP cannot list bindings). Without it the service still starts,
+    /// and says once, at WARN, that the bindings could not be checked.
+    ///
+    /// ```
+    /// use pubsub_amqp::AmqpConfig;
+    ///
+    /// let config = AmqpConfig::from_url("amqp://app:s3cret@rabbit:5672/%2f")?
+    ///     .management_url("https://rabbit.internal:8443/rabbitmq")?;
+    /// assert_eq!(
+    ///     config.management_endpoint().as_deref(),
+    ///     Some("https://app:***@rabbit.internal:8443/rabbitmq")
+    /// );
+    /// # Ok::<(), pubsub_amqp::AmqpError>(())
+    /// ```
+    pub fn management_url(mut self, url: &str) -> Result<Self, AmqpError> {
+        let url = ManagementUrl::parse(url)
+            .map_err(|reason| AmqpError::Config(format!("the management URL: {reason}")))?;
+        self.management = Some(url);
+        Ok(self)
+    }
+
+    /// Whether a service's start removes the bindings from the events exchange to its
+    /// queue that none of its patterns asks for (default true; needs the management API,
+    /// see [`management_url`](Self::management_url)). `false` leaves every binding as it
+    /// is and never calls the management API; so does [`ENV_MANAGEMENT_URL`]`=off`.
+    ///
+    /// ```
+    /// use pubsub_amqp::AmqpConfig;
+    ///
+    /// let config = AmqpConfig::from_url("amqp://localhost")?.remove_stale_bindings(false);
+    /// assert_eq!(config.management_endpoint(), None);
+    /// # Ok::<(), pubsub_amqp::AmqpError>(())
+    /// ```
+    #[must_use]
+    pub fn remove_stale_bindings(mut self, remove: bool) -> Self {
+        self.remove_stale_bindings = remove;
+        self
+    }
 }
 
 impl fmt::Debug for AmqpConfig {
@@ -286,6 +399,7 @@ impl fmt::Debug for AmqpConfig {
             .field("queue_type", &self.queue_type)
             .field("queue", &self.queue)
             .field("publish_timeout", &self.publish_timeout)
+            .field("management", &self.management_endpoint())
             .finish()
     }
 }
@@ -363,8 +477,37 @@ mod tests {
     }
 
     #[test]
+    fn the_management_api_from_the_environment() {
+        let derived = AmqpConfig::from_lookup(env(&[(ENV_URL, "amqp://app:pw@mq:5673/%2f")]));
+        assert_eq!(
+            derived.unwrap().management_endpoint().as_deref(),
+            Some("http://app:***@mq:15672")
+        );
+        let given = AmqpConfig::from_lookup(env(&[(ENV_MANAGEMENT_URL, "http://127.0.0.1:15673")]));
+        let given = given.unwrap().management().unwrap();
+        assert_eq!(given.to_string(), "http://guest:***@127.0.0.1:15673");
+        let off = AmqpConfig::from_lookup(env(&[(ENV_MANAGEMENT_URL, "OFF")])).unwrap();
+        assert_eq!(off.management_endpoint(), None);
+        assert_eq!(
+            off.remove_stale_bindings(true)
+                .management_endpoint()
+                .as_deref(),
+            Some("http://guest:***@localhost:15672")
+        );
+        let bad = AmqpConfig::from_lookup(env(&[(ENV_MANAGEMENT_URL, "amqp://u:secret@h")]));
+        let bad = bad.unwrap_err().to_string();
+        assert!(
+            bad.contains(ENV_MANAGEMENT_URL) && !bad.contains("secret"),
+            "{bad}"
+        );
+    }
+
+    #[test]
     fn the_password_never_shows_in_debug() {
-        let config = AmqpConfig::from_url("amqp://app:pa55word@h:5672/%2f").unwrap();
+        let config = AmqpConfig::from_url("amqp://app:pa55word@h:5672/%2f")
+            .unwrap()
+            .management_url("http://ops:pa55word@h:15672")
+            .unwrap();
         let debug = format!("{config:?} {config:#?}");
         assert!(!debug.contains("pa55word"), "{debug}");
         assert!(debug.contains("app:***@h"), "{debug}");

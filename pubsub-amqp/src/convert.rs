@@ -257,8 +257,10 @@ mod tests {
             .await
             .unwrap();
         let queue = format!("pubsub-wire-{}", Uuid::now_v7().simple());
+        // exclusive: it goes with the connection, even if the test fails (auto-delete
+        // never fires on a queue read with basic.get, which never has a consumer)
         let declare = QueueDeclareOptions {
-            auto_delete: true,
+            exclusive: true,
             ..QueueDeclareOptions::default()
         };
         channel

@@ -12,7 +12,11 @@
 //!   service); confirmed, `mandatory`, pipelined publishing on its own connection, with
 //!   returns matched to their publish by `message_id`; consuming with prefetch on another
 //!   connection; dead letters published with their reason and failed handlers, then acked
-//!   (rejected to the broker's dead-lettering if that publish fails). The conformance suite
+//!   (rejected to the broker's dead-lettering if that publish fails). When a service starts,
+//!   bindings from the events exchange to its queue that none of its patterns asks for any
+//!   more are removed, through the management HTTP API
+//!   ([`AmqpConfig::management_url`], `RABBITMQ_MANAGEMENT_URL`); without it, one warning
+//!   and the start goes on. The conformance suite
 //!   passes against RabbitMQ 4.0 in every case its capabilities allow.
 //!
 //! Long retries wait on the broker, in TTL wait queues that dead-letter back into the
@@ -42,7 +46,9 @@ mod consumer;
 mod convert;
 mod error;
 mod link;
+mod management;
 mod publisher;
+mod stale_bindings;
 mod sync;
 mod topology;
 mod transport;
@@ -55,8 +61,8 @@ mod transport;
 mod test_broker;
 
 pub use config::{
-    AmqpConfig, Argument, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST,
-    QueueOptions, QueueType,
+    AmqpConfig, Argument, ENV_HOST, ENV_MANAGEMENT_URL, ENV_PASSWORD, ENV_PORT, ENV_URL,
+    ENV_USERNAME, ENV_VHOST, QueueOptions, QueueType,
 };
 pub use connection::connect;
 pub use error::AmqpError;

@@ -50,6 +50,8 @@ pub(crate) struct Publisher {
     opening: tokio::sync::Mutex<()>,
     exchange: String,
     timeout: Duration,
+    /// Whether service queues are per process (their wait queues then are exclusive).
+    per_process: bool,
     /// Publishes written again after their channel was lost.
     resent: AtomicU64,
 }
@@ -108,6 +110,7 @@ impl Publisher {
             opening: tokio::sync::Mutex::new(()),
             exchange: config.exchange.clone(),
             timeout: config.publish_timeout,
+            per_process: config.queue.per_process(),
             resent: AtomicU64::new(0),
         }
     }
@@ -296,8 +299,13 @@ impl Publisher {
         let queue = if lock(&session.waits).contains(&key) {
             crate::topology::wait_queue(service, step)
         } else {
-            let queue =
-                crate::topology::declare_wait_queue(&session.channel, service, step).await?;
+            let queue = crate::topology::declare_wait_queue(
+                &session.channel,
+                service,
+                step,
+                self.per_process,
+            )
+            .await?;
             lock(&session.waits).insert(key);
             queue
         };

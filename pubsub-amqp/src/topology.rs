@@ -8,6 +8,14 @@
 //! | its dead-letter exchange | `{service}.dlx` | durable fanout exchange |
 //! | its dead-letter queue | `{service}.dead-letters` | durable queue bound to the DLX |
 //!
+//! A service queue declared exclusive or auto-delete ([`QueueOptions`](crate::QueueOptions))
+//! belongs to one process: its dead-letter queue and wait queues are then exclusive
+//! (non-durable) and its dead-letter exchange auto-delete, so none of them outlives it.
+//!
+//! A service's start also removes the bindings from the events exchange to its queue that no
+//! pattern asks for any more (`stale_bindings`, through the management API): a handler
+//! removed stops its events from piling up in the queue.
+//!
 //! The broker itself dead-letters into `{service}.dead-letters` what is rejected without
 //! requeue or delivered past a quorum queue's delivery limit; the transport publishes its
 //! own dead letters (with reason and failed handlers) there too.
@@ -63,10 +71,12 @@ pub(crate) fn wait_queue(service: &str, step: Duration) -> String {
 }
 
 /// Declares the wait queue of `service` for `step` (idempotent).
+/// A per-process service's wait queue is exclusive to the publishing connection.
 pub(crate) async fn declare_wait_queue(
     channel: &Channel,
     service: &str,
     step: Duration,
+    per_process: bool,
 ) -> Result<String, AmqpError> {
     let name = wait_queue(service, step);
     let mut args = BTreeMap::new();
@@ -80,11 +90,7 @@ pub(crate) async fn declare_wait_queue(
         ShortString::from("x-dead-letter-routing-key"),
         text(service),
     );
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    queue(channel, &name, durable, FieldTable::from(args)).await?;
+    queue(channel, &name, kept(per_process), FieldTable::from(args)).await?;
     Ok(name)
 }
 
@@ -119,12 +125,14 @@ pub(crate) async fn declare(
     declare_events_exchange(channel, &config.exchange).await?;
     let dlx = dead_letter_exchange(service);
     let dlq = dead_letter_queue(service);
-    exchange(channel, &dlx, ExchangeKind::Fanout).await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
+    let per_process = config.queue.per_process();
+    let dlx_options = ExchangeDeclareOptions {
+        durable: !per_process,
+        auto_delete: per_process,
+        ..ExchangeDeclareOptions::default()
     };
-    queue(channel, &dlq, durable, FieldTable::default()).await?;
+    exchange_with(channel, &dlx, ExchangeKind::Fanout, dlx_options).await?;
+    queue(channel, &dlq, kept(per_process), FieldTable::default()).await?;
     bind(channel, &dlq, &dlx, "").await?;
 
     let options = QueueDeclareOptions {
@@ -176,11 +184,29 @@ fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes().to_vec()))
 }
 
+/// Durable, or for a per-process service exclusive (gone with the connection).
+fn kept(per_process: bool) -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: !per_process,
+        exclusive: per_process,
+        ..QueueDeclareOptions::default()
+    }
+}
+
 async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(), AmqpError> {
     let options = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
     };
+    exchange_with(channel, name, kind, options).await
+}
+
+async fn exchange_with(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    options: ExchangeDeclareOptions,
+) -> Result<(), AmqpError> {
     channel
         .exchange_declare(name.into(), kind, options, FieldTable::default())
         .await
@@ -252,8 +278,9 @@ mod tests {
         if crate::test_broker::amqp_url().is_none() {
             return;
         }
+        // `conf`: what a failed run leaves, scripts/test.sh removes
         let ns = format!(
-            "topo{}",
+            "conf-topo{}",
             &pubsub_core::Uuid::now_v7().simple().to_string()[20..]
         );
         let config = AmqpConfig::from_env()

@@ -1,5 +1,6 @@
 //! [`AmqpTransport`]: the `Transport` of RabbitMQ queues.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +21,7 @@ use crate::convert;
 use crate::error::AmqpError;
 use crate::link::Link;
 use crate::publisher::Publisher;
+use crate::stale_bindings;
 use crate::sync::lock;
 use crate::topology;
 
@@ -54,6 +56,8 @@ struct Inner {
     consuming: OnceCell<Arc<Link>>,
     /// The consumers started, for health; stopped ones are dropped when no longer held.
     consumers: Mutex<Vec<Arc<Mutex<ConsumerHealth>>>>,
+    /// The service queues whose stale bindings were looked for (once each).
+    bindings_checked: Mutex<HashSet<String>>,
     closed: AtomicBool,
 }
 
@@ -66,6 +70,7 @@ impl AmqpTransport {
                 publishing: OnceCell::new(),
                 consuming: OnceCell::new(),
                 consumers: Mutex::default(),
+                bindings_checked: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -131,6 +136,19 @@ impl AmqpTransport {
         }
         Ok(queue?)
     }
+
+    /// The first time a service queue is declared: removes its bindings from the events
+    /// exchange that none of the subscription's patterns asks for (see `stale_bindings`).
+    /// A dead-letter subscription, which binds nothing, removes nothing.
+    async fn remove_stale_bindings(&self, subscription: &Subscription) {
+        let Source::Queue(queue) = &subscription.source else {
+            return;
+        };
+        if !lock(&self.inner.bindings_checked).insert(subscription.service.clone()) {
+            return;
+        }
+        stale_bindings::remove(&self.inner.config, &subscription.service, &queue.patterns).await;
+    }
 }
 
 #[async_trait]
@@ -151,8 +169,13 @@ impl Transport for AmqpTransport {
         self.publisher().await?.send(outgoing).await
     }
 
+    /// Declares the topology; the first time for a service queue, also removes the
+    /// bindings from the events exchange that none of its patterns asks for any more
+    /// ([`AmqpConfig::remove_stale_bindings`]).
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
-        self.declare_queue(subscription).await.map(drop)
+        self.declare_queue(subscription).await?;
+        self.remove_stale_bindings(subscription).await;
+        Ok(())
     }
 
     async fn consume(
@@ -177,6 +200,7 @@ impl Transport for AmqpTransport {
             Arc::clone(&health),
         )
         .await?;
+        self.remove_stale_bindings(subscription).await;
         let mut consumers = lock(&self.inner.consumers);
         consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
         consumers.push(health);

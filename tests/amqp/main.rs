@@ -1,14 +1,19 @@
 //! The tests against a RabbitMQ broker over AMQP 0-9-1 (feature `amqp`): the broker is up,
 //! the transport connects, plain AMQP clients and the bus understand each other, the
-//! router agrees with the topic exchange, and the conformance suite. Without a broker
+//! router agrees with the topic exchange, a restart removes the bindings its handlers no
+//! longer ask for, a per-process service leaves nothing on the broker, and the conformance
+//! suite. Without a broker
 //! configured they are skipped, or fail when `PUBSUB_REQUIRE_BROKER` is set (see
 //! `support::broker`). The tests that stop or restart the broker are in `tests/faults`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bindings;
 mod broker;
 mod conformance;
 mod connect;
 mod interop;
+mod management;
+mod per_process;
 mod router;
