@@ -156,7 +156,10 @@ mod tests {
             message: "publishing failed".into(),
             source: Some(std::sync::Arc::new(io)),
         });
-        assert_eq!(error.to_string(), "connection unavailable: publishing failed");
+        assert_eq!(
+            error.to_string(),
+            "connection unavailable: publishing failed"
+        );
         assert_eq!(
             format!("{error:?}"),
             "connection unavailable: publishing failed\n\nCaused by:\n    connection reset"

@@ -56,6 +56,7 @@ mod registration;
 mod report;
 mod retry;
 mod router;
+mod runtime_end;
 mod selection;
 mod state;
 mod stats;

@@ -17,3 +17,4 @@ mod interop;
 mod management;
 mod per_process;
 mod router;
+mod runtime_end;

@@ -1,6 +1,7 @@
 //! The bus's run loop: consume deliveries, hand each to the dispatcher, settle what it
 //! decided, and shut down within the deadline.
 
+use crate::runtime_end::runtime_is_ending;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +121,11 @@ impl Bus {
                     in_flight.push(self.process(Arc::clone(dispatcher), delivery, abandon.clone()));
                 }
                 Some(Err(TransportError::Closed)) | None => {
-                    tracing::error!(service = %self.service(), "the transport closed the consumer");
+                    if runtime_is_ending().await {
+                        crate::runtime_end::report_runtime_end(self.service());
+                    } else {
+                        tracing::error!(service = %self.service(), "the transport closed the consumer");
+                    }
                     outcome = Err(Error::Transport(TransportError::Closed));
                     break;
                 }
@@ -194,7 +199,10 @@ impl Bus {
                 Ok(()) => counters.ended(ended),
                 Err(error) => {
                     let id = &incoming.message.metadata.id;
-                    tracing::error!(%id, error = %crate::Report::new(&error), "could not settle the delivery; the broker will deliver it again");
+                    // at the runtime's end, said once already (runtime_end)
+                    if !runtime_is_ending().await {
+                        tracing::error!(%id, error = %crate::Report::new(&error), "could not settle the delivery; the broker will deliver it again");
+                    }
                     counters.ended(Ended::SettleError);
                 }
             }
@@ -208,7 +216,9 @@ impl Bus {
         mut in_flight: FuturesUnordered<D>,
         abandon: watch::Sender<bool>,
     ) {
-        if let Err(error) = consumer.cancel().await {
+        if let Err(error) = consumer.cancel().await
+            && !runtime_is_ending().await
+        {
             tracing::warn!(error = %crate::Report::new(&error), "cancelling the consumer failed");
         }
         let count = in_flight.len();
@@ -225,7 +235,9 @@ impl Bus {
             abandon.send_replace(true);
             while in_flight.next().await.is_some() {}
         }
-        if let Err(error) = consumer.close().await {
+        if let Err(error) = consumer.close().await
+            && !runtime_is_ending().await
+        {
             tracing::warn!(error = %crate::Report::new(&error), "closing the consumer failed");
         }
         tracing::info!(service = %self.service(), in_flight = count, "bus stopped");

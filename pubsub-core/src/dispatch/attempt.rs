@@ -102,6 +102,12 @@ async fn in_task(
             return AttemptResult::Abandoned;
         }
     };
+    // `main` returned under a running bus: not a handler failure (the run loop says it)
+    if matches!(&joined, Ok(Err(join)) if join.is_cancelled())
+        && crate::runtime_end::runtime_is_ending().await
+    {
+        return AttemptResult::Abandoned;
+    }
     AttemptResult::Done(match joined {
         Ok(Ok(result)) => result,
         Ok(Err(join)) if join.is_panic() => Err(panicked(join.into_panic())),
