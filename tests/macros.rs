@@ -279,17 +279,37 @@ fn the_readme_tour_compiles_as_a_user_crate() {
     )
     .expect("its Cargo.toml");
     std::fs::write(krate.join("src/main.rs"), tour).expect("its main.rs");
+    let _ = std::fs::remove_dir_all(krate.join("src/bin"));
     // the facade-only crate's target: the dependencies are built once for both
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args(["check", "--offline", "--quiet", "--manifest-path"])
-        .arg(krate.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target.join("facade-only"))
-        .output()
-        .expect("runs cargo");
+    let check = |args: &[&str]| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        std::process::Command::new(cargo)
+            .args(["check", "--offline", "--quiet", "--manifest-path"])
+            .arg(krate.join("Cargo.toml"))
+            .args(args)
+            .env("CARGO_TARGET_DIR", target.join("facade-only"))
+            .output()
+            .expect("runs cargo")
+    };
+    let output = check(&[]);
     assert!(
         output.status.success(),
         "the README's tour does not compile as a user's crate:\n{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+
+    // the same crate using the harness without the `testing` feature: told what to enable
+    std::fs::create_dir_all(krate.join("src/bin")).expect("a bin directory");
+    std::fs::write(
+        krate.join("src/bin/harness.rs"),
+        "use pubsub::prelude::*;\nfn main() { let _ = TestHarness::start(); }\n",
+    )
+    .expect("the harness bin");
+    let output = check(&["--bin", "harness"]);
+    let _ = std::fs::remove_dir_all(krate.join("src/bin"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("needs the `testing` feature of `pubsub`"),
+        "the harness without the feature does not say what to enable:\n{stderr}"
     );
 }

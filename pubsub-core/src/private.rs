@@ -48,4 +48,14 @@ pub const fn pattern_can_match(pattern: &str, key: Option<&str>) -> bool {
 pub mod testing_prelude {
     #[cfg(feature = "testing")]
     pub use crate::testing::TestHarness;
+
+    /// Stands in for the test harness without the `testing` feature, so that using it
+    /// says what to enable instead of only "cannot find type".
+    #[cfg(not(feature = "testing"))]
+    #[deprecated(
+        note = "`TestHarness` needs the `testing` feature of `pubsub`: in Cargo.toml, \
+                `[dev-dependencies] pubsub = { version = \"..\", features = [\"testing\"] }`"
+    )]
+    #[derive(Debug)]
+    pub struct TestHarness(());
 }
