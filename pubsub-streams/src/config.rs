@@ -319,11 +319,13 @@ impl StreamConfig {
         }
     }
 
-    /// `rabbitmq-stream://user:***@host:port/vhost`, for logs and errors.
+    /// `rabbitmq-stream://user:***@host:port/vhost` (vhost `/` written `%2f`, as in AMQP
+    /// URLs), for logs and errors.
     pub fn address(&self) -> String {
+        let vhost = self.vhost.replace('/', "%2f");
         format!(
-            "rabbitmq-stream://{}:***@{}:{}/{}",
-            self.username, self.host, self.port, self.vhost
+            "rabbitmq-stream://{}:***@{}:{}/{vhost}",
+            self.username, self.host, self.port
         )
     }
 
@@ -375,7 +377,7 @@ mod tests {
         let config = StreamConfig::from_lookup(|_| None).expect("defaults");
         assert_eq!(
             config.address(),
-            "rabbitmq-stream://guest:***@localhost:5552//"
+            "rabbitmq-stream://guest:***@localhost:5552/%2f"
         );
         assert!(!config.load_balancer_mode);
         assert_eq!(config.naming, StreamNaming::default());

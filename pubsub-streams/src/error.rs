@@ -30,7 +30,7 @@ pub enum StreamsError {
     /// The client reported an error while doing `what`.
     #[error("{what}")]
     Client {
-        /// What was being done (`connect to rabbitmq-stream://app:***@host:5552/`).
+        /// What was being done (`consume events.order as billing`).
         what: String,
         /// The client's error.
         #[source]
