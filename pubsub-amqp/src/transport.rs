@@ -9,7 +9,7 @@ use pubsub_core::{
     health::{ConsumerHealth, ConsumerState, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
-        Source, Subscription, Transport, TransportError,
+        Source, Subscription, Transport, TransportError, UseCount,
     },
 };
 use tokio::sync::OnceCell;
@@ -55,6 +55,8 @@ struct Inner {
     /// The consumers started, for health; stopped ones are dropped when no longer held.
     consumers: Mutex<Vec<Arc<Mutex<ConsumerHealth>>>>,
     closed: AtomicBool,
+    /// The buses using this transport (its clones included): the last one closed closes it.
+    buses: UseCount,
 }
 
 impl AmqpTransport {
@@ -67,6 +69,7 @@ impl AmqpTransport {
                 consuming: OnceCell::new(),
                 consumers: Mutex::default(),
                 closed: AtomicBool::new(false),
+                buses: UseCount::new(),
             }),
         }
     }
@@ -178,7 +181,7 @@ impl Transport for AmqpTransport {
         )
         .await?;
         let mut consumers = lock(&self.inner.consumers);
-        consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
+        forget_closed(&mut consumers);
         consumers.push(health);
         Ok(Box::new(consumer))
     }
@@ -191,10 +194,10 @@ impl Transport for AmqpTransport {
         if let Some(link) = self.inner.consuming.get() {
             health.connections.push(link.health());
         }
-        health.consumers = lock(&self.inner.consumers)
-            .iter()
-            .map(|c| lock(c).clone())
-            .collect();
+        // a consumer its bus closed is no longer reported: other buses may share the transport
+        let mut consumers = lock(&self.inner.consumers);
+        forget_closed(&mut consumers);
+        health.consumers = consumers.iter().map(|c| lock(c).clone()).collect();
         health
     }
 
@@ -228,6 +231,14 @@ impl Transport for AmqpTransport {
         Ok(messages)
     }
 
+    fn attach(&self) {
+        self.inner.buses.attach();
+    }
+
+    fn detach(&self) -> bool {
+        self.inner.buses.detach()
+    }
+
     async fn close(&self) -> Result<(), TransportError> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -240,4 +251,9 @@ impl Transport for AmqpTransport {
         }
         Ok(())
     }
+}
+
+/// Drops the health of the consumers that were closed (stopped, and held by nothing else).
+fn forget_closed(consumers: &mut Vec<Arc<Mutex<ConsumerHealth>>>) {
+    consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
 }

@@ -6,9 +6,13 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// not in `support`: its event would be a domain of every binary's (streams read them all)
+#[path = "../support/pings.rs"]
+mod pings;
 
 mod broker;
 mod conformance;
 mod connect;
 mod interop;
 mod router;
+mod shared;

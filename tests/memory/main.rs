@@ -4,6 +4,9 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// not in `support`: its event would be a domain of every binary's (streams read them all)
+#[path = "../support/pings.rs"]
+mod pings;
 
 mod caused_ids;
 mod conformance;
@@ -15,6 +18,7 @@ mod negative_control;
 #[cfg(feature = "protobuf")]
 mod protobuf;
 mod publisher_and_harness;
+mod shared_transport;
 mod shutdown;
 mod stray_patterns;
 mod streams;
