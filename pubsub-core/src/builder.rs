@@ -54,11 +54,64 @@ impl Bus {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Which bus runs a handler
+///
+/// Unless [`select_handlers`](Self::select_handlers) says otherwise, a bus runs the
+/// `#[handler]`s reserved for its service (`#[handler(service = "billing")]`) and those
+/// that name no service. A handler that names none is the binary's own, and runs on the
+/// buses of **one service per process**: a binary that runs one service (the usual case)
+/// needs no `service = ".."` at all; in one that runs several (a gateway and a processor),
+/// the first bus built claims those handlers for its service, and a bus of another
+/// service that would run them too fails to [`build`](Self::build) with
+/// [`Error::UnassignedHandlersTaken`], which names each handler and where it was declared.
+/// The fix is to reserve each handler for its service, or to choose that bus's handlers:
+///
+/// ```
+/// use pubsub::prelude::*;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "socket", action = "said")]
+/// struct Said { text: String }
+///
+/// // no `service`: this binary's own handler
+/// #[handler]
+/// async fn push_to_socket(_said: Said) -> Result<(), HandlerError> { Ok(()) }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> pubsub::Result<()> {
+/// let broker = MemoryTransport::new();
+/// let gateway = Bus::builder().service("gateway").transport(broker.clone()).build().await?;
+/// assert!(gateway.handler_names().contains(&"push_to_socket".to_owned()));
+/// let second_gateway = Bus::builder().service("gateway").transport(broker.clone()).build().await?;
+/// // another service does not run the gateway's handler behind its back
+/// let processor = Bus::builder().service("processor").transport(broker.clone()).build().await;
+/// assert!(matches!(processor, Err(pubsub::Error::UnassignedHandlersTaken { .. })));
+/// // unless asked to: any explicit selection is taken as it is
+/// let processor = Bus::builder()
+///     .service("processor")
+///     .transport(broker.clone())
+///     .select_handlers(pubsub::HandlerSelection::None)
+///     .build()
+///     .await?;
+/// # let _ = (second_gateway, processor);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The claim ends when the service's last bus holding it is closed or dropped. Buses of
+/// the test harness (`pubsub::testing::TestHarness`), each on a broker of its own, claim
+/// nothing.
 #[must_use = "a builder does nothing until `.build().await`"]
 pub struct BusBuilder {
     service: Option<String>,
     transport: Option<Arc<dyn Transport>>,
-    selection: HandlerSelection,
+    /// `None`: the default, [`HandlerSelection::ForService`], with the unassigned handlers
+    /// claimed for this service in the process.
+    selection: Option<HandlerSelection>,
+    /// Whether a default selection claims the unassigned handlers (not for the harness,
+    /// whose buses each run on a private broker).
+    claims_unassigned: bool,
     handlers: Vec<Handler>,
     state: StateMap,
     retry: RetryPolicy,
@@ -81,7 +134,8 @@ impl Default for BusBuilder {
         Self {
             service: None,
             transport: None,
-            selection: HandlerSelection::default(),
+            selection: None,
+            claims_unassigned: true,
             handlers: Vec::new(),
             state: StateMap::default(),
             retry: RetryPolicy::default(),
@@ -134,9 +188,14 @@ impl BusBuilder {
         self
     }
 
-    /// Which `#[handler]` functions this bus runs (default: [`HandlerSelection::ForService`]).
+    /// Which `#[handler]` functions this bus runs. By default, those reserved for its
+    /// service with `#[handler(service = "..")]` and those that name no service — the
+    /// latter on one service per process: see [Which bus runs a handler](Self#which-bus-runs-a-handler).
+    /// Any selection given here is taken as it is, [`HandlerSelection::ForService`]
+    /// included (which runs the handlers without a service on this bus whatever other
+    /// bus runs them).
     pub fn select_handlers(mut self, selection: HandlerSelection) -> Self {
-        self.selection = selection;
+        self.selection = Some(selection);
         self
     }
 
@@ -300,6 +359,13 @@ impl BusBuilder {
         self
     }
 
+    /// Used by the test harness, whose buses each run on a broker of their own.
+    #[cfg(feature = "testing")]
+    pub(crate) fn private_to_test(mut self) -> Self {
+        self.claims_unassigned = false;
+        self
+    }
+
     #[cfg(feature = "testing")]
     pub(crate) fn has_service(&self) -> bool {
         self.service.is_some()
@@ -318,7 +384,14 @@ impl BusBuilder {
             Some(s) if !s.is_empty() => s.to_owned(),
             _ => return Err(Error::MissingService),
         };
+        let by_default = self.selection.is_none() && self.claims_unassigned;
         let (resolved, patterns) = self.resolve_handlers(&service)?;
+        // before declaring: a bus refused here binds its queue to nothing
+        let unassigned = if by_default {
+            crate::unassigned::claim(&service)?
+        } else {
+            None
+        };
         let transport = self.transport_for(&service, !resolved.is_empty());
         let capabilities = transport.capabilities();
         let publisher = Publisher::new(
@@ -357,13 +430,15 @@ impl BusBuilder {
             intake,
             counters,
             self.shutdown_timeout,
-        ))
+        )
+        .holding(unassigned))
     }
 
     /// The bus's handlers (selected and added), checked: names plain and distinct, patterns
     /// valid, retry policies defined; with their patterns, in the same order.
     fn resolve_handlers(&mut self, service: &str) -> Result<(Vec<ResolvedHandler>, Vec<Pattern>)> {
-        let mut handlers = crate::selection::select(&self.selection, service)?;
+        let selection = self.selection.take().unwrap_or_default();
+        let mut handlers = crate::selection::select(&selection, service)?;
         handlers.append(&mut self.handlers);
         crate::stray_pattern::warn_about_stray_patterns(service, &handlers);
         let mut names = HashMap::with_capacity(handlers.len());

@@ -63,6 +63,7 @@ pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
+mod unassigned;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -13,6 +13,7 @@ mod conformance;
 mod dead_letters;
 mod delayed_retry;
 mod dispatch;
+mod handler_ownership;
 mod isolation;
 mod negative_control;
 #[cfg(feature = "protobuf")]

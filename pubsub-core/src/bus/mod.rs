@@ -23,6 +23,7 @@ use crate::publish::{PendingPublish, PublishOptions, Publisher};
 
 use crate::stats::{BusStats, Counters};
 use crate::transport::{Capabilities, DeadLetteredMessage, Transport};
+use crate::unassigned::UnassignedClaim;
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -70,6 +71,9 @@ pub(crate) struct BusInner {
     /// Whether the bus still counts as a user of its transport ([`Transport::attach`]);
     /// cleared by the first [`Bus::close`], or when the bus is dropped.
     attached: AtomicBool,
+    /// The bus's hold on the handlers that name no service, if it runs them by default;
+    /// released when it is closed or dropped.
+    unassigned: std::sync::Mutex<Option<UnassignedClaim>>,
 }
 
 impl Drop for BusInner {
@@ -152,8 +156,19 @@ impl Bus {
                 shutdown,
                 shutdown_timeout,
                 attached: AtomicBool::new(true),
+                unassigned: std::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The bus, holding `claim` on the handlers that name no service until it is closed.
+    pub(crate) fn holding(self, claim: Option<UnassignedClaim>) -> Self {
+        *self
+            .inner
+            .unassigned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = claim;
+        self
     }
 
     /// The service name (queue and consumer name).
@@ -347,6 +362,14 @@ impl Bus {
         self.shutdown();
         let mut running = self.inner.running.subscribe();
         let _ = running.wait_for(|running| !*running).await;
+        // another service's bus may run the handlers that name none now
+        drop(
+            self.inner
+                .unassigned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take(),
+        );
         let transport = &self.inner.publisher.transport;
         if self.inner.attached.swap(false, Ordering::SeqCst) && transport.detach() {
             transport.close().await?;
