@@ -55,53 +55,7 @@ impl Bus {
 /// # }
 /// ```
 ///
-/// # Which bus runs a handler
-///
-/// Unless [`select_handlers`](Self::select_handlers) says otherwise, a bus runs the
-/// `#[handler]`s reserved for its service (`#[handler(service = "billing")]`) and those
-/// that name no service. A handler that names none is the binary's own, and runs on the
-/// buses of **one service per process**: a binary that runs one service (the usual case)
-/// needs no `service = ".."` at all; in one that runs several (a gateway and a processor),
-/// the first bus built claims those handlers for its service, and a bus of another
-/// service that would run them too fails to [`build`](Self::build) with
-/// [`Error::UnassignedHandlersTaken`], which names each handler and where it was declared.
-/// The fix is to reserve each handler for its service, or to choose that bus's handlers:
-///
-/// ```
-/// use pubsub::prelude::*;
-///
-/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
-/// #[event(domain = "socket", action = "said")]
-/// struct Said { text: String }
-///
-/// // no `service`: this binary's own handler
-/// #[handler]
-/// async fn push_to_socket(_said: Said) -> Result<(), HandlerError> { Ok(()) }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> pubsub::Result<()> {
-/// let broker = MemoryTransport::new();
-/// let gateway = Bus::builder().service("gateway").transport(broker.clone()).build().await?;
-/// assert!(gateway.handler_names().contains(&"push_to_socket".to_owned()));
-/// let second_gateway = Bus::builder().service("gateway").transport(broker.clone()).build().await?;
-/// // another service does not run the gateway's handler behind its back
-/// let processor = Bus::builder().service("processor").transport(broker.clone()).build().await;
-/// assert!(matches!(processor, Err(pubsub::Error::UnassignedHandlersTaken { .. })));
-/// // unless asked to: any explicit selection is taken as it is
-/// let processor = Bus::builder()
-///     .service("processor")
-///     .transport(broker.clone())
-///     .select_handlers(pubsub::HandlerSelection::None)
-///     .build()
-///     .await?;
-/// # let _ = (second_gateway, processor);
-/// # Ok(())
-/// # }
-/// ```
-///
-/// The claim ends when the service's last bus holding it is closed or dropped. Buses of
-/// the test harness (`pubsub::testing::TestHarness`), each on a broker of its own, claim
-/// nothing.
+#[doc = include_str!("../docs/which_bus_runs_a_handler.md")]
 #[must_use = "a builder does nothing until `.build().await`"]
 pub struct BusBuilder {
     service: Option<String>,
@@ -478,6 +432,7 @@ impl BusBuilder {
                 timeout: handler.timeout.unwrap_or(self.handler_timeout),
                 policy,
                 call: handler.call,
+                running: Default::default(),
             });
         }
         Ok((resolved, patterns))

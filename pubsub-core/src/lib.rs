@@ -70,7 +70,7 @@ mod unassigned;
 pub mod __private;
 
 pub use builder::BusBuilder;
-pub use bus::Bus;
+pub use bus::{Bus, ShutdownSignal, StopSignal, shutdown_signal};
 pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{Error, Result};

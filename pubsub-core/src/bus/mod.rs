@@ -4,8 +4,10 @@
 
 mod intake;
 mod run;
+mod signal;
 
 pub(crate) use intake::Intake;
+pub use signal::{ShutdownSignal, StopSignal, shutdown_signal};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +48,7 @@ use crate::unassigned::UnassignedClaim;
 ///     .await?;
 /// let id = bus.publish(&DocWritten { title: "hello".into() }).await?;
 /// # let _ = id;
-/// // consume until the signal: usually `tokio::signal::ctrl_c()`
+/// // consume until the signal: in a service `pubsub::shutdown_signal()` (Ctrl-C)
 /// bus.run_until(tokio::time::sleep(std::time::Duration::from_millis(10))).await
 /// # }
 /// ```
