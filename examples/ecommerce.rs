@@ -285,7 +285,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     for (bus, task) in services {
-        bus.shutdown();
+        bus.close().await?; // its run and consumer; the shared transport stays open
         task.await??;
         let s = bus.stats();
         println!(
@@ -297,7 +297,7 @@ async fn main() -> anyhow::Result<()> {
             s.handler_failures
         );
     }
-    storefront.close().await?;
+    storefront.close().await?; // the last bus on the transport: it closes
     Ok(())
 }
 

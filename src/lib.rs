@@ -24,7 +24,8 @@
 //!     .build()
 //!     .await?;
 //! bus.publish(&OrderCreated { order_id: "A1".into(), total_cents: 9_999 }).await?;
-//! // consume until the signal: usually `tokio::signal::ctrl_c()`
+//! // consume until the signal: in a service `pubsub::shutdown_signal()` (Ctrl-C once to
+//! // finish what is in flight, twice to stop at once)
 //! bus.run_until(tokio::time::sleep(std::time::Duration::from_millis(50))).await
 //! # }
 //! ```

@@ -10,7 +10,7 @@ use pubsub_core::{
     health::{ConsumerHealth, ConsumerState, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
-        Source, Subscription, Transport, TransportError,
+        Source, Subscription, Transport, TransportError, UseCount,
     },
 };
 use tokio::sync::OnceCell;
@@ -59,6 +59,8 @@ struct Inner {
     /// The service queues whose stale bindings were looked for (once each).
     bindings_checked: Mutex<HashSet<String>>,
     closed: AtomicBool,
+    /// The buses using this transport (its clones included): the last one closed closes it.
+    buses: UseCount,
 }
 
 impl AmqpTransport {
@@ -72,6 +74,7 @@ impl AmqpTransport {
                 consumers: Mutex::default(),
                 bindings_checked: Mutex::default(),
                 closed: AtomicBool::new(false),
+                buses: UseCount::new(),
             }),
         }
     }
@@ -202,7 +205,7 @@ impl Transport for AmqpTransport {
         .await?;
         self.remove_stale_bindings(subscription).await;
         let mut consumers = lock(&self.inner.consumers);
-        consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
+        forget_closed(&mut consumers);
         consumers.push(health);
         Ok(Box::new(consumer))
     }
@@ -215,10 +218,10 @@ impl Transport for AmqpTransport {
         if let Some(link) = self.inner.consuming.get() {
             health.connections.push(link.health());
         }
-        health.consumers = lock(&self.inner.consumers)
-            .iter()
-            .map(|c| lock(c).clone())
-            .collect();
+        // a consumer its bus closed is no longer reported: other buses may share the transport
+        let mut consumers = lock(&self.inner.consumers);
+        forget_closed(&mut consumers);
+        health.consumers = consumers.iter().map(|c| lock(c).clone()).collect();
         health
     }
 
@@ -252,6 +255,14 @@ impl Transport for AmqpTransport {
         Ok(messages)
     }
 
+    fn attach(&self) {
+        self.inner.buses.attach();
+    }
+
+    fn detach(&self) -> bool {
+        self.inner.buses.detach()
+    }
+
     async fn close(&self) -> Result<(), TransportError> {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -264,4 +275,9 @@ impl Transport for AmqpTransport {
         }
         Ok(())
     }
+}
+
+/// Drops the health of the consumers that were closed (stopped, and held by nothing else).
+fn forget_closed(consumers: &mut Vec<Arc<Mutex<ConsumerHealth>>>) {
+    consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
 }

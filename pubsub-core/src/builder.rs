@@ -54,11 +54,18 @@ impl Bus {
 /// # Ok(())
 /// # }
 /// ```
+///
+#[doc = include_str!("../docs/which_bus_runs_a_handler.md")]
 #[must_use = "a builder does nothing until `.build().await`"]
 pub struct BusBuilder {
     service: Option<String>,
     transport: Option<Arc<dyn Transport>>,
-    selection: HandlerSelection,
+    /// `None`: the default, [`HandlerSelection::ForService`], with the unassigned handlers
+    /// claimed for this service in the process.
+    selection: Option<HandlerSelection>,
+    /// Whether a default selection claims the unassigned handlers (not for the harness,
+    /// whose buses each run on a private broker).
+    claims_unassigned: bool,
     handlers: Vec<Handler>,
     state: StateMap,
     retry: RetryPolicy,
@@ -81,7 +88,8 @@ impl Default for BusBuilder {
         Self {
             service: None,
             transport: None,
-            selection: HandlerSelection::default(),
+            selection: None,
+            claims_unassigned: true,
             handlers: Vec::new(),
             state: StateMap::default(),
             retry: RetryPolicy::default(),
@@ -134,9 +142,14 @@ impl BusBuilder {
         self
     }
 
-    /// Which `#[handler]` functions this bus runs (default: [`HandlerSelection::ForService`]).
+    /// Which `#[handler]` functions this bus runs. By default, those reserved for its
+    /// service with `#[handler(service = "..")]` and those that name no service — the
+    /// latter on one service per process: see [Which bus runs a handler](Self#which-bus-runs-a-handler).
+    /// Any selection given here is taken as it is, [`HandlerSelection::ForService`]
+    /// included (which runs the handlers without a service on this bus whatever other
+    /// bus runs them).
     pub fn select_handlers(mut self, selection: HandlerSelection) -> Self {
-        self.selection = selection;
+        self.selection = Some(selection);
         self
     }
 
@@ -300,6 +313,13 @@ impl BusBuilder {
         self
     }
 
+    /// Used by the test harness, whose buses each run on a broker of their own.
+    #[cfg(feature = "testing")]
+    pub(crate) fn private_to_test(mut self) -> Self {
+        self.claims_unassigned = false;
+        self
+    }
+
     #[cfg(feature = "testing")]
     pub(crate) fn has_service(&self) -> bool {
         self.service.is_some()
@@ -318,7 +338,14 @@ impl BusBuilder {
             Some(s) if !s.is_empty() => s.to_owned(),
             _ => return Err(Error::MissingService),
         };
+        let by_default = self.selection.is_none() && self.claims_unassigned;
         let (resolved, patterns) = self.resolve_handlers(&service)?;
+        // before declaring: a bus refused here binds its queue to nothing
+        let unassigned = if by_default {
+            crate::unassigned::claim(&service)?
+        } else {
+            None
+        };
         let transport = self.transport_for(&service, !resolved.is_empty());
         let capabilities = transport.capabilities();
         let publisher = Publisher::new(
@@ -357,13 +384,15 @@ impl BusBuilder {
             intake,
             counters,
             self.shutdown_timeout,
-        ))
+        )
+        .holding(unassigned))
     }
 
     /// The bus's handlers (selected and added), checked: names plain and distinct, patterns
     /// valid, retry policies defined; with their patterns, in the same order.
     fn resolve_handlers(&mut self, service: &str) -> Result<(Vec<ResolvedHandler>, Vec<Pattern>)> {
-        let mut handlers = crate::selection::select(&self.selection, service)?;
+        let selection = self.selection.take().unwrap_or_default();
+        let mut handlers = crate::selection::select(&selection, service)?;
         handlers.append(&mut self.handlers);
         crate::stray_pattern::warn_about_stray_patterns(service, &handlers);
         let mut names = HashMap::with_capacity(handlers.len());
@@ -403,6 +432,7 @@ impl BusBuilder {
                 timeout: handler.timeout.unwrap_or(self.handler_timeout),
                 policy,
                 call: handler.call,
+                running: Default::default(),
             });
         }
         Ok((resolved, patterns))

@@ -129,6 +129,27 @@ pub enum Error {
     /// [`BusBuilder::build`](crate::BusBuilder::build) for a bus that reads streams).
     #[error(transparent)]
     UnmappedPattern(#[from] crate::stream::UnmappedPattern),
+    /// A bus that selects its handlers by default would run `#[handler]`s that name no
+    /// service, which a bus of another service already runs in this process (reported by
+    /// [`BusBuilder::build`](crate::BusBuilder::build)). Such handlers run on one service's
+    /// buses per process.
+    #[error(
+        "bus `{service}` would run the #[handler]s {}, which name no service and already \
+         run on bus `{owner}` in this process: a #[handler] without `service` runs on one \
+         service per process. Reserve each for its service with \
+         #[handler(service = \"...\")], or choose what `{service}` runs with \
+         .select_handlers(..) (pubsub::handlers![..]; HandlerSelection::ForService to run \
+         them here too; Bus::publisher for a bus that only publishes)",
+        .handlers.join(", ")
+    )]
+    UnassignedHandlersTaken {
+        /// The service of the bus being built.
+        service: String,
+        /// The service whose buses run those handlers.
+        owner: String,
+        /// The handlers, each with where it was declared.
+        handlers: Vec<String>,
+    },
     /// A task of the bus (its consumer loop) panicked or was cancelled.
     #[error("a bus task failed: {0}")]
     Task(String),

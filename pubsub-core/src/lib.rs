@@ -65,13 +65,14 @@ pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
+mod unassigned;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 pub use builder::BusBuilder;
-pub use bus::Bus;
+pub use bus::{Bus, ShutdownSignal, StopSignal, shutdown_signal};
 pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{Error, Result};

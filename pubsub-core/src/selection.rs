@@ -19,8 +19,11 @@ use crate::registration::{HandlerInfo, HandlerRegistration, registered_handlers,
 /// ```
 #[derive(Clone, Default)]
 pub enum HandlerSelection {
-    /// Handlers without `service = "..."`, plus those reserved for this bus's service
-    /// (the default).
+    /// Handlers reserved for this bus's service, plus those without `service = "..."`
+    /// (the default). As the default (no [`select_handlers`](crate::BusBuilder::select_handlers)
+    /// call), those without a service run on one service's buses per process (see
+    /// [Which bus runs a handler](crate::BusBuilder#which-bus-runs-a-handler)); selected
+    /// explicitly, they run on this bus whatever other bus runs them.
     #[default]
     ForService,
     /// Every registered handler.

@@ -108,7 +108,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |
 /// | `retry = "slow"` | a retry policy the bus defines with `BusBuilder::define_retry_policy("slow", ..)`; excludes `retries` | — |
-/// | `service = "billing"` | run only on buses of this service | every bus |
+/// | `service = "billing"` | run only on buses of this service | the binary's service: run on the buses of one service per process (a bus of a second service that would run it fails to build, naming it) |
 /// | `foreign` | a `RawEvent` pattern for events other services define: `build()` does not warn that it matches none of the event types linked into the binary | warn |
 /// | `crate = "my_pubsub"` | path of the `pubsub` facade if it is renamed | `"::pubsub"` |
 ///

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pubsub_core::{
     Message,
     health::ConsumerHealth,
-    transport::{Confirmation, TransportError},
+    transport::{Confirmation, TransportError, UseCount},
 };
 use rabbitmq_stream_client::Environment;
 use tokio::sync::OnceCell;
@@ -33,6 +33,8 @@ pub(crate) struct Session {
     closed: AtomicBool,
     /// Turns true when the transport closes: consumers end at once.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The buses using the transport (its clones included): the last one closed closes it.
+    pub(crate) buses: UseCount,
 }
 
 impl Session {
@@ -47,6 +49,7 @@ impl Session {
             created: tokio::sync::Mutex::new(HashSet::new()),
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
+            buses: UseCount::new(),
         }
     }
 

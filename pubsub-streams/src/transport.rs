@@ -369,6 +369,14 @@ impl Transport for StreamTransport {
             .collect())
     }
 
+    fn attach(&self) {
+        self.session.buses.attach();
+    }
+
+    fn detach(&self) -> bool {
+        self.session.buses.detach()
+    }
+
     async fn close(&self) -> Result<(), TransportError> {
         self.session.close().await;
         Ok(())

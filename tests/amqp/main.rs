@@ -8,6 +8,9 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// not in `support`: its event would be a domain of every binary's (streams read them all)
+#[path = "../support/pings.rs"]
+mod pings;
 
 mod bindings;
 mod broker;
@@ -18,3 +21,4 @@ mod management;
 mod per_process;
 mod router;
 mod runtime_end;
+mod shared;

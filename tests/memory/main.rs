@@ -4,17 +4,22 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// not in `support`: its event would be a domain of every binary's (streams read them all)
+#[path = "../support/pings.rs"]
+mod pings;
 
 mod caused_ids;
 mod conformance;
 mod dead_letters;
 mod delayed_retry;
 mod dispatch;
+mod handler_ownership;
 mod isolation;
 mod negative_control;
 #[cfg(feature = "protobuf")]
 mod protobuf;
 mod publisher_and_harness;
+mod shared_transport;
 mod shutdown;
 mod stray_patterns;
 mod streams;

@@ -4,10 +4,13 @@
 
 mod intake;
 mod run;
+mod signal;
 
 pub(crate) use intake::Intake;
+pub use signal::{ShutdownSignal, StopSignal, shutdown_signal};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -22,6 +25,7 @@ use crate::publish::{PendingPublish, PublishOptions, Publisher};
 
 use crate::stats::{BusStats, Counters};
 use crate::transport::{Capabilities, DeadLetteredMessage, Transport};
+use crate::unassigned::UnassignedClaim;
 
 /// A running service's connection to the event world: publish events, run handlers.
 ///
@@ -44,7 +48,7 @@ use crate::transport::{Capabilities, DeadLetteredMessage, Transport};
 ///     .await?;
 /// let id = bus.publish(&DocWritten { title: "hello".into() }).await?;
 /// # let _ = id;
-/// // consume until the signal: usually `tokio::signal::ctrl_c()`
+/// // consume until the signal: in a service `pubsub::shutdown_signal()` (Ctrl-C)
 /// bus.run_until(tokio::time::sleep(std::time::Duration::from_millis(10))).await
 /// # }
 /// ```
@@ -66,6 +70,25 @@ pub(crate) struct BusInner {
     pub(crate) handler_names: Vec<String>,
     pub(crate) shutdown: watch::Sender<bool>,
     pub(crate) shutdown_timeout: Duration,
+    /// Whether the bus still counts as a user of its transport ([`Transport::attach`]);
+    /// cleared by the first [`Bus::close`], or when the bus is dropped.
+    attached: AtomicBool,
+    /// The bus's hold on the handlers that name no service, if it runs them by default;
+    /// released when it is closed or dropped.
+    unassigned: std::sync::Mutex<Option<UnassignedClaim>>,
+}
+
+impl Drop for BusInner {
+    /// A bus dropped without [`Bus::close`] stops counting as a user of its transport
+    /// (without closing it), so that the last bus closed still closes the transport.
+    fn drop(&mut self) {
+        if self.attached.swap(false, Ordering::SeqCst) && self.publisher.transport.detach() {
+            tracing::debug!(
+                service = %self.publisher.service,
+                "the last bus of the transport was dropped without close(); the transport stays open until closed"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Bus {
@@ -122,6 +145,7 @@ impl Bus {
             .collect();
         let (shutdown, _) = watch::channel(false);
         let (running, _) = watch::channel(false);
+        publisher.transport.attach();
         Self {
             inner: Arc::new(BusInner {
                 capabilities: publisher.capabilities,
@@ -133,8 +157,20 @@ impl Bus {
                 handler_names,
                 shutdown,
                 shutdown_timeout,
+                attached: AtomicBool::new(true),
+                unassigned: std::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The bus, holding `claim` on the handlers that name no service until it is closed.
+    pub(crate) fn holding(self, claim: Option<UnassignedClaim>) -> Self {
+        *self
+            .inner
+            .unassigned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = claim;
+        self
     }
 
     /// The service name (queue and consumer name).
@@ -155,6 +191,7 @@ impl Bus {
     /// Publishes `event` as the start of a new conversation (its correlation id is its own
     /// id). Returns the event id once the transport confirmed the publish.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Uuid> {
+        self.check_open()?;
         self.inner
             .publisher
             .publish(event, PublishOptions::new())
@@ -188,6 +225,7 @@ impl Bus {
     /// # }
     /// ```
     pub async fn begin_publish<E: Event>(&self, event: &E) -> Result<PendingPublish> {
+        self.check_open()?;
         self.inner
             .publisher
             .send(event, PublishOptions::new())
@@ -197,12 +235,14 @@ impl Bus {
     /// Publishes `event` with explicit options (correlation and causation ids, headers,
     /// reply-to, partition key).
     pub async fn publish_with<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Uuid> {
+        self.check_open()?;
         self.inner.publisher.publish(event, options).await
     }
 
     /// Publishes an already encoded message as it is (gateways, bridges, tests of bad
     /// input); `app_id` defaults to this service. Returns the message's id.
     pub async fn publish_message(&self, message: Message) -> Result<Uuid> {
+        self.check_open()?;
         self.inner.publisher.publish_message(message).await
     }
 
@@ -254,6 +294,16 @@ impl Bus {
             .await?)
     }
 
+    /// [`TransportError::Closed`](crate::transport::TransportError::Closed) once the bus
+    /// was [closed](Self::close), whether or not its transport still is.
+    fn check_open(&self) -> Result<()> {
+        if self.inner.attached.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(crate::transport::TransportError::Closed.into())
+        }
+    }
+
     /// The transport the bus publishes and consumes through.
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.publisher.transport
@@ -277,14 +327,55 @@ impl Bus {
         self.inner.shutdown.send_replace(true);
     }
 
-    /// Shuts down, waits until the run has ended (every delivery settled or requeued, the
-    /// consumer closed), then closes the transport: its connections, flushed. Publishing
-    /// fails afterwards.
+    /// Closes this bus: shuts it down, waits until its run has ended (every delivery
+    /// settled or requeued, its consumers closed), and stops using its transport. Publishing
+    /// through this bus fails afterwards. Idempotent.
+    ///
+    /// The transport closes (its connections flushed and closed) only when this was the
+    /// last bus using it: a transport shared by several buses — clones of one
+    /// `MemoryTransport`, `AmqpTransport` or `StreamTransport`, or one
+    /// `Arc<dyn Transport>` — counts them ([`Transport::attach`] and
+    /// [`Transport::detach`]), so closing one bus leaves the others publishing and
+    /// consuming. A bus dropped without `close` stops counting too. To close a transport
+    /// for every bus at once, call its own [`close`](Transport::close). A third-party
+    /// transport that does not count its buses is never closed by a bus: close it yourself.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// use pubsub::{health::ConnectionState, transport::Transport};
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "page", action = "viewed")]
+    /// struct PageViewed { path: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let broker = MemoryTransport::new();
+    /// let web = Bus::publisher("web", broker.clone());
+    /// let admin = Bus::publisher("admin", broker.clone()); // one transport, two buses
+    /// web.close().await?;
+    /// admin.publish(&PageViewed { path: "/admin".into() }).await?; // still open
+    /// admin.close().await?; // the last bus: the transport closes
+    /// assert!(broker.health().connections[0].state == ConnectionState::Closed);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close(&self) -> Result<()> {
         self.shutdown();
         let mut running = self.inner.running.subscribe();
         let _ = running.wait_for(|running| !*running).await;
-        self.inner.publisher.transport.close().await?;
+        // another service's bus may run the handlers that name none now
+        drop(
+            self.inner
+                .unassigned
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take(),
+        );
+        let transport = &self.inner.publisher.transport;
+        if self.inner.attached.swap(false, Ordering::SeqCst) && transport.detach() {
+            transport.close().await?;
+        }
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::signal::StopSignal;
 use super::{Bus, BusInner};
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result};
@@ -39,28 +40,42 @@ impl Bus {
             .await?;
         Ok(tokio::spawn(async move {
             let _claim = claim;
-            bus.run_consumer(consumer, std::future::pending::<()>())
-                .await
+            let never = std::future::pending::<()>;
+            bus.run_consumer(consumer, never(), never()).await
         }))
     }
 
-    /// Consumes and handles deliveries until `signal` completes (e.g.
-    /// `tokio::signal::ctrl_c()`) or [`shutdown`](Self::shutdown) is called, then shuts
-    /// down gracefully: stops taking deliveries and lets in-flight ones finish within the
-    /// shutdown timeout; at the deadline, abandons the rest (their handler tasks aborted
-    /// and awaited) and requeues them explicitly, so the broker redelivers them; then closes
-    /// the consumer (a stream consumer stores its offset). Call [`close`](Self::close)
-    /// afterwards to close the transport.
+    /// Consumes and handles deliveries until `signal` says stop (any future, e.g. a timer,
+    /// or [`shutdown_signal()`](crate::shutdown_signal) for Ctrl-C) or
+    /// [`shutdown`](Self::shutdown) is called, then shuts down gracefully: stops taking
+    /// deliveries, logs at `INFO` how many are in flight, in which handlers, and how long
+    /// it waits for them at most, and lets them finish within the shutdown timeout. At the
+    /// deadline — or at once when the signal's second stage comes (a second Ctrl-C) — it
+    /// abandons the rest (their handler tasks aborted and awaited) and requeues them
+    /// explicitly, unacked, so the broker redelivers them; then closes the consumer (a
+    /// stream consumer stores its offset). Call [`close`](Self::close) afterwards.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use pubsub::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// # let bus = Bus::publisher("doc", MemoryTransport::new());
+    /// // in a service: bus.run_until(pubsub::shutdown_signal()).await
+    /// bus.run_until(tokio::time::sleep(Duration::from_millis(10))).await
+    /// # }
+    /// ```
     ///
     /// Fails if the bus is already running or was shut down, or if the transport closed the
     /// consumer without being asked to.
-    pub async fn run_until<F: Future>(&self, signal: F) -> Result<()> {
+    pub async fn run_until<S: StopSignal>(&self, signal: S) -> Result<()> {
+        let (stop, abandon) = signal.into_stages();
         let Some(consumption) = &self.inner.intake else {
             // Nothing to consume, just wait for the signal.
-            let mut stop = self.inner.shutdown.subscribe();
+            let mut stopped = self.inner.shutdown.subscribe();
             tokio::select! {
-                _ = signal => {}
-                _ = raised(&mut stop) => {}
+                _ = stop => {}
+                _ = raised(&mut stopped) => {}
             }
             return Ok(());
         };
@@ -68,7 +83,7 @@ impl Bus {
         let consumer = consumption
             .consume(&*self.inner.publisher.transport)
             .await?;
-        self.run_consumer(consumer, signal).await
+        self.run_consumer(consumer, stop, abandon).await
     }
 
     /// Marks the bus as running until the claim is dropped.
@@ -84,10 +99,11 @@ impl Bus {
         Ok(RunningClaim(Arc::clone(&self.inner)))
     }
 
-    async fn run_consumer<F: Future>(
+    async fn run_consumer<F: Future, A: Future>(
         &self,
         mut consumer: Box<dyn Consumer>,
         signal: F,
+        abandon_signal: A,
     ) -> Result<()> {
         let Some(dispatcher) = &self.inner.dispatcher else {
             return Ok(());
@@ -145,7 +161,8 @@ impl Bus {
                 }
             }
         }
-        self.drain(consumer, in_flight, abandon_all).await;
+        self.drain(dispatcher, consumer, in_flight, abandon_all, abandon_signal)
+            .await;
         outcome
     }
 
@@ -210,11 +227,13 @@ impl Bus {
         .instrument(span)
     }
 
-    async fn drain<D: Future<Output = ()>>(
+    async fn drain<D: Future<Output = ()>, A: Future>(
         &self,
+        dispatcher: &Dispatcher,
         mut consumer: Box<dyn Consumer>,
         mut in_flight: FuturesUnordered<D>,
         abandon: watch::Sender<bool>,
+        abandon_signal: A,
     ) {
         if let Err(error) = consumer.cancel().await
             && !runtime_is_ending().await
@@ -223,12 +242,38 @@ impl Bus {
         }
         let count = in_flight.len();
         let deadline = self.inner.shutdown_timeout;
-        let finish = async { while in_flight.next().await.is_some() {} };
-        if tokio::time::timeout(deadline, finish).await.is_err() {
+        let service = self.service();
+        if count > 0 {
+            let handlers = dispatcher.running_handlers();
+            tracing::info!(
+                %service,
+                in_flight = count,
+                ?handlers,
+                timeout = ?deadline,
+                "stopping: waiting up to {deadline:?} for {count} {} in flight",
+                if count == 1 { "delivery" } else { "deliveries" },
+            );
+        }
+        let ended = {
+            let finish = async { while in_flight.next().await.is_some() {} };
+            tokio::select! {
+                biased;
+                ended = tokio::time::timeout(deadline, finish) => ended.map_err(|_| "shutdown timeout"),
+                _ = abandon_signal => Err("asked to stop at once"),
+            }
+        };
+        if let Err(why) = ended {
+            let then = if self.inner.capabilities.requeue {
+                "they are requeued"
+            } else {
+                "the stream reads them again from its stored offset"
+            };
             tracing::warn!(
+                %service,
                 remaining = in_flight.len(),
                 ?deadline,
-                "shutdown timeout: abandoning unfinished deliveries; they are requeued"
+                "{why}: abandoning {} unfinished deliveries; {then}",
+                in_flight.len(),
             );
             // Each remaining delivery aborts its handler task, waits for it (bounded), and
             // is settled with `Requeue` (or left to the stream's stored offset).
@@ -240,7 +285,7 @@ impl Bus {
         {
             tracing::warn!(error = %crate::Report::new(&error), "closing the consumer failed");
         }
-        tracing::info!(service = %self.service(), in_flight = count, "bus stopped");
+        tracing::info!(%service, in_flight = count, "bus stopped");
     }
 }
 

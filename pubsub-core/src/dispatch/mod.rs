@@ -10,7 +10,7 @@ mod decode;
 mod reason;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -46,6 +46,24 @@ pub(crate) struct ResolvedHandler {
     pub(crate) timeout: Duration,
     pub(crate) policy: RetryPolicy,
     pub(crate) call: DynCall,
+    /// Its runs now (attempts and in-process backoffs), for the shutdown log.
+    pub(crate) running: AtomicUsize,
+}
+
+/// Counts one run of a handler while it lasts.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One handler attempt, as reported to an observer. Only the test harness observes (the
@@ -128,6 +146,18 @@ enum HandlerOutcome {
 }
 
 impl Dispatcher {
+    /// The handlers running now, each with how many runs if more than one (`name ×3`).
+    pub(crate) fn running_handlers(&self) -> Vec<String> {
+        self.handlers
+            .iter()
+            .filter_map(|h| match h.running.load(Ordering::Relaxed) {
+                0 => None,
+                1 => Some(h.name.to_string()),
+                n => Some(format!("{} ×{n}", h.name)),
+            })
+            .collect()
+    }
+
     /// Handles one delivery. Never panics: a panic in handling dead-letters the message.
     pub(crate) async fn dispatch(&self, incoming: &Incoming, abandon: &Abandon) -> Outcome {
         let handled = std::panic::AssertUnwindSafe(self.handle(incoming, abandon))
@@ -312,6 +342,7 @@ impl Dispatcher {
         first_attempt: u32,
         abandon: &Abandon,
     ) -> HandlerOutcome {
+        let _running = Running::start(&handler.running);
         let mut first = match payload {
             Some(Err(error)) => return self.decode_failed(handler, &scope, first_attempt, error),
             Some(Ok(shared)) => Some(shared),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::queues::queue::Queue;
 use super::streams::log::Log;
 use super::sync::lock;
-use crate::transport::TransportError;
+use crate::transport::{TransportError, UseCount};
 
 /// One connection to the in-memory broker, shared by the queue broker and the stream
 /// broker: consumers of queues and readers of streams are opened on it alike.
@@ -20,6 +20,8 @@ pub(crate) struct Connection {
     /// The stream readers opened on it: closing the connection detaches them, storing
     /// nothing more.
     readers: Mutex<Vec<(Arc<Log>, u64)>>,
+    /// The buses using it: the last one closed closes it.
+    pub(super) buses: UseCount,
 }
 
 impl Connection {

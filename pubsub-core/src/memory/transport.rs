@@ -111,6 +111,14 @@ impl Transport for MemoryTransport {
         queues.reply(&address, reply, timeout).await
     }
 
+    fn attach(&self) {
+        self.connection.buses.attach();
+    }
+
+    fn detach(&self) -> bool {
+        self.connection.buses.detach()
+    }
+
     async fn close(&self) -> Result<(), TransportError> {
         self.connection.close();
         Ok(())

@@ -132,6 +132,7 @@ impl TestHarness {
         };
         let bus = builder
             .transport(transport.clone())
+            .private_to_test()
             .observer(Arc::clone(&log) as Arc<dyn Observer>)
             .build()
             .await?;

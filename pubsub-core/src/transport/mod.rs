@@ -22,6 +22,7 @@ mod merged;
 mod offsets;
 mod outgoing;
 pub(crate) mod subscription;
+mod use_count;
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub use merged::MergedConsumer;
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
 pub use subscription::{QueueSource, Source, StreamSource, Subscription};
+pub use use_count::UseCount;
 // Service authors choose these when reading streams: their public home is `stream`.
 pub(crate) use subscription::{StartAt, StoreOffsets};
 
@@ -50,6 +52,22 @@ use crate::stream::StreamNaming;
 ///
 /// Implementations must be cheap to share (`Arc<dyn Transport>`); one transport serves the
 /// publisher and every consumer of a bus, and may be shared by several buses.
+///
+/// # Shared by several buses
+///
+/// A transport is shared in two ways that must behave alike: its clones (the memory, AMQP
+/// and Streams transports are `Clone` over one inner `Arc`, so clones are one transport),
+/// and one `Arc<dyn Transport>` (the `impl Transport for Arc<T>` forwards every method).
+/// Each bus [`attach`](Self::attach)es when it is made and [`detach`](Self::detach)es when
+/// it is closed or dropped; [`Bus::close`](crate::Bus::close) closes the transport only
+/// when `detach` says that bus was the last. So a transport counts its buses in the state
+/// its clones share ([`UseCount`] does the counting), and closing one bus never closes
+/// the transport under the others. [`close`](Self::close), called directly, closes it for
+/// everyone at once.
+///
+/// The defaults count nothing: a transport that keeps them is never closed by a bus, only
+/// by its own [`close`](Self::close) (or by being dropped), which is safe for any number
+/// of buses.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// A short name for logs (`memory`, `amqp`, `streams`).
@@ -134,8 +152,25 @@ pub trait Transport: Send + Sync + 'static {
         })
     }
 
+    /// A bus starts using this transport (when it is built, or made with
+    /// [`Bus::publisher`](crate::Bus::publisher)). A transport that counts its buses, in the
+    /// state its clones share, adds one ([`UseCount::attach`]); see
+    /// [Shared by several buses](Self#shared-by-several-buses). The default counts
+    /// nothing.
+    fn attach(&self) {}
+
+    /// A bus that [`attach`](Self::attach)ed stopped using this transport (it was closed or
+    /// dropped). Returns whether it was the last bus attached: then
+    /// [`Bus::close`](crate::Bus::close) closes the transport ([`UseCount::detach`]). The
+    /// default returns `false`, so that a transport that does not count its buses is never
+    /// closed under one of them: it closes when [`close`](Self::close) is called.
+    fn detach(&self) -> bool {
+        false
+    }
+
     /// Flushes outstanding work and closes connections. Afterwards every operation fails
-    /// with [`TransportError::Closed`] at once and nothing reconnects. Idempotent.
+    /// with [`TransportError::Closed`] at once and nothing reconnects. Idempotent. Closes
+    /// it for every bus using it, whether or not they were closed.
     async fn close(&self) -> Result<(), TransportError>;
 }
 
@@ -203,6 +238,14 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         service: &str,
     ) -> Result<Vec<DeadLetteredMessage>, TransportError> {
         (**self).dead_letters(service).await
+    }
+
+    fn attach(&self) {
+        (**self).attach();
+    }
+
+    fn detach(&self) -> bool {
+        (**self).detach()
     }
 
     async fn close(&self) -> Result<(), TransportError> {
