@@ -189,7 +189,7 @@ mod parent {
             output
                 .1
                 .iter()
-                .any(|l| l.contains("abandoning 1 unfinished deliveries")),
+                .any(|l| l.contains("abandoning 1 unfinished delivery")),
             "{:?}",
             output.1
         );

@@ -198,7 +198,10 @@ impl BusBuilder {
         self
     }
 
-    /// How long shutdown waits for in-flight deliveries (default 10 s).
+    /// How long shutdown waits for in-flight deliveries (default 10 s). Then the handlers
+    /// still running are aborted and their deliveries requeued; the whole shutdown ends
+    /// within this timeout plus 3 s, whatever the broker does (what is still unsettled
+    /// then is left to the broker, which delivers it again).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self

@@ -1,7 +1,6 @@
 //! The bus's run loop: consume deliveries, hand each to the dispatcher, settle what it
 //! decided, and shut down within the deadline.
 
-use crate::runtime_end::runtime_is_ending;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use super::signal::StopSignal;
 use super::{Bus, BusInner};
 use crate::dispatch::{Abandon, Dispatcher, Incoming, Outcome};
 use crate::error::{Error, Result};
+use crate::runtime_end::runtime_is_ending;
 use crate::stats::Ended;
 use crate::transport::{Acker, Consumer, Delivery, Settlement, TransportError};
 
@@ -22,6 +22,12 @@ use crate::transport::{Acker, Consumer, Delivery, Settlement, TransportError};
 /// channel stopped answering cannot hold an in-flight slot, or a shutdown, for ever. The
 /// broker delivers an unsettled message again.
 const SETTLE_WAIT: Duration = Duration::from_secs(60);
+
+/// What a shutdown may take beyond its `shutdown_timeout`, whatever the broker does:
+/// cancelling the consumer, aborting the handlers still running, settling what they leave
+/// and closing the consumer all share it. What is still unsettled then is left to the
+/// broker, which delivers it again.
+pub(crate) const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 
 impl Bus {
     /// Starts consuming, then runs the bus in a background task until
@@ -235,13 +241,20 @@ impl Bus {
         abandon: watch::Sender<bool>,
         abandon_signal: A,
     ) {
-        if let Err(error) = consumer.cancel().await
-            && !runtime_is_ending().await
-        {
-            tracing::warn!(error = %crate::Report::new(&error), "cancelling the consumer failed");
+        // the whole drain ends by `deadline + SHUTDOWN_MARGIN`, whatever the broker does
+        let started = tokio::time::Instant::now();
+        let deadline = self.inner.shutdown_timeout;
+        let hard_end = started + deadline + SHUTDOWN_MARGIN;
+        let step = SHUTDOWN_MARGIN / 3;
+        match tokio::time::timeout_at(started + step, consumer.cancel()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) if !runtime_is_ending().await => {
+                tracing::warn!(error = %crate::Report::new(&error), "cancelling the consumer failed");
+            }
+            Ok(Err(_)) => {}
+            Err(_) => tracing::warn!("cancelling the consumer got no answer; going on"),
         }
         let count = in_flight.len();
-        let deadline = self.inner.shutdown_timeout;
         let service = self.service();
         if count > 0 {
             let handlers = dispatcher.running_handlers();
@@ -258,7 +271,7 @@ impl Bus {
             let finish = async { while in_flight.next().await.is_some() {} };
             tokio::select! {
                 biased;
-                ended = tokio::time::timeout(deadline, finish) => ended.map_err(|_| "shutdown timeout"),
+                ended = tokio::time::timeout_at(started + deadline, finish) => ended.map_err(|_| "shutdown timeout"),
                 _ = abandon_signal => Err("asked to stop at once"),
             }
         };
@@ -272,20 +285,49 @@ impl Bus {
                 %service,
                 remaining = in_flight.len(),
                 ?deadline,
-                "{why}: abandoning {} unfinished deliveries; {then}",
+                "{why}: abandoning {} unfinished {}; {then}",
                 in_flight.len(),
+                if in_flight.len() == 1 { "delivery" } else { "deliveries" },
             );
             // Each remaining delivery aborts its handler task, waits for it (bounded), and
             // is settled with `Requeue` (or left to the stream's stored offset).
             abandon.send_replace(true);
-            while in_flight.next().await.is_some() {}
+            // the handlers get their abort grace, the settlements what is left of the margin
+            let finish = async { while in_flight.next().await.is_some() {} };
+            let until = (hard_end - step).min(tokio::time::Instant::now() + 2 * step);
+            if tokio::time::timeout_at(until, finish).await.is_err() {
+                tracing::warn!(
+                    %service,
+                    unsettled = in_flight.len(),
+                    margin = ?SHUTDOWN_MARGIN,
+                    "deliveries still unsettled at the end of the shutdown margin: left to the \
+                     broker, which delivers them again"
+                );
+                // never settled: counted as settle errors, so `in_flight` drops
+                for _ in 0..in_flight.len() {
+                    self.inner.counters.ended(Ended::SettleError);
+                }
+            }
         }
-        if let Err(error) = consumer.close().await
-            && !runtime_is_ending().await
-        {
+        drop(in_flight);
+        close_consumer(
+            consumer,
+            hard_end.min(tokio::time::Instant::now() + SHUTDOWN_MARGIN),
+        )
+        .await;
+        tracing::info!(%service, in_flight = count, "bus stopped");
+    }
+}
+
+/// Closes `consumer`, waiting at most until `until`.
+async fn close_consumer(consumer: Box<dyn Consumer>, until: tokio::time::Instant) {
+    match tokio::time::timeout_at(until, consumer.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) if !runtime_is_ending().await => {
             tracing::warn!(error = %crate::Report::new(&error), "closing the consumer failed");
         }
-        tracing::info!(%service, in_flight = count, "bus stopped");
+        Ok(Err(_)) => {}
+        Err(_) => tracing::warn!("closing the consumer got no answer; left to the transport"),
     }
 }
 
