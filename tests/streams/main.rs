@@ -14,4 +14,5 @@ mod connect;
 mod offsets;
 mod partitions;
 mod publish;
+mod reader;
 mod restart;
