@@ -34,6 +34,35 @@ pub(crate) struct Link {
     stop: watch::Sender<bool>,
 }
 
+/// When an operation started and until when it may wait: every error of the operation
+/// that reports a wait reports the time since its start, whichever step it was in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    started: Instant,
+    pub(crate) at: Instant,
+}
+
+impl Deadline {
+    /// An operation starting now that may take `timeout`.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            at: started + timeout,
+        }
+    }
+
+    /// How long the operation has waited so far.
+    pub(crate) fn waited(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
 /// What the supervisor and the users of the link share.
 #[derive(Debug)]
 struct Shared {
@@ -73,12 +102,13 @@ impl Link {
     }
 
     /// The connection and its generation (1 for the first, +1 for each reconnect), waiting
-    /// for one until `deadline` (`None`: as long as it takes, until the link closes).
+    /// for one until `deadline` (`None`: as long as it takes, until the link closes). The
+    /// error after the deadline reports the wait since the deadline's start (the caller's
+    /// operation), not since this call.
     pub(crate) async fn connection(
         &self,
-        deadline: Option<Instant>,
+        deadline: Option<&Deadline>,
     ) -> Result<(Arc<Connection>, u64), TransportError> {
-        let started = Instant::now();
         let mut current = self.shared.current.subscribe();
         loop {
             match &*current.borrow_and_update() {
@@ -90,10 +120,12 @@ impl Link {
             }
             let changed = current.changed();
             let changed = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), changed).await {
-                    Ok(changed) => changed,
-                    Err(_) => return Err(self.unavailable(started.elapsed())),
-                },
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.at.into(), changed).await {
+                        Ok(changed) => changed,
+                        Err(_) => return Err(self.unavailable(deadline.waited())),
+                    }
+                }
                 None => changed.await,
             };
             if changed.is_err() {
@@ -102,8 +134,18 @@ impl Link {
         }
     }
 
-    /// The error for a caller that waited `waited` for a connection, or for the broker:
-    /// blocked by an alarm, down (with the last error), or just slow.
+    /// Resolves once connection `generation` is lost (or the link closed): what was sent
+    /// on it and not answered never will be.
+    pub(crate) async fn lost(&self, generation: u64) {
+        let mut current = self.shared.current.subscribe();
+        let _ = current
+            .wait_for(|c| !matches!(c, Current::Up(_, g) if *g == generation))
+            .await;
+    }
+
+    /// The error for a caller that waited `waited` (since its operation started) for a
+    /// connection, or for the broker: blocked by an alarm, down (with the last error), or
+    /// just slow.
     pub(crate) fn unavailable(&self, waited: Duration) -> TransportError {
         let health = self.shared.health();
         match health.state {
@@ -117,7 +159,7 @@ impl Link {
                 after: waited,
             },
             _ => TransportError::unavailable(format!(
-                "no connection to RabbitMQ at {} for {waited:?} (the {} connection is reconnecting; last error: {})",
+                "no connection to RabbitMQ at {} after waiting {waited:.1?} (the {} connection is reconnecting; last error: {})",
                 self.shared.url,
                 self.shared.role,
                 health.last_error.as_deref().unwrap_or("none")

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
-    health::{ConsumerHealth, ConsumerState, TransportHealth},
+    health::{ConsumerHealth, ConsumerState, Settlements, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
         Source, Subscription, Transport, TransportError,
@@ -54,8 +54,9 @@ struct Inner {
     config: AmqpConfig,
     publishing: OnceCell<Arc<Publisher>>,
     consuming: OnceCell<Arc<Link>>,
-    /// The consumers started, for health; stopped ones are dropped when no longer held.
-    consumers: Mutex<Vec<Arc<Mutex<ConsumerHealth>>>>,
+    /// The consumers started, with their settlements under way, for health; stopped ones
+    /// are dropped when no longer held.
+    consumers: Mutex<Vec<(Arc<Mutex<ConsumerHealth>>, Settlements)>>,
     /// The service queues whose stale bindings were looked for (once each).
     bindings_checked: Mutex<HashSet<String>>,
     closed: AtomicBool,
@@ -192,18 +193,21 @@ impl Transport for AmqpTransport {
             source,
             ConsumerState::Running,
         )));
+        let settlements = Settlements::default();
         let consumer = AmqpConsumer::start(
             link,
             &self.inner.config,
             subscription,
             publisher,
             Arc::clone(&health),
+            settlements.clone(),
         )
         .await?;
         self.remove_stale_bindings(subscription).await;
         let mut consumers = lock(&self.inner.consumers);
-        consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
-        consumers.push(health);
+        consumers
+            .retain(|(c, _)| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
+        consumers.push((health, settlements));
         Ok(Box::new(consumer))
     }
 
@@ -217,7 +221,11 @@ impl Transport for AmqpTransport {
         }
         health.consumers = lock(&self.inner.consumers)
             .iter()
-            .map(|c| lock(c).clone())
+            .map(|(c, settlements)| {
+                let mut health = lock(c).clone();
+                settlements.report(&mut health);
+                health
+            })
             .collect();
         health
     }
