@@ -230,6 +230,7 @@ impl Source {
             if *modes.borrow() != Mode::Consume {
                 return None;
             }
+            let mark = self.link.reconnects().mark();
             let attempt = async {
                 let (connection, generation) = self.link.connection(None).await?;
                 Ok::<_, TransportError>(self.open(&connection, generation).await?)
@@ -251,7 +252,7 @@ impl Source {
                     let pause = crate::connection::jittered(*backoff);
                     *backoff = (*backoff * 2).min(self.config.max_backoff);
                     tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
+                        () = self.link.reconnects().wait(pause, mark) => {}
                         _ = modes.changed() => {}
                     }
                 }

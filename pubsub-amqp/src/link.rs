@@ -15,7 +15,7 @@ use futures::StreamExt;
 use lapin::{Connection, Event};
 use pubsub_core::{
     health::{ConnectionHealth, ConnectionState},
-    transport::TransportError,
+    transport::{Reconnects, TransportError},
 };
 use tokio::sync::watch;
 
@@ -70,6 +70,8 @@ struct Shared {
     url: String,
     current: watch::Sender<Current>,
     health: Mutex<ConnectionHealth>,
+    /// Shared with the transport's other connections: a reconnect ends their waits.
+    reconnects: Reconnects,
 }
 
 /// The connection now, if there is one.
@@ -83,13 +85,19 @@ enum Current {
 impl Link {
     /// Connects (the configured attempts: an unreachable broker at start is an error), then
     /// keeps the connection up in a task of its own.
-    pub(crate) async fn open(config: &AmqpConfig, role: &'static str) -> Result<Self, AmqpError> {
+    pub(crate) async fn open(
+        config: &AmqpConfig,
+        role: &'static str,
+        reconnects: Reconnects,
+    ) -> Result<Self, AmqpError> {
         let connection = Arc::new(connect(config, role).await?);
+        reconnects.connected();
         let shared = Arc::new(Shared {
             role,
             url: config.url(),
             current: watch::Sender::new(Current::Up(Arc::clone(&connection), 1)),
             health: Mutex::new(ConnectionHealth::new(role, ConnectionState::Up)),
+            reconnects,
         });
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(supervise(
@@ -165,6 +173,11 @@ impl Link {
                 health.last_error.as_deref().unwrap_or("none")
             )),
         }
+    }
+
+    /// The reconnect waits this connection shares with the transport's others.
+    pub(crate) fn reconnects(&self) -> &Reconnects {
+        &self.shared.reconnects
     }
 
     /// The state of the connection.
@@ -295,7 +308,8 @@ async fn watch_connection(
 }
 
 /// Connects again, with capped, jittered backoff, until it works (`Some`) or the link is
-/// stopped (`None`).
+/// stopped (`None`). A wait ends early once another connection of the transport is back,
+/// or the broker's port, closed, accepts again ([`Reconnects`]).
 async fn reconnect(
     shared: &Shared,
     config: &AmqpConfig,
@@ -307,12 +321,16 @@ async fn reconnect(
         if *stop.borrow_and_update() {
             return None;
         }
+        let mark = shared.reconnects.mark();
         let result = tokio::select! {
             result = connect_once(config, shared.role) => result,
             _ = stop.changed() => return None,
         };
         match result {
-            Ok(connection) => return Some(connection),
+            Ok(connection) => {
+                shared.reconnects.connected();
+                return Some(connection);
+            }
             Err(error) => {
                 let pause = jittered(wait);
                 tracing::debug!(role = shared.role, attempt, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "reconnecting to RabbitMQ failed");
@@ -320,7 +338,7 @@ async fn reconnect(
                     h.last_error = Some(error.to_string());
                 });
                 tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
+                    () = shared.reconnects.wait(pause, mark) => {}
                     _ = stop.changed() => return None,
                 }
                 wait = (wait * 2).min(config.max_backoff);

@@ -10,7 +10,7 @@ use pubsub_core::{
     health::{ConsumerHealth, ConsumerState, Settlements, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
-        Source, Subscription, Transport, TransportError,
+        Reconnects, Source, Subscription, Transport, TransportError,
     },
 };
 use tokio::sync::OnceCell;
@@ -60,13 +60,18 @@ struct Inner {
     /// The service queues whose stale bindings were looked for (once each).
     bindings_checked: Mutex<HashSet<String>>,
     closed: AtomicBool,
+    /// The reconnect waits of both connections: one back ends the other's.
+    reconnects: Reconnects,
 }
 
 impl AmqpTransport {
     /// A transport for the broker `config` describes; connects on first use.
     pub fn new(config: AmqpConfig) -> Self {
+        let authority = &config.uri().authority;
+        let reconnects = Reconnects::new(authority.host.clone(), authority.port);
         Self {
             inner: Arc::new(Inner {
+                reconnects,
                 config,
                 publishing: OnceCell::new(),
                 consuming: OnceCell::new(),
@@ -102,7 +107,7 @@ impl AmqpTransport {
             .inner
             .publishing
             .get_or_try_init(|| async {
-                let link = Link::open(config, "publisher").await?;
+                let link = Link::open(config, "publisher", self.inner.reconnects.clone()).await?;
                 Ok::<_, AmqpError>(Arc::new(Publisher::new(link, config)))
             })
             .await?;
@@ -115,7 +120,11 @@ impl AmqpTransport {
         Ok(self
             .inner
             .consuming
-            .get_or_try_init(|| async { Link::open(config, "consumer").await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                Link::open(config, "consumer", self.inner.reconnects.clone())
+                    .await
+                    .map(Arc::new)
+            })
             .await?)
     }
 

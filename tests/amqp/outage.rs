@@ -17,7 +17,7 @@ use pubsub::amqp::{AmqpConfig, AmqpTransport};
 use pubsub::prelude::*;
 use pubsub::{Handler, HandlerSelection, RetryPolicy, transport::Transport};
 
-use crate::support::counted::{Counts, Tick, lock, publish, wait_until};
+use crate::support::counted::{Counts, Tick, lock, publish, time_to_recover, wait_until};
 use crate::support::proxy::Proxy;
 use crate::support::{self, broker};
 
@@ -319,6 +319,63 @@ async fn a_failed_publish_reports_the_wait_since_it_started() {
         "the error reports {reported:?}, the publish waited {took:?}: {text}"
     );
     assert!(reported >= TIMEOUT - Duration::from_millis(100), "{text}");
+    transport.close().await.expect("closing");
+    delete_queues(&direct, &ns).await;
+}
+
+/// The publisher's and the consumer's connections lost (reset) and refused for a while
+/// with their backoff at its cap (8 s from the first wait): once the port accepts again,
+/// the first publish is confirmed and the bus is healthy within 2.5 s (the port is probed
+/// between attempts, and a connection back ends the other's wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_is_back_soon_after_the_broker() {
+    let Some((ns, proxy, config, direct)) = proxied("back").await else {
+        return;
+    };
+    const CAP: Duration = Duration::from_secs(8);
+    let transport = AmqpTransport::new(config.backoff(CAP, CAP));
+    let counts = Arc::new(Counts::default());
+    let bus = consuming(
+        &transport,
+        &format!("{ns}-svc"),
+        slow_counting(&counts, Duration::ZERO),
+    )
+    .await;
+    let running = bus.spawn().await.expect("running the bus");
+    bus.publish(&Tick { n: 0, note: None })
+        .await
+        .expect("published before the outage");
+    wait_until("healthy", Duration::from_secs(10), || {
+        bus.health().is_healthy()
+    })
+    .await;
+
+    proxy.refuse();
+    proxy.cut();
+    wait_until("both connections down", Duration::from_secs(10), || {
+        let health = transport.health();
+        health.connections.len() == 2
+            && !health.is_healthy()
+            && health
+                .connections
+                .iter()
+                .all(|c| c.state == pubsub::health::ConnectionState::Down)
+    })
+    .await;
+    // past the first attempts: every connection waits its capped backoff now
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    proxy.listening().await;
+    let (confirmed, healthy) = time_to_recover(&bus).await;
+    eprintln!(
+        "amqp, port reopened after its backoff reached {CAP:?}: first confirm in {confirmed:?}, healthy in {healthy:?}"
+    );
+    assert!(
+        confirmed <= Duration::from_millis(2500) && healthy <= Duration::from_millis(2500),
+        "first confirm {confirmed:?}, healthy {healthy:?}"
+    );
+    bus.shutdown();
+    running.await.expect("the bus task").expect("the bus run");
     transport.close().await.expect("closing");
     delete_queues(&direct, &ns).await;
 }
