@@ -68,7 +68,7 @@ pub struct AmqpConfig {
     pub connection_attempts: u32,
     /// Wait after the first failed attempt, doubling up to `max_backoff` (default 500 ms).
     pub initial_backoff: Duration,
-    /// Longest wait between attempts (default 10 s).
+    /// Longest wait between attempts (default 10 s); see [`backoff`](Self::backoff).
     pub max_backoff: Duration,
     /// Unsettled deliveries per consumer (default 100).
     pub prefetch: u16,
@@ -290,7 +290,16 @@ impl AmqpConfig {
         self
     }
 
-    /// Backoff between attempts: `initial`, doubling up to `max`.
+    /// Backoff between attempts: `initial`, doubling up to `max`, each wait jittered by
+    /// ±20 %.
+    ///
+    /// The backoff only paces attempts at a broker whose port accepts TCP but not the
+    /// handshake: between attempts each connection probes the port with a bare TCP connect
+    /// every [`PROBE_EVERY`](pubsub_core::transport::PROBE_EVERY) (250 ms) and attempts at
+    /// once when a port that was closed accepts again, and a connection of the transport
+    /// that comes back ends the others' waits
+    /// ([`Reconnects`](pubsub_core::transport::Reconnects)). So every connection is back
+    /// within about 2 s of the broker's port reopening, however long the outage was.
     #[must_use]
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;

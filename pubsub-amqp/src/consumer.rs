@@ -13,7 +13,13 @@
 //!   original is acked. If that publish fails, the original is requeued (retried sooner,
 //!   never lost).
 //! - Acking on a channel that has gone is an error, never reported as done; the broker
-//!   delivers the message again.
+//!   delivers the message again. Each ack, nack and reject is raced against the loss of
+//!   its channel and of its connection (lapin may leave one queued at the moment the
+//!   connection dies pending forever): it fails as soon as either is gone, so the delivery
+//!   leaves the bus's in-flight count at once, as a settle error. The settlements under
+//!   way are counted for health ([`Settlements`]); one under way for longer than
+//!   [`SETTLEMENT_STUCK_AFTER`](pubsub_core::health::SETTLEMENT_STUCK_AFTER) (a
+//!   connection that takes bytes and answers nothing) makes the consumer unhealthy.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +34,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use pubsub_core::{
     Message,
-    health::{ConsumerHealth, ConsumerState},
+    health::{ConsumerHealth, ConsumerState, Settlements},
     transport::{
         Acker, Confirmation, Consumer, DeadLetter, Delivery, Retry, Settlement, Subscription,
         TransportError,
@@ -78,6 +84,17 @@ struct Source {
     subscription: Subscription,
     publisher: Arc<Publisher>,
     health: Arc<Mutex<ConsumerHealth>>,
+    settlements: Settlements,
+}
+
+/// A consuming channel, the connection generation it is on, and its liveness: the
+/// ackers of its deliveries hold receivers, and the sender is dropped once the channel
+/// is gone (lost, or closed), which fails their settlements at once.
+struct Open {
+    channel: Channel,
+    consumer: lapin::Consumer,
+    generation: u64,
+    alive: watch::Sender<()>,
 }
 
 impl AmqpConsumer {
@@ -89,6 +106,7 @@ impl AmqpConsumer {
         subscription: &Subscription,
         publisher: Arc<Publisher>,
         health: Arc<Mutex<ConsumerHealth>>,
+        settlements: Settlements,
     ) -> Result<Self, TransportError> {
         let source = Source {
             link,
@@ -96,9 +114,10 @@ impl AmqpConsumer {
             subscription: subscription.clone(),
             publisher,
             health,
+            settlements,
         };
-        let (connection, _) = source.link.connection(None).await?;
-        let first = source.open(&connection).await?;
+        let (connection, generation) = source.link.connection(None).await?;
+        let first = source.open(&connection, generation).await?;
         let (tx, deliveries) = mpsc::channel(usize::from(subscription.prefetch.max(1)));
         let (mode, modes) = watch::channel(Mode::Consume);
         let (forwarding_tx, forwarding) = watch::channel(true);
@@ -113,11 +132,13 @@ impl AmqpConsumer {
 }
 
 impl Source {
-    /// Declares the topology and consumes on a new channel of `connection`.
+    /// Declares the topology and consumes on a new channel of `connection` (of
+    /// `generation`).
     async fn open(
         &self,
         connection: &lapin::Connection,
-    ) -> Result<(Channel, lapin::Consumer), AmqpError> {
+        generation: u64,
+    ) -> Result<Open, AmqpError> {
         let channel = connection
             .create_channel()
             .await
@@ -139,13 +160,18 @@ impl Source {
             )
             .await
             .map_err(|e| AmqpError::channel("starting to consume", e))?;
-        Ok((channel, consumer))
+        Ok(Open {
+            channel,
+            consumer,
+            generation,
+            alive: watch::Sender::new(()),
+        })
     }
 
     /// Forwards deliveries; after a loss, consumes again on the next connection.
     async fn run(
         self,
-        first: (Channel, lapin::Consumer),
+        first: Open,
         tx: mpsc::Sender<Delivery>,
         mut modes: watch::Receiver<Mode>,
         forwarding: watch::Sender<bool>,
@@ -154,7 +180,7 @@ impl Source {
         let mut backoff = self.config.initial_backoff;
         // the channel to keep open after a cancel, so held deliveries can still settle
         let kept = loop {
-            let (channel, consumer) = match current.take() {
+            let open = match current.take() {
                 Some(open) => open,
                 None => match self.reopen(&mut modes, &mut backoff).await {
                     Some(open) => open,
@@ -163,9 +189,19 @@ impl Source {
             };
             self.transition(ConsumerState::Running, None);
             backoff = self.config.initial_backoff;
-            match self.forward(&channel, consumer, &tx, &mut modes).await {
+            let Open {
+                channel,
+                consumer,
+                generation,
+                alive,
+            } = open;
+            match self
+                .forward(&channel, consumer, generation, &alive, &tx, &mut modes)
+                .await
+            {
+                // dropping `alive` fails the settlements under way on the channel
                 Ended::Lost(error) => self.transition(ConsumerState::Recovering, Some(error)),
-                Ended::Cancelled => break Some(channel),
+                Ended::Cancelled => break Some((channel, alive)),
                 Ended::Closed => {
                     close(&channel).await;
                     break None;
@@ -176,9 +212,10 @@ impl Source {
         drop(tx);
         forwarding.send_replace(false);
         self.transition(ConsumerState::Stopped, None);
-        if let Some(channel) = kept {
+        if let Some((channel, alive)) = kept {
             let _ = modes.wait_for(|m| *m == Mode::Close).await;
             close(&channel).await;
+            drop(alive);
         }
     }
 
@@ -188,14 +225,15 @@ impl Source {
         &self,
         modes: &mut watch::Receiver<Mode>,
         backoff: &mut Duration,
-    ) -> Option<(Channel, lapin::Consumer)> {
+    ) -> Option<Open> {
         loop {
             if *modes.borrow() != Mode::Consume {
                 return None;
             }
+            let mark = self.link.reconnects().mark();
             let attempt = async {
-                let (connection, _) = self.link.connection(None).await?;
-                Ok::<_, TransportError>(self.open(&connection).await?)
+                let (connection, generation) = self.link.connection(None).await?;
+                Ok::<_, TransportError>(self.open(&connection, generation).await?)
             };
             let result = tokio::select! {
                 result = attempt => result,
@@ -214,7 +252,7 @@ impl Source {
                     let pause = crate::connection::jittered(*backoff);
                     *backoff = (*backoff * 2).min(self.config.max_backoff);
                     tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
+                        () = self.link.reconnects().wait(pause, mark) => {}
                         _ = modes.changed() => {}
                     }
                 }
@@ -227,6 +265,8 @@ impl Source {
         &self,
         channel: &Channel,
         mut consumer: lapin::Consumer,
+        generation: u64,
+        alive: &watch::Sender<()>,
         tx: &mpsc::Sender<Delivery>,
         modes: &mut watch::Receiver<Mode>,
     ) -> Ended {
@@ -244,7 +284,7 @@ impl Source {
             }
             tokio::select! {
                 next = consumer.next() => match next {
-                    Some(Ok(delivery)) => sending = Some(self.delivery(delivery)),
+                    Some(Ok(delivery)) => sending = Some(self.delivery(delivery, generation, alive)),
                     Some(Err(error)) => return Ended::Lost(error.to_string()),
                     None => return Ended::Lost("the broker cancelled the consumer (its queue deleted?)".to_owned()),
                 },
@@ -293,7 +333,12 @@ impl Source {
         }
     }
 
-    fn delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
+    fn delivery(
+        &self,
+        delivery: lapin::message::Delivery,
+        generation: u64,
+        alive: &watch::Sender<()>,
+    ) -> Delivery {
         let via_topic = delivery.exchange.as_str() == self.config.exchange;
         // quorum queues count earlier deliveries in x-delivery-count
         let earlier = delivery
@@ -314,6 +359,10 @@ impl Source {
             service: service.clone(),
             dead_letter_exchange: topology::dead_letter_exchange(service),
             publisher: Arc::clone(&self.publisher),
+            link: Arc::clone(&self.link),
+            generation,
+            alive: alive.subscribe(),
+            settlements: self.settlements.clone(),
         });
         let core = Delivery::new(message, delivery.redelivered, acker);
         match earlier {
@@ -400,6 +449,12 @@ struct AmqpAcker {
     service: String,
     dead_letter_exchange: String,
     publisher: Arc<Publisher>,
+    /// The consuming connection, and the generation of it that delivered the message.
+    link: Arc<Link>,
+    generation: u64,
+    /// Ends (its sender dropped) once the channel that delivered the message is gone.
+    alive: watch::Receiver<()>,
+    settlements: Settlements,
 }
 
 impl AmqpAcker {
@@ -441,13 +496,35 @@ impl AmqpAcker {
             Ok(()) => self.ack().await,
             Err(error) => {
                 tracing::warn!(id = %self.message.metadata.id, error = %pubsub_core::Report::new(&error), requeue, "publishing {copy} failed; rejecting the original");
-                taken(self.acker.reject(BasicRejectOptions { requeue }).await)
+                self.unless_gone(self.acker.reject(BasicRejectOptions { requeue }))
+                    .await
             }
         }
     }
 
     async fn ack(&self) -> Result<(), TransportError> {
-        taken(self.acker.ack(BasicAckOptions::default()).await)
+        self.unless_gone(self.acker.ack(BasicAckOptions::default()))
+            .await
+    }
+
+    /// `settle` (an ack, nack or reject), unless the channel or the connection that
+    /// delivered the message is gone first: then it fails at once.
+    async fn unless_gone(
+        &self,
+        settle: impl std::future::Future<Output = Result<bool, lapin::Error>>,
+    ) -> Result<(), TransportError> {
+        let mut alive = self.alive.clone();
+        tokio::select! {
+            biased;
+            settled = settle => taken(settled),
+            // never sent to: it completes only when the sender is dropped
+            _ = alive.changed() => Err(TransportError::settle(
+                "the channel that delivered the message is gone; the broker will deliver it again",
+            )),
+            () = self.link.lost(self.generation) => Err(TransportError::settle(
+                "the connection that delivered the message is lost; the broker will deliver it again",
+            )),
+        }
     }
 }
 
@@ -474,16 +551,16 @@ fn settle_error(error: lapin::Error) -> TransportError {
 #[async_trait]
 impl Acker for AmqpAcker {
     async fn settle(self: Box<Self>, settlement: Settlement) -> Result<(), TransportError> {
+        let _settling = self.settlements.start();
         match settlement {
             Settlement::Ack => self.ack().await,
-            Settlement::Requeue => taken(
-                self.acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await,
-            ),
+            Settlement::Requeue => {
+                self.unless_gone(self.acker.nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                }))
+                .await
+            }
             // boxed: the copies are rare, and their publish state would make every
             // settle's future (boxed by async_trait, so copied to the heap) larger
             Settlement::DeadLetter(dead) => Box::pin(self.dead_letter(dead)).await,

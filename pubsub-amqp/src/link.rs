@@ -15,7 +15,7 @@ use futures::StreamExt;
 use lapin::{Connection, Event};
 use pubsub_core::{
     health::{ConnectionHealth, ConnectionState},
-    transport::TransportError,
+    transport::{Reconnects, TransportError},
 };
 use tokio::sync::watch;
 
@@ -34,6 +34,35 @@ pub(crate) struct Link {
     stop: watch::Sender<bool>,
 }
 
+/// When an operation started and until when it may wait: every error of the operation
+/// that reports a wait reports the time since its start, whichever step it was in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    started: Instant,
+    pub(crate) at: Instant,
+}
+
+impl Deadline {
+    /// An operation starting now that may take `timeout`.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            at: started + timeout,
+        }
+    }
+
+    /// How long the operation has waited so far.
+    pub(crate) fn waited(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+}
+
 /// What the supervisor and the users of the link share.
 #[derive(Debug)]
 struct Shared {
@@ -41,6 +70,8 @@ struct Shared {
     url: String,
     current: watch::Sender<Current>,
     health: Mutex<ConnectionHealth>,
+    /// Shared with the transport's other connections: a reconnect ends their waits.
+    reconnects: Reconnects,
 }
 
 /// The connection now, if there is one.
@@ -54,13 +85,19 @@ enum Current {
 impl Link {
     /// Connects (the configured attempts: an unreachable broker at start is an error), then
     /// keeps the connection up in a task of its own.
-    pub(crate) async fn open(config: &AmqpConfig, role: &'static str) -> Result<Self, AmqpError> {
+    pub(crate) async fn open(
+        config: &AmqpConfig,
+        role: &'static str,
+        reconnects: Reconnects,
+    ) -> Result<Self, AmqpError> {
         let connection = Arc::new(connect(config, role).await?);
+        reconnects.connected();
         let shared = Arc::new(Shared {
             role,
             url: config.url(),
             current: watch::Sender::new(Current::Up(Arc::clone(&connection), 1)),
             health: Mutex::new(ConnectionHealth::new(role, ConnectionState::Up)),
+            reconnects,
         });
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(supervise(
@@ -73,12 +110,13 @@ impl Link {
     }
 
     /// The connection and its generation (1 for the first, +1 for each reconnect), waiting
-    /// for one until `deadline` (`None`: as long as it takes, until the link closes).
+    /// for one until `deadline` (`None`: as long as it takes, until the link closes). The
+    /// error after the deadline reports the wait since the deadline's start (the caller's
+    /// operation), not since this call.
     pub(crate) async fn connection(
         &self,
-        deadline: Option<Instant>,
+        deadline: Option<&Deadline>,
     ) -> Result<(Arc<Connection>, u64), TransportError> {
-        let started = Instant::now();
         let mut current = self.shared.current.subscribe();
         loop {
             match &*current.borrow_and_update() {
@@ -90,10 +128,12 @@ impl Link {
             }
             let changed = current.changed();
             let changed = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline.into(), changed).await {
-                    Ok(changed) => changed,
-                    Err(_) => return Err(self.unavailable(started.elapsed())),
-                },
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.at.into(), changed).await {
+                        Ok(changed) => changed,
+                        Err(_) => return Err(self.unavailable(deadline.waited())),
+                    }
+                }
                 None => changed.await,
             };
             if changed.is_err() {
@@ -102,8 +142,18 @@ impl Link {
         }
     }
 
-    /// The error for a caller that waited `waited` for a connection, or for the broker:
-    /// blocked by an alarm, down (with the last error), or just slow.
+    /// Resolves once connection `generation` is lost (or the link closed): what was sent
+    /// on it and not answered never will be.
+    pub(crate) async fn lost(&self, generation: u64) {
+        let mut current = self.shared.current.subscribe();
+        let _ = current
+            .wait_for(|c| !matches!(c, Current::Up(_, g) if *g == generation))
+            .await;
+    }
+
+    /// The error for a caller that waited `waited` (since its operation started) for a
+    /// connection, or for the broker: blocked by an alarm, down (with the last error), or
+    /// just slow.
     pub(crate) fn unavailable(&self, waited: Duration) -> TransportError {
         let health = self.shared.health();
         match health.state {
@@ -117,12 +167,17 @@ impl Link {
                 after: waited,
             },
             _ => TransportError::unavailable(format!(
-                "no connection to RabbitMQ at {} for {waited:?} (the {} connection is reconnecting; last error: {})",
+                "no connection to RabbitMQ at {} after waiting {waited:.1?} (the {} connection is reconnecting; last error: {})",
                 self.shared.url,
                 self.shared.role,
                 health.last_error.as_deref().unwrap_or("none")
             )),
         }
+    }
+
+    /// The reconnect waits this connection shares with the transport's others.
+    pub(crate) fn reconnects(&self) -> &Reconnects {
+        &self.shared.reconnects
     }
 
     /// The state of the connection.
@@ -253,7 +308,8 @@ async fn watch_connection(
 }
 
 /// Connects again, with capped, jittered backoff, until it works (`Some`) or the link is
-/// stopped (`None`).
+/// stopped (`None`). A wait ends early once another connection of the transport is back,
+/// or the broker's port, closed, accepts again ([`Reconnects`]).
 async fn reconnect(
     shared: &Shared,
     config: &AmqpConfig,
@@ -265,12 +321,16 @@ async fn reconnect(
         if *stop.borrow_and_update() {
             return None;
         }
+        let mark = shared.reconnects.mark();
         let result = tokio::select! {
             result = connect_once(config, shared.role) => result,
             _ = stop.changed() => return None,
         };
         match result {
-            Ok(connection) => return Some(connection),
+            Ok(connection) => {
+                shared.reconnects.connected();
+                return Some(connection);
+            }
             Err(error) => {
                 let pause = jittered(wait);
                 tracing::debug!(role = shared.role, attempt, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "reconnecting to RabbitMQ failed");
@@ -278,7 +338,7 @@ async fn reconnect(
                     h.last_error = Some(error.to_string());
                 });
                 tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
+                    () = shared.reconnects.wait(pause, mark) => {}
                     _ = stop.changed() => return None,
                 }
                 wait = (wait * 2).min(config.max_backoff);

@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::AmqpConfig;
 use crate::convert;
 use crate::error::AmqpError;
-use crate::link::Link;
+use crate::link::{Deadline, Link};
 use crate::sync::lock;
 
 /// How often one message may close its channel with a channel-level error (an exchange
@@ -158,14 +158,14 @@ impl Publisher {
         route: Route,
         message: Message,
     ) -> Result<Confirmation, TransportError> {
-        let started = Instant::now();
-        let deadline = started + self.timeout;
-        let mut answered = self.write(&route, &message, deadline).await?;
+        let deadline = Deadline::after(self.timeout);
+        let mut answered = self.write(&route, &message, &deadline).await?;
         let publisher = Arc::clone(self);
         Ok(Confirmation::new(async move {
             let mut channel_errors = 0;
             loop {
-                let answer = match tokio::time::timeout_at(deadline.into(), &mut answered).await {
+                let answer = match tokio::time::timeout_at(deadline.at.into(), &mut answered).await
+                {
                     Ok(Ok(answer)) => answer,
                     Ok(Err(_)) => Answer::Lost {
                         error: lapin::ErrorKind::InvalidChannelState(
@@ -174,7 +174,7 @@ impl Publisher {
                         )
                         .into(),
                     },
-                    Err(_) => return Err(publisher.link.unavailable(started.elapsed())),
+                    Err(_) => return Err(publisher.link.unavailable(deadline.waited())),
                 };
                 match answer {
                     Answer::Done(result) => return result,
@@ -187,7 +187,7 @@ impl Publisher {
                         }
                         publisher.resent.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(id = %message.metadata.id, error = %pubsub_core::Report::new(&error), "the publish lost its channel before the confirm; writing it again");
-                        answered = publisher.write(&route, &message, deadline).await?;
+                        answered = publisher.write(&route, &message, &deadline).await?;
                     }
                 }
             }
@@ -200,9 +200,8 @@ impl Publisher {
         &self,
         route: &Route,
         message: &Message,
-        deadline: Instant,
+        deadline: &Deadline,
     ) -> Result<oneshot::Receiver<Answer>, TransportError> {
-        let started = Instant::now();
         let options = BasicPublishOptions {
             mandatory: route.mandatory,
             ..BasicPublishOptions::default()
@@ -217,7 +216,7 @@ impl Publisher {
                 &message.body,
                 convert::properties(message),
             );
-            let error = match tokio::time::timeout_at(deadline.into(), write).await {
+            let error = match tokio::time::timeout_at(deadline.at.into(), write).await {
                 Ok(Ok(confirm)) => {
                     let (answer, answered) = oneshot::channel();
                     let pending = Pending {
@@ -236,7 +235,7 @@ impl Publisher {
                     .into()
                 }
                 Ok(Err(error)) => error,
-                Err(_) => return Err(self.link.unavailable(started.elapsed())),
+                Err(_) => return Err(self.link.unavailable(deadline.waited())),
             };
             // the channel or the connection went: the next round waits for a new one
             failures += 1;
@@ -249,7 +248,7 @@ impl Publisher {
     }
 
     /// The channel in use, or a new one on the current connection.
-    async fn session(&self, deadline: Instant) -> Result<Arc<Session>, TransportError> {
+    async fn session(&self, deadline: &Deadline) -> Result<Arc<Session>, TransportError> {
         if let Some(session) = self.live_session() {
             return Ok(session);
         }
@@ -257,22 +256,21 @@ impl Publisher {
         if let Some(session) = self.live_session() {
             return Ok(session);
         }
-        let started = Instant::now();
         loop {
             let (connection, _) = self.link.connection(Some(deadline)).await?;
             let open = Session::open(&connection, &self.exchange);
-            match tokio::time::timeout_at(deadline.into(), open).await {
+            match tokio::time::timeout_at(deadline.at.into(), open).await {
                 Ok(Ok(session)) => {
                     let session = Arc::new(session);
                     *lock(&self.session) = Some(Arc::clone(&session));
                     return Ok(session);
                 }
                 // a connection lost a moment ago, before the link noticed: wait for the next
-                Ok(Err(_)) if !connection.status().connected() && Instant::now() < deadline => {
+                Ok(Err(_)) if !connection.status().connected() && !deadline.passed() => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Ok(Err(error)) => return Err(error.into()),
-                Err(_) => return Err(self.link.unavailable(started.elapsed())),
+                Err(_) => return Err(self.link.unavailable(deadline.waited())),
             }
         }
     }
@@ -295,7 +293,7 @@ impl Publisher {
     ) -> Result<Confirmation, TransportError> {
         let step = crate::topology::retry_step(delay);
         let key = (service.to_owned(), step);
-        let session = self.session(Instant::now() + self.timeout).await?;
+        let session = self.session(&Deadline::after(self.timeout)).await?;
         let queue = if lock(&session.waits).contains(&key) {
             crate::topology::wait_queue(service, step)
         } else {

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
-    health::{ConsumerHealth, ConsumerState, TransportHealth},
+    health::{ConsumerHealth, ConsumerState, Settlements, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
-        Source, Subscription, Transport, TransportError, UseCount,
+        Reconnects, Source, Subscription, Transport, TransportError, UseCount,
     },
 };
 use tokio::sync::OnceCell;
@@ -54,20 +54,26 @@ struct Inner {
     config: AmqpConfig,
     publishing: OnceCell<Arc<Publisher>>,
     consuming: OnceCell<Arc<Link>>,
-    /// The consumers started, for health; stopped ones are dropped when no longer held.
-    consumers: Mutex<Vec<Arc<Mutex<ConsumerHealth>>>>,
+    /// The consumers started, with their settlements under way, for health; stopped ones
+    /// are dropped when no longer held.
+    consumers: Mutex<Vec<(Arc<Mutex<ConsumerHealth>>, Settlements)>>,
     /// The service queues whose stale bindings were looked for (once each).
     bindings_checked: Mutex<HashSet<String>>,
     closed: AtomicBool,
     /// The buses using this transport (its clones included): the last one closed closes it.
     buses: UseCount,
+    /// The reconnect waits of both connections: one back ends the other's.
+    reconnects: Reconnects,
 }
 
 impl AmqpTransport {
     /// A transport for the broker `config` describes; connects on first use.
     pub fn new(config: AmqpConfig) -> Self {
+        let authority = &config.uri().authority;
+        let reconnects = Reconnects::new(authority.host.clone(), authority.port);
         Self {
             inner: Arc::new(Inner {
+                reconnects,
                 config,
                 publishing: OnceCell::new(),
                 consuming: OnceCell::new(),
@@ -104,7 +110,7 @@ impl AmqpTransport {
             .inner
             .publishing
             .get_or_try_init(|| async {
-                let link = Link::open(config, "publisher").await?;
+                let link = Link::open(config, "publisher", self.inner.reconnects.clone()).await?;
                 Ok::<_, AmqpError>(Arc::new(Publisher::new(link, config)))
             })
             .await?;
@@ -117,7 +123,11 @@ impl AmqpTransport {
         Ok(self
             .inner
             .consuming
-            .get_or_try_init(|| async { Link::open(config, "consumer").await.map(Arc::new) })
+            .get_or_try_init(|| async {
+                Link::open(config, "consumer", self.inner.reconnects.clone())
+                    .await
+                    .map(Arc::new)
+            })
             .await?)
     }
 
@@ -195,18 +205,20 @@ impl Transport for AmqpTransport {
             source,
             ConsumerState::Running,
         )));
+        let settlements = Settlements::default();
         let consumer = AmqpConsumer::start(
             link,
             &self.inner.config,
             subscription,
             publisher,
             Arc::clone(&health),
+            settlements.clone(),
         )
         .await?;
         self.remove_stale_bindings(subscription).await;
         let mut consumers = lock(&self.inner.consumers);
         forget_closed(&mut consumers);
-        consumers.push(health);
+        consumers.push((health, settlements));
         Ok(Box::new(consumer))
     }
 
@@ -221,7 +233,14 @@ impl Transport for AmqpTransport {
         // a consumer its bus closed is no longer reported: other buses may share the transport
         let mut consumers = lock(&self.inner.consumers);
         forget_closed(&mut consumers);
-        health.consumers = consumers.iter().map(|c| lock(c).clone()).collect();
+        health.consumers = consumers
+            .iter()
+            .map(|(c, settlements)| {
+                let mut health = lock(c).clone();
+                settlements.report(&mut health);
+                health
+            })
+            .collect();
         health
     }
 
@@ -278,6 +297,6 @@ impl Transport for AmqpTransport {
 }
 
 /// Drops the health of the consumers that were closed (stopped, and held by nothing else).
-fn forget_closed(consumers: &mut Vec<Arc<Mutex<ConsumerHealth>>>) {
-    consumers.retain(|c| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
+fn forget_closed(consumers: &mut Vec<(Arc<Mutex<ConsumerHealth>>, Settlements)>) {
+    consumers.retain(|(c, _)| Arc::strong_count(c) > 1 || lock(c).state != ConsumerState::Stopped);
 }

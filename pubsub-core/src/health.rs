@@ -6,9 +6,17 @@
 //! consumer, how often they came back, and the last error. A consumer that is gone for good
 //! shows as unhealthy instead of silently idle.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
+
+/// How long a settlement (an ack, a reject, a dead-letter copy and its ack) may be under
+/// way before the consumer's health reports it stuck ([`ConsumerHealth::stuck_settlements`]):
+/// an ack is written at once, and a copy confirmed within a few milliseconds, unless the
+/// broker or the network does not answer.
+pub const SETTLEMENT_STUCK_AFTER: Duration = Duration::from_secs(5);
 
 /// The state of a bus: its own and its transport's.
 ///
@@ -52,7 +60,8 @@ pub struct Health {
 
 impl Health {
     /// Healthy: every connection up (a blocked one counts: publishing waits, nothing is
-    /// lost), every consumer running, and a bus with handlers consuming.
+    /// lost), every consumer running with no settlement stuck, and a bus with handlers
+    /// consuming.
     pub fn is_healthy(&self) -> bool {
         (self.consuming || !self.has_handlers) && self.transport.is_healthy()
     }
@@ -80,7 +89,8 @@ impl TransportHealth {
         }
     }
 
-    /// Every connection up or blocked and every consumer running.
+    /// Every connection up or blocked and every consumer running, none with a settlement
+    /// stuck ([`ConsumerHealth::stuck_settlements`]).
     pub fn is_healthy(&self) -> bool {
         self.connections
             .iter()
@@ -88,7 +98,7 @@ impl TransportHealth {
             && self
                 .consumers
                 .iter()
-                .all(|c| c.state == ConsumerState::Running)
+                .all(|c| c.state == ConsumerState::Running && c.stuck_settlements == 0)
     }
 }
 
@@ -175,6 +185,15 @@ pub struct ConsumerHealth {
     pub resumed: u64,
     /// The last error that stopped it, if any.
     pub last_error: Option<String>,
+    /// Settlements of its deliveries under way now (where the transport tracks them, see
+    /// [`Settlements`]).
+    pub settling: u64,
+    /// Of those, how many have been under way longer than [`SETTLEMENT_STUCK_AFTER`]: the
+    /// broker or the connection does not answer them, and their deliveries stay in flight.
+    /// Any makes the consumer unhealthy.
+    pub stuck_settlements: u64,
+    /// When the oldest settlement under way started.
+    pub oldest_settlement: Option<SystemTime>,
 }
 
 impl ConsumerHealth {
@@ -186,6 +205,9 @@ impl ConsumerHealth {
             since: SystemTime::now(),
             resumed: 0,
             last_error: None,
+            settling: 0,
+            stuck_settlements: 0,
+            oldest_settlement: None,
         }
     }
 
@@ -206,6 +228,81 @@ impl ConsumerHealth {
             state,
             error,
         )
+    }
+}
+
+/// The settlements of one consumer's deliveries under way, kept by its transport for its
+/// health: each acker holds a [`Settling`] while it settles, and the transport's health
+/// report calls [`report`](Self::report). Clones share the same count.
+///
+/// ```
+/// use pubsub::health::{ConsumerHealth, ConsumerState, Settlements};
+/// let settlements = Settlements::default();
+/// let settling = settlements.start();
+/// let mut health = ConsumerHealth::new("orders", ConsumerState::Running);
+/// settlements.report(&mut health);
+/// assert_eq!((health.settling, health.stuck_settlements), (1, 0));
+/// drop(settling);
+/// settlements.report(&mut health);
+/// assert_eq!((health.settling, health.oldest_settlement), (0, None));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Settlements {
+    inner: Arc<Mutex<Under>>,
+}
+
+/// The settlements under way, by a number of their own.
+#[derive(Debug, Default)]
+struct Under {
+    next: u64,
+    started: BTreeMap<u64, (Instant, SystemTime)>,
+}
+
+impl Settlements {
+    /// A settlement starts now; it ends when the returned guard is dropped.
+    pub fn start(&self) -> Settling {
+        let mut under = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = under.next;
+        under.next += 1;
+        under
+            .started
+            .insert(id, (Instant::now(), SystemTime::now()));
+        Settling {
+            settlements: self.clone(),
+            id,
+        }
+    }
+
+    /// Writes the settlements under way into `health`: how many, how many are stuck
+    /// (under way longer than [`SETTLEMENT_STUCK_AFTER`]), and when the oldest started.
+    pub fn report(&self, health: &mut ConsumerHealth) {
+        let under = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        health.settling = under.started.len() as u64;
+        health.stuck_settlements = under
+            .started
+            .values()
+            .filter(|(started, _)| started.elapsed() >= SETTLEMENT_STUCK_AFTER)
+            .count() as u64;
+        // numbered in start order: the first is the oldest
+        health.oldest_settlement = under.started.values().next().map(|(_, at)| *at);
+    }
+}
+
+/// One settlement under way (see [`Settlements`]); it ends when dropped.
+#[derive(Debug)]
+pub struct Settling {
+    settlements: Settlements,
+    id: u64,
+}
+
+impl Drop for Settling {
+    fn drop(&mut self) {
+        self.settlements
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .started
+            .remove(&self.id);
     }
 }
 

@@ -11,6 +11,8 @@ use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
 use rabbitmq_stream_client::{Client, ClientOptions, Environment};
 use tokio::sync::Mutex;
 
+use pubsub_core::transport::Reconnects;
+
 use crate::config::StreamConfig;
 use crate::connect_failure::{classify, describe};
 use crate::error::StreamsError;
@@ -50,8 +52,11 @@ impl Backoff {
 }
 
 /// The environment producers and consumers are built from.
-pub(crate) async fn environment(config: &StreamConfig) -> Result<Environment, StreamsError> {
-    connect(config, "environment", || {
+pub(crate) async fn environment(
+    config: &StreamConfig,
+    reconnects: &Reconnects,
+) -> Result<Environment, StreamsError> {
+    connect(config, reconnects, "environment", || {
         Environment::builder()
             .host(&config.host)
             .port(config.port)
@@ -71,6 +76,7 @@ pub(crate) async fn environment(config: &StreamConfig) -> Result<Environment, St
 /// virtual host or a port that speaks another protocol fails at once with what to check.
 async fn connect<T, F, Fut>(
     config: &StreamConfig,
+    reconnects: &Reconnects,
     role: &'static str,
     mut attempt: F,
 ) -> Result<T, StreamsError>
@@ -83,9 +89,11 @@ where
     let mut backoff = Backoff::new(config);
     let mut tried = 1;
     loop {
+        let mark = reconnects.mark();
         let error = match tokio::time::timeout(config.timeout, attempt()).await {
             Ok(Ok(connected)) => {
                 tracing::debug!(address = %config.address(), role, attempt = tried, "connected to RabbitMQ Streams");
+                reconnects.connected();
                 return Ok(connected);
             }
             Ok(Err(error)) => error,
@@ -104,7 +112,7 @@ where
         }
         let pause = backoff.next_wait();
         tracing::warn!(address = %config.address(), role, attempt = tried, of = attempts, error = %pubsub_core::Report::new(&error), retry_in = ?pause, "cannot reach RabbitMQ Streams yet; retrying");
-        tokio::time::sleep(pause).await;
+        reconnects.wait(pause, mark).await;
         tried += 1;
     }
 }
@@ -124,11 +132,14 @@ pub(crate) enum Probe {
 pub(crate) struct Admin {
     config: StreamConfig,
     client: Mutex<Option<Client>>,
+    /// The reconnect waits of every connection of the transport (see [`Reconnects`]).
+    pub(crate) reconnects: Reconnects,
 }
 
 impl Admin {
     pub(crate) fn new(config: StreamConfig) -> Self {
         Self {
+            reconnects: Reconnects::new(config.host.clone(), config.port),
             config,
             client: Mutex::new(None),
         }
@@ -149,7 +160,10 @@ impl Admin {
             .load_balancer_mode(c.load_balancer_mode)
             .client_provided_name("pubsub-streams-admin".to_owned())
             .build();
-        let client = connect(c, "admin", || Client::connect(options.clone())).await?;
+        let client = connect(c, &self.reconnects, "admin", || {
+            Client::connect(options.clone())
+        })
+        .await?;
         *slot = Some(client.clone());
         Ok(client)
     }

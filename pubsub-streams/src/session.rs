@@ -82,7 +82,7 @@ impl Session {
     /// The client's environment, made on first use.
     pub(crate) async fn environment(&self) -> Result<&Environment, StreamsError> {
         self.environment
-            .get_or_try_init(|| connection::environment(&self.config))
+            .get_or_try_init(|| connection::environment(&self.config, &self.admin.reconnects))
             .await
     }
 

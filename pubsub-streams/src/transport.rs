@@ -288,8 +288,12 @@ impl Transport for StreamTransport {
         let source = Self::stream_source(subscription)?;
         let service = &subscription.service;
         session.ensure_stream(&source.stream).await?;
-        let errors = session.config.naming.error_stream(service);
-        session.ensure_stream(&errors).await?;
+        if source.store != StoreOffsets::Never {
+            // an anonymous reader (`Bus::subscribe_to`) only reads: it dead-letters nothing,
+            // so it creates no error stream
+            let errors = session.config.naming.error_stream(service);
+            session.ensure_stream(&errors).await?;
+        }
         let fix_next = source.store != StoreOffsets::Never && source.start == StartAt::Next;
         if !fix_next {
             return Ok(());

@@ -18,6 +18,7 @@ mod conformance;
 mod connect;
 mod interop;
 mod management;
+mod outage;
 mod per_process;
 mod router;
 mod runtime_end;

@@ -567,3 +567,19 @@ async fn a_stored_offset_overrides_the_start_position_with_a_note_and_a_reset_mo
         "read from the reset offset"
     );
 }
+
+/// A reader that only iterates a stream (`Bus::subscribe_to`) creates nothing but the
+/// stream it reads: no error stream of its service, which it would never use.
+#[tokio::test]
+async fn an_anonymous_reader_creates_no_error_stream() {
+    let broker = MemoryTransport::stream_backed();
+    let bus = Bus::publisher("reader", broker.clone());
+    bus.publish(&Posted { n: 1 }).await.unwrap();
+    let mut posted = bus
+        .subscribe_to::<Posted>("events.ledger", StartAt::First)
+        .await
+        .unwrap();
+    assert_eq!(item(&mut posted).await.unwrap().event.n, 1);
+    let names = broker.stream_names();
+    assert_eq!(names, ["events.ledger"], "only the stream read: {names:?}");
+}

@@ -12,6 +12,8 @@ mod broker;
 mod conformance;
 mod connect;
 mod offsets;
+mod outage;
 mod partitions;
 mod publish;
+mod reader;
 mod restart;

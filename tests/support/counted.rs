@@ -123,6 +123,33 @@ pub(crate) async fn wait_for(timeout: Duration, condition: impl Fn() -> bool) ->
     true
 }
 
+/// From now (the broker's port just reopened): how long until a publish issued now is
+/// confirmed, and until `bus` is healthy; panics if the publish fails or health does not
+/// come back within 30 s.
+pub(crate) async fn time_to_recover(bus: &Bus) -> (Duration, Duration) {
+    let restored = Instant::now();
+    let publishing = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let confirmed = bus
+                .publish(&Tick {
+                    n: u64::MAX,
+                    note: None,
+                })
+                .await;
+            (confirmed, restored.elapsed())
+        })
+    };
+    wait_until("healthy again", Duration::from_secs(30), || {
+        bus.health().is_healthy()
+    })
+    .await;
+    let healthy = restored.elapsed();
+    let (confirmed, confirm_took) = publishing.await.expect("the publishing task");
+    confirmed.expect("confirmed after the outage");
+    (confirm_took, healthy)
+}
+
 /// The line each test prints.
 pub(crate) fn report(test: &str, published: usize, confirmed: usize, counts: &Counts, extra: &str) {
     use std::io::Write;

@@ -21,6 +21,7 @@ mod error;
 mod merged;
 mod offsets;
 mod outgoing;
+mod reconnect;
 pub(crate) mod subscription;
 mod use_count;
 
@@ -36,6 +37,7 @@ pub use error::{BoxedSource, TransportError};
 pub use merged::MergedConsumer;
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
+pub use reconnect::{PROBE_EVERY, Reconnects};
 pub use subscription::{QueueSource, Source, StreamSource, Subscription};
 pub use use_count::UseCount;
 // Service authors choose these when reading streams: their public home is `stream`.

@@ -181,7 +181,9 @@ impl StreamConsumer {
     /// transport closed meanwhile.
     async fn resume(&mut self) -> bool {
         let mut backoff = Backoff::new(&self.offsets.session.config);
+        let reconnects = self.offsets.session.admin.reconnects.clone();
         loop {
+            let mark = reconnects.mark();
             let attempt = async {
                 let o = &self.offsets;
                 o.session.admin.create_stream(&o.stream).await?;
@@ -194,6 +196,7 @@ impl StreamConsumer {
             };
             match outcome {
                 Ok(subscribed) => {
+                    reconnects.connected();
                     self.current = Some(subscribed);
                     lock(&self.health).resumed += 1;
                     self.set_state(ConsumerState::Running, None);
@@ -207,7 +210,7 @@ impl StreamConsumer {
                     tokio::select! {
                         biased;
                         () = self.offsets.session.closed() => return false,
-                        () = tokio::time::sleep(wait) => {}
+                        () = reconnects.wait(wait, mark) => {}
                     }
                 }
             }

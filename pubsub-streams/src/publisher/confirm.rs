@@ -116,10 +116,11 @@ pub(super) async fn sweep(producer: Weak<Inner>, after: Duration) {
             inner.flush.notify_one();
         }
         drop(inner);
-        for reply in expired {
+        for (reply, waited) in expired {
+            // the wait that happened: the sweep comes up to a tick after the timeout
             let _ = reply.send(Err(TransportError::TimedOut {
                 operation: "stream publish confirm",
-                after,
+                after: waited,
             }));
         }
     }

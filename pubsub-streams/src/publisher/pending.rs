@@ -109,22 +109,25 @@ impl Pending {
         if ok { message.reply.take() } else { None }
     }
 
-    /// The replies of the publishes unanswered for `after`. A queued one is dropped; one a
-    /// producer holds stays counted until that producer answers or is replaced.
-    pub(super) fn expire(&mut self, after: Duration) -> Vec<Reply> {
-        let old: Vec<(u64, bool)> = self
+    /// The replies of the publishes unanswered for `after`, each with how long it waited.
+    /// A queued one is dropped; one a producer holds stays counted until that producer
+    /// answers or is replaced.
+    pub(super) fn expire(&mut self, after: Duration) -> Vec<(Reply, Duration)> {
+        let old: Vec<(u64, bool, Duration)> = self
             .messages
             .iter()
-            .filter(|(_, m)| m.reply.is_some() && m.since.elapsed() >= after)
-            .map(|(id, m)| (*id, m.sent_in == 0))
+            .map(|(id, m)| (*id, m, m.since.elapsed()))
+            .filter(|(_, m, waited)| m.reply.is_some() && *waited >= after)
+            .map(|(id, m, waited)| (id, m.sent_in == 0, waited))
             .collect();
         old.into_iter()
-            .filter_map(|(id, queued)| {
-                if queued {
+            .filter_map(|(id, queued, waited)| {
+                let reply = if queued {
                     self.remove(id).and_then(|message| message.reply)
                 } else {
                     self.messages.get_mut(&id).and_then(|m| m.reply.take())
-                }
+                };
+                reply.map(|reply| (reply, waited))
             })
             .collect()
     }
@@ -354,7 +357,7 @@ mod tests {
         assert!(pending.hand(1, 1));
         let expired = pending.expire(Duration::ZERO);
         assert_eq!(expired.len(), 2, "both publishes fail");
-        for reply in expired {
+        for (reply, _) in expired {
             let _ = reply.send(Err(TransportError::Closed));
         }
         assert!(

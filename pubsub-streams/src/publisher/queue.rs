@@ -20,13 +20,14 @@ use crate::sync::lock;
 impl Inner {
     /// The state, once no recovery holds it; bounded by the publish timeout.
     async fn lock_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, TransportError> {
-        let after = self.config.publish_timeout;
-        let state = tokio::time::timeout(after, self.state.lock())
+        let started = Instant::now();
+        let state = tokio::time::timeout(self.config.publish_timeout, self.state.lock())
             .await
             .map_err(|_| {
+                let waited = started.elapsed();
                 let health = lock(&self.health);
                 TransportError::unavailable(format!(
-                    "the producer {} on {} has been recovering for {after:?}; last error: {}",
+                    "the producer {} on {} is recovering: the publish waited {waited:.1?} for it; last error: {}",
                     self.name,
                     self.stream,
                     health.last_error.as_deref().unwrap_or("none")

@@ -118,18 +118,22 @@ impl Inner {
         let generation = state.generation + 1;
         let mut closing = self.closing.subscribe();
         let producer = loop {
+            let mark = self.admin.reconnects.mark();
             let rebuilt = tokio::select! {
                 rebuilt = self.rebuild(generation) => rebuilt,
                 _ = closing.wait_for(|closed| *closed) => return,
             };
             match rebuilt {
-                Ok(producer) => break producer,
+                Ok(producer) => {
+                    self.admin.reconnects.connected();
+                    break producer;
+                }
                 Err(error) => {
                     let wait = backoff.next_wait();
                     tracing::warn!(producer = %self.name, stream = %self.stream, error = %pubsub_core::Report::new(&error), ?wait, "rebuilding the producer failed; trying again");
                     self.note_error(&error.to_string());
                     tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
+                        () = self.admin.reconnects.wait(wait, mark) => {}
                         _ = closing.wait_for(|closed| *closed) => return,
                     }
                 }

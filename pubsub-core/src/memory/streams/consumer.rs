@@ -14,8 +14,9 @@ use crate::transport::{Acker, Consumer, Delivery, Settlement, StoreOffsets};
 
 pub(super) struct MemoryStreamConsumer {
     pub(super) log: Arc<Log>,
-    /// The service's error stream, where failed deliveries go.
-    pub(super) errors: Arc<Log>,
+    /// The service's error stream, where failed deliveries go; `None` for an anonymous
+    /// reader (it only acks).
+    pub(super) errors: Option<Arc<Log>>,
     pub(super) id: u64,
     pub(super) connection: Arc<Connection>,
     /// Set once detached (closed cleanly).
@@ -53,7 +54,7 @@ impl MemoryStreamConsumer {
             Read::Message { message, offset } => {
                 let acker = Box::new(MemoryStreamAcker {
                     log: Arc::clone(&self.log),
-                    errors: Arc::clone(&self.errors),
+                    errors: self.errors.clone(),
                     reader: self.id,
                     offset,
                     message: Arc::clone(&message),
@@ -109,7 +110,7 @@ impl Drop for MemoryStreamConsumer {
 /// reads it again.
 struct MemoryStreamAcker {
     log: Arc<Log>,
-    errors: Arc<Log>,
+    errors: Option<Arc<Log>>,
     reader: u64,
     offset: u64,
     message: Arc<crate::metadata::Message>,
@@ -121,9 +122,15 @@ impl Acker for MemoryStreamAcker {
         match settlement {
             Settlement::Ack => {}
             Settlement::DeadLetter(failed) => {
+                let Some(errors) = &self.errors else {
+                    return Err(TransportError::Unsupported {
+                        what: "dead letters from an anonymous reader (it has no error stream)",
+                        transport: "memory-streams",
+                    });
+                };
                 let copy =
                     ErrorStreamEntry::copy_of(&self.message, &failed, &self.log.name, self.offset);
-                self.errors.append(Arc::new(copy));
+                errors.append(Arc::new(copy));
             }
             Settlement::Requeue | Settlement::Retry(_) => {
                 return Err(TransportError::Unsupported {

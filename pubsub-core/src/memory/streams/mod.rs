@@ -20,7 +20,9 @@ use super::sync::{read, write};
 use crate::metadata::Message;
 use crate::stream::{ErrorStreamEntry, Retention, StreamNaming};
 use crate::transport::MergedConsumer;
-use crate::transport::{Consumer, Destination, Source, StreamSource, Subscription, TransportError};
+use crate::transport::{
+    Consumer, Destination, Source, StoreOffsets, StreamSource, Subscription, TransportError,
+};
 
 /// The streams of one in-memory broker.
 #[derive(Debug)]
@@ -34,10 +36,11 @@ pub(super) struct StreamBroker {
 }
 
 /// What a stream subscription reads: its logs (a super stream's partitions), the
-/// service's error stream, and how.
+/// service's error stream (`None` for an anonymous reader, which dead-letters nothing and
+/// so creates no error stream), and how.
 struct Declared<'s> {
     logs: Vec<Arc<Log>>,
-    errors: Arc<Log>,
+    errors: Option<Arc<Log>>,
     source: &'s StreamSource,
 }
 
@@ -156,7 +159,8 @@ impl StreamBroker {
             }
         };
         let logs: Vec<Arc<Log>> = names.iter().map(|name| self.log(name)).collect();
-        let errors = self.log(&self.naming.error_stream(&subscription.service));
+        let errors = (source.store != StoreOffsets::Never)
+            .then(|| self.log(&self.naming.error_stream(&subscription.service)));
         for log in &logs {
             log.declare_reader(&subscription.service, source);
         }
@@ -198,7 +202,7 @@ impl StreamBroker {
             connection.opened_reader(&log, id);
             let consumer = MemoryStreamConsumer {
                 log,
-                errors: Arc::clone(&errors),
+                errors: errors.clone(),
                 id,
                 connection: Arc::clone(connection),
                 detached: false,
