@@ -3,9 +3,11 @@
 # from a Debian trixie root made with debootstrap and kept in a cache directory outside
 # the repository. See shared/BROKER.md for why and for the verified steps.
 #
-# Usage: scripts/broker.sh [start|stop|status|env|ctl ARGS...]
+# Usage: scripts/broker.sh [start|stop|kill|status|env|ctl ARGS...]
 #   start   provision if needed, start the node, print `export` lines (default)
 #   stop    stop the node and unmount /dev and /proc inside the root
+#   kill    SIGKILL the node's processes (what an OOM kill or a crash does), wait until
+#           they are gone; `start` brings it back (the fault tests use both)
 #   status  short rabbitmqctl status summary
 #   env     print the `export` lines the tests read
 #   ctl     run rabbitmqctl inside the root, e.g. `scripts/broker.sh ctl list_queues`
@@ -45,6 +47,7 @@ own_env() {
   emit RABBITMQ_STREAM_PORT "$STREAM_PORT"
   emit RABBITMQ_MANAGEMENT_URL "http://127.0.0.1:$MGMT_PORT"
   emit PUBSUB_RABBITMQCTL "$SELF ctl"
+  emit PUBSUB_BROKER_SCRIPT "$SELF"
 }
 
 # external_env: if the environment names a broker (not ours) whose AMQP and stream ports
@@ -204,6 +207,18 @@ stop() {
   return 0
 }
 
+kill_node() {
+  [[ -f "$MARKER" ]] || die "no broker provisioned in $ROOT"
+  local pids i
+  pids="$(node_pids)"
+  [[ -n "$pids" ]] || { log "node $NODE not running"; return 0; }
+  # shellcheck disable=SC2086  # one pid per word
+  kill -KILL $pids 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do [[ -n "$(node_pids)" ]] || break; sleep 0.1; done
+  [[ -z "$(node_pids)" ]] || die "the node's processes outlived SIGKILL: $(node_pids | tr '\n' ' ')"
+  log "killed $NODE (pids $(tr '\n' ' ' <<<"$pids"))"
+}
+
 status() {
   [[ -f "$MARKER" ]] || die "no broker provisioned in $ROOT"
   local out
@@ -215,8 +230,9 @@ cmd="${1:-start}"; [[ $# -gt 0 ]] && shift
 case "$cmd" in
   start) start ;;
   stop) stop ;;
+  kill) kill_node ;;
   status) status ;;
   env) external_env || own_env ;;
   ctl) [[ -f "$MARKER" ]] || die "no broker provisioned in $ROOT"; ctl "$@" ;;
-  *) die "unknown command '$cmd' (start|stop|status|env|ctl ARGS...)" ;;
+  *) die "unknown command '$cmd' (start|stop|kill|status|env|ctl ARGS...)" ;;
 esac

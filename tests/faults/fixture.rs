@@ -90,9 +90,19 @@ impl Fixture {
         test: &str,
         configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
     ) -> Option<Self> {
+        Self::start_with_config(test, |c| c, configure).await
+    }
+
+    /// [`start_with`](Self::start_with), with the transport's configuration changed by
+    /// `transport`.
+    pub(crate) async fn start_with_config(
+        test: &str,
+        transport: impl FnOnce(AmqpConfig) -> AmqpConfig,
+        configure: impl FnOnce(pubsub::BusBuilder) -> pubsub::BusBuilder,
+    ) -> Option<Self> {
         let one = one_at_a_time().await;
         let ns = namespace(test);
-        let config = config(&ns)?;
+        let config = transport(config(&ns)?);
         let cleanup = DeleteQueues(ns.clone());
         let transport = AmqpTransport::new(config.clone());
         let counts = Arc::new(Counts::default());

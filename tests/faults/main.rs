@@ -15,5 +15,6 @@ mod support;
 #[cfg(feature = "amqp")]
 mod amqp;
 mod fixture;
+mod kill;
 #[cfg(feature = "streams")]
 mod streams;

@@ -376,3 +376,65 @@ async fn poison_from_another_client_goes_to_the_error_stream() {
     running.await.expect("bus task").expect("bus ended cleanly");
     run.clean_up().await;
 }
+
+/// The broker's node SIGKILLed under load and started again (see `kill`): the producer
+/// re-sends what was not confirmed under its ids, the consumer resumes; nothing confirmed
+/// is lost, and the bus shuts down within its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_broker_loses_nothing_on_streams() {
+    use crate::kill::{PATIENCE as KILL_PATIENCE, SHUTDOWN_MARGIN, kill_and_restart};
+    let Some(script) = broker::broker_script() else {
+        return;
+    };
+    let Some(run) = Run::start("kill-streams", |b| b).await else {
+        return;
+    };
+    let running = run.bus.spawn().await.expect("running the bus");
+    const N: u64 = 20_000;
+    let publisher = run.publisher.clone();
+    let publishing = tokio::spawn(async move { publish(&publisher, 0..N, 20).await });
+    let Some(port) = broker::stream_address() else {
+        return;
+    };
+    let killed = kill_and_restart(
+        &script,
+        &port,
+        &run.bus,
+        &run.publisher,
+        &run.counts,
+        &publishing,
+    )
+    .await;
+    let (confirmed, failed) = publishing.await.expect("the publishing task");
+    wait_for(KILL_PATIENCE, || run.counts.missing(&confirmed).is_empty()).await;
+    let lost = run.counts.missing(&confirmed).len();
+    report(
+        "SIGKILL, Streams",
+        N as usize + 1,
+        confirmed.len() + 1,
+        &run.counts,
+        &format!(
+            " / failed {} / lost {lost} / re-sent {} / port → confirm {:.1?} / port → healthy {:.1?}",
+            failed.len(),
+            run.publishing.resent_publishes(),
+            killed.to_confirm,
+            killed.to_healthy
+        ),
+    );
+    assert_eq!(
+        lost,
+        0,
+        "confirmed, never handled: {:?}",
+        run.counts.missing(&confirmed)
+    );
+    let stopping = std::time::Instant::now();
+    run.bus.shutdown();
+    let bound = Duration::from_secs(5) + SHUTDOWN_MARGIN;
+    tokio::time::timeout(bound, running)
+        .await
+        .unwrap_or_else(|_| panic!("the shutdown took over {bound:?}"))
+        .expect("the bus task")
+        .expect("the bus run");
+    eprintln!("SIGKILL, Streams: shut down in {:.1?}", stopping.elapsed());
+    run.clean_up().await;
+}

@@ -154,3 +154,54 @@ pub(crate) fn tcp(address: &str, what: &str) -> std::net::TcpStream {
         .expect("read timeout");
     stream
 }
+
+/// `scripts/broker.sh` of the broker under test (`PUBSUB_BROKER_SCRIPT`, which it prints
+/// for its own node), to kill and restart the node; `None`: skipped, or failed under
+/// `PUBSUB_REQUIRE_BROKER`.
+pub(crate) fn broker_script() -> Option<String> {
+    required("PUBSUB_BROKER_SCRIPT")
+}
+
+/// SIGKILLs the broker's node (`scripts/broker.sh kill`); the returned guard starts it
+/// again when dropped, so that a failing test leaves a broker behind.
+pub(crate) fn kill_node(script: &str) -> Revive {
+    let status = Command::new(script)
+        .arg("kill")
+        .status()
+        .expect("runs scripts/broker.sh kill");
+    assert!(status.success(), "`{script} kill` failed: {status}");
+    Revive(Some(script.to_owned()))
+}
+
+/// Starts the killed node again when dropped (or at [`start`](Self::start)).
+pub(crate) struct Revive(Option<String>);
+
+impl Revive {
+    /// Starts the node and returns once its ports answer.
+    pub(crate) fn start(mut self) {
+        if let Some(script) = self.0.take() {
+            start_node(&script);
+        }
+    }
+}
+
+impl Drop for Revive {
+    fn drop(&mut self) {
+        if let Some(script) = self.0.take() {
+            start_node(&script);
+        }
+    }
+}
+
+fn start_node(script: &str) {
+    let output = Command::new(script)
+        .arg("start")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("runs scripts/broker.sh start");
+    assert!(
+        output.status.success(),
+        "`{script} start` failed: {}",
+        output.status
+    );
+}
