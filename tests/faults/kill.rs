@@ -80,6 +80,24 @@ pub(crate) async fn kill_and_restart(
     }
 }
 
+/// Shuts `bus` down (its `shutdown_timeout` is 5 s) and requires its run, `running`, to
+/// end within that plus [`SHUTDOWN_MARGIN`].
+pub(crate) async fn shut_down_within_bound(
+    test: &str,
+    bus: &Bus,
+    running: tokio::task::JoinHandle<pubsub::Result<()>>,
+) {
+    let stopping = Instant::now();
+    bus.shutdown();
+    let bound = Duration::from_secs(5) + SHUTDOWN_MARGIN;
+    tokio::time::timeout(bound, running)
+        .await
+        .unwrap_or_else(|_| panic!("the shutdown took over {bound:?}"))
+        .expect("the bus task")
+        .expect("the bus run");
+    eprintln!("{test}: shut down in {:.1?}", stopping.elapsed());
+}
+
 #[cfg(feature = "amqp")]
 mod amqp {
     use super::*;
@@ -135,18 +153,7 @@ mod amqp {
             "confirmed, never handled: {:?}",
             counts.missing(&confirmed)
         );
-        let stopping = Instant::now();
-        bus.shutdown();
-        let bound = Duration::from_secs(5) + SHUTDOWN_MARGIN;
-        tokio::time::timeout(bound, running)
-            .await
-            .unwrap_or_else(|_| panic!("the shutdown took over {bound:?}"))
-            .expect("the bus task")
-            .expect("the bus run");
-        eprintln!(
-            "SIGKILL, AMQP {name}: shut down in {:.1?}",
-            stopping.elapsed()
-        );
+        shut_down_within_bound(&format!("SIGKILL, AMQP {name}"), &bus, running).await;
         transport.close().await.expect("closing");
     }
 

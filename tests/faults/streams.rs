@@ -382,7 +382,7 @@ async fn poison_from_another_client_goes_to_the_error_stream() {
 /// is lost, and the bus shuts down within its bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_loses_nothing_on_streams() {
-    use crate::kill::{PATIENCE as KILL_PATIENCE, SHUTDOWN_MARGIN, kill_and_restart};
+    use crate::kill::{PATIENCE as KILL_PATIENCE, kill_and_restart, shut_down_within_bound};
     let Some(script) = broker::broker_script() else {
         return;
     };
@@ -427,14 +427,6 @@ async fn a_killed_broker_loses_nothing_on_streams() {
         "confirmed, never handled: {:?}",
         run.counts.missing(&confirmed)
     );
-    let stopping = std::time::Instant::now();
-    run.bus.shutdown();
-    let bound = Duration::from_secs(5) + SHUTDOWN_MARGIN;
-    tokio::time::timeout(bound, running)
-        .await
-        .unwrap_or_else(|_| panic!("the shutdown took over {bound:?}"))
-        .expect("the bus task")
-        .expect("the bus run");
-    eprintln!("SIGKILL, Streams: shut down in {:.1?}", stopping.elapsed());
+    shut_down_within_bound("SIGKILL, Streams", &run.bus, running).await;
     run.clean_up().await;
 }
