@@ -15,6 +15,11 @@ use pubsub::Bus;
 pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 /// How long the node stays dead.
 pub(crate) const OUTAGE: Duration = Duration::from_secs(3);
+/// How soon after the broker answers again its connections must be back (about 2 s).
+pub(crate) const BACK_WITHIN: Duration = Duration::from_millis(2500);
+/// How soon after the last event is handled nothing may be in flight: a settlement lost
+/// with its connection fails at once (it used to wait out the bus's 60 s settle bound).
+pub(crate) const SETTLED_WITHIN: Duration = Duration::from_secs(5);
 /// What a shutdown may take beyond its `shutdown_timeout`.
 pub(crate) const SHUTDOWN_MARGIN: Duration = Duration::from_secs(3);
 
@@ -74,6 +79,11 @@ pub(crate) async fn kill_and_restart(
     wait_until("healthy again", PATIENCE, || bus.health().is_healthy()).await;
     let to_healthy = reopened.elapsed();
     starting.await.expect("starting the node");
+    assert!(
+        to_confirm <= BACK_WITHIN && to_healthy <= BACK_WITHIN,
+        "back {to_confirm:?} (confirm) and {to_healthy:?} (healthy) after the port reopened, \
+         over {BACK_WITHIN:?}"
+    );
     Killed {
         to_confirm,
         to_healthy,
@@ -153,6 +163,8 @@ mod amqp {
             "confirmed, never handled: {:?}",
             counts.missing(&confirmed)
         );
+        let settled = wait_for(SETTLED_WITHIN, || bus.stats().in_flight == 0).await;
+        assert!(settled, "still in flight: {:?}", bus.stats());
         shut_down_within_bound(&format!("SIGKILL, AMQP {name}"), &bus, running).await;
         transport.close().await.expect("closing");
     }

@@ -427,6 +427,11 @@ async fn a_killed_broker_loses_nothing_on_streams() {
         "confirmed, never handled: {:?}",
         run.counts.missing(&confirmed)
     );
+    let settled = wait_for(crate::kill::SETTLED_WITHIN, || {
+        run.bus.stats().in_flight == 0
+    })
+    .await;
+    assert!(settled, "still in flight: {:?}", run.bus.stats());
     shut_down_within_bound("SIGKILL, Streams", &run.bus, running).await;
     run.clean_up().await;
 }
