@@ -6,21 +6,22 @@ use std::time::{Duration, SystemTime};
 
 use super::Bus;
 use crate::error::Error;
+use crate::event::Event;
 use crate::publish::PublishOptions;
-use crate::request::{DEFAULT_REQUEST_TIMEOUT, Request, RequestError, wire};
+use crate::request::{DEFAULT_REQUEST_TIMEOUT, RequestError, wire};
 use crate::transport::{Outgoing, TransportError};
 
 /// A request about to be sent: set its [`timeout`](Self::timeout), then `.await` it for
 /// the reply. Made by [`Bus::request`]; sends nothing until awaited.
 #[must_use = "a request is sent only when it is awaited"]
 #[derive(Debug)]
-pub struct RequestCall<'a, R: Request> {
+pub struct RequestCall<'a, R> {
     bus: &'a Bus,
     request: &'a R,
     timeout: Duration,
 }
 
-impl<'a, R: Request> RequestCall<'a, R> {
+impl<'a, R: Event> RequestCall<'a, R> {
     pub(super) fn new(bus: &'a Bus, request: &'a R) -> Self {
         Self {
             bus,
@@ -38,7 +39,9 @@ impl<'a, R: Request> RequestCall<'a, R> {
     }
 }
 
-impl<'a, R: Request> IntoFuture for RequestCall<'a, R> {
+// bounded by `Event` only, so that a request of a plain event reports the one error, at
+// `Bus::request`'s `Request` bound
+impl<'a, R: Event> IntoFuture for RequestCall<'a, R> {
     type Output = Result<R::Reply, RequestError>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
@@ -48,7 +51,7 @@ impl<'a, R: Request> IntoFuture for RequestCall<'a, R> {
 }
 
 /// Sends `request` and waits at most `timeout` for its reply.
-async fn send<R: Request>(
+async fn send<R: Event>(
     bus: &Bus,
     request: &R,
     timeout: Duration,
