@@ -260,6 +260,12 @@ impl Bus {
     ///
     /// A request starts a new conversation: its correlation id is its own id.
     ///
+    /// On the responder's side a request handler is a handler like any other (isolated,
+    /// timed out), with one difference in what retries mean: it is retried in process
+    /// only while its caller still waits (a backoff that would end past the deadline is
+    /// not waited for), never delivered again later nor dead-lettered; its last failure
+    /// goes back to the caller as [`RequestError::HandlerFailed`](crate::RequestError::HandlerFailed).
+    ///
     /// ```
     /// use std::time::Duration;
     /// use pubsub::prelude::*;

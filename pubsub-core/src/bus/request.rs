@@ -13,6 +13,25 @@ use crate::transport::{Outgoing, TransportError};
 
 /// A request about to be sent: set its [`timeout`](Self::timeout), then `.await` it for
 /// the reply. Made by [`Bus::request`]; sends nothing until awaited.
+///
+/// ```
+/// use std::time::Duration;
+/// use pubsub::prelude::*;
+///
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(domain = "stock", action = "level_requested", reply = u32)]
+/// struct StockLevel { sku: String }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let shop = Bus::publisher("shop", MemoryTransport::new());
+/// let level = StockLevel { sku: "A-1".into() };
+/// let asked = shop.request(&level).timeout(Duration::from_secs(1));
+/// // nothing is bound to `stock.level_requested`: said at once, not after a second
+/// let error = asked.await.unwrap_err();
+/// assert!(matches!(error, RequestError::NoResponder { .. }));
+/// # }
+/// ```
 #[must_use = "a request is sent only when it is awaited"]
 #[derive(Debug)]
 pub struct RequestCall<'a, R> {

@@ -15,6 +15,10 @@ use crate::event::Event;
 
 /// How long [`Bus::request`](crate::Bus::request) waits for a reply unless told otherwise
 /// with [`RequestCall::timeout`](crate::RequestCall::timeout).
+///
+/// ```
+/// assert_eq!(pubsub::DEFAULT_REQUEST_TIMEOUT, std::time::Duration::from_secs(10));
+/// ```
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An event that asks for an answer: its handler returns [`Event::Reply`], which goes

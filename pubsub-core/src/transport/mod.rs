@@ -159,6 +159,11 @@ pub trait Transport: Send + Sync + 'static {
     /// one request, or a reply after its caller gave up): dropped, the first reply wins.
     /// `None` (the default) when the transport does not count them or has no
     /// request/reply.
+    ///
+    /// ```
+    /// use pubsub::{MemoryTransport, transport::Transport};
+    /// assert_eq!(MemoryTransport::new().dropped_replies(), Some(0));
+    /// ```
     fn dropped_replies(&self) -> Option<u64> {
         None
     }
