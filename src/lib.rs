@@ -64,7 +64,8 @@ pub mod prelude {
     pub use pubsub_core::__private::testing_prelude::*;
     pub use pubsub_core::{
         Bus, Context, Event, Handler, HandlerError, HandlerResultExt, HandlerSelection,
-        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, handlers,
+        MemoryTransport, Message, Metadata, PublishOptions, RawEvent, Request, RequestError,
+        handlers,
     };
     pub use pubsub_derive::{Event, handler};
     pub use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@ use crate::codec::CodecError;
 use crate::headers::reserved_header_hint;
 use crate::memory::InspectError;
 use crate::origin::HandlerOrigin;
+use crate::request::RequestError;
 use crate::transport::TransportError;
 
 /// Everything that can go wrong in the bus itself (handlers fail with
@@ -99,6 +100,9 @@ pub enum Error {
         /// The bus's service.
         service: String,
     },
+    /// A request got no reply the caller can use ([`Bus::request`](crate::Bus::request)).
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// A topic pattern is not valid AMQP topic syntax.
     #[error(transparent)]
     Pattern(#[from] crate::pattern::PatternError),

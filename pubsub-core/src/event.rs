@@ -36,6 +36,10 @@ pub trait Event: Sized + Send + Sync + 'static {
     const VERSION: u32;
     /// How the payload is encoded.
     type Codec: Codec<Self>;
+    /// What a handler of this type returns on success: `()` for an event; for a request
+    /// (`#[event(reply = UserProfile)]`, which also implements [`Request`](crate::Request)),
+    /// the reply type, sent back to the caller as JSON.
+    type Reply: serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
 
     /// Encodes the payload alone.
     fn encode(&self) -> Result<Bytes, CodecError> {

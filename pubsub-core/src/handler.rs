@@ -10,12 +10,12 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::event::Event;
 use crate::handler_error::HandlerError;
-use crate::handler_input::{Decoder, HandlerInput, Input, IntoHandlerResult, RawEvent};
+use crate::handler_input::{Answer, Decoder, HandlerInput, Input, IntoHandlerResult, RawEvent};
 use crate::origin::HandlerOrigin;
 use crate::registration::{HandlerRegistration, RetrySpec};
 
 pub(crate) type DynCall =
-    Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+    Arc<dyn Fn(Input, Context) -> BoxFuture<'static, Result<Answer, HandlerError>> + Send + Sync>;
 
 /// A handler built at run time and added with [`BusBuilder::handler`](crate::BusBuilder::handler)
 /// — the counterpart of `registry.subscribe("order.*", handler)`.
@@ -85,14 +85,15 @@ impl From<RetrySpec> for RetrySpecOwned {
 
 impl Handler {
     /// A handler for the typed event `E`, bound to `E::KEY`. Errors about it name the
-    /// caller's file and line.
+    /// caller's file and line. It returns `Result<(), E>` for an event, and
+    /// `Result<E::Reply, _>` for a request, whose reply goes back to the caller.
     #[track_caller]
     pub fn typed<E, F, Fut, R>(name: impl Into<String>, f: F) -> Self
     where
         E: Event + Clone,
         F: Fn(E, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
-        R: IntoHandlerResult,
+        R: IntoHandlerResult<E::Reply>,
     {
         let origin = HandlerOrigin::caller();
         Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), origin, f)
@@ -105,7 +106,7 @@ impl Handler {
     where
         F: Fn(RawEvent, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
-        R: IntoHandlerResult,
+        R: IntoHandlerResult<()>,
     {
         let origin = HandlerOrigin::caller();
         Self::from_fn::<RawEvent, _, _, _>(name, pattern.into(), origin, f)
@@ -121,7 +122,7 @@ impl Handler {
         I: HandlerInput,
         F: Fn(I, Context) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = R> + Send + 'static,
-        R: IntoHandlerResult,
+        R: IntoHandlerResult<I::Reply>,
     {
         let f = Arc::new(f);
         let call: DynCall = Arc::new(move |input: Input, ctx: Context| {

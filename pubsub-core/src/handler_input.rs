@@ -5,6 +5,8 @@ use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::codec::CodecError;
 use crate::context::Context;
 use crate::event::Event;
@@ -103,6 +105,9 @@ pub struct Input {
 pub trait HandlerInput: Sized + Send + 'static {
     /// The key a typed event is published under; `None` for [`RawEvent`].
     const KEY: Option<&'static str>;
+    /// What a handler of it returns on success: [`Event::Reply`] (`()` for an event, the
+    /// reply type for a request); `()` for [`RawEvent`].
+    type Reply: serde::Serialize + Send + 'static;
     /// How to decode the payload once for every handler of this type.
     const DECODER: Option<Decoder>;
     /// Takes the argument out of the invocation input.
@@ -111,6 +116,7 @@ pub trait HandlerInput: Sized + Send + 'static {
 
 impl<E: Event + Clone> HandlerInput for E {
     const KEY: Option<&'static str> = Some(E::KEY);
+    type Reply = E::Reply;
     const DECODER: Option<Decoder> = Some(Decoder {
         key: E::KEY,
         type_id: TypeId::of::<E>,
@@ -135,6 +141,7 @@ impl<E: Event + Clone> HandlerInput for E {
 
 impl HandlerInput for RawEvent {
     const KEY: Option<&'static str> = None;
+    type Reply = ();
     const DECODER: Option<Decoder> = None;
 
     fn take(input: Input) -> Result<Self, HandlerError> {
@@ -159,22 +166,45 @@ impl FromContext for Context {
     }
 }
 
-/// What a handler may return: `Result<(), E>` for any `E` that converts into
-/// [`HandlerError`]: `HandlerError` itself, any `std::error::Error`, `anyhow::Error`,
-/// `String` (each a retryable failure; see [`HandlerResultExt`](crate::HandlerResultExt)
-/// to dead-letter at once).
+/// What a successful handler call hands the dispatcher: the JSON of a request handler's
+/// reply, `None` for an event handler.
+pub type Answer = Option<Bytes>;
+
+/// What a handler may return: `Result<A, E>` for any `E` that converts into
+/// [`HandlerError`] (`HandlerError` itself, any `std::error::Error`, `anyhow::Error`,
+/// `String`: each a retryable failure; see [`HandlerResultExt`](crate::HandlerResultExt)
+/// to dead-letter at once), where `A` is what the handled type's handlers return
+/// ([`Event::Reply`]): `()` for an event, the reply type for a request.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a valid handler return type",
-    label = "expected `Result<(), E>` where `E: Into<HandlerError>`",
-    note = "return `Result<(), E>` with `E` a `HandlerError`, a `std::error::Error`, an `anyhow::Error` or a `String`"
+    message = "`{Self}` is not what a handler of this event or request returns",
+    label = "expected `Result<{A}, E>` where `E: Into<HandlerError>`",
+    note = "a handler of an event returns `Result<(), E>`; a handler of a request returns \
+            `Result<R, E>`, with `R` the type its `#[event(..., reply = R)]` names",
+    note = "`E` is a `HandlerError`, a `std::error::Error`, an `anyhow::Error` or a `String`"
 )]
-pub trait IntoHandlerResult {
-    /// Converts the handler's output.
-    fn into_handler_result(self) -> Result<(), HandlerError>;
+pub trait IntoHandlerResult<A = ()> {
+    /// Converts the handler's output; a reply is encoded here, so that a reply that does
+    /// not encode is the handler's failure.
+    fn into_handler_result(self) -> Result<Answer, HandlerError>;
 }
 
-impl<E: Into<HandlerError>> IntoHandlerResult for Result<(), E> {
-    fn into_handler_result(self) -> Result<(), HandlerError> {
-        self.map_err(Into::into)
+impl<A, E> IntoHandlerResult<A> for Result<A, E>
+where
+    A: serde::Serialize + 'static,
+    E: Into<HandlerError>,
+{
+    fn into_handler_result(self) -> Result<Answer, HandlerError> {
+        let value = self.map_err(Into::into)?;
+        // an event's handler answers nothing (decided at compile time)
+        if TypeId::of::<A>() == TypeId::of::<()>() {
+            return Ok(None);
+        }
+        match serde_json::to_vec(&value) {
+            Ok(json) => Ok(Some(Bytes::from(json))),
+            Err(error) => Err(HandlerError::permanent(format!(
+                "the reply ({}) does not encode as JSON: {error}",
+                std::any::type_name::<A>()
+            ))),
+        }
     }
 }

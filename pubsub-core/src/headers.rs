@@ -17,6 +17,18 @@ pub const HEADER_FAILED_HANDLERS: &str = "x-failed-handlers";
 /// delivered again after a delay ([`Settlement::Retry`](crate::transport::Settlement::Retry)).
 pub const HEADER_ATTEMPTS: &str = "x-attempts";
 
+/// Header on requests: when the caller stops waiting, in milliseconds since the Unix
+/// epoch. A responder does not start a request past it (compare clocks with care: they
+/// should be synchronised).
+pub const HEADER_DEADLINE: &str = "x-deadline";
+/// Header on replies: `ok` (the body is the reply, JSON) or `error` (the body is the
+/// responder's error message, UTF-8 text, and [`HEADER_ERROR_KIND`] says its kind). A
+/// reply without it is `ok`, as a plain client's reply is.
+pub const HEADER_REPLY_STATUS: &str = "x-reply-status";
+/// Header on error replies: the kind of the responder's failure (`failed`, `permanent`,
+/// `panicked`, `timed_out`, `decode`).
+pub const HEADER_ERROR_KIND: &str = "x-error-kind";
+
 /// Header on error-stream entries: the stream the failed event was read from.
 pub const HEADER_STREAM: &str = "x-stream";
 /// Header on error-stream entries: the failed event's offset in [`HEADER_STREAM`].
@@ -32,6 +44,8 @@ pub(crate) fn reserved_header_hint(header: &str) -> &'static str {
         HEADER_DEATH_REASON | HEADER_FAILED_HANDLERS => {
             "the bus sets it when it dead-letters a message"
         }
+        HEADER_DEADLINE => "Bus::request sets it from the request's timeout, .timeout(..)",
+        HEADER_REPLY_STATUS | HEADER_ERROR_KIND => "the bus sets it on the replies it sends",
         _ => "set it through its own field of PublishOptions",
     }
 }

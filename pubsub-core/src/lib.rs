@@ -24,7 +24,7 @@
 //! Modules import only from layers below their own, so each can be read on its own:
 //! 1. data: [`Message`] and [`Metadata`], [`headers`], [`codec`], [`pattern`];
 //! 2. the transport contract: [`transport`] (with stream naming, [`stream::StreamNaming`]);
-//! 3. events and publishing: [`Event`], the publisher, [`Error`];
+//! 3. events and publishing: [`Event`], [`Request`], the publisher, [`Error`];
 //! 4. handlers: [`Context`], handler inputs, registrations, selection, [`RetryPolicy`];
 //! 5. dispatch: the router, the dispatcher and its settlement;
 //! 6. the bus: [`BusBuilder`], [`Bus`], stream consumption, [`health`] and [`BusStats`].
@@ -54,6 +54,7 @@ pub mod pattern;
 mod publish;
 mod registration;
 mod report;
+mod request;
 mod retry;
 mod router;
 mod runtime_end;
@@ -72,7 +73,7 @@ mod unassigned;
 pub mod __private;
 
 pub use builder::BusBuilder;
-pub use bus::{Bus, ShutdownSignal, StopSignal, shutdown_signal};
+pub use bus::{Bus, RequestCall, ShutdownSignal, StopSignal, shutdown_signal};
 pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{Error, Result};
@@ -84,6 +85,7 @@ pub use memory::MemoryTransport;
 pub use metadata::{Message, Metadata};
 pub use publish::{PendingPublish, PublishOptions};
 pub use report::Report;
+pub use request::{DEFAULT_REQUEST_TIMEOUT, Request, RequestError};
 pub use retry::RetryPolicy;
 pub use selection::HandlerSelection;
 pub use stats::BusStats;

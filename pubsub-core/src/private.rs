@@ -13,9 +13,10 @@ pub use crate::context::Context;
 pub use crate::event::Event;
 pub use crate::event_registration::EventRegistration;
 pub use crate::handler_error::HandlerError;
-pub use crate::handler_input::{FromContext, HandlerInput, Input, IntoHandlerResult};
+pub use crate::handler_input::{Answer, FromContext, HandlerInput, Input, IntoHandlerResult};
 pub use crate::pattern::matches as pattern_matches;
 pub use crate::registration::{CallFn, HandlerRegistration};
+pub use crate::request::Request;
 pub use crate::selection::{HandlerFn, IsHandlerFn};
 pub use futures::future::BoxFuture;
 pub use inventory;
@@ -26,9 +27,9 @@ pub const fn handler_fn(name: &'static str, module_path: &'static str) -> Handle
 }
 
 /// Boxes a handler future (keeps generated code short).
-pub fn boxed<F>(future: F) -> BoxFuture<'static, Result<(), HandlerError>>
+pub fn boxed<F>(future: F) -> BoxFuture<'static, Result<Answer, HandlerError>>
 where
-    F: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    F: std::future::Future<Output = Result<Answer, HandlerError>> + Send + 'static,
 {
     Box::pin(future)
 }

@@ -14,8 +14,8 @@ use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::headers::{
-    HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS,
-    HEADER_VERSION,
+    HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEADLINE, HEADER_DEATH_REASON, HEADER_ERROR_KIND,
+    HEADER_FAILED_HANDLERS, HEADER_REPLY_STATUS, HEADER_VERSION,
 };
 use crate::metadata::{Message, Metadata};
 use crate::transport::TransportError;
@@ -302,12 +302,15 @@ impl Future for PendingPublish {
 }
 
 /// Headers the envelope itself uses on the wire; free headers must not shadow them.
-const RESERVED_HEADERS: [&str; 5] = [
+const RESERVED_HEADERS: [&str; 8] = [
     HEADER_VERSION,
     HEADER_CAUSATION_ID,
     HEADER_DEATH_REASON,
     HEADER_FAILED_HANDLERS,
     HEADER_ATTEMPTS,
+    HEADER_DEADLINE,
+    HEADER_REPLY_STATUS,
+    HEADER_ERROR_KIND,
 ];
 
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {

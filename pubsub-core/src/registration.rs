@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 
 use crate::context::Context;
 use crate::handler_error::HandlerError;
-use crate::handler_input::{Decoder, HandlerInput, Input};
+use crate::handler_input::{Answer, Decoder, HandlerInput, Input};
 
 /// Which retry policy a handler uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub(crate) enum RetrySpec {
 }
 
 /// The type-erased call of a handler.
-pub type CallFn = fn(Input, Context) -> BoxFuture<'static, Result<(), HandlerError>>;
+pub type CallFn = fn(Input, Context) -> BoxFuture<'static, Result<Answer, HandlerError>>;
 
 /// A handler as `#[handler]` registers it at link time.
 ///

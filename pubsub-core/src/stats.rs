@@ -34,6 +34,9 @@ pub struct BusStats {
     pub poisoned: u64,
     /// Failed handler attempts (each retry counts).
     pub handler_failures: u64,
+    /// Requests not started because their caller had given up (the deadline they carry
+    /// had passed); also counted in `acked`.
+    pub expired_requests: u64,
     /// Deliveries taken and not yet settled.
     pub in_flight: u64,
 }
@@ -62,6 +65,7 @@ pub(crate) struct Counters {
     unhandled: AtomicU64,
     poisoned: AtomicU64,
     handler_failures: AtomicU64,
+    expired_requests: AtomicU64,
     in_flight: AtomicU64,
     /// Woken whenever a delivery ends.
     pub(crate) ended: Notify,
@@ -98,6 +102,10 @@ impl Counters {
         self.poisoned.fetch_add(1, Ordering::SeqCst);
     }
 
+    pub(crate) fn request_expired(&self) {
+        self.expired_requests.fetch_add(1, Ordering::SeqCst);
+    }
+
     pub(crate) fn handler_failed(&self) {
         self.handler_failures.fetch_add(1, Ordering::SeqCst);
     }
@@ -123,6 +131,7 @@ impl Counters {
             unhandled: load(&self.unhandled),
             poisoned: load(&self.poisoned),
             handler_failures: load(&self.handler_failures),
+            expired_requests: load(&self.expired_requests),
         }
     }
 }

@@ -42,6 +42,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// | `action` | second word of the key: `[a-z0-9_-]+` | required |
 /// | `version` | schema version, an integer ≥ 1 | `1` |
 /// | `codec` | `"json"` (serde) or `"protobuf"` (prost, facade feature `protobuf`) | `"json"` |
+/// | `reply` | a type (`reply = UserProfile`, serde, sent as JSON): the type is a request, answered with a value of it (`bus.request(&req)`); its handlers return `Result<UserProfile, E>` | none: an event, whose handlers return `Result<(), E>` |
 /// | `crate` | path of the `pubsub` facade if it is renamed, e.g. `"my_pubsub"` | `"::pubsub"` |
 ///
 /// The key `domain.action` is at most 255 bytes (AMQP's limit). Its words are deliberately
@@ -63,7 +64,8 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// A missing `#[event]`, `domain` or `action`; an empty word, a word with a dot, a
 /// wildcard or a character outside `[a-z0-9_-]`; a key over 255 bytes; `version = 0` or a
-/// version that is not a `u32` literal; an unknown or repeated option; an unknown codec;
+/// version that is not a `u32` literal; an unknown or repeated option; an unknown codec; a
+/// `reply` that is a string or `()`, or a reply type that is not serde-serializable;
 /// generic types (events are `'static` and routed by one fixed key) and unions. Every error
 /// points at the offending token, and all of them are reported at once.
 #[proc_macro_derive(Event, attributes(event))]
@@ -79,7 +81,9 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// The first argument is the event: a type that derives `Event` (and `Clone`), handled on
 /// its own key, or `RawEvent` for any key matching the pattern. The optional second
 /// argument is the `Context`. The fn returns `Result<(), E>` for any `E` that converts into
-/// `HandlerError` (every `std::error::Error` does).
+/// `HandlerError` (every `std::error::Error` does); a handler of a request
+/// (`#[event(..., reply = UserProfile)]`) returns `Result<UserProfile, E>`, and its reply goes
+/// back to the caller.
 ///
 /// ```ignore
 /// use pubsub::prelude::*;
@@ -137,8 +141,9 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// an unknown or repeated argument; `retries` with `retry`; a bad timeout; a name (given or the
 /// fn's) with characters other than ASCII letters, digits, `_`, `-`, `.` and `:`. The trait
 /// bounds of the generated code report, at the offending type, a first argument that is not
-/// an event, a second argument that is not `Context` and a return type that is not a
-/// `Result`; a typed handler whose pattern can never match its event's key fails constant
+/// an event, a second argument that is not `Context` and a return type that is not
+/// `Result<(), E>` for an event or `Result<Reply, E>` for a request (the message names the
+/// type expected); a typed handler whose pattern can never match its event's key fails constant
 /// evaluation at the pattern.
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -19,6 +19,7 @@ mod negative_control;
 #[cfg(feature = "protobuf")]
 mod protobuf;
 mod publisher_and_harness;
+mod requests;
 mod shared_transport;
 mod shutdown;
 mod stray_patterns;

@@ -3,10 +3,12 @@
 //! dispatches and settles; `intake.rs` is what the bus consumes.
 
 mod intake;
+mod request;
 mod run;
 mod signal;
 
 pub(crate) use intake::Intake;
+pub use request::RequestCall;
 pub use signal::{ShutdownSignal, StopSignal, shutdown_signal};
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use crate::event::Event;
 use crate::health::Health;
 use crate::metadata::Message;
 use crate::publish::{PendingPublish, PublishOptions, Publisher};
+use crate::request::Request;
 
 use crate::stats::{BusStats, Counters};
 use crate::transport::{Capabilities, DeadLetteredMessage, Transport};
@@ -244,6 +247,64 @@ impl Bus {
     pub async fn publish_message(&self, message: Message) -> Result<Uuid> {
         self.check_open()?;
         self.inner.publisher.publish_message(message).await
+    }
+
+    /// Sends `request` and waits for its reply, typed by the request
+    /// ([`Request`], `#[event(reply = T)]`): the reply of the handler that answered first,
+    /// or why there is none ([`RequestError`](crate::RequestError)): no responder (at once),
+    /// timed out, the responder's handler failed (its message and kind), the reply does not
+    /// decode, the connection was lost while waiting. Waits [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT)
+    /// unless `.timeout(..)` says otherwise; the request carries that deadline. Each request
+    /// is matched to its reply by its correlation id, so thousands can be in flight on one
+    /// bus. The transport must support it ([`Capabilities::request_reply`]).
+    ///
+    /// A request starts a new conversation: its correlation id is its own id.
+    ///
+    /// On the responder's side a request handler is a handler like any other (isolated,
+    /// timed out), with one difference in what retries mean: it is retried in process
+    /// only while its caller still waits (a backoff that would end past the deadline is
+    /// not waited for), never delivered again later nor dead-lettered; its last failure
+    /// goes back to the caller as [`RequestError::HandlerFailed`](crate::RequestError::HandlerFailed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pubsub::prelude::*;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize)]
+    /// struct UserProfile { name: String }
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "user", action = "profile_requested", reply = UserProfile)]
+    /// struct GetUserProfile { user_id: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let profile = Handler::typed("profile", |req: GetUserProfile, _ctx: Context| async move {
+    ///     Ok::<_, HandlerError>(UserProfile { name: format!("Ada ({})", req.user_id) })
+    /// });
+    /// let broker = MemoryTransport::new();
+    /// let users = Bus::builder()
+    ///     .service("users")
+    ///     .transport(broker.clone())
+    ///     .select_handlers(HandlerSelection::None)
+    ///     .handler(profile)
+    ///     .build()
+    ///     .await?;
+    /// let running = users.spawn().await?;
+    ///
+    /// let matching = Bus::publisher("matching", broker);
+    /// let profile: UserProfile = matching
+    ///     .request(&GetUserProfile { user_id: "u-1".into() })
+    ///     .timeout(Duration::from_secs(2))
+    ///     .await?;
+    /// assert_eq!(profile.name, "Ada (u-1)");
+    /// # users.shutdown();
+    /// # running.await.expect("the bus task")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn request<'a, R: Request>(&'a self, request: &'a R) -> RequestCall<'a, R> {
+        RequestCall::new(self, request)
     }
 
     /// What the bus has done so far. Every count of a delivery that ended is in place

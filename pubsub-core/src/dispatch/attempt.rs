@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::ResolvedHandler;
 use crate::context::Context;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
-use crate::handler_input::Input;
+use crate::handler_input::{Answer, Input};
 
 /// How handlers run.
 ///
@@ -55,7 +55,7 @@ impl Abandon {
 
 /// How one attempt ended.
 pub(super) enum AttemptResult {
-    Done(Result<(), HandlerError>),
+    Done(Result<Answer, HandlerError>),
     /// Given up at the shutdown deadline.
     Abandoned,
 }
@@ -125,7 +125,11 @@ async fn in_task(
 }
 
 /// On the caller's task: panics caught, time bounded when the handler yields.
-async fn inline(handler: &ResolvedHandler, input: Input, ctx: Context) -> Result<(), HandlerError> {
+async fn inline(
+    handler: &ResolvedHandler,
+    input: Input,
+    ctx: Context,
+) -> Result<Answer, HandlerError> {
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.call)(input, ctx))) {
         Ok(future) => future,
         Err(panic) => return Err(panicked(panic)),

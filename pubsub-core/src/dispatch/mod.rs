@@ -8,6 +8,7 @@
 mod attempt;
 mod decode;
 mod reason;
+mod respond;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +26,7 @@ use crate::codec::CodecError;
 use crate::context::{Context, DeliveryScope};
 use crate::handler::DynCall;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
-use crate::handler_input::{Decoder, Input, Shared};
+use crate::handler_input::{Answer, Decoder, Input, Shared};
 use crate::metadata::Message;
 use crate::publish::Publisher;
 use crate::retry::RetryPolicy;
@@ -131,7 +132,8 @@ pub(crate) struct Dispatcher {
 
 /// How one handler's run (its attempts) ended.
 enum HandlerOutcome {
-    Succeeded,
+    /// With the reply of a request handler.
+    Succeeded(Answer),
     Failed {
         error: HandlerError,
         attempts: u32,
@@ -193,6 +195,9 @@ impl Dispatcher {
             self.counters.poisoned();
             return Outcome::Settle(self.dead_letter(message, reason, Vec::new()));
         }
+        if let Some(expired) = self.expired(message) {
+            return expired;
+        }
         let mut matched: SmallVec<[usize; 8]> = ROUTE_SCRATCH.with_borrow_mut(|scratch| {
             self.router.route_into(&message.metadata.key, scratch);
             SmallVec::from_slice(scratch)
@@ -244,7 +249,10 @@ impl Dispatcher {
             decoded.clear();
             all.await.into_iter().collect()
         };
-        self.conclude(&scope.message, outcomes)
+        match &message.metadata.reply_to {
+            Some(reply_to) => self.respond(message, reply_to, outcomes).await,
+            None => self.conclude(&scope.message, outcomes),
+        }
     }
 
     /// One settlement from the handlers' outcomes: abandoned if any was; dead-lettered if
@@ -280,7 +288,7 @@ impl Dispatcher {
                     later = Some((d.max(*delay), a.max(*attempts)));
                     failures.push((name, *attempts, error.to_string()));
                 }
-                HandlerOutcome::Succeeded | HandlerOutcome::Abandoned => {}
+                HandlerOutcome::Succeeded(_) | HandlerOutcome::Abandoned => {}
             }
         }
         let names: Vec<String> = failures.iter().map(|(n, _, _)| (*n).to_owned()).collect();
@@ -349,6 +357,8 @@ impl Dispatcher {
             None => None,
         };
         let mut attempt = first_attempt;
+        // a request is retried in process only while its caller waits
+        let request = respond::request_deadline(&scope.message);
         loop {
             // The first attempt gets the payload decoded for every handler of its type; a
             // retry decodes again (rare, and it lets the first attempt own the value).
@@ -370,19 +380,26 @@ impl Dispatcher {
                 AttemptResult::Abandoned => return HandlerOutcome::Abandoned,
             };
             self.observe(handler, &scope, attempt, result.as_ref().map(|_| ()));
-            let Err(error) = result else {
-                return HandlerOutcome::Succeeded;
+            let error = match result {
+                Ok(answer) => return HandlerOutcome::Succeeded(answer),
+                Err(error) => error,
             };
             self.counters.handler_failed();
             let retries_spent = attempt - 1;
-            if !error.is_retryable() || retries_spent >= handler.policy.max_retries {
+            let wait = handler.policy.backoff(attempt);
+            if !error.is_retryable()
+                || retries_spent >= handler.policy.max_retries
+                || request.is_some_and(|deadline| respond::past(deadline, wait))
+            {
                 return HandlerOutcome::Failed {
                     error,
                     attempts: attempt,
                 };
             }
-            let wait = handler.policy.backoff(attempt);
-            if self.retry.delayed_redelivery && wait > self.retry.in_process_limit {
+            if request.is_none()
+                && self.retry.delayed_redelivery
+                && wait > self.retry.in_process_limit
+            {
                 return HandlerOutcome::Later {
                     error,
                     attempts: attempt,

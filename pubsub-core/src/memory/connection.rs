@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::queues::queue::Queue;
+use super::replies::ReplyInbox;
 use super::streams::log::Log;
 use super::sync::lock;
 use crate::transport::{TransportError, UseCount};
@@ -22,6 +23,8 @@ pub(crate) struct Connection {
     readers: Mutex<Vec<(Arc<Log>, u64)>>,
     /// The buses using it: the last one closed closes it.
     pub(super) buses: UseCount,
+    /// Its reply address and the requests waiting there.
+    pub(super) inbox: Arc<ReplyInbox>,
 }
 
 impl Connection {
@@ -48,11 +51,13 @@ impl Connection {
 
     /// Closes the connection (once): its consumers end (woken to see it), their unsettled
     /// deliveries go back to their queues and settling those later fails; its stream
-    /// readers leave without storing, as on a lost connection.
+    /// readers leave without storing, as on a lost connection; its requests waiting for a
+    /// reply fail at once.
     pub(super) fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.inbox.close();
         let consumers = std::mem::take(&mut *lock(&self.consumers));
         for (queue, id) in consumers {
             queue.remove_consumer(id);

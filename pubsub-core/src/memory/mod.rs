@@ -13,6 +13,7 @@ mod connection;
 mod error;
 mod inspect;
 mod queues;
+mod replies;
 mod signal;
 mod streams;
 mod sync;

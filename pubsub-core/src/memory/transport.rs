@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use super::MemoryTransport;
 use super::broker::Topics;
+use super::replies::ReplyInbox;
 use crate::health::{ConnectionHealth, ConnectionState, TransportHealth};
 use crate::metadata::Message;
 use crate::stream::StreamNaming;
@@ -93,22 +94,39 @@ impl Transport for MemoryTransport {
         request: Outgoing,
         timeout: Duration,
     ) -> Result<Message, TransportError> {
+        if self.broker.topics == Topics::Streams {
+            return Err(TransportError::Unsupported {
+                what: "request/reply (streams have no reply-to; use MemoryTransport::new())",
+                transport: self.name(),
+            });
+        }
         self.connection.check_open()?;
         let Outgoing {
             mut message,
             destination,
         } = request;
-        let queues = &self.broker.queues;
-        let (address, reply) = queues.await_reply();
-        message.metadata.reply_to = Some(address.clone());
-        if message.metadata.correlation_id.is_none() {
-            message.metadata.correlation_id = Some(message.metadata.id.to_string());
+        let inbox = &self.connection.inbox;
+        self.broker.queues.open_inbox(inbox);
+        let correlation_id = message.metadata.correlation_or_id();
+        let reply = inbox.wait(&correlation_id)?;
+        // stops waiting however this ends: replied, timed out, failed or dropped
+        let _waiting = Waiting(inbox, &correlation_id);
+        message.metadata.correlation_id = Some(correlation_id.clone());
+        message.metadata.reply_to = Some(inbox.address.clone());
+        // mandatory: nothing bound to the key is reported now (no responder)
+        self.publish(Outgoing::new(message, destination)).await?;
+        match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(TransportError::Closed),
+            Err(_) => Err(TransportError::TimedOut {
+                operation: "request",
+                after: timeout,
+            }),
         }
-        if let Err(error) = self.publish(Outgoing::new(message, destination)).await {
-            queues.forget_reply(&address);
-            return Err(error);
-        }
-        queues.reply(&address, reply, timeout).await
+    }
+
+    fn dropped_replies(&self) -> Option<u64> {
+        Some(self.broker.queues.dropped_replies())
     }
 
     fn attach(&self) {
@@ -122,6 +140,15 @@ impl Transport for MemoryTransport {
     async fn close(&self) -> Result<(), TransportError> {
         self.connection.close();
         Ok(())
+    }
+}
+
+/// A request waiting at its connection's reply address, until dropped.
+struct Waiting<'a>(&'a ReplyInbox, &'a str);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
     }
 }
 

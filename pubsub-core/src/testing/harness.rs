@@ -9,13 +9,14 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::builder::BusBuilder;
-use crate::bus::Bus;
+use crate::bus::{Bus, RequestCall};
 use crate::dispatch::{Attempt, Observer};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
+use crate::request::Request;
 use crate::transport::DeadLetteredMessage;
 
 /// Runs a bus on a [`MemoryTransport`] and records what happened, so that a test can
@@ -168,6 +169,42 @@ impl TestHarness {
         self.bus.publish(event).await
     }
 
+    /// Sends `request` through the bus under test and waits for its reply, at most the
+    /// harness's timeout (or `.timeout(..)`): request handlers unit-test this way.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(domain = "math", action = "double_requested", reply = u64)]
+    /// struct Double { n: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let double = Handler::typed("double", |req: Double, _ctx: Context| async move {
+    ///     Ok::<_, HandlerError>(req.n * 2)
+    /// });
+    /// let builder = Bus::builder().select_handlers(HandlerSelection::None).handler(double);
+    /// let harness = TestHarness::start(builder).await?;
+    /// assert_eq!(harness.request(&Double { n: 21 }).await?, 42);
+    /// assert_eq!(harness.replies().len(), 1);
+    /// harness.shutdown().await
+    /// # }
+    /// ```
+    pub fn request<'a, R: Request>(&'a self, request: &'a R) -> RequestCall<'a, R> {
+        self.bus.request(request).timeout(self.timeout)
+    }
+
+    /// Every reply sent on the broker by request handlers (an answer or an error, see
+    /// [`HEADER_REPLY_STATUS`](crate::headers::HEADER_REPLY_STATUS)), in order.
+    pub fn replies(&self) -> Vec<Message> {
+        self.transport
+            .published()
+            .into_iter()
+            .filter(is_reply)
+            .collect()
+    }
+
     /// Waits until nothing is in flight: every delivery settled, including those caused by
     /// handlers' own publishes and retries, and counted: [`Bus::stats`] read afterwards is
     /// exact.
@@ -279,7 +316,7 @@ impl TestHarness {
         self.transport
             .published()
             .iter()
-            .filter(|m| m.metadata.key == E::KEY)
+            .filter(|m| m.metadata.key == E::KEY && !is_reply(m))
             .map(|m| match E::decode_message(m) {
                 Ok(event) => event,
                 Err(error) => panic!(
@@ -291,7 +328,7 @@ impl TestHarness {
             .collect()
     }
 
-    /// Every message published on the broker, in order.
+    /// Every message published on the broker, in order (replies included).
     pub fn published_messages(&self) -> Vec<Message> {
         self.transport.published()
     }
@@ -336,4 +373,12 @@ impl Drop for TestHarness {
     fn drop(&mut self) {
         self.bus.shutdown();
     }
+}
+
+/// Whether `message` is a reply to a request (it carries a reply status).
+fn is_reply(message: &Message) -> bool {
+    message
+        .metadata
+        .headers
+        .contains_key(crate::headers::HEADER_REPLY_STATUS)
 }

@@ -117,9 +117,34 @@ pub trait Transport: Send + Sync + 'static {
     ) -> Result<Box<dyn Consumer>, TransportError>;
 
     /// Publishes a request and waits, at most `timeout`, for the one reply addressed to it
-    /// (RPC). The transport sets `reply_to` to an address of its own and matches the reply
-    /// by the request's correlation id. Transports without
-    /// [`Capabilities::request_reply`] return [`TransportError::Unsupported`].
+    /// (RPC); [`Bus::request`](crate::Bus::request) calls it, thousands at a time. Transports
+    /// without [`Capabilities::request_reply`] keep the default, which returns
+    /// [`TransportError::Unsupported`]. What an implementation does:
+    ///
+    /// - **Reply address and matching.** It sets `reply_to` to an address of its own (on
+    ///   AMQP, direct reply-to on the publishing channel) and matches each reply to its
+    ///   request by the correlation id (the request's, set to its id if it has none; unique
+    ///   per request: `Bus::request` starts a conversation per request). A reply that no
+    ///   request waits for (a second answer, or one after the caller gave up) is dropped
+    ///   and counted in [`dropped_replies`](Self::dropped_replies).
+    /// - **The request as sent.** Its headers are kept as they are, among them
+    ///   [`HEADER_DEADLINE`](crate::headers::HEADER_DEADLINE), the caller's deadline (on
+    ///   AMQP also the `expiration` of the message, the time left in milliseconds).
+    /// - **No responder.** The request is published `mandatory`; when nothing is bound
+    ///   to its key, return [`TransportError::Unroutable`] as soon as the broker says so,
+    ///   not at the timeout.
+    /// - **Timeout.** No reply within `timeout`: [`TransportError::TimedOut`].
+    /// - **Connection lost.** Every request waiting when the connection (or the reply
+    ///   consumer) is lost fails at once with [`TransportError::Unavailable`] (or
+    ///   [`TransportError::Closed`] when the transport was closed); the reply consumer is
+    ///   set up again before the next request goes out.
+    /// - **The reply as it came.** Return the reply message whole: the bus reads its
+    ///   status ([`HEADER_REPLY_STATUS`](crate::headers::HEADER_REPLY_STATUS), an error's
+    ///   kind and message) and decodes its body.
+    ///
+    /// The responder's side needs nothing more: a reply is sent with [`send`](Self::send)
+    /// to [`Destination::Reply`] (on AMQP: the default exchange, the address as routing
+    /// key, not `mandatory`).
     async fn request(
         &self,
         request: Outgoing,
@@ -130,6 +155,19 @@ pub trait Transport: Send + Sync + 'static {
             what: "request/reply",
             transport: self.name(),
         })
+    }
+
+    /// How many replies arrived that no request waited for (a second service answering
+    /// one request, or a reply after its caller gave up): dropped, the first reply wins.
+    /// `None` (the default) when the transport does not count them or has no
+    /// request/reply.
+    ///
+    /// ```
+    /// use pubsub::{MemoryTransport, transport::Transport};
+    /// assert_eq!(MemoryTransport::new().dropped_replies(), Some(0));
+    /// ```
+    fn dropped_replies(&self) -> Option<u64> {
+        None
     }
 
     /// The state of its connections and consumers, for [`Bus::health`](crate::Bus::health).
@@ -229,6 +267,10 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         timeout: Duration,
     ) -> Result<Message, TransportError> {
         (**self).request(request, timeout).await
+    }
+
+    fn dropped_replies(&self) -> Option<u64> {
+        (**self).dropped_replies()
     }
 
     fn health(&self) -> TransportHealth {

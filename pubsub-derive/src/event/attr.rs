@@ -1,14 +1,14 @@
 //! `#[event(domain = "...", action = "...", version = N, codec = "...", crate = "...")]`.
 
 use proc_macro2::Span;
-use syn::{Attribute, LitStr, Path};
+use syn::{Attribute, LitStr, Path, Type};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{self, Slot};
 use crate::pattern::{validate_key, validate_word};
 
 /// The options `#[event(...)]` accepts, in the order the docs list them.
-const KEYS: &[&str] = &["domain", "action", "version", "codec", "crate"];
+const KEYS: &[&str] = &["domain", "action", "version", "codec", "reply", "crate"];
 
 /// How the payload is encoded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub(crate) struct EventAttr {
     pub(crate) version: u32,
     /// The payload codec and the literal that chose it, if any.
     pub(crate) codec: (CodecKind, Option<Span>),
+    /// `reply = T`: the type is a request, answered with a `T`.
+    pub(crate) reply: Option<Type>,
     /// Path of the facade crate.
     pub(crate) krate: Path,
 }
@@ -41,6 +43,7 @@ struct Builder {
     action: Slot<LitStr>,
     version: Slot<u32>,
     codec: Slot<(CodecKind, Span)>,
+    reply: Slot<Type>,
     krate: Slot<Path>,
     /// Keys written (valid or not) or suggested for a misspelled key: not "missing".
     mentioned: Vec<&'static str>,
@@ -55,6 +58,7 @@ impl EventAttr {
             action: Slot::new("action"),
             version: Slot::new("version"),
             codec: Slot::new("codec"),
+            reply: Slot::new("reply"),
             krate: Slot::new("crate"),
             mentioned: Vec::new(),
         };
@@ -99,6 +103,7 @@ impl EventAttr {
                 .codec
                 .into_inner()
                 .map_or((CodecKind::Json, None), |(kind, span)| (kind, Some(span))),
+            reply: b.reply.into_inner(),
             krate: b
                 .krate
                 .into_inner()
@@ -143,6 +148,10 @@ impl Builder {
                 };
                 self.codec.set(cx, &key, (kind, lit.span()));
             }
+        } else if key.is_ident("reply") {
+            if let Some(ty) = reply_type(cx, &meta)? {
+                self.reply.set(cx, &key, ty);
+            }
         } else if key.is_ident("crate") {
             if let Some(path) = meta::crate_path(cx, &meta::value(&meta)?) {
                 self.krate.set(cx, &key, path);
@@ -169,4 +178,31 @@ fn word(
         cx.error_at(lit.span(), reason);
     }
     Ok(lit)
+}
+
+/// `reply = UserProfile`: a type, written bare. A string or `()` is reported with how to
+/// write it.
+fn reply_type(cx: &Ctxt, meta: &syn::meta::ParseNestedMeta) -> syn::Result<Option<Type>> {
+    let input = meta.value()?;
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "`reply` takes a type, not a string: `reply = {}`",
+                lit.value()
+            ),
+        );
+        return Ok(None);
+    }
+    let ty: Type = input.parse()?;
+    if matches!(&ty, Type::Tuple(tuple) if tuple.elems.is_empty()) {
+        cx.error_spanned_by(
+            &ty,
+            "a request answers with a value: name its type, `reply = UserProfile` \
+             (an event, whose handlers answer nothing, needs no `reply`)",
+        );
+        return Ok(None);
+    }
+    Ok(Some(ty))
 }

@@ -31,6 +31,18 @@ pub(crate) fn impl_event(input: &DeriveInput, attr: &EventAttr) -> TokenStream {
         CodecKind::Protobuf => quote_spanned!(span=> #codec_krate::__private::Protobuf),
     };
 
+    // `reply = T` makes it a request; "`T: Serialize` is not satisfied" underlines `T`
+    let (reply, request) = match &attr.reply {
+        Some(ty) => (
+            ty.to_token_stream(),
+            Some(quote! {
+                #[automatically_derived]
+                impl #krate::__private::Request for #ident {}
+            }),
+        ),
+        None => (quote!(()), None),
+    };
+
     quote! {
         #[automatically_derived]
         impl #krate::__private::Event for #ident {
@@ -39,7 +51,9 @@ pub(crate) fn impl_event(input: &DeriveInput, attr: &EventAttr) -> TokenStream {
             const KEY: &'static str = #key;
             const VERSION: u32 = #version;
             type Codec = #codec;
+            type Reply = #reply;
         }
+        #request
         // makes the domain known to stream-backed buses with wildcard patterns
         #krate::__private::inventory::submit! {
             #krate::__private::EventRegistration::new(#domain, #action, #version)

@@ -87,10 +87,15 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
     callee.set_span(output.first);
     let call_args = respan(call_args, output.first);
     let await_ = respan(quote!(.await), output.last);
+    // `IntoHandlerResult::<<T as HandlerInput>::Reply>`: a request's handler returns its
+    // reply type, an event's `()`; "expected `Result<UserProfile, E>`" underlines the
+    // return type.
     let convert = {
-        let head = respan(quote!(#p::IntoHandlerResult::), output.first);
+        let reply = input_item("Reply");
+        let head = respan(quote!(#p::IntoHandlerResult::<), output.first);
+        let close = respan(quote!(>::), output.first);
         let method = Ident::new("into_handler_result", output.last);
-        quote!(#head #method)
+        quote!(#head #reply #close #method)
     };
     // "future cannot be sent between threads safely" points at the fn's name.
     let boxed = {
@@ -167,7 +172,7 @@ pub(crate) fn registration(function: &ItemFn, sig: &HandlerSig, args: &HandlerAr
             fn __call(
                 __pubsub_input: #p::Input,
                 #context_param: #p::Context,
-            ) -> #p::BoxFuture<'static, ::core::result::Result<(), #p::HandlerError>> {
+            ) -> #p::BoxFuture<'static, ::core::result::Result<#p::Answer, #p::HandlerError>> {
                 #boxed
             }
 

@@ -83,8 +83,10 @@ pub(crate) fn check<'a>(cx: &Ctxt, sig: &'a Signature) -> Option<HandlerSig<'a>>
             cx.error_at(
                 sig.paren_token.span.close(),
                 format!(
-                    "a handler must return `Result<(), E>`: write \
-                     `async fn {ident}(...) -> Result<(), HandlerError>`"
+                    "a handler must return `Result<(), E>`, or for a request its reply type: \
+                     write `async fn {ident}(...) -> Result<(), HandlerError>` \
+                     (`-> Result<UserProfile, HandlerError>` for a request with \
+                     `reply = UserProfile`)"
                 ),
             );
             None

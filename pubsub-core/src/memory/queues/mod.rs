@@ -9,14 +9,12 @@ mod routing;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
-
-use tokio::sync::oneshot;
 
 use self::consumer::MemoryConsumer;
 use self::queue::Queue;
 use super::connection::Connection;
 use super::error::InspectError;
+use super::replies::ReplyInbox;
 use super::signal::BrokerSignal;
 use super::sync::{lock, read, write};
 use crate::metadata::Message;
@@ -29,8 +27,10 @@ use crate::transport::{Consumer, Destination, Source, Subscription, TransportErr
 pub(super) struct QueueBroker {
     /// Most ready messages per queue (reject-publish past it).
     max_length: Option<usize>,
-    /// Requests waiting for their reply, by reply address.
-    replies: Mutex<HashMap<String, oneshot::Sender<Message>>>,
+    /// The reply addresses of the connections that made requests.
+    replies: Mutex<HashMap<String, Arc<ReplyInbox>>>,
+    /// Replies no request waited for.
+    dropped_replies: AtomicU64,
     topology: RwLock<Arc<Topology>>,
     /// Serialises topology changes.
     declare: Mutex<()>,
@@ -99,16 +99,12 @@ impl QueueBroker {
                 None => Err(self.refuse_unroutable(message)),
             },
             Destination::Reply(address) => {
-                let waiter = lock(&self.replies).remove(&address);
-                match waiter {
-                    Some(reply) => {
-                        // a requester that gave up dropped its receiver: the reply is lost,
-                        // as direct reply-to loses it on the broker
-                        let _ = reply.send(Message::clone(message));
-                    }
-                    None => {
-                        tracing::warn!(%address, id = %message.metadata.id, "no request waits at this reply address; reply dropped")
-                    }
+                let inbox = lock(&self.replies).get(&address).cloned();
+                // like direct reply-to: a reply nobody waits for is dropped, never refused
+                if !inbox.is_some_and(|inbox| inbox.deliver(Message::clone(message))) {
+                    self.dropped_replies.fetch_add(1, Ordering::Relaxed);
+                    let correlation_id = message.metadata.correlation_id.as_deref();
+                    tracing::debug!(%address, ?correlation_id, "no request waits for this reply (answered already, or its caller gave up); dropped");
                 }
                 Ok(())
             }
@@ -119,37 +115,17 @@ impl QueueBroker {
         }
     }
 
-    /// A fresh reply address for a request, and the receiver its reply arrives on.
-    pub(super) fn await_reply(&self) -> (String, oneshot::Receiver<Message>) {
-        let address = format!("memory.reply-to.{}", uuid::Uuid::now_v7().simple());
-        let (sender, receiver) = oneshot::channel();
-        lock(&self.replies).insert(address.clone(), sender);
-        (address, receiver)
+    /// Makes `inbox` reachable at its reply address (idempotent).
+    pub(super) fn open_inbox(&self, inbox: &Arc<ReplyInbox>) {
+        lock(&self.replies)
+            .entry(inbox.address.clone())
+            .or_insert_with(|| Arc::clone(inbox));
     }
 
-    /// Forgets a reply address whose request gave up.
-    pub(super) fn forget_reply(&self, address: &str) {
-        lock(&self.replies).remove(address);
-    }
-
-    /// Waits for the reply at `address`, at most `timeout`.
-    pub(super) async fn reply(
-        &self,
-        address: &str,
-        receiver: oneshot::Receiver<Message>,
-        timeout: Duration,
-    ) -> Result<Message, TransportError> {
-        match tokio::time::timeout(timeout, receiver).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(TransportError::Closed),
-            Err(_) => {
-                self.forget_reply(address);
-                Err(TransportError::TimedOut {
-                    operation: "request",
-                    after: timeout,
-                })
-            }
-        }
+    /// Replies that found no request waiting: a second answer to one request, or one
+    /// that came after its caller gave up.
+    pub(super) fn dropped_replies(&self) -> u64 {
+        self.dropped_replies.load(Ordering::Relaxed)
     }
 
     /// Declares what `subscription` needs; returns the queue to consume: the service's

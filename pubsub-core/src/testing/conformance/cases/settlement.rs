@@ -37,6 +37,7 @@ impl Event for Probe {
     const KEY: &'static str = "conformance.probe";
     const VERSION: u32 = 2;
     type Codec = Json;
+    type Reply = ();
 }
 
 /// Acked only if every handler succeeded: one failing handler dead-letters the message
