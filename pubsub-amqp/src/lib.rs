@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+mod acker;
 mod config;
 mod connect_failure;
 mod connection;
