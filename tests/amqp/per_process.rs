@@ -79,9 +79,18 @@ async fn a_per_process_service_leaves_nothing_behind() {
         format!("{service}.dead-letters"),
         format!("{service}.retry.50ms"),
     ];
+    // the management API may show a queue declared a moment ago a little later: wait for it
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for name in &queues {
-        let queue = management::get(&format!("/queues/%2F/{name}"))
-            .unwrap_or_else(|| panic!("{name} exists while the bus runs"));
+        let queue = loop {
+            match management::get(&format!("/queues/%2F/{name}")) {
+                Some(queue) => break queue,
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                None => panic!("{name} does not exist while the bus runs"),
+            }
+        };
         assert_eq!(queue["exclusive"], true, "{name}: {queue}");
     }
     let dlx = format!("/exchanges/%2F/{service}.dlx");
