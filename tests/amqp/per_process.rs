@@ -74,10 +74,21 @@ async fn a_per_process_service_leaves_nothing_behind() {
     }
     assert_eq!(bus.stats().retried, 1, "{:?}", bus.stats());
 
+    // the retry's delay is jittered: its wait queue is the 50 ms or the 71 ms step
+    let retry = format!("{service}.retry.");
+    let wait_queue = management::get("/queues/%2F")
+        .and_then(|all| {
+            all.as_array()?
+                .iter()
+                .filter_map(|q| q["name"].as_str())
+                .find(|name| name.starts_with(&retry))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no wait queue {retry}* while the bus runs"));
     let queues = [
         service.clone(),
         format!("{service}.dead-letters"),
-        format!("{service}.retry.50ms"),
+        wait_queue,
     ];
     // the management API may show a queue declared a moment ago a little later: wait for it
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
