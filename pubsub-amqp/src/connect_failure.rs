@@ -5,12 +5,12 @@ use std::io::ErrorKind as IoKind;
 use lapin::ErrorKind;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::uri::AMQPScheme;
-use pubsub_core::transport::{ConnectFailure, Peer, identify_peer};
+use pubsub_core::transport::{ConnectFailure, Peer};
 
 use crate::config::{AmqpConfig, ENV_PASSWORD, ENV_PORT, ENV_URL, ENV_USERNAME, ENV_VHOST};
 
 /// Why `error`, from one connection attempt, happened. A handshake the peer broke off is
-/// looked into with [`identify_peer`]: a RabbitMQ Streams or HTTP port given as the AMQP
+/// looked into with [`ConnectFailure::of_broken_handshake`]: a RabbitMQ Streams or HTTP port given as the AMQP
 /// port is not transient, an AMQP broker that closed on us (shutting down) is.
 pub(crate) async fn classify(config: &AmqpConfig, error: &lapin::Error) -> ConnectFailure {
     let tls = config.uri().scheme == AMQPScheme::AMQPS;
@@ -44,11 +44,7 @@ pub(crate) async fn classify(config: &AmqpConfig, error: &lapin::Error) -> Conne
 /// The peer broke the handshake off: what is it?
 async fn broken_handshake(config: &AmqpConfig) -> ConnectFailure {
     let authority = &config.uri().authority;
-    match identify_peer(&authority.host, authority.port).await {
-        // an AMQP broker that closed on us (shutting down, say), or gone meanwhile
-        Peer::Amqp | Peer::Unreachable => ConnectFailure::Unreachable,
-        found => ConnectFailure::NotTheProtocol { found },
-    }
+    ConnectFailure::of_broken_handshake(&authority.host, authority.port, Peer::Amqp).await
 }
 
 /// What the user reads: what failed, and what to check.

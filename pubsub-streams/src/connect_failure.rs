@@ -4,7 +4,7 @@
 use std::io::ErrorKind as IoKind;
 use std::time::Duration;
 
-use pubsub_core::transport::{ConnectFailure, Peer, identify_peer};
+use pubsub_core::transport::{ConnectFailure, Peer};
 use rabbitmq_stream_client::error::ClientError;
 use rabbitmq_stream_client::types::ResponseCode;
 
@@ -13,7 +13,7 @@ use crate::config::{
 };
 
 /// Why `error`, from one connection attempt, happened. A handshake the peer broke off is
-/// looked into with [`identify_peer`]: an AMQP or HTTP port given as the stream port is
+/// looked into with [`ConnectFailure::of_broken_handshake`]: an AMQP or HTTP port given as the stream port is
 /// not transient, a stream server that closed on us (shutting down) is.
 pub(crate) async fn classify(config: &StreamConfig, error: &ClientError) -> ConnectFailure {
     match error {
@@ -44,10 +44,7 @@ pub(crate) async fn classify(config: &StreamConfig, error: &ClientError) -> Conn
 
 /// The peer broke the handshake off: what is it?
 async fn broken_handshake(config: &StreamConfig) -> ConnectFailure {
-    match identify_peer(&config.host, config.port).await {
-        Peer::RabbitStreams | Peer::Unreachable => ConnectFailure::Unreachable,
-        found => ConnectFailure::NotTheProtocol { found },
-    }
+    ConnectFailure::of_broken_handshake(&config.host, config.port, Peer::RabbitStreams).await
 }
 
 /// What the user reads: what failed, and what to check.

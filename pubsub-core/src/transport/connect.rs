@@ -45,6 +45,27 @@ impl ConnectFailure {
     pub fn is_transient(self) -> bool {
         self == Self::Unreachable
     }
+
+    /// Why a handshake that the peer at `host:port` broke off failed, for a transport
+    /// whose protocol is `speaks`: [`identify_peer`] looks; a peer of that protocol (a
+    /// broker closing on us while it shuts down, say) or one gone meanwhile is
+    /// [`Unreachable`](Self::Unreachable), anything else is
+    /// [`NotTheProtocol`](Self::NotTheProtocol).
+    ///
+    /// ```no_run
+    /// # async fn run() {
+    /// use pubsub::transport::{ConnectFailure, Peer};
+    /// let failure = ConnectFailure::of_broken_handshake("localhost", 5552, Peer::Amqp).await;
+    /// assert_eq!(failure, ConnectFailure::NotTheProtocol { found: Peer::RabbitStreams });
+    /// # }
+    /// ```
+    pub async fn of_broken_handshake(host: &str, port: u16, speaks: Peer) -> Self {
+        match identify_peer(host, port).await {
+            Peer::Unreachable => Self::Unreachable,
+            found if found == speaks => Self::Unreachable,
+            found => Self::NotTheProtocol { found },
+        }
+    }
 }
 
 /// What answers at a host and port, as far as a short probe can tell
