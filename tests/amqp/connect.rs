@@ -77,10 +77,22 @@ async fn a_wrong_password_fails_at_once_says_what_to_check_and_is_never_shown() 
 /// Connects to `url` with ten attempts a second apart, so that a retried failure would
 /// take ten seconds: the failure, the error, and what was logged.
 async fn connect_failure(url: &str) -> (ConnectFailure, AmqpError, String) {
+    let (failure, attempts, error, logged) = failed_connect(url, 10, Duration::from_secs(1)).await;
+    assert_eq!(attempts, 1, "{failure:?} is not retried: {error}");
+    (failure, error, logged)
+}
+
+/// Connects to `url` with `attempts` attempts `backoff` apart, which fails: the failure,
+/// the attempts made, the error, and what was logged.
+async fn failed_connect(
+    url: &str,
+    attempts: u32,
+    backoff: Duration,
+) -> (ConnectFailure, u32, AmqpError, String) {
     let config = AmqpConfig::from_url(url)
         .unwrap()
-        .connection_attempts(10)
-        .backoff(Duration::from_secs(1), Duration::from_secs(1));
+        .connection_attempts(attempts)
+        .backoff(backoff, backoff);
     let (logs, capturing) = CapturedLogs::capture();
     let error = connect(&config, "test").await.unwrap_err();
     drop(capturing);
@@ -90,8 +102,7 @@ async fn connect_failure(url: &str) -> (ConnectFailure, AmqpError, String) {
     else {
         panic!("expected a connect error, got {error:?}");
     };
-    assert_eq!(*attempts, 1, "{failure:?} is not retried: {error}");
-    (*failure, error.clone(), logs.text())
+    (*failure, *attempts, error.clone(), logs.text())
 }
 
 #[tokio::test]
@@ -149,26 +160,15 @@ async fn a_closed_port_is_retried_one_warning_per_attempt_then_says_what_to_chec
     };
     let amqp = broker::amqp_address().unwrap();
     let closed = closed_port();
-    let config = AmqpConfig::from_url(&url.replace(&amqp, &format!("127.0.0.1:{closed}")))
-        .unwrap()
-        .connection_attempts(3)
-        .backoff(Duration::from_millis(10), Duration::from_millis(10));
-    let (logs, capturing) = CapturedLogs::capture();
-    let error = connect(&config, "test").await.unwrap_err();
-    drop(capturing);
-    let AmqpError::Connect {
-        failure, attempts, ..
-    } = &error
-    else {
-        panic!("expected a connect error, got {error:?}");
-    };
-    assert_eq!((*failure, *attempts), (ConnectFailure::Unreachable, 3));
+    let closed_url = url.replace(&amqp, &format!("127.0.0.1:{closed}"));
+    let (failure, attempts, error, logged) =
+        failed_connect(&closed_url, 3, Duration::from_millis(10)).await;
+    assert_eq!((failure, attempts), (ConnectFailure::Unreachable, 3));
     let text = error.to_string();
     assert!(
         text.contains("is the broker running there?") && text.contains("RABBITMQ_URL"),
         "{text}"
     );
-    let logged = logs.text();
     let warnings = logged
         .lines()
         .filter(|l| l.contains("WARN") && l.contains("cannot reach RabbitMQ yet; retrying"))
