@@ -357,18 +357,7 @@ async fn plain_clients_and_the_bus_answer_each_others_requests() {
         )
         .await
         .unwrap();
-    let mut replies = channel
-        .basic_consume(
-            callback.name().clone(),
-            "".into(),
-            lapin::options::BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut replies = consume_no_ack(&channel, callback.name().as_str()).await;
     channel
         .basic_publish(
             config.exchange.as_str().into(),
@@ -427,18 +416,7 @@ async fn plain_clients_and_the_bus_answer_each_others_requests() {
         )
         .await
         .unwrap();
-    let mut requests = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            lapin::options::BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut requests = consume_no_ack(&channel, &queue).await;
     let answering = channel.clone();
     let responder = tokio::spawn(async move {
         let request = requests
@@ -485,4 +463,20 @@ async fn plain_clients_and_the_bus_answer_each_others_requests() {
         .await
         .unwrap();
     raw.close(200, "done".into()).await.unwrap();
+}
+
+/// A plain consumer of `queue` that acknowledges nothing.
+async fn consume_no_ack(channel: &lapin::Channel, queue: &str) -> lapin::Consumer {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consuming")
 }
