@@ -101,3 +101,12 @@ impl From<AmqpError> for TransportError {
         }
     }
 }
+
+/// So that `?` on the transport's own calls (`from_env()`, `connect`) works in a function
+/// returning `pubsub::Error`, as a `main` does: through [`TransportError`], which keeps the
+/// message and the source.
+impl From<AmqpError> for pubsub_core::Error {
+    fn from(error: AmqpError) -> Self {
+        TransportError::from(error).into()
+    }
+}

@@ -27,8 +27,11 @@
 //! again (at least once); waits while the broker is down or blocked are bounded by the
 //! publish timeout. `Transport::health` reports connections and consumers.
 //!
-//! It has no request/reply: [`Transport::request`](pubsub_core::transport::Transport::request)
-//! fails as unsupported.
+//! Requests ([`Transport::request`](pubsub_core::transport::Transport::request), what
+//! `Bus::request` uses) go over direct reply-to: published `mandatory` on a channel of the
+//! publishing connection that consumes `amq.rabbitmq.reply-to`, with a correlation id and
+//! an `expiration` of the caller's time left; replies are matched by correlation id, and
+//! the requests waiting on a channel that is lost fail at once.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), pubsub_amqp::AmqpError> {

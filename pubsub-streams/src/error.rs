@@ -98,3 +98,12 @@ impl From<StreamsError> for TransportError {
         }
     }
 }
+
+/// So that `?` on the transport's own calls (`from_env()`, `connect`) works in a function
+/// returning `pubsub::Error`, as a `main` does: through [`TransportError`], which keeps the
+/// message and the source.
+impl From<StreamsError> for pubsub_core::Error {
+    fn from(error: StreamsError) -> Self {
+        TransportError::from(error).into()
+    }
+}

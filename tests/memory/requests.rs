@@ -128,7 +128,8 @@ async fn nothing_bound_is_no_responder_at_once() {
     );
     assert_eq!(
         error.to_string(),
-        "no responder: nothing is bound to key \"rpc_echo.asked\""
+        "no responder for rpc_echo.asked: nothing is bound to that key (is the service that \
+         answers it running?)"
     );
 }
 
@@ -150,7 +151,10 @@ async fn a_slow_responder_times_out_with_the_wait() {
         matches!(error, RequestError::TimedOut { waited, .. } if waited == Duration::from_millis(100)),
         "{error:?}"
     );
-    assert_eq!(error.to_string(), "no reply to rpc_echo.asked within 100ms");
+    assert_eq!(
+        error.to_string(),
+        "no reply to rpc_echo.asked within 100ms: the request was taken, but no handler answered in time"
+    );
     service.shutdown();
 }
 
@@ -185,7 +189,7 @@ async fn the_responders_failure_comes_back_and_is_not_dead_lettered() {
     }
     assert_eq!(
         error.to_string(),
-        "the responder's handler failed (Permanent): no user u-9"
+        "rpc-failing could not answer rpc_user.profile_requested (Permanent): no user u-9"
     );
 
     // a retryable failure is retried (2 retries, within the deadline), then answered

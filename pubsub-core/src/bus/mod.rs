@@ -256,7 +256,8 @@ impl Bus {
     /// decode, the connection was lost while waiting. Waits [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT)
     /// unless `.timeout(..)` says otherwise; the request carries that deadline. Each request
     /// is matched to its reply by its correlation id, so thousands can be in flight on one
-    /// bus. The transport must support it ([`Capabilities::request_reply`]).
+    /// bus. The transport must support it ([`Capabilities::request_reply`]): the in-memory
+    /// transport and AMQP (over direct reply-to) do; Streams have no reply-to.
     ///
     /// A request starts a new conversation: its correlation id is its own id.
     ///

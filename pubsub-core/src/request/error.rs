@@ -21,14 +21,18 @@ use crate::transport::TransportError;
 pub enum RequestError {
     /// Nothing is bound to the request's key, so no service can answer it: reported as
     /// soon as the broker says so, not at the timeout.
-    #[error("no responder: nothing is bound to key {key:?}")]
+    #[error(
+        "no responder for {key}: nothing is bound to that key (is the service that answers it running?)"
+    )]
     NoResponder {
         /// The request's key.
         key: String,
     },
     /// No reply came before the deadline (the responder is slow, stopped while handling
     /// it, or its reply was lost).
-    #[error("no reply to {key} within {waited:?}")]
+    #[error(
+        "no reply to {key} within {waited:?}: the request was taken, but no handler answered in time"
+    )]
     TimedOut {
         /// The request's key.
         key: String,
@@ -36,7 +40,7 @@ pub enum RequestError {
         waited: Duration,
     },
     /// The responder's handler failed: its message and kind came back instead of a reply.
-    #[error("the responder's handler failed ({kind:?}): {message}")]
+    #[error("{} could not answer {key} ({kind:?}): {message}", responder.as_deref().unwrap_or("the responder"))]
     HandlerFailed {
         /// The request's key.
         key: String,
