@@ -98,7 +98,11 @@ async fn match_history(req: GetMatchHistory) -> Result<Vec<String>, HandlerError
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // lapin warns with the whole message when the broker returns an unroutable
+                // one (the request that has no responder); the request's error says it already
+                "warn,lapin=off".into()
+            }),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
