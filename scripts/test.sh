@@ -106,3 +106,33 @@ fi
 example_out=$(PUBSUB_TRANSPORT=streams cargo run --quiet --all-features --example ecommerce 2>&1) ||
   { echo "$example_out"; exit 1; }
 check_example "example (streams)" "$example_out"
+
+check_rpc() { # $1: what ran; $2: its output
+  for expected in "profile of u-17" "ada (advanced; rust, python)" \
+    "the responder's handler failed (Permanent): no user u-404" "(user-service says it is permanent" \
+    'no responder: nothing is bound to key "rating.requested"' "no reply to history.requested within 300ms"; do
+    grep -qF -- "$expected" <<<"$2" || { echo "$2"; echo "$1: output lacks: $expected" >&2; exit 1; }
+  done
+  # no responder is said at once, not at the caller's 5 s timeout; the timeout at 300 ms, not later
+  for expected in '^  rating of u-17 +[0-9]{1,3} ms  no responder' '^  history of u-17 +[3-9][0-9]{2} ms  no reply'; do
+    grep -qE -- "$expected" <<<"$2" || { echo "$2"; echo "$1: output lacks a line like: $expected" >&2; exit 1; }
+  done
+  echo "$1 OK: the reply, the handler's error, no responder at once and the timeout as expected"
+}
+
+step "example: cargo run --example rpc (in-memory, no broker)"
+example_out=$(cargo run --quiet --example rpc 2>&1) || { echo "$example_out"; exit 1; }
+check_rpc "rpc example (memory)" "$example_out"
+
+step "example: PUBSUB_TRANSPORT=amqp cargo run --example rpc (RabbitMQ, direct reply-to)"
+example_out=$(PUBSUB_TRANSPORT=amqp cargo run --quiet --all-features --example rpc 2>&1) ||
+  { echo "$example_out"; exit 1; }
+check_rpc "rpc example (amqp)" "$example_out"
+
+step "example: PUBSUB_TRANSPORT=streams cargo run --example rpc (refused: streams have no reply-to)"
+if example_out=$(PUBSUB_TRANSPORT=streams cargo run --quiet --all-features --example rpc 2>&1); then
+  echo "$example_out"; echo "rpc example (streams): ran, though streams have no reply-to" >&2; exit 1
+fi
+grep -qF "RabbitMQ Streams have no reply-to" <<<"$example_out" ||
+  { echo "$example_out"; echo "rpc example (streams): failed without saying why" >&2; exit 1; }
+echo "rpc example (streams) OK: refused, saying why"
