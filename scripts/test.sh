@@ -109,8 +109,8 @@ check_example "example (streams)" "$example_out"
 
 check_rpc() { # $1: what ran; $2: its output
   for expected in "profile of u-17" "ada (advanced; rust, python)" \
-    "the responder's handler failed (Permanent): no user u-404" "(user-service says it is permanent" \
-    'no responder: nothing is bound to key "rating.requested"' "no reply to history.requested within 300ms"; do
+    "user-service could not answer user.profile_requested (Permanent): no user u-404" "(user-service says it is permanent" \
+    "no responder for rating.requested: nothing is bound to that key" "no reply to history.requested within 300ms"; do
     grep -qF -- "$expected" <<<"$2" || { echo "$2"; echo "$1: output lacks: $expected" >&2; exit 1; }
   done
   # no responder is said at once, not at the caller's 5 s timeout; the timeout at 300 ms, not later

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use smallvec::SmallVec;
 
 use super::{Dispatcher, HandlerOutcome, Outcome};
+use crate::handler_error::HandlerErrorKind;
 use crate::metadata::Message;
 use crate::request::wire;
 use crate::transport::{Destination, Outgoing, Settlement};
@@ -58,7 +59,14 @@ impl Dispatcher {
                     error, attempts, ..
                 } => {
                     let handler = &*self.handlers[index].name;
-                    tracing::warn!(%id, %key, handler, attempts, %error, "request handler failed; the caller gets the error (a request is not dead-lettered)");
+                    // a permanent failure is the handler's answer ("no such user"): the
+                    // caller gets it; anything else (an error after retries, a panic, a
+                    // timeout) is worth a warning here too
+                    if error.kind() == HandlerErrorKind::Permanent {
+                        tracing::info!(%id, %key, handler, %error, "request refused; the caller gets the error");
+                    } else {
+                        tracing::warn!(%id, %key, handler, attempts, %error, "request handler failed; the caller gets the error (a request is not dead-lettered)");
+                    }
                     failure.get_or_insert(error);
                 }
             }
