@@ -342,6 +342,28 @@ async fn a_lost_connection_fails_waiting_requests_at_once_and_requests_work_agai
         "ten waiting requests failed {:?} after the cut",
         cut.elapsed()
     );
+    // while the broker cannot be reached, a request still ends at its deadline
+    proxy.refuse();
+    let began = Instant::now();
+    let unreachable = caller
+        .request(&Echo { n: 7, pause_ms: 0 })
+        .timeout(Duration::from_secs(1))
+        .await;
+    let waited = began.elapsed();
+    match &unreachable {
+        Err(error @ (RequestError::ConnectionLost { .. } | RequestError::TimedOut { .. })) => {
+            eprintln!(
+                "while unreachable, after {waited:?}: {}",
+                pubsub::Report::new(error)
+            );
+        }
+        other => panic!("a request while the broker is unreachable: {other:?}"),
+    }
+    assert!(
+        waited < Duration::from_millis(1500),
+        "a request with a 1 s timeout took {waited:?} while the broker was unreachable"
+    );
+    proxy.restore();
     // the reply consumer is set up again before the next request goes out
     let again = caller
         .request(&Echo { n: 42, pause_ms: 0 })
