@@ -40,7 +40,9 @@
 //! ```
 
 mod acker;
+mod channel_slot;
 mod config;
+mod confirms;
 mod connect_failure;
 mod connection;
 mod consumer;
@@ -49,6 +51,7 @@ mod error;
 mod link;
 mod management;
 mod publisher;
+mod requester;
 mod stale_bindings;
 mod sync;
 mod topology;

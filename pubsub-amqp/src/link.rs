@@ -8,6 +8,7 @@
 //! connection, re-declaring their topology, so there is one place where recovery happens
 //! and it always ends (in a connection, or in the caller's deadline).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -149,6 +150,32 @@ impl Link {
         let _ = current
             .wait_for(|c| !matches!(c, Current::Up(_, g) if *g == generation))
             .await;
+    }
+
+    /// Opens what `open` makes (a channel and what goes with it) on the current
+    /// connection, waiting for one until `deadline`. A connection lost while opening, before
+    /// the link noticed, is waited past; any other failure is returned.
+    pub(crate) async fn open_on<T, F>(
+        &self,
+        deadline: &Deadline,
+        open: impl Fn(Arc<Connection>) -> F,
+    ) -> Result<T, TransportError>
+    where
+        F: Future<Output = Result<T, AmqpError>>,
+    {
+        loop {
+            let (connection, _) = self.connection(Some(deadline)).await?;
+            let opening = open(Arc::clone(&connection));
+            match tokio::time::timeout_at(deadline.at.into(), opening).await {
+                Ok(Ok(opened)) => return Ok(opened),
+                // a connection lost a moment ago, before the link noticed: wait for the next
+                Ok(Err(_)) if !connection.status().connected() && !deadline.passed() => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Err(error)) => return Err(error.into()),
+                Err(_) => return Err(self.unavailable(deadline.waited())),
+            }
+        }
     }
 
     /// The error for a caller that waited `waited` (since its operation started) for a

@@ -2,11 +2,8 @@
 //! reconnects.
 //!
 //! Every publish is persistent and, to the topic, `mandatory`, with publisher confirms on.
-//! Many can be in flight: each gets its own [`Confirmation`]. One collector task per
-//! channel owns every pending broker confirm of it, because lapin attaches a returned
-//! message to whichever confirmation completes next, not to its own publish: the collector
-//! drains all the confirms that are ready before resolving any, and matches each return to
-//! its publish by `message_id`.
+//! Many can be in flight: each gets its own [`Confirmation`], answered by the channel's
+//! collector (see `confirms.rs`).
 //!
 //! **At least once across reconnects.** A publish whose confirm is lost with its channel or
 //! connection is written again, with the same `message_id`, on the next channel, by the
@@ -21,17 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::stream::{FuturesUnordered, StreamExt};
+use lapin::Channel;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, PublisherConfirm};
 use pubsub_core::{
     Message,
     transport::{Confirmation, Destination, Outgoing, TransportError},
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::channel_slot::{ChannelSlot, Live};
 use crate::config::AmqpConfig;
+use crate::confirms::{self, Answer, Pending};
 use crate::convert;
 use crate::error::AmqpError;
 use crate::link::{Deadline, Link};
@@ -46,8 +43,7 @@ const CHANNEL_ERRORS_PER_MESSAGE: u32 = 3;
 pub(crate) struct Publisher {
     link: Link,
     /// The channel in use; replaced under `opening` when it is gone.
-    session: Mutex<Option<Arc<Session>>>,
-    opening: tokio::sync::Mutex<()>,
+    session: ChannelSlot<Session>,
     exchange: String,
     timeout: Duration,
     /// Whether service queues are per process (their wait queues then are exclusive).
@@ -84,30 +80,12 @@ impl Route {
     }
 }
 
-/// A publish whose confirm the collector waits for.
-struct Pending {
-    message_id: String,
-    key: String,
-    confirm: PublisherConfirm,
-    answer: oneshot::Sender<Answer>,
-}
-
-/// What the collector tells the publish.
-enum Answer {
-    Done(Result<(), TransportError>),
-    /// The channel went before the broker answered: write it again.
-    Lost {
-        error: lapin::Error,
-    },
-}
-
 impl Publisher {
     /// A publisher on `link`, opening its channel on first use.
     pub(crate) fn new(link: Link, config: &AmqpConfig) -> Self {
         Self {
             link,
-            session: Mutex::new(None),
-            opening: tokio::sync::Mutex::new(()),
+            session: ChannelSlot::new(),
             exchange: config.exchange.clone(),
             timeout: config.publish_timeout,
             per_process: config.queue.per_process(),
@@ -249,37 +227,14 @@ impl Publisher {
 
     /// The channel in use, or a new one on the current connection.
     async fn session(&self, deadline: &Deadline) -> Result<Arc<Session>, TransportError> {
-        if let Some(session) = self.live_session() {
-            return Ok(session);
-        }
-        let _opening = self.opening.lock().await;
-        if let Some(session) = self.live_session() {
-            return Ok(session);
-        }
-        loop {
-            let (connection, _) = self.link.connection(Some(deadline)).await?;
-            let open = Session::open(&connection, &self.exchange);
-            match tokio::time::timeout_at(deadline.at.into(), open).await {
-                Ok(Ok(session)) => {
-                    let session = Arc::new(session);
-                    *lock(&self.session) = Some(Arc::clone(&session));
-                    return Ok(session);
-                }
-                // a connection lost a moment ago, before the link noticed: wait for the next
-                Ok(Err(_)) if !connection.status().connected() && !deadline.passed() => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Ok(Err(error)) => return Err(error.into()),
-                Err(_) => return Err(self.link.unavailable(deadline.waited())),
-            }
-        }
-    }
-
-    fn live_session(&self) -> Option<Arc<Session>> {
-        lock(&self.session)
-            .as_ref()
-            .filter(|s| s.channel.status().connected())
-            .cloned()
+        let exchange = self.exchange.as_str();
+        self.session
+            .get_or_open(|| {
+                self.link.open_on(deadline, |connection| async move {
+                    Session::open(&connection, exchange).await
+                })
+            })
+            .await
     }
 
     /// Publishes `message` to wait `delay` (rounded up to the ladder) in a wait queue of
@@ -312,7 +267,7 @@ impl Publisher {
 
     /// Closes the channel (pending confirms fail) and the connection.
     pub(crate) async fn close(&self) {
-        let session = lock(&self.session).take();
+        let session = self.session.take();
         if let Some(session) = session {
             let close = session.channel.close(200, "closing".into());
             crate::connection::close_bounded(close, "publishing channel").await;
@@ -321,33 +276,44 @@ impl Publisher {
     }
 }
 
+impl Live for Session {
+    fn live(&self) -> bool {
+        self.channel.status().connected()
+    }
+}
+
 impl Session {
-    /// A confirm-mode channel on `connection` with the events exchange `exchange` declared,
-    /// and its collector task. A broker that refuses the declaration (a user without the
-    /// configure permission, an exchange declared otherwise) closes that channel: the
-    /// session then publishes on a new one to the exchange as it is, and says so.
+    /// An events channel on `connection` and its collector task.
     async fn open(connection: &lapin::Connection, exchange: &str) -> Result<Self, AmqpError> {
-        let mut channel = confirm_channel(connection).await?;
-        match crate::topology::declare_events_exchange(&channel, exchange).await {
-            Ok(()) => {}
-            Err(AmqpError::Topology { source, .. }) if is_channel_error(&source) => {
-                tracing::warn!(
-                    exchange,
-                    error = %pubsub_core::Report::new(&source),
-                    "the broker refused to declare the events exchange; publishing to it as it \
-                     is (a user without the configure permission needs it declared by another)"
-                );
-                channel = confirm_channel(connection).await?;
-            }
-            Err(error) => return Err(error),
-        }
-        let (pending, incoming) = mpsc::unbounded_channel();
-        tokio::spawn(collect(incoming));
         Ok(Self {
-            channel,
-            pending,
+            channel: events_channel(connection, exchange).await?,
+            pending: confirms::collector(),
             waits: Mutex::default(),
         })
+    }
+}
+
+/// A confirm-mode channel on `connection` with the events exchange `exchange` declared. A
+/// broker that refuses the declaration (a user without the configure permission, an
+/// exchange declared otherwise) closes that channel: then it is a new one, to publish to
+/// the exchange as it is, and a warning says so.
+pub(crate) async fn events_channel(
+    connection: &lapin::Connection,
+    exchange: &str,
+) -> Result<Channel, AmqpError> {
+    let channel = confirm_channel(connection).await?;
+    match crate::topology::declare_events_exchange(&channel, exchange).await {
+        Ok(()) => Ok(channel),
+        Err(AmqpError::Topology { source, .. }) if is_channel_error(&source) => {
+            tracing::warn!(
+                exchange,
+                error = %pubsub_core::Report::new(&source),
+                "the broker refused to declare the events exchange; publishing to it as it \
+                 is (a user without the configure permission needs it declared by another)"
+            );
+            confirm_channel(connection).await
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -375,56 +341,4 @@ fn publish_error(error: lapin::Error) -> TransportError {
         message: "publishing failed".to_owned(),
         source: Some(Arc::new(error)),
     }
-}
-
-/// Resolves every pending publish of one channel (see the module docs).
-async fn collect(mut incoming: mpsc::UnboundedReceiver<Pending>) {
-    let mut waiting = FuturesUnordered::new();
-    let mut returned: HashSet<String> = HashSet::new();
-    let mut open = true;
-    while open || !waiting.is_empty() {
-        tokio::select! {
-            next = incoming.recv(), if open => match next {
-                Some(pending) => waiting.push(confirmed(pending)),
-                None => open = false,
-            },
-            Some(first) = waiting.next(), if !waiting.is_empty() => {
-                // everything the broker answered by now, before resolving any of it
-                let mut ready = vec![first];
-                while let Some(Some(more)) = waiting.next().now_or_never() {
-                    ready.push(more);
-                }
-                for (_, _, result, _) in &ready {
-                    if let Ok(lapin::Confirmation::Ack(Some(back)) | lapin::Confirmation::Nack(Some(back))) = result
-                        && let Some(id) = back.delivery.properties.message_id()
-                    {
-                        returned.insert(id.as_str().to_owned());
-                    }
-                }
-                for (message_id, key, result, answer) in ready {
-                    let outcome = match result {
-                        _ if returned.remove(&message_id) => Answer::Done(Err(TransportError::Unroutable { message_id, key })),
-                        Ok(lapin::Confirmation::Ack(_) | lapin::Confirmation::NotRequested) => Answer::Done(Ok(())),
-                        Ok(lapin::Confirmation::Nack(_)) => Answer::Done(Err(TransportError::Nacked {
-                            reason: "the broker could not take the message (a full queue with reject-publish, an internal error)".into(),
-                        })),
-                        Err(error) => Answer::Lost { error },
-                    };
-                    let _ = answer.send(outcome);
-                }
-            }
-        }
-    }
-}
-
-type Confirmed = (
-    String,
-    String,
-    Result<lapin::Confirmation, lapin::Error>,
-    oneshot::Sender<Answer>,
-);
-
-async fn confirmed(pending: Pending) -> Confirmed {
-    let result = pending.confirm.await;
-    (pending.message_id, pending.key, result, pending.answer)
 }

@@ -3,10 +3,12 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::options::BasicGetOptions;
 use pubsub_core::{
+    Message,
     health::{ConsumerHealth, ConsumerState, Settlements, TransportHealth},
     transport::{
         Capabilities, Confirmation, Consumer, DeadLetteredMessage, DelayedRedelivery, Outgoing,
@@ -21,6 +23,7 @@ use crate::convert;
 use crate::error::AmqpError;
 use crate::link::Link;
 use crate::publisher::Publisher;
+use crate::requester::Requester;
 use crate::stale_bindings;
 use crate::sync::lock;
 use crate::topology;
@@ -43,7 +46,8 @@ use crate::topology;
 /// # }
 /// ```
 ///
-/// Recovers on its own (see the crate docs); it has no request/reply.
+/// Recovers on its own (see the crate docs). Requests go over direct reply-to
+/// ([`Transport::request`]).
 #[derive(Debug, Clone)]
 pub struct AmqpTransport {
     inner: Arc<Inner>,
@@ -53,6 +57,8 @@ pub struct AmqpTransport {
 struct Inner {
     config: AmqpConfig,
     publishing: OnceCell<Arc<Publisher>>,
+    /// Requests, on a channel of the publishing connection.
+    requester: Requester,
     consuming: OnceCell<Arc<Link>>,
     /// The consumers started, with their settlements under way, for health; stopped ones
     /// are dropped when no longer held.
@@ -74,6 +80,7 @@ impl AmqpTransport {
         Self {
             inner: Arc::new(Inner {
                 reconnects,
+                requester: Requester::new(&config.exchange),
                 config,
                 publishing: OnceCell::new(),
                 consuming: OnceCell::new(),
@@ -175,7 +182,31 @@ impl Transport for AmqpTransport {
         capabilities.delayed_redelivery = DelayedRedelivery::Durable;
         capabilities.delivery_count =
             matches!(self.inner.config.queue_type, QueueType::Quorum { .. });
+        capabilities.request_reply = true;
         capabilities
+    }
+
+    /// Over direct reply-to, on a channel of the publishing connection: the request is
+    /// published `mandatory` (nothing bound to its key: [`TransportError::Unroutable`] at
+    /// once) with `reply_to` set to `amq.rabbitmq.reply-to` and an `expiration` of the time
+    /// left, and its reply is matched by correlation id. When that channel or the
+    /// connection is lost, every request waiting on it fails at once; the next request
+    /// opens a new one. A request that expires unconsumed in a queue is dead-lettered by
+    /// the broker (reason `expired`) to the service's dead-letter queue.
+    async fn request(
+        &self,
+        request: Outgoing,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        let publisher = self.publisher().await?;
+        self.inner
+            .requester
+            .request(publisher.link(), request, timeout)
+            .await
+    }
+
+    fn dropped_replies(&self) -> Option<u64> {
+        Some(self.inner.requester.dropped())
     }
 
     async fn send(&self, outgoing: Outgoing) -> Result<Confirmation, TransportError> {
@@ -286,6 +317,7 @@ impl Transport for AmqpTransport {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        self.inner.requester.close().await;
         if let Some(publisher) = self.inner.publishing.get() {
             publisher.close().await;
         }

@@ -45,11 +45,8 @@ async fn every_case_against_rabbitmq() {
     };
     // a case that fails panics here
     let ran = conformance::run_all(&broker).await;
-    // what the AMQP transport cannot do yet (RPC), and what queues cannot do (replay, the
-    // stream cases)
+    // what queues cannot do (replay, the stream cases)
     let expected = [
-        "request_reply",
-        "request_times_out",
         "resume_after_restart",
         "only_handled_prefix_is_stored",
         "failures_go_to_the_error_stream",

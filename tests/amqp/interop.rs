@@ -1,10 +1,11 @@
 //! Talking to the bus from a plain AMQP client, both ways, through RabbitMQ: a raw lapin
-//! publish that sets none of our fields is handled as a typed event, and a raw consumer
-//! reads every field of what the bus publishes. Against `RABBITMQ_URL` (see
+//! publish that sets none of our fields is handled as a typed event, a raw consumer
+//! reads every field of what the bus publishes, and requests are answered both ways. Against `RABBITMQ_URL` (see
 //! `support::broker`).
 
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use lapin::BasicProperties;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions,
@@ -300,4 +301,182 @@ async fn declare_exchange(channel: &lapin::Channel, exchange: &str) {
         )
         .await
         .expect("declaring the exchange");
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Quote {
+    sku: String,
+    cents: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(domain = "interop", action = "quote_requested", reply = Quote)]
+struct GetQuote {
+    sku: String,
+}
+
+/// A plain client's RPC (pika's and aio-pika's pattern: an exclusive callback queue as
+/// `reply_to`, its own `correlation_id`) gets its answer from a bus's request handler, and
+/// a bus's `request` gets its answer from a plain responder that replies to `reply_to`
+/// with the request's `correlation_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_clients_and_the_bus_answer_each_others_requests() {
+    let ns = namespace();
+    let Some(config) = config(&ns) else { return };
+    let transport = AmqpTransport::new(config.clone());
+    let quoting = pubsub::Handler::typed("quote", |req: GetQuote, _ctx: Context| async move {
+        Ok::<_, HandlerError>(Quote {
+            cents: 100 * req.sku.len() as u64,
+            sku: req.sku,
+        })
+    });
+    let pricing = Bus::builder()
+        .service(format!("{ns}-pricing"))
+        .transport(transport.clone())
+        .select_handlers(HandlerSelection::None)
+        .handler(quoting)
+        .build()
+        .await
+        .unwrap();
+    pricing.spawn().await.unwrap();
+    // made now: once `pricing` closes, the transport closes with the last bus on it
+    let caller = Bus::publisher("checkout", transport.clone());
+
+    // a plain requester, as pika does it
+    let raw = connect(&config, "raw requester").await.unwrap();
+    let channel = raw.create_channel().await.unwrap();
+    let callback = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut replies = consume_no_ack(&channel, callback.name().as_str()).await;
+    channel
+        .basic_publish(
+            config.exchange.as_str().into(),
+            GetQuote::KEY.into(),
+            BasicPublishOptions::default(),
+            br#"{"sku":"KB-01"}"#,
+            BasicProperties::default()
+                .with_reply_to(callback.name().clone())
+                .with_correlation_id("pika-7".into()),
+        )
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), replies.next())
+        .await
+        .expect("a reply within 10 s")
+        .expect("the reply consumer is open")
+        .expect("a reply");
+    assert_eq!(
+        reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("pika-7")
+    );
+    let quote: Quote = serde_json::from_slice(&reply.data).unwrap();
+    assert_eq!(
+        quote,
+        Quote {
+            sku: "KB-01".into(),
+            cents: 500
+        }
+    );
+    pricing.close().await.unwrap();
+
+    // a plain responder, answering the bus's request
+    let queue = format!("{ns}.raw-pricing");
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            config.exchange.as_str().into(),
+            GetQuote::KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut requests = consume_no_ack(&channel, &queue).await;
+    let answering = channel.clone();
+    let responder = tokio::spawn(async move {
+        let request = requests
+            .next()
+            .await
+            .expect("a request")
+            .expect("a delivery");
+        let asked: serde_json::Value = serde_json::from_slice(&request.data).unwrap();
+        let reply_to = request.properties.reply_to().clone().expect("reply_to");
+        let body = serde_json::json!({"sku": asked["sku"], "cents": 42}).to_string();
+        let mut properties = BasicProperties::default();
+        if let Some(correlation) = request.properties.correlation_id() {
+            properties = properties.with_correlation_id(correlation.clone());
+        }
+        answering
+            .basic_publish(
+                "".into(),
+                reply_to.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties,
+            )
+            .await
+            .unwrap();
+    });
+    let quote = caller
+        .request(&GetQuote {
+            sku: "MS-02".into(),
+        })
+        .timeout(std::time::Duration::from_secs(10))
+        .await
+        .expect("the plain responder's answer");
+    assert_eq!(
+        quote,
+        Quote {
+            sku: "MS-02".into(),
+            cents: 42
+        }
+    );
+    responder.await.unwrap();
+    caller.close().await.unwrap();
+    channel
+        .exchange_delete(config.exchange.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    raw.close(200, "done".into()).await.unwrap();
+}
+
+/// A plain consumer of `queue` that acknowledges nothing.
+async fn consume_no_ack(channel: &lapin::Channel, queue: &str) -> lapin::Consumer {
+    channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consuming")
 }

@@ -20,6 +20,7 @@ mod interop;
 mod management;
 mod outage;
 mod per_process;
+mod requests;
 mod router;
 mod runtime_end;
 mod shared;

@@ -30,6 +30,9 @@ mod stream_backed {
             no_loss_across_resubscribe,
             request_reply,
             request_times_out,
+            request_without_responder,
+            first_reply_wins,
+            closing_fails_waiting_requests,
         ],
     );
 }

@@ -80,7 +80,8 @@ async fn every_case_against_rabbitmq_streams() {
         }
     }
     let _ = cleaner.close().await;
-    // what a log cannot do (competing consumers, requeue, delayed redelivery) and RPC
+    // what a log cannot do (competing consumers, requeue, delayed redelivery) and request/reply
+    // (streams have no reply-to)
     support::assert_skipped(
         "RabbitMQ Streams",
         &ran,
@@ -90,6 +91,9 @@ async fn every_case_against_rabbitmq_streams() {
             "no_loss_across_resubscribe",
             "request_reply",
             "request_times_out",
+            "request_without_responder",
+            "first_reply_wins",
+            "closing_fails_waiting_requests",
         ],
     );
 }

@@ -1,25 +1,14 @@
 //! The connection: after `close` every operation fails at once and nothing confirmed
-//! is lost; request/reply gets each request its own answer, or times out at its bound.
+//! is lost.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use futures::future::join_all;
-
-use tokio::time::Instant;
-
-use crate::handler::Handler;
-use crate::handler_error::HandlerError;
-use crate::handler_input::RawEvent;
-use crate::metadata::Message;
 use crate::testing::conformance::Broker;
 use crate::testing::conformance::support::{
-    PATIENCE, at_once, bus_on, message, namespace, raw_subscription, start, stopped, within,
+    PATIENCE, at_once, message, namespace, raw_subscription, within,
 };
+use crate::transport::Settlement;
 use crate::transport::TransportError;
-use crate::transport::{Destination, Outgoing, Settlement, Subscription};
 
 /// After [`Transport::close`](crate::transport::Transport::close): publish, declare and consume fail
 /// with [`TransportError::Closed`] at once, a consumer of that connection ends, and a
@@ -172,101 +161,4 @@ pub(crate) async fn closed_transport_refuses(broker: &dyn Broker) {
     }
     let _ = consumer.close().await;
     let _ = other.close().await;
-}
-
-/// [`Transport::request`](crate::transport::Transport::request) gets the reply a responder sends to
-/// the request's `reply_to` (`Destination::Reply`), matched by correlation id: ten
-/// concurrent requests on one connection, each its own answer.
-pub(crate) async fn request_reply(broker: &dyn Broker) {
-    const REQUESTS: usize = 10;
-    let ns = namespace();
-    let key = format!("{ns}.price.quote");
-    let answer_key = format!("{ns}.price.quoted");
-    let replies = broker.connect().await;
-    let answering = Arc::clone(&replies);
-    let quote = Handler::raw("quote", key.clone(), move |event: RawEvent, _ctx| {
-        let (replies, answer_key) = (Arc::clone(&answering), answer_key.clone());
-        async move {
-            let request: serde_json::Value = event.json()?;
-            let n = request["n"]
-                .as_u64()
-                .ok_or_else(|| HandlerError::permanent("no n"))?;
-            let reply_to = event
-                .metadata()
-                .reply_to
-                .clone()
-                .ok_or_else(|| HandlerError::permanent("the request has no reply_to"))?;
-            let mut reply = Message::new(
-                answer_key,
-                Bytes::from(format!("{{\"n\":{n},\"cents\":{}}}", n * 100)),
-            );
-            reply.metadata.correlation_id = event.metadata().correlation_id.clone();
-            replies
-                .publish(Outgoing::new(reply, Destination::Reply(reply_to)))
-                .await?;
-            Ok::<_, HandlerError>(())
-        }
-    });
-    let responder = bus_on(replies, &ns, vec![quote], 10).await;
-    let task = start(&responder).await;
-    let requester = broker.connect().await;
-    let asks = (0..REQUESTS).map(|n| {
-        let mut request = message(&key, n);
-        request.metadata.correlation_id = Some(format!("quote-{n}"));
-        let requester = Arc::clone(&requester);
-        async move { (n, requester.request(request.into(), PATIENCE).await) }
-    });
-    for (n, answer) in join_all(asks).await {
-        let reply = match answer {
-            Ok(reply) => reply,
-            Err(error) => panic!("request {n} failed: {error}"),
-        };
-        let body: serde_json::Value = serde_json::from_slice(&reply.body)
-            .unwrap_or_else(|e| panic!("reply {n} is not JSON: {e}"));
-        assert_eq!(
-            (body["n"].as_u64(), body["cents"].as_u64()),
-            (Some(n as u64), Some(n as u64 * 100)),
-            "request {n} got another request's reply: {body}"
-        );
-        assert_eq!(
-            reply.metadata.correlation_id.as_deref(),
-            Some(format!("quote-{n}").as_str()),
-            "the reply keeps the request's correlation id"
-        );
-    }
-    let stats = stopped(responder, task).await;
-    let _ = requester.close().await;
-    assert_eq!(stats.acked, REQUESTS as u64, "{stats:?}");
-}
-
-/// A request nobody answers (routed to a queue without consumers) fails with
-/// [`TransportError::TimedOut`] at its bound: not before, and not much after.
-pub(crate) async fn request_times_out(broker: &dyn Broker) {
-    let ns = namespace();
-    let key = format!("{ns}.price.quote");
-    let connection = broker.connect().await;
-    if let Err(error) = connection
-        .declare(&Subscription::queue(ns.clone(), [key.clone()]))
-        .await
-    {
-        panic!("declaring {ns} failed: {error}");
-    }
-    let bound = Duration::from_millis(300);
-    let started = Instant::now();
-    let answer = connection.request(message(&key, 0).into(), bound).await;
-    let took = started.elapsed();
-    match answer {
-        Err(TransportError::TimedOut { .. }) => {}
-        Err(error) => panic!("an unanswered request failed with {error:?}, not TimedOut"),
-        Ok(reply) => panic!("a request nobody answers got a reply: {reply:?}"),
-    }
-    assert!(
-        took >= bound,
-        "gave up after {took:?}, before its bound {bound:?}"
-    );
-    assert!(
-        took <= bound + Duration::from_secs(2),
-        "timed out only after {took:?}, with a bound of {bound:?}"
-    );
-    let _ = connection.close().await;
 }

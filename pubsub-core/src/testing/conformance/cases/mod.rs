@@ -9,6 +9,7 @@
 
 pub(super) mod concurrency;
 pub(super) mod connection;
+pub(super) mod requests;
 pub(super) mod retries;
 pub(super) mod routing;
 pub(super) mod settlement;
