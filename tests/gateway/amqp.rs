@@ -61,8 +61,8 @@ async fn gateway_and_processor_in_one_process_over_rabbitmq() {
         return;
     };
     let args: Vec<&str> = options.iter().map(String::as_str).collect();
-    let (mut both, address) = Example::gateway("amqp", &args).await;
-    both.processor_ready().await; // printed before the address
+    // its processor is ready before it listens
+    let (_both, address) = Example::gateway("amqp", &args).await;
     let mut socket = crate::client::Socket::open(&address).await;
     assert_eq!(socket.ask("hello").await, reply_to("hello"));
     socket.close().await;
