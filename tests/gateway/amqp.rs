@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use crate::client::{counts, health_until, reply_to};
+use crate::client::{Socket, counts, health_until, reply_to};
 use crate::process::Example;
 use crate::scenarios;
+use crate::support::proxy::Proxy;
 use crate::support::{self, broker};
 
 /// The options naming this test's exchange and service queue, and the guard deleting its
@@ -37,12 +38,17 @@ async fn processor(options: &[String], more: &[&str]) -> Example {
 
 /// Starts a gateway of its own with `options` (and `more`): it and its address.
 async fn gateway(options: &[String], more: &[&str]) -> (Example, String) {
+    gateway_at(options, more, &[]).await
+}
+
+/// [`gateway`], with these environment variables too.
+async fn gateway_at(options: &[String], more: &[&str], env: &[(&str, &str)]) -> (Example, String) {
     let args: Vec<&str> = ["--role", "gateway"]
         .into_iter()
         .chain(options.iter().map(String::as_str))
         .chain(more.iter().copied())
         .collect();
-    Example::gateway("amqp", &args).await
+    Example::gateway_with("amqp", &args, env).await
 }
 
 #[tokio::test]
@@ -63,7 +69,7 @@ async fn gateway_and_processor_in_one_process_over_rabbitmq() {
     let args: Vec<&str> = options.iter().map(String::as_str).collect();
     // its processor is ready before it listens
     let (_both, address) = Example::gateway("amqp", &args).await;
-    let mut socket = crate::client::Socket::open(&address).await;
+    let mut socket = Socket::open(&address).await;
     assert_eq!(socket.ask("hello").await, reply_to("hello"));
     socket.close().await;
 }
@@ -97,4 +103,44 @@ async fn a_processor_killed_mid_run_fails_its_requests_at_their_deadline_until_a
     })
     .await;
     assert_eq!(body["status"], "healthy");
+}
+
+#[tokio::test]
+async fn health_is_503_while_the_gateway_has_no_connection_and_the_socket_outlives_it() {
+    let (Some((options, _cleanup)), Some(url), Some(address)) =
+        (names(), broker::amqp_url(), broker::amqp_address())
+    else {
+        return;
+    };
+    let _processor = processor(&options, &[]).await;
+    // the gateway reaches the broker through a proxy that this test breaks
+    let proxy = Proxy::start(&address).await;
+    let through = url.replacen(&address, &format!("127.0.0.1:{}", proxy.port()), 1);
+    let env = [("RABBITMQ_URL", through.as_str())];
+    let (_gateway, web) = gateway_at(&options, &["--timeout-ms", "2000"], &env).await;
+    let mut socket = Socket::open(&web).await;
+    assert_eq!(socket.ask("before").await, reply_to("before"));
+    health_until(&web, "healthy", |status, health| {
+        status == 200 && health["status"] == "healthy"
+    })
+    .await;
+
+    proxy.refuse();
+    proxy.cut();
+    health_until(&web, "unhealthy", |status, health| {
+        status == 503 && health["status"] == "unhealthy" && counts(health) == (1, 0)
+    })
+    .await;
+    let answer = socket.ask("during").await;
+    assert_eq!(answer["request"], "during", "{answer}");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no connection to RabbitMQ"), "{answer}");
+
+    proxy.restore();
+    health_until(&web, "healthy again", |status, health| {
+        status == 200 && health["status"] == "healthy"
+    })
+    .await;
+    assert_eq!(socket.ask("after").await, reply_to("after"));
+    socket.close().await;
 }

@@ -82,10 +82,16 @@ impl Example {
     /// runs (it may not be ready yet: see [`gateway`](Self::gateway) and
     /// [`processor_ready`](Self::processor_ready)).
     pub(crate) fn start(transport: &str, args: &[&str]) -> Self {
+        Self::start_with(transport, args, &[])
+    }
+
+    /// [`start`](Self::start), with these environment variables too.
+    pub(crate) fn start_with(transport: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let what = format!("gateway example {}", args.join(" "));
         let mut child = Command::new(binary())
             .args(args)
             .env("PUBSUB_TRANSPORT", transport)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -110,8 +116,17 @@ impl Example {
 
     /// Starts a gateway (`--port 0` added) and returns it with its `host:port`.
     pub(crate) async fn gateway(transport: &str, args: &[&str]) -> (Self, String) {
+        Self::gateway_with(transport, args, &[]).await
+    }
+
+    /// [`gateway`](Self::gateway), with these environment variables too.
+    pub(crate) async fn gateway_with(
+        transport: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Self, String) {
         let args: Vec<&str> = args.iter().copied().chain(["--port", "0"]).collect();
-        let mut example = Self::start(transport, &args);
+        let mut example = Self::start_with(transport, &args, env);
         let line = example.wait_for(LISTENING).await;
         let address = line[LISTENING.len()..].trim().to_owned();
         (example, address)
