@@ -2,6 +2,8 @@
 //! test's (`target/debug/examples/gateway`), started with options, waited for until it
 //! says it is ready, and SIGKILLed when dropped, so that a failing test leaves nothing
 //! running. What it printed is shown when the test fails.
+// processors of their own, and killing them, are for the AMQP tests
+#![cfg_attr(not(feature = "amqp"), allow(dead_code))]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
