@@ -2,7 +2,8 @@
 //! WebSocket clients and 50 event streams at once each get their own answer, `/health`
 //! counts sockets and pending requests, a request nobody answers in time is an error frame
 //! at its deadline on a socket that stays open, and over RabbitMQ a processor killed with
-//! SIGKILL mid-run fails its pending requests at their deadline until a new one answers.
+//! SIGKILL mid-run fails its pending requests at their deadline until a new one answers,
+//! and `/health` answers 503 while the gateway's connection is down.
 //!
 //! The example binary is the one `cargo test` builds with the tests (see `process`). The
 //! AMQP tests (feature `amqp`) are skipped without a broker, or fail when
