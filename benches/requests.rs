@@ -28,7 +28,9 @@
 //!
 //! Knobs: `PUBSUB_BENCH_N` (N, 20 000), `PUBSUB_BENCH_M` (M, 2 000), `PUBSUB_BENCH_WINDOW`
 //! (1 000), `PUBSUB_BENCH_PREFETCH` (the responders' prefetch, 100),
-//! `PUBSUB_BENCH_ONLY=memory|raw|framework` (one part alone, for a profiler). Without
+//! `PUBSUB_BENCH_ONLY=memory|raw|framework` (one part alone, for a profiler),
+//! `PUBSUB_BENCH_CROSS=1` (two diagnostic rows: the raw requester against the framework's
+//! responder, and the framework's requester against the raw responder). Without
 //! `RABBITMQ_URL` it runs the memory part, says so and exits. The queues and exchanges it
 //! makes are deleted at the end.
 
@@ -41,7 +43,8 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
@@ -106,6 +109,7 @@ struct Knobs {
     window: usize,
     prefetch: u16,
     only: Option<String>,
+    cross: bool,
 }
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -123,6 +127,7 @@ impl Knobs {
             window: knob("PUBSUB_BENCH_WINDOW", 1_000usize).max(1),
             prefetch: knob("PUBSUB_BENCH_PREFETCH", 100u16).max(1),
             only: std::env::var("PUBSUB_BENCH_ONLY").ok(),
+            cross: knob("PUBSUB_BENCH_CROSS", 0u8) == 1,
         }
     }
 
@@ -381,6 +386,9 @@ struct Amqp {
     raw: Option<Figures>,
     raw_unconfirmed: Option<Figures>,
     framework: Option<Figures>,
+    /// With `PUBSUB_BENCH_CROSS=1`: raw requester → framework responder, and framework
+    /// requester → raw responder.
+    cross: Vec<(&'static str, Figures)>,
 }
 
 async fn amqp(knobs: &Knobs) -> Amqp {
@@ -422,6 +430,7 @@ async fn amqp(knobs: &Knobs) -> Amqp {
         raw: None,
         raw_unconfirmed: None,
         framework: None,
+        cross: Vec::new(),
     };
     if knobs.runs("raw") {
         let raw = RawRequester::open(&requesting, &config.exchange, raw_key, true).await;
@@ -450,6 +459,49 @@ async fn amqp(knobs: &Knobs) -> Amqp {
         );
     }
 
+    if knobs.cross {
+        let name = "(raw requester → framework responder)";
+        let raw =
+            RawRequester::open(&requesting, &config.exchange, QuoteRequested::KEY, true).await;
+        let f = measure(name, knobs, || raw.ask(&request)).await;
+        figures.cross.push((name, f));
+        // the framework's requests to the raw responder, through an exchange of their own
+        let exchange = format!("{ns}.raw-requests");
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        channel
+            .queue_bind(
+                raw_queue.as_str().into(),
+                exchange.as_str().into(),
+                QuoteRequested::KEY.into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        let to_raw = Bus::publisher(
+            "bench-caller",
+            AmqpTransport::new(config.clone().exchange(exchange.clone())),
+        );
+        let name = "(framework requester → raw responder)";
+        let f = measure(name, knobs, || framework_ask(&to_raw, &request)).await;
+        figures.cross.push((name, f));
+        to_raw.close().await.expect("the caller closes");
+        channel
+            .exchange_delete(exchange.as_str().into(), Default::default())
+            .await
+            .expect("delete");
+    }
     caller.close().await.expect("the caller closes");
     quotes.close().await.expect("the responder closes");
     let _ = requesting.close(200, "done".into()).await;
@@ -496,6 +548,7 @@ fn summary(memory: Option<Figures>, amqp: Option<&Amqp>, knobs: &Knobs) {
         raw: Some(raw),
         framework: Some(framework),
         raw_unconfirmed,
+        cross,
     }) = amqp
     else {
         return;
@@ -530,6 +583,15 @@ fn summary(memory: Option<Figures>, amqp: Option<&Amqp>, knobs: &Knobs) {
             micros(u.p50),
             micros(u.p99),
             ratio(framework.rate, u.rate)
+        );
+    }
+    for (name, f) in cross {
+        println!(
+            "| {name}: round trips/s, p50 / p99 | | {:.0}, {} / {} | {} of raw's rate | |",
+            f.rate,
+            micros(f.p50),
+            micros(f.p99),
+            ratio(f.rate, raw.rate)
         );
     }
 }
