@@ -21,66 +21,23 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use pubsub::amqp::{AmqpConfig, AmqpTransport, connect};
+use pubsub::amqp::{AmqpConfig, AmqpTransport};
 use pubsub::{Bus, Context, Event, Handler, HandlerError, HandlerSelection};
 use tokio::sync::Notify;
 
+#[path = "common/broker.rs"]
+mod broker;
 mod common;
+use broker::{confirm_channel, handling_bus, remove_service};
 use common::{CONCURRENT, Ordered, WINDOW, framework_concurrent, framework_send, row, sample};
-
-async fn confirm_channel(config: &AmqpConfig) -> (lapin::Connection, Channel) {
-    let connection = connect(config, "bench raw").await.expect("connects");
-    let channel = connection.create_channel().await.expect("channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirms");
-    (connection, channel)
-}
 
 /// A queue bound to the events exchange with the benchmark key, empty.
 async fn bound_queue(channel: &Channel, config: &AmqpConfig, name: &str) {
-    let _ = channel
-        .queue_delete(name.into(), QueueDeleteOptions::default())
-        .await;
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    channel
-        .queue_bind(
-            name.into(),
-            config.exchange.as_str().into(),
-            Ordered::KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-}
-
-/// Deletes what a bus of `service` declared: its queue, dead-letter queue and dead-letter
-/// exchange (a benchmark leaves nothing on the broker).
-async fn remove_service(channel: &Channel, service: &str) {
-    for queue in [service.to_owned(), format!("{service}.dead-letters")] {
-        channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await
-            .expect("delete");
-    }
-    channel
-        .exchange_delete(format!("{service}.dlx").as_str().into(), Default::default())
-        .await
-        .expect("delete");
+    broker::bound_queue(channel, &config.exchange, name, Ordered::KEY, false).await;
 }
 
 async fn raw_publish(channel: &Channel, config: &AmqpConfig, n: u64, window: usize) -> Duration {
@@ -165,17 +122,9 @@ async fn framework_consume(config: &AmqpConfig, service: &str, n: u64, prefetch:
         }
     });
     let transport = AmqpTransport::new(config.clone().prefetch(prefetch));
-    let bus = Bus::builder()
-        .service(service)
-        .transport(transport)
-        .select_handlers(HandlerSelection::None)
-        .prefetch(prefetch)
-        .handler(handler)
-        .build()
-        .await
-        .expect("bus");
+    let bus = handling_bus(transport, service, prefetch, handler).await;
     // fill its queue while it does not consume yet
-    let (raw, channel) = confirm_channel(config).await;
+    let (raw, channel) = confirm_channel(config, "bench raw").await;
     raw_publish(&channel, config, n, WINDOW).await;
     let start = Instant::now();
     let task = bus.spawn().await.expect("consumes");
@@ -224,7 +173,7 @@ fn main() {
             .build()
             .await
             .expect("sink bus");
-        let (raw, channel) = confirm_channel(&config).await;
+        let (raw, channel) = confirm_channel(&config, "bench raw").await;
         let sink_queue = format!("{ns}-sink");
         println!(
             "pubsub AMQP benchmark: N = {n}, {} -byte JSON event, RabbitMQ at {}",
@@ -261,7 +210,7 @@ fn main() {
         for prefetch in [100u16, 1000] {
             let queue = format!("{ns}-raw-{prefetch}");
             bound_queue(&channel, &config, &queue).await;
-            let (raw_c, filler) = confirm_channel(&config).await;
+            let (raw_c, filler) = confirm_channel(&config, "bench raw").await;
             raw_publish(&filler, &config, n, WINDOW).await;
             let _ = raw_c.close(200, "filled".into()).await;
             let consumer_channel = raw.create_channel().await.expect("channel");
