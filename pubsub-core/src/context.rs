@@ -52,6 +52,8 @@ pub(crate) struct DeliveryScope {
     pub(crate) message: Arc<Message>,
     pub(crate) redelivered: bool,
     pub(crate) delivery_count: Option<u32>,
+    /// Its offset in the stream it was read from; `None` for queues.
+    pub(crate) offset: Option<u64>,
     /// The bus's sequence number of this delivery.
     pub(crate) delivery: u64,
     pub(crate) publisher: Publisher,
@@ -133,6 +135,15 @@ impl Context {
     /// transport knows it (quorum queues, the in-memory broker).
     pub fn delivery_count(&self) -> Option<u32> {
         self.scope.delivery_count
+    }
+
+    /// The offset of this event in the stream it was read from, on a stream-backed
+    /// transport (the in-memory broker in stream mode, RabbitMQ Streams); `None` for a
+    /// queue. The offset an error-stream entry records
+    /// ([`ErrorStreamEntry::offset`](crate::stream::ErrorStreamEntry::offset)), and the one
+    /// the consumer stores once the event is settled.
+    pub fn stream_offset(&self) -> Option<u64> {
+        self.scope.offset
     }
 
     /// Whether the broker delivered this message before (to a consumer that did not settle it).

@@ -155,6 +155,18 @@ impl StreamTransport {
             .await
     }
 
+    /// The offset of the last message of `stream`, `None` when it holds none: where a
+    /// consumer that has handled everything stands (with [`stored_offset`](Self::stored_offset),
+    /// how far behind it is). It reads the stream's last chunk and waits briefly for an
+    /// empty stream's silence, as the protocol has no "end of stream" answer.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or the stream does not exist.
+    pub async fn last_offset(&self, stream: &str) -> Result<Option<u64>, StreamsError> {
+        self.session.check_open()?;
+        self.session.last_offset(stream).await
+    }
+
     /// How many publishes were sent again, under their publishing ids, after a producer
     /// lost its connection or its stream (the broker drops those it already had).
     pub fn resent_publishes(&self) -> u64 {

@@ -23,5 +23,6 @@ mod requests;
 mod shared_transport;
 mod shutdown;
 mod stray_patterns;
+mod stream_offset;
 mod streams;
 mod transport;

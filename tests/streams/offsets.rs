@@ -1,6 +1,7 @@
 //! Where a named consumer starts on RabbitMQ Streams: after the offset it stored, whatever
 //! start position it asks for (noted at `info`), and from the offset an operator resets it
-//! to. Against `RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT` (see `support::broker`).
+//! to; and the offset of a stream's last message. Against
+//! `RABBITMQ_STREAM_HOST`/`RABBITMQ_STREAM_PORT` (see `support::broker`).
 
 use std::time::Duration;
 
@@ -63,6 +64,11 @@ async fn a_stored_offset_overrides_the_start_position_with_a_note_and_a_reset_mo
         delivery.acker.settle(Settlement::Ack).await.expect("acked");
     }
     consumer.close().await.expect("closed, storing its offset");
+    let last = transport
+        .last_offset(&stream)
+        .await
+        .expect("its last offset");
+    assert_eq!(last, Some(read[2]), "the last of {read:?}");
     append(&transport, &stream, 1).await;
 
     let (logs, capturing) = CapturedLogs::capture();

@@ -185,8 +185,8 @@ impl Bus {
             message,
             redelivered,
             delivery_count,
+            offset,
             acker,
-            ..
         } = delivery;
         let span = tracing::info_span!(
             "delivery",
@@ -200,6 +200,7 @@ impl Bus {
                 message,
                 redelivered,
                 delivery_count,
+                offset,
             };
             // boxed: the handling state is large, and is moved less this way
             let settlement = match Box::pin(dispatcher.dispatch(&incoming, &abandon)).await {

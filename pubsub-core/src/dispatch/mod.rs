@@ -91,6 +91,8 @@ pub(crate) struct Incoming {
     pub(crate) message: Arc<Message>,
     pub(crate) redelivered: bool,
     pub(crate) delivery_count: Option<u32>,
+    /// Its position in the stream it was read from; `None` for queues.
+    pub(crate) offset: Option<u64>,
 }
 
 /// How handling a delivery ended.
@@ -223,6 +225,7 @@ impl Dispatcher {
             message: Arc::clone(message),
             redelivered: incoming.redelivered,
             delivery_count: incoming.delivery_count,
+            offset: incoming.offset,
             delivery: self.sequence.fetch_add(1, Ordering::Relaxed),
             publisher: self.publisher.clone(),
             state: Arc::clone(&self.state),
