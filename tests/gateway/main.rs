@@ -5,9 +5,9 @@
 //! SIGKILL mid-run fails its pending requests at their deadline until a new one answers,
 //! and `/health` answers 503 while the gateway's connection is down.
 //!
-//! The example binary is the one `cargo test` builds with the tests (see `process`). The
-//! AMQP tests (feature `amqp`) are skipped without a broker, or fail when
-//! `PUBSUB_REQUIRE_BROKER` is set (see `support::broker`).
+//! The example binary is the one `cargo test` builds with the tests (see
+//! `support::process`). The AMQP tests (feature `amqp`) are skipped without a broker, or
+//! fail when `PUBSUB_REQUIRE_BROKER` is set (see `support::broker`).
 
 #[path = "../support/mod.rs"]
 mod support;

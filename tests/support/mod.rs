@@ -8,6 +8,7 @@
 //! - [`amqp_config`] and [`stream_config`]: the transports' configuration from there;
 //! - [`namespace`]: names no other test or run uses;
 //! - [`logs`]: what a piece of code logs;
+//! - [`process`]: an example run as a child process, its output read as it comes;
 //! - [`proxy`]: a TCP proxy to the broker that a test cuts, closes or black-holes;
 //! - [`counted`]: a counted run (every event published, confirmed, handled, duplicated);
 //! - [`one_at_a_time`]: turns for the tests that change the broker's state or load it
@@ -19,6 +20,7 @@
 pub(crate) mod broker;
 pub(crate) mod counted;
 pub(crate) mod logs;
+pub(crate) mod process;
 pub(crate) mod proxy;
 
 /// `{prefix}-` and 12 random hex digits: a name (of a service, exchange, stream) no other
