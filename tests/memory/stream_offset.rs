@@ -12,8 +12,11 @@ struct Counted {
     n: u32,
 }
 
+/// What the handler saw: each event's `n` with its `ctx.stream_offset()`.
+type Seen = Arc<Mutex<Vec<(u32, Option<u64>)>>>;
+
 /// A bus whose one handler records `(n, ctx.stream_offset())` and fails on `n == 2`.
-fn recording(seen: &Arc<Mutex<Vec<(u32, Option<u64>)>>>) -> pubsub::BusBuilder {
+fn recording(seen: &Seen) -> pubsub::BusBuilder {
     let seen = Arc::clone(seen);
     let handler = Handler::typed("tally", move |event: Counted, ctx: Context| {
         let seen = Arc::clone(&seen);
