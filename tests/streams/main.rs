@@ -1,6 +1,7 @@
 //! The tests against RabbitMQ Streams (feature `streams`): the stream listener is up,
 //! publishing is confirmed and de-duplicated, super streams partition by key, restarts
-//! resume at the stored offset, and the conformance suite. Without a broker configured
+//! resume at the stored offset, the conformance suite, and the replication example run as
+//! processes (SIGKILLed mid-run; `support::process`). Without a broker configured
 //! they are skipped, or fail when `PUBSUB_REQUIRE_BROKER` is set (see `support::broker`).
 //! The tests that close connections or delete streams under the transport are in
 //! `tests/faults`.
@@ -16,4 +17,5 @@ mod outage;
 mod partitions;
 mod publish;
 mod reader;
+mod replication;
 mod restart;
