@@ -107,6 +107,18 @@ example_out=$(PUBSUB_TRANSPORT=streams cargo run --quiet --all-features --exampl
   { echo "$example_out"; exit 1; }
 check_example "example (streams)" "$example_out"
 
+step "example: cargo run --example replication (in-memory; over Streams: tests/streams/replication.rs)"
+example_out=$(cargo run --quiet --example replication 2>&1) || { echo "$example_out"; exit 1; }
+for expected in "producer: appended c-1..c-8 to events.replication" "consumer replicator: resumes after its stored offset" \
+  "  failed  c-4 insert users/u-4 (offset 3): marked to fail" "  c-8 (offset 7): handler \`apply_change\` failed after 1 attempt(s): change c-8 is marked to fail" \
+  "consumer replicator: reads from offset 0, to offset 7" "table (2 rows): users/u-1 ← c-5, users/u-2 ← c-6"; do
+  grep -qF -- "$expected" <<<"$example_out" || { echo "$example_out"; echo "replication example: output lacks: $expected" >&2; exit 1; }
+done
+# c-1 applied twice: before the stop, and in the replay after --reset-offset 0
+(( $(grep -cF "  applied c-1 insert users/u-1 (offset 0)" <<<"$example_out") == 2 )) ||
+  { echo "$example_out"; echo "replication example: c-1 not applied once, then replayed" >&2; exit 1; }
+echo "replication example (memory) OK: resumed after its stored offset, failures in the error stream, the reset replayed"
+
 check_rpc() { # $1: what ran; $2: its output
   for expected in "profile of u-17" "ada (advanced; rust, python)" \
     "user-service could not answer user.profile_requested (Permanent): no user u-404" "(user-service says it is permanent" \
