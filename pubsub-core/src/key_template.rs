@@ -59,7 +59,8 @@ pub struct KeyError {
 /// ```
 pub struct KeyParam<E, T: ?Sized> {
     name: &'static str,
-    _types: PhantomData<fn() -> (E, PhantomData<T>)>,
+    _event: PhantomData<fn() -> E>,
+    _value: PhantomData<fn(&T)>,
 }
 
 impl<E, T: ?Sized> KeyParam<E, T> {
@@ -67,7 +68,8 @@ impl<E, T: ?Sized> KeyParam<E, T> {
     pub(crate) const fn new(name: &'static str) -> Self {
         Self {
             name,
-            _types: PhantomData,
+            _event: PhantomData,
+            _value: PhantomData,
         }
     }
 
