@@ -3,7 +3,8 @@
 //! | field | AMQP |
 //! |---|---|
 //! | id | `message_id` |
-//! | key | `type` (falls back to the routing key of a topic delivery) |
+//! | key (what routes) | the routing key; header `x-event-key` when the type differs (read first, then `type`, then the routing key of a topic delivery) |
+//! | event type (what decodes: the key template) | `type` |
 //! | version | header `x-event-version` (falls back to 1) |
 //! | content type | `content_type` (falls back to JSON) |
 //! | timestamp | `timestamp`, seconds |
@@ -22,7 +23,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use pubsub_core::{
     Message, Metadata,
     codec::JSON,
-    headers::{HEADER_CAUSATION_ID, HEADER_VERSION},
+    headers::{HEADER_CAUSATION_ID, HEADER_EVENT_KEY, HEADER_VERSION},
     transport::Bytes,
 };
 
@@ -40,12 +41,17 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     if let Some(cause) = &m.causation_id {
         headers.insert(ShortString::from(HEADER_CAUSATION_ID), long_string(cause));
     }
+    // the key travels apart from the type, so that it outlives a trip through a wait or
+    // dead-letter queue, where the routing key is a queue's name
+    if m.event_type.is_some() {
+        headers.insert(ShortString::from(HEADER_EVENT_KEY), long_string(&m.key));
+    }
     for (name, value) in &m.headers {
         headers.insert(ShortString::from(name.as_str()), long_string(value));
     }
     let mut properties = BasicProperties::default()
         .with_message_id(ShortString::from(m.id.to_string()))
-        .with_type(ShortString::from(m.key.as_str()))
+        .with_type(ShortString::from(m.type_or_key()))
         .with_content_type(ShortString::from(m.content_type.as_str()))
         .with_timestamp(seconds(m.timestamp))
         .with_delivery_mode(PERSISTENT)
@@ -62,9 +68,10 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     properties
 }
 
-/// The message a delivery carries. `routing_key` stands in for a missing `type` only when
-/// the message came through the topic exchange (`via_topic`): sent straight to a queue, its
-/// routing key is the queue's name, not an event key.
+/// The message a delivery carries. Its key is the header `x-event-key`, else `type`, else
+/// `routing_key`, which stands in only when the message came through the topic exchange
+/// (`via_topic`): sent straight to a queue, its routing key is the queue's name, not an event
+/// key. `type` is the event type when it differs from the key.
 pub(crate) fn message(
     routing_key: &str,
     via_topic: bool,
@@ -72,11 +79,19 @@ pub(crate) fn message(
     body: impl Into<Bytes>,
 ) -> Message {
     let mut metadata = Metadata::new(String::new());
-    metadata.key = match properties.kind() {
-        Some(kind) => kind.as_str().to_owned(),
-        None if via_topic => routing_key.to_owned(),
-        None => String::new(),
+    let event_key = properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(&ShortString::from(HEADER_EVENT_KEY)))
+        .and_then(scalar);
+    let kind = properties.kind().as_ref().map(text);
+    metadata.key = match (event_key, &kind) {
+        (Some(key), _) => key,
+        (None, Some(kind)) => kind.clone(),
+        (None, None) if via_topic => routing_key.to_owned(),
+        (None, None) => String::new(),
     };
+    metadata.event_type = kind.filter(|kind| *kind != metadata.key);
     metadata.id = match properties.message_id() {
         Some(id) => Metadata::id_from_text(id.as_str()),
         None => {
@@ -105,6 +120,7 @@ pub(crate) fn message(
                     }
                 },
                 HEADER_CAUSATION_ID => metadata.causation_id = scalar(value),
+                HEADER_EVENT_KEY => {}
                 other => {
                     // arrays and tables (the broker's x-death) are not free headers
                     if let Some(value) = scalar(value) {
@@ -184,6 +200,34 @@ mod tests {
         assert_eq!(properties.delivery_mode(), &Some(PERSISTENT));
         let got = message("ignored", true, &properties, sent.body.clone());
         assert_eq!(got, sent);
+    }
+
+    #[test]
+    fn type_and_key_travel_apart() {
+        let mut sent = sample();
+        sent.metadata.key = "session.42.code_updated".into();
+        sent.metadata.event_type = Some("session.{session_id}.code_updated".into());
+        let properties = properties(&sent);
+        assert_eq!(
+            properties.kind().as_ref().map(ShortString::as_str),
+            Some("session.{session_id}.code_updated")
+        );
+        // through a wait queue, whose name is the routing key
+        let got = message("orders.wait.5s", false, &properties, sent.body.clone());
+        assert_eq!(got, sent);
+        assert!(!got.metadata.headers.contains_key(HEADER_EVENT_KEY));
+    }
+
+    #[test]
+    fn a_plain_publishers_routing_key_is_the_key() {
+        let got = message(
+            "session.42.code_updated",
+            true,
+            &BasicProperties::default(),
+            Bytes::new(),
+        );
+        assert_eq!(got.metadata.key, "session.42.code_updated");
+        assert_eq!(got.metadata.event_type, None);
     }
 
     #[test]

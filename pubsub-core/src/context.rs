@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::event::Event;
 use crate::handler_error::HandlerError;
+use crate::key_template::param_of;
 use crate::metadata::{Message, Metadata};
 use crate::publish::{PublishOptions, Publisher};
 use crate::state::StateMap;
@@ -41,6 +42,8 @@ use crate::state::StateMap;
 pub struct Context {
     scope: Arc<DeliveryScope>,
     handler: Arc<str>,
+    /// The key template of a typed handler's event.
+    event_key: Option<&'static str>,
     attempt: u32,
     /// Publishes made so far in this handler call (clones share it).
     publishes: Arc<AtomicU32>,
@@ -80,9 +83,16 @@ impl Context {
         Self {
             scope,
             handler,
+            event_key: None,
             attempt,
             publishes: Arc::default(),
         }
+    }
+
+    /// The context of a typed handler of the event whose key template is `event_key`.
+    pub(crate) fn of_event(mut self, event_key: Option<&'static str>) -> Self {
+        self.event_key = event_key;
+        self
     }
 
     /// The envelope of the event being handled.
@@ -95,9 +105,34 @@ impl Context {
         self.scope.message.metadata.id
     }
 
-    /// The routing key.
+    /// The routing key (`session.42.code_updated`).
     pub fn key(&self) -> &str {
         &self.scope.message.metadata.key
+    }
+
+    /// The word of the routing key that the key parameter `name` stands for: `"42"` for
+    /// `session_id` in `session.42.code_updated`, whose event's key is
+    /// `session.{session_id}.code_updated`. The key template is the typed handler's event's,
+    /// or, for a `RawEvent` handler, the event type the message carries. `None` if neither
+    /// has that parameter.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(key = "session.{session_id}.code_updated")]
+    /// struct CodeUpdated { session_id: u64, delta: String }
+    ///
+    /// #[handler]
+    /// async fn index(update: CodeUpdated, ctx: Context) -> Result<(), HandlerError> {
+    ///     assert_eq!(ctx.key_param("session_id"), Some(update.session_id.to_string().as_str()));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn key_param(&self, name: &str) -> Option<&str> {
+        let metadata = &self.scope.message.metadata;
+        let template = self.event_key.or(metadata.event_type.as_deref())?;
+        param_of(template, &metadata.key, name)
     }
 
     /// The payload version.

@@ -103,6 +103,11 @@ pub enum Error {
     /// A request got no reply the caller can use ([`Bus::request`](crate::Bus::request)).
     #[error(transparent)]
     Request(#[from] RequestError),
+    /// An event's routing key could not be made from its fields (a key parameter's value
+    /// is empty, holds `.`, `*`, `#` or whitespace, or makes the key too long): nothing was
+    /// published.
+    #[error(transparent)]
+    Key(#[from] crate::key_template::KeyError),
     /// A topic pattern is not valid AMQP topic syntax.
     #[error(transparent)]
     Pattern(#[from] crate::pattern::PatternError),

@@ -11,7 +11,8 @@
 pub struct EventRegistration {
     /// The event's domain (`order`).
     pub domain: &'static str,
-    /// The event's action (`created`).
+    /// The event's action: the rest of its key after the domain (`created`, or
+    /// `{session_id}.code_updated` for a key with parameters).
     pub action: &'static str,
     /// The event's schema version.
     pub version: u32,

@@ -84,7 +84,8 @@ impl From<RetrySpec> for RetrySpecOwned {
 }
 
 impl Handler {
-    /// A handler for the typed event `E`, bound to `E::KEY`. Errors about it name the
+    /// A handler for the typed event `E`, bound to [`E::PATTERN`](Event::PATTERN) (its key,
+    /// with each key parameter as `*`). Errors about it name the
     /// caller's file and line. It returns `Result<(), E>` for an event, and
     /// `Result<E::Reply, _>` for a request, whose reply goes back to the caller.
     #[track_caller]
@@ -96,7 +97,7 @@ impl Handler {
         R: IntoHandlerResult<E::Reply>,
     {
         let origin = HandlerOrigin::caller();
-        Self::from_fn::<E, _, _, _>(name, E::KEY.to_owned(), origin, f)
+        Self::from_fn::<E, _, _, _>(name, E::PATTERN.to_owned(), origin, f)
     }
 
     /// A handler for every event whose key matches `pattern` (checked by `build()`). Errors
@@ -195,7 +196,7 @@ impl Handler {
         let call = r.call;
         Self {
             name: Arc::from(r.name),
-            pattern: r.pattern.to_owned(),
+            pattern: r.binding(),
             decoder: r.decoder,
             timeout: r.timeout,
             retry: r.retry.into(),

@@ -103,8 +103,11 @@ pub struct Input {
     note = "a handler's first argument is the event: `event: OrderCreated` or `event: RawEvent`"
 )]
 pub trait HandlerInput: Sized + Send + 'static {
-    /// The key a typed event is published under; `None` for [`RawEvent`].
+    /// The key (template) of a typed event, its type on the wire; `None` for [`RawEvent`].
     const KEY: Option<&'static str>;
+    /// What a typed event's handlers bind by default ([`Event::PATTERN`]); `None` for
+    /// [`RawEvent`].
+    const PATTERN: Option<&'static str>;
     /// What a handler of it returns on success: [`Event::Reply`] (`()` for an event, the
     /// reply type for a request); `()` for [`RawEvent`].
     type Reply: serde::Serialize + Send + 'static;
@@ -116,6 +119,7 @@ pub trait HandlerInput: Sized + Send + 'static {
 
 impl<E: Event + Clone> HandlerInput for E {
     const KEY: Option<&'static str> = Some(E::KEY);
+    const PATTERN: Option<&'static str> = Some(E::PATTERN);
     type Reply = E::Reply;
     const DECODER: Option<Decoder> = Some(Decoder {
         key: E::KEY,
@@ -141,6 +145,7 @@ impl<E: Event + Clone> HandlerInput for E {
 
 impl HandlerInput for RawEvent {
     const KEY: Option<&'static str> = None;
+    const PATTERN: Option<&'static str> = None;
     type Reply = ();
     const DECODER: Option<Decoder> = None;
 

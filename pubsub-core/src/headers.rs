@@ -5,6 +5,11 @@
 
 /// Header carrying the event version (`x-event-version`).
 pub const HEADER_VERSION: &str = "x-event-version";
+/// Header carrying the routing key of an event whose type (its key template,
+/// `session.{session_id}.code_updated`) differs from it: `session.42.code_updated`. The
+/// transports write it where the wire's key field carries the type, so that the key
+/// survives a trip through a retry queue or a dead-letter queue.
+pub const HEADER_EVENT_KEY: &str = "x-event-key";
 /// Header carrying the causation id (`x-causation-id`).
 pub const HEADER_CAUSATION_ID: &str = "x-causation-id";
 /// Header on dead letters: why the message was dead-lettered.
@@ -44,6 +49,7 @@ pub(crate) fn reserved_header_hint(header: &str) -> &'static str {
         HEADER_DEATH_REASON | HEADER_FAILED_HANDLERS => {
             "the bus sets it when it dead-letters a message"
         }
+        HEADER_EVENT_KEY => "it carries the event's routing key, made from its fields",
         HEADER_DEADLINE => "Bus::request sets it from the request's timeout, .timeout(..)",
         HEADER_REPLY_STATUS | HEADER_ERROR_KIND => "the bus sets it on the replies it sends",
         _ => "set it through its own field of PublishOptions",

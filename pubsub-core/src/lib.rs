@@ -47,6 +47,8 @@ mod handler_error;
 mod handler_input;
 pub mod headers;
 pub mod health;
+mod key_template;
+mod key_word;
 pub mod memory;
 mod metadata;
 mod origin;
@@ -66,6 +68,7 @@ pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
+mod typed_binding;
 mod unassigned;
 
 #[doc(hidden)]
@@ -81,6 +84,8 @@ pub use event::Event;
 pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
+pub use key_template::{KeyError, KeyParam};
+pub use key_word::KeyWord;
 pub use memory::MemoryTransport;
 pub use metadata::{Message, Metadata};
 pub use publish::{PendingPublish, PublishOptions};

@@ -15,15 +15,22 @@ const TEXT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8a3f_0c52_71d4_4e0b_b3a9_5e21_
 
 /// Everything known about a message except its body.
 ///
-/// On AMQP, `id` is `message_id`, `key` is `type`, `app_id` is the publishing service and
+/// On AMQP, `id` is `message_id`, `key` is the routing key (and `type`, or the header
+/// `x-event-key` when the event type differs), `app_id` is the publishing service and
 /// `version` / `causation_id` are the headers `x-event-version` / `x-causation-id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Metadata {
     /// Event id, a UUID v7: stable across retries, redeliveries and dead-lettering.
     pub id: Uuid,
-    /// Routing key, `domain.action`.
+    /// Routing key: the key this message is routed by, `domain.action` or an event's key
+    /// template filled in (`session.42.code_updated`).
     pub key: String,
+    /// The event's type, when it is not the key itself: the key template of an event with
+    /// key parameters (`session.{session_id}.code_updated`), which tells how to decode it.
+    /// `None` when the key is the type (every event without parameters), and for a message
+    /// from a publisher that sent only a routing key.
+    pub event_type: Option<String>,
     /// Version of the payload schema.
     pub version: u32,
     /// MIME type of the body (`application/json`, `application/x-protobuf`).
@@ -48,6 +55,7 @@ impl Metadata {
         Self {
             id: Uuid::now_v7(),
             key: key.into(),
+            event_type: None,
             version: 1,
             content_type: JSON.to_owned(),
             timestamp: SystemTime::now(),
@@ -77,6 +85,7 @@ impl Metadata {
         Self {
             id,
             key: key.into(),
+            event_type: None,
             version: 1,
             content_type: JSON.to_owned(),
             timestamp,
@@ -155,6 +164,19 @@ impl Metadata {
             .map(|names| names.into_iter().map(str::to_owned).collect())
             .unwrap_or_default();
         (reason, handlers)
+    }
+
+    /// The event's type: [`event_type`](Self::event_type) when set, else the key.
+    ///
+    /// ```
+    /// use pubsub::Metadata;
+    /// let mut metadata = Metadata::new("session.42.code_updated");
+    /// assert_eq!(metadata.type_or_key(), "session.42.code_updated");
+    /// metadata.event_type = Some("session.{session_id}.code_updated".into());
+    /// assert_eq!(metadata.type_or_key(), "session.{session_id}.code_updated");
+    /// ```
+    pub fn type_or_key(&self) -> &str {
+        self.event_type.as_deref().unwrap_or(&self.key)
     }
 
     /// The correlation id, or the event id when none was set: what a reply or a

@@ -186,7 +186,43 @@ pub const fn matches(pattern: &str, key: &str) -> bool {
     // As in RabbitMQ, the empty key has no words (only `#` matches it), while `a..b` has
     // three, the middle one empty. Position `len + 1` means "every word consumed".
     let start = if key.is_empty() { 1 } else { 0 };
-    match_at(pattern.as_bytes(), 0, key.as_bytes(), start)
+    match_at(pattern.as_bytes(), 0, key.as_bytes(), start, false)
+}
+
+/// Whether `pattern` can match some key of the key template `template`
+/// (`session.{session_id}.code_updated`), each `{placeholder}` of which stands for any one
+/// word a key parameter may be (no whitespace). Usable in `const` items: `#[handler]`
+/// checks a typed handler's pattern against its event's key with it.
+///
+/// ```
+/// use pubsub_core::pattern::matches_template;
+/// let template = "session.{session_id}.code_updated";
+/// assert!(matches_template("session.42.code_updated", template));
+/// assert!(matches_template("session.*.code_updated", template));
+/// assert!(matches_template("session.#", template));
+/// assert!(!matches_template("session.42", template));
+/// assert!(!matches_template("session.42.7.code_updated", template));
+/// ```
+pub const fn matches_template(pattern: &str, template: &str) -> bool {
+    let start = if template.is_empty() { 1 } else { 0 };
+    match_at(pattern.as_bytes(), 0, template.as_bytes(), start, true)
+}
+
+/// Whether the key word `k[start..end]` is a `{placeholder}`.
+const fn is_placeholder(k: &[u8], start: usize, end: usize) -> bool {
+    end - start >= 2 && k[start] == b'{' && k[end - 1] == b'}'
+}
+
+/// Whether the pattern word `p[start..end]` is a value a key parameter may take.
+const fn is_param_value(p: &[u8], start: usize, end: usize) -> bool {
+    let mut i = start;
+    while i < end {
+        if p[i].is_ascii_whitespace() || p[i].is_ascii_control() {
+            return false;
+        }
+        i += 1;
+    }
+    end > start
 }
 
 /// End (exclusive) of the word starting at `start`.
@@ -219,28 +255,30 @@ const fn word_eq(
     true
 }
 
-/// Positions are word starts; a position past `len` means "every word consumed".
-const fn match_at(p: &[u8], pi: usize, k: &[u8], ki: usize) -> bool {
+/// Positions are word starts; a position past `len` means "every word consumed". With
+/// `templated`, a `{placeholder}` word of `k` matches any word a key parameter may be.
+const fn match_at(p: &[u8], pi: usize, k: &[u8], ki: usize, templated: bool) -> bool {
     if pi > p.len() {
         return ki > k.len();
     }
     let pe = word_end(p, pi);
     if pe - pi == 1 && p[pi] == b'#' {
-        if match_at(p, pe + 1, k, ki) {
+        if match_at(p, pe + 1, k, ki, templated) {
             return true;
         }
         if ki > k.len() {
             return false;
         }
-        return match_at(p, pi, k, word_end(k, ki) + 1);
+        return match_at(p, pi, k, word_end(k, ki) + 1, templated);
     }
     if ki > k.len() {
         return false;
     }
     let ke = word_end(k, ki);
     let star = pe - pi == 1 && p[pi] == b'*';
-    if star || word_eq(p, pi, pe, k, ki, ke) {
-        match_at(p, pe + 1, k, ke + 1)
+    let any = templated && is_placeholder(k, ki, ke) && is_param_value(p, pi, pe);
+    if star || any || word_eq(p, pi, pe, k, ki, ke) {
+        match_at(p, pe + 1, k, ke + 1, templated)
     } else {
         false
     }
@@ -401,6 +439,29 @@ mod tests {
         let key = ["a"; 200].join(".");
         assert!(!pattern.matches(&key));
         assert!(pattern.matches(&(key + ".z")));
+    }
+
+    #[test]
+    fn a_placeholder_is_one_word() {
+        let t = "session.{session_id}.code_updated";
+        for (pattern, want) in [
+            ("session.42.code_updated", true),
+            ("session.*.code_updated", true),
+            ("*.*.*", true),
+            ("#.code_updated", true),
+            ("session.#", true),
+            ("#", true),
+            ("session.code_updated", false),
+            ("session.42.7.code_updated", false),
+            ("session.42.other", false),
+            ("session.a b.code_updated", false),
+            ("other.*.code_updated", false),
+        ] {
+            assert_eq!(matches_template(pattern, t), want, "{pattern}");
+        }
+        // without placeholders, as `matches`
+        assert!(matches_template("order.*", "order.created"));
+        assert!(!matches_template("order.paid", "order.created"));
     }
 
     const _: () = assert!(matches("order.*", "order.created"));

@@ -14,12 +14,35 @@ pub use crate::event::Event;
 pub use crate::event_registration::EventRegistration;
 pub use crate::handler_error::HandlerError;
 pub use crate::handler_input::{Answer, FromContext, HandlerInput, Input, IntoHandlerResult};
+pub use crate::key_template::{KeyError, KeyParam};
+pub use crate::key_word::KeyWord;
 pub use crate::pattern::matches as pattern_matches;
 pub use crate::registration::{CallFn, HandlerRegistration};
 pub use crate::request::Request;
 pub use crate::selection::{HandlerFn, IsHandlerFn};
 pub use futures::future::BoxFuture;
 pub use inventory;
+pub use std::borrow::Cow;
+
+/// A field's text as a key word; generated code names the field's type in it, so that a
+/// type that is not a [`KeyWord`] is reported at the field's type.
+pub fn key_word<T: KeyWord + ?Sized>(value: &T) -> Cow<'_, str> {
+    value.key_word()
+}
+
+/// The routing key of an event whose key template is `template`, its placeholders filled
+/// in order by `values`.
+pub fn fill_key(
+    template: &'static str,
+    values: &[Cow<'_, str>],
+) -> Result<Cow<'static, str>, KeyError> {
+    crate::key_template::fill(template, values)
+}
+
+/// The key parameter `name` of `E`, whose field has type `T`.
+pub const fn key_param<E, T: ?Sized>(name: &'static str) -> KeyParam<E, T> {
+    KeyParam::new(name)
+}
 
 /// What `#[handler]` puts in the [`IsHandlerFn`] impl of its fn's hidden item.
 pub const fn handler_fn(name: &'static str, module_path: &'static str) -> HandlerFn {
@@ -34,11 +57,12 @@ where
     Box::pin(future)
 }
 
-/// Whether a handler's pattern can match its event's key (always true for `RawEvent`,
-/// whose key is `None`); `#[handler]` asserts it in a `const`.
+/// Whether a handler's pattern can match its event's key, a `{placeholder}` of which
+/// stands for any one word (always true for `RawEvent`, whose key is `None`);
+/// `#[handler]` asserts it in a `const`.
 pub const fn pattern_can_match(pattern: &str, key: Option<&str>) -> bool {
     match key {
-        Some(key) => crate::pattern::matches(pattern, key),
+        Some(key) => crate::pattern::matches_template(pattern, key),
         None => true,
     }
 }

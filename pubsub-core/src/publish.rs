@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::headers::{
     HEADER_ATTEMPTS, HEADER_CAUSATION_ID, HEADER_DEADLINE, HEADER_DEATH_REASON, HEADER_ERROR_KIND,
-    HEADER_FAILED_HANDLERS, HEADER_REPLY_STATUS, HEADER_VERSION,
+    HEADER_EVENT_KEY, HEADER_FAILED_HANDLERS, HEADER_REPLY_STATUS, HEADER_VERSION,
 };
 use crate::metadata::{Message, Metadata};
 use crate::transport::TransportError;
@@ -165,14 +165,18 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Encodes `event` into a message with fresh metadata and the given options.
+    /// Encodes `event` into a message with fresh metadata and the given options, routed by
+    /// its [`routing_key`](Event::routing_key) (refused before anything is sent).
     pub(crate) fn message<E: Event>(&self, event: &E, options: PublishOptions) -> Result<Message> {
         check_headers(&options.headers)?;
+        let key = event.routing_key()?;
         let body = event.encode()?;
         let id = options.id.unwrap_or_else(Uuid::now_v7);
+        let event_type = (key != E::KEY).then(|| E::KEY.to_owned());
         let metadata = Metadata {
             id,
-            key: E::KEY.to_owned(),
+            key: key.into_owned(),
+            event_type,
             version: E::VERSION,
             content_type: <E::Codec as Codec<E>>::CONTENT_TYPE.to_owned(),
             timestamp: SystemTime::now(),
@@ -302,8 +306,9 @@ impl Future for PendingPublish {
 }
 
 /// Headers the envelope itself uses on the wire; free headers must not shadow them.
-const RESERVED_HEADERS: [&str; 8] = [
+const RESERVED_HEADERS: [&str; 9] = [
     HEADER_VERSION,
+    HEADER_EVENT_KEY,
     HEADER_CAUSATION_ID,
     HEADER_DEATH_REASON,
     HEADER_FAILED_HANDLERS,

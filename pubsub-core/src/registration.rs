@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use crate::context::Context;
 use crate::handler_error::HandlerError;
 use crate::handler_input::{Answer, Decoder, HandlerInput, Input};
+use crate::typed_binding::typed_binding;
 
 /// Which retry policy a handler uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +32,11 @@ pub type CallFn = fn(Input, Context) -> BoxFuture<'static, Result<Answer, Handle
 #[derive(Clone, Copy)]
 pub struct HandlerRegistration {
     pub(crate) name: &'static str,
+    /// The pattern written, or a typed event's pattern.
     pub(crate) pattern: &'static str,
     pub(crate) event_key: Option<&'static str>,
+    /// A typed event's pattern, which the one written narrows ([`typed_binding`]).
+    pub(crate) event_pattern: Option<&'static str>,
     pub(crate) decoder: Option<Decoder>,
     pub(crate) service: Option<&'static str>,
     pub(crate) foreign: bool,
@@ -60,8 +64,8 @@ impl fmt::Debug for HandlerRegistration {
 
 impl HandlerRegistration {
     /// A handler whose first argument is `I`, declared in `module_path` at `file`:`line`. A
-    /// typed handler is bound to its event's key; `pattern` is required for [`RawEvent`]
-    /// handlers.
+    /// typed handler is bound to its event's pattern, narrowed by `pattern` if given;
+    /// `pattern` is required for [`RawEvent`] handlers.
     pub const fn new<I: HandlerInput>(
         name: &'static str,
         pattern: Option<&'static str>,
@@ -70,9 +74,9 @@ impl HandlerRegistration {
         line: u32,
         call: CallFn,
     ) -> Self {
-        let pattern = match (I::KEY, pattern) {
-            (Some(key), _) => key,
-            (None, Some(pattern)) => pattern,
+        let pattern = match (I::PATTERN, pattern) {
+            (_, Some(pattern)) => pattern,
+            (Some(event_pattern), None) => event_pattern,
             (None, None) => {
                 panic!("a `RawEvent` handler needs a pattern, e.g. #[handler(\"order.*\")]")
             }
@@ -81,6 +85,7 @@ impl HandlerRegistration {
             name,
             pattern,
             event_key: I::KEY,
+            event_pattern: I::PATTERN,
             decoder: I::DECODER,
             service: None,
             foreign: false,
@@ -124,6 +129,17 @@ impl HandlerRegistration {
     }
 }
 
+impl HandlerRegistration {
+    /// The pattern the handler binds: a typed handler's event pattern narrowed by the one
+    /// written (`#[handler]` checked at compile time that they overlap).
+    pub(crate) fn binding(&self) -> String {
+        match self.event_pattern {
+            Some(event) => typed_binding(self.pattern, event).unwrap_or_else(|| event.to_owned()),
+            None => self.pattern.to_owned(),
+        }
+    }
+}
+
 inventory::collect!(HandlerRegistration);
 
 /// A description of a handler, as `#[handler]` registered it.
@@ -132,7 +148,9 @@ inventory::collect!(HandlerRegistration);
 pub struct HandlerInfo {
     /// The handler's name (the fn name unless `name = "..."`).
     pub name: String,
-    /// The pattern its service's queue is bound with (a typed handler's event key).
+    /// The pattern its service's queue is bound with: a typed handler's event pattern
+    /// ([`Event::PATTERN`](crate::Event::PATTERN)), narrowed by the pattern written in
+    /// `#[handler("...")]`.
     pub pattern: String,
     /// The key of its typed event; `None` for `RawEvent` handlers.
     pub event_key: Option<String>,
@@ -153,7 +171,7 @@ impl HandlerInfo {
     fn of(r: &HandlerRegistration) -> Self {
         Self {
             name: r.name.to_owned(),
-            pattern: r.pattern.to_owned(),
+            pattern: r.binding(),
             event_key: r.event_key.map(str::to_owned),
             service: r.service.map(str::to_owned),
             expects_foreign_events: r.foreign,

@@ -4,7 +4,7 @@
 
 use crate::event_registration::registered_events;
 use crate::handler::Handler;
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, matches_template};
 
 /// Warns about every raw handler of `handlers` whose pattern matches none of the event
 /// keys the binary derives, unless it expects foreign events. Says nothing when the binary
@@ -39,8 +39,9 @@ pub(crate) fn warn_about_stray_patterns(service: &str, handlers: &[Handler]) {
 
 /// `None` if `pattern` matches one of `keys`; else the key closest to it.
 fn stray<'k>(pattern: &str, keys: &'k [String]) -> Option<&'k str> {
-    let parsed = Pattern::new(pattern).ok()?;
-    if keys.iter().any(|key| parsed.matches(key)) {
+    Pattern::new(pattern).ok()?;
+    // a key template's placeholder stands for any one word
+    if keys.iter().any(|key| matches_template(pattern, key)) {
         return None;
     }
     keys.iter()
@@ -106,6 +107,15 @@ mod tests {
         assert_eq!(stray("ordr.*", &keys()), Some("order.created"));
         assert_eq!(stray("user.signed_up", &keys()), Some("user.signed-up"));
         assert_eq!(stray("stock.reservd", &keys()), Some("stock.reserved"));
+    }
+
+    #[test]
+    fn a_placeholder_matches_any_word() {
+        let keys = vec!["session.{session_id}.code_updated".to_owned()];
+        for pattern in ["session.42.code_updated", "session.*.code_updated", "#"] {
+            assert_eq!(stray(pattern, &keys), None, "{pattern}");
+        }
+        assert!(stray("session.42.code_update", &keys).is_some());
     }
 
     #[test]

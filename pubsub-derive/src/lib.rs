@@ -18,8 +18,8 @@ mod pattern;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `pubsub::Event`: the routing key `domain.action`, the schema version and the
-/// payload codec of a struct or enum.
+/// Derives `pubsub::Event`: the routing key `domain.action` (or a key template with
+/// parameters), the schema version and the payload codec of a struct or enum.
 ///
 /// ```ignore
 /// use pubsub::prelude::*;
@@ -38,8 +38,9 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// | option | value | default |
 /// |---|---|---|
-/// | `domain` | first word of the key: `[a-z0-9_-]+` | required |
-/// | `action` | second word of the key: `[a-z0-9_-]+` | required |
+/// | `domain` | first word of the key: `[a-z0-9_-]+` | required, unless `key` |
+/// | `action` | second word of the key: `[a-z0-9_-]+` | required, unless `key` |
+/// | `key` | the whole key instead of `domain` and `action`: words of `[a-z0-9_-]`, each but the first may be one `{field}` placeholder, `"session.{session_id}.code_updated"` | — |
 /// | `version` | schema version, an integer ≥ 1 | `1` |
 /// | `codec` | `"json"` (serde) or `"protobuf"` (prost, facade feature `protobuf`) | `"json"` |
 /// | `reply` | a type (`reply = UserProfile`, serde, sent as JSON): the type is a request, answered with a value of it (`bus.request(&req)`); its handlers return `Result<UserProfile, E>` | none: an event, whose handlers return `Result<(), E>` |
@@ -48,6 +49,22 @@ use syn::{DeriveInput, parse_macro_input};
 /// The key `domain.action` is at most 255 bytes (AMQP's limit). Its words are deliberately
 /// stricter than what handler patterns accept, which must also match keys chosen by other
 /// publishers.
+///
+/// With placeholders, the key is the event's type, and each publish is routed by the key
+/// filled from the fields (`session.42.code_updated`): each field's type must implement
+/// `pubsub::KeyWord`, and a value that is empty or holds `.`, `*`, `#` or whitespace is
+/// refused at publish time. The derive also generates `KEY_PARAMS`, `PATTERN` (each
+/// placeholder as `*`, what a typed handler binds by default), `routing_key()`, and per
+/// parameter a constant `CodeUpdated::SESSION_ID: pubsub::KeyParam<CodeUpdated, u64>`
+/// with the type's visibility. `DOMAIN` is the first word, `ACTION` the rest.
+///
+/// ```ignore
+/// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+/// #[event(key = "session.{session_id}.code_updated")]
+/// pub struct CodeUpdated { pub session_id: u64, pub delta: String }
+///
+/// assert_eq!(CodeUpdated { session_id: 42, delta: "+x".into() }.routing_key()?, "session.42.code_updated");
+/// ```
 ///
 /// A protobuf event derives `prost::Message` instead of serde's traits:
 ///
@@ -62,8 +79,12 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// # Compile errors
 ///
-/// A missing `#[event]`, `domain` or `action`; an empty word, a word with a dot, a
-/// wildcard or a character outside `[a-z0-9_-]`; a key over 255 bytes; `version = 0` or a
+/// A missing `#[event]`, `domain` or `action`; `key` with `domain` or `action`; an empty
+/// word, a word with a dot, a wildcard or a character outside `[a-z0-9_-]`; a key over 255
+/// bytes; a placeholder that is not a whole word, is the first word, names no field (or a
+/// field named `key`, `version`, ... whose constant would shadow `Event`'s), or names one
+/// twice; a key with fewer than two words; a placeholder's field whose type is not a
+/// `KeyWord` (reported at the type); `version = 0` or a
 /// version that is not a `u32` literal; an unknown or repeated option; an unknown codec; a
 /// `reply` that is a string or `()`, or a reply type that is not serde-serializable;
 /// generic types (events are `'static` and routed by one fixed key) and unions. Every error
@@ -88,7 +109,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 /// ```ignore
 /// use pubsub::prelude::*;
 ///
-/// // Subscribes to `OrderCreated::KEY`, "order.created".
+/// // Subscribes to `OrderCreated::PATTERN`, its key "order.created".
 /// #[handler]
 /// async fn reserve_stock(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
 ///     ctx.publish(&StockReserved { order_id: event.order_id }).await?;
@@ -107,7 +128,7 @@ pub fn derive_event(input: TokenStream) -> TokenStream {
 ///
 /// | argument | meaning | default |
 /// |---|---|---|
-/// | `"pattern"` (first, no key) | AMQP topic pattern: `*` is one word, `#` zero or more, any other word is matched exactly. Required for `RawEvent`; on a typed handler it is checked to match the event's key | the event's key |
+/// | `"pattern"` (first, no key) | AMQP topic pattern: `*` is one word, `#` zero or more, any other word is matched exactly. Required for `RawEvent`; on a typed handler it narrows the event's pattern (`"session.42.code_updated"` binds one session of `session.{session_id}.code_updated`) and is checked to match the event's key, a placeholder being one word | the event's pattern: its key, each placeholder as `*` |
 /// | `name = "..."` | registered name, shown in logs and dead letters | the fn's name |
 /// | `timeout = "5s"` | per-invocation timeout: `ms`, `s`, `m` or `h`, greater than zero | the bus's |
 /// | `retries = 3` | retries with the bus's default policy (`0`: none) | the bus's |

@@ -8,7 +8,8 @@
 //! |---|---|
 //! | body | the single data section |
 //! | id | property `message-id`, an AMQP `uuid` |
-//! | key | property `subject` |
+//! | key (what routes) | property `subject`; application property `x-event-key` when the type differs |
+//! | event type (what decodes: the key template) | property `subject` |
 //! | content type | property `content-type` |
 //! | correlation, reply-to | properties `correlation-id` (a string), `reply-to` |
 //! | version | application property `x-event-version` (`uint`) |
@@ -22,10 +23,10 @@
 //! A message from another client is read as leniently as on AMQP: a `message-id` that is
 //! no UUID (a string, a number) gives an id derived from it ([`Metadata::id_from_text`],
 //! as on AMQP), and a message with none an id
-//! derived from its stream and offset, so reading it again gives the same id; a key,
-//! content type or id it sets as application property (`x-event-key`, `content-type`,
-//! `x-event-id`) stands in for a missing property; a version or timestamp may also be
-//! text.
+//! derived from its stream and offset, so reading it again gives the same id; a key
+//! (`x-event-key`, read before `subject`, which is then the event type), a content type or
+//! an id it sets as application property (`content-type`, `x-event-id`) stands in for a
+//! missing property; a version or timestamp may also be text.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -72,7 +73,7 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
         .body(message.body.to_vec())
         .properties()
         .message_id(m.id)
-        .subject(m.key.as_str())
+        .subject(m.type_or_key())
         .content_type(m.content_type.as_str());
     if let Some(correlation_id) = &m.correlation_id {
         properties = properties.correlation_id(correlation_id.clone());
@@ -90,6 +91,9 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
     }
     if let Some(causation_id) = &m.causation_id {
         application = application.insert(HEADER_CAUSATION_ID, causation_id.as_str());
+    }
+    if m.event_type.is_some() {
+        application = application.insert(KEY, m.key.as_str());
     }
     for (name, value) in &m.headers {
         // the envelope wins: a free header cannot overwrite it
@@ -113,7 +117,8 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
                 Ok(uuid) => *uuid,
                 Err(_) => Metadata::id_from_text(&id_text(id)),
             });
-    let mut key = properties.and_then(|p| p.subject.clone());
+    let subject = properties.and_then(|p| p.subject.clone());
+    let mut key = None;
     let mut content_type = properties
         .and_then(|p| p.content_type.as_ref())
         .map(|c| c.to_string());
@@ -133,7 +138,7 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
             HEADER_CAUSATION_ID => causation_id = text(value),
             APP_ID => app_id = text(value),
             ID if id.is_none() => id = text(value).map(|t| Metadata::id_from_text(&t)),
-            KEY if key.is_none() => key = text(value),
+            KEY => key = text(value),
             CONTENT_TYPE if content_type.is_none() => content_type = text(value),
             _ => {
                 if let Some(value) = text(value) {
@@ -149,7 +154,10 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
         )
     });
     let timestamp = timestamp.map_or(UNIX_EPOCH, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-    let mut metadata = Metadata::received(id, key.unwrap_or_default(), timestamp);
+    let key = key.or_else(|| subject.clone()).unwrap_or_default();
+    let event_type = subject.filter(|subject| *subject != key);
+    let mut metadata = Metadata::received(id, key, timestamp);
+    metadata.event_type = event_type;
     if let Some(version) = version {
         metadata.version = version;
     }
@@ -276,6 +284,27 @@ mod tests {
             2,
             "version and timestamp: {application:?}"
         );
+    }
+
+    #[test]
+    fn type_and_key_travel_apart() {
+        let mut message = Message::new("session.42.code_updated", Bytes::from_static(b"{}"));
+        message.metadata.timestamp = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        message.metadata.event_type = Some("session.{session_id}.code_updated".into());
+        let wire = to_wire(&message, 1);
+        let properties = wire.properties().expect("properties");
+        assert_eq!(
+            properties.subject.as_deref(),
+            Some("session.{session_id}.code_updated")
+        );
+        let application = wire
+            .application_properties()
+            .expect("application properties");
+        assert_eq!(
+            application.get(KEY),
+            Some(&SimpleValue::String("session.42.code_updated".into()))
+        );
+        assert_eq!(from_wire(&wire, "events.session", 0), message);
     }
 
     #[test]

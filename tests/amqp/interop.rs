@@ -288,7 +288,7 @@ async fn a_user_who_may_not_declare_publishes_to_an_existing_exchange() {
 }
 
 /// Declares the events exchange as a consuming service does (durable, topic).
-async fn declare_exchange(channel: &lapin::Channel, exchange: &str) {
+pub(crate) async fn declare_exchange(channel: &lapin::Channel, exchange: &str) {
     channel
         .exchange_declare(
             exchange.into(),

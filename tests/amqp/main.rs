@@ -8,6 +8,9 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// an event with a key parameter and its handlers (a domain of this binary's only)
+#[path = "../support/sessions.rs"]
+mod sessions;
 // not in `support`: its event would be a domain of every binary's (streams read them all)
 #[path = "../support/pings.rs"]
 mod pings;
@@ -17,6 +20,7 @@ mod broker;
 mod conformance;
 mod connect;
 mod interop;
+mod key_params;
 mod management;
 mod outage;
 mod per_process;

@@ -15,6 +15,7 @@ mod delayed_retry;
 mod dispatch;
 mod handler_ownership;
 mod isolation;
+mod key_params;
 mod negative_control;
 #[cfg(feature = "protobuf")]
 mod protobuf;

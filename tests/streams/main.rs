@@ -8,10 +8,14 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+// an event with a key parameter and its handlers (a domain of this binary's only)
+#[path = "../support/sessions.rs"]
+mod sessions;
 
 mod broker;
 mod conformance;
 mod connect;
+mod key_params;
 mod offsets;
 mod outage;
 mod partitions;

@@ -377,7 +377,9 @@ impl Dispatcher {
                 message: Arc::clone(&scope.message),
                 decoded,
             };
-            let ctx = Context::new(Arc::clone(&scope), Arc::clone(&handler.name), attempt);
+            let event_key = handler.decoder.map(|decoder| decoder.key);
+            let ctx = Context::new(Arc::clone(&scope), Arc::clone(&handler.name), attempt)
+                .of_event(event_key);
             let result = match attempt::run(self.isolation, handler, input, ctx, abandon).await {
                 AttemptResult::Done(result) => result,
                 AttemptResult::Abandoned => return HandlerOutcome::Abandoned,

@@ -9,7 +9,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, is_type_of};
 use crate::metadata::Metadata;
 use crate::transport::TransportError;
 use crate::transport::{Consumer, Settlement, StartAt, StoreOffsets, StreamSource, Subscription};
@@ -165,7 +165,7 @@ async fn next_event<E: Event>(
         if let Err(error) = delivery.acker.settle(Settlement::Ack).await {
             return Some(Err(error.into()));
         }
-        if message.metadata.key != E::KEY {
+        if !is_type_of::<E>(&message.metadata) {
             continue;
         }
         return Some(match E::decode_message(&message) {

@@ -12,7 +12,7 @@ use crate::builder::BusBuilder;
 use crate::bus::{Bus, RequestCall};
 use crate::dispatch::{Attempt, Observer};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, is_type_of};
 use crate::handler_error::{HandlerError, HandlerErrorKind};
 use crate::memory::MemoryTransport;
 use crate::metadata::Message;
@@ -80,6 +80,13 @@ pub struct HandlerCall {
     pub error: Option<String>,
     /// The kind of the failure (`None` on success).
     pub kind: Option<HandlerErrorKind>,
+}
+
+impl HandlerCall {
+    /// The routing key of the message the handler was given (`session.42.code_updated`).
+    pub fn key(&self) -> &str {
+        &self.message.metadata.key
+    }
 }
 
 #[derive(Debug, Default)]
@@ -288,7 +295,7 @@ impl TestHarness {
         self.calls(handler)
             .into_iter()
             .filter(|c| c.kind != Some(HandlerErrorKind::Decode))
-            .filter(|c| c.message.metadata.key == E::KEY && seen.insert(c.delivery))
+            .filter(|c| is_type_of::<E>(&c.message.metadata) && seen.insert(c.delivery))
             .map(|c| match E::decode_message(&c.message) {
                 Ok(event) => event,
                 Err(error) => panic!(
@@ -316,7 +323,7 @@ impl TestHarness {
         self.transport
             .published()
             .iter()
-            .filter(|m| m.metadata.key == E::KEY && !is_reply(m))
+            .filter(|m| is_type_of::<E>(&m.metadata) && !is_reply(m))
             .map(|m| match E::decode_message(m) {
                 Ok(event) => event,
                 Err(error) => panic!(
@@ -325,6 +332,33 @@ impl TestHarness {
                     E::KEY
                 ),
             })
+            .collect()
+    }
+
+    /// The routing keys of every event of type `E` published on the broker, in order: for an
+    /// event with key parameters, its key template filled in (`session.42.code_updated`).
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// #[event(key = "session.{session_id}.code_updated")]
+    /// struct CodeUpdated { session_id: u64 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let harness = TestHarness::start(Bus::builder().service("editor")).await?;
+    /// harness.bus().publish(&CodeUpdated { session_id: 42 }).await?;
+    /// assert_eq!(harness.published_keys::<CodeUpdated>(), ["session.42.code_updated"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn published_keys<E: Event>(&self) -> Vec<String> {
+        self.transport
+            .published()
+            .into_iter()
+            .filter(|m| is_type_of::<E>(&m.metadata) && !is_reply(m))
+            .map(|m| m.metadata.key)
             .collect()
     }
 

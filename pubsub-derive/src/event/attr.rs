@@ -1,14 +1,18 @@
-//! `#[event(domain = "...", action = "...", version = N, codec = "...", crate = "...")]`.
+//! `#[event(domain = "...", action = "...", version = N, codec = "...", crate = "...")]`, or
+//! `#[event(key = "session.{session_id}.code_updated", ...)]` instead of domain and action.
 
 use proc_macro2::Span;
 use syn::{Attribute, LitStr, Path, Type};
 
+use super::template::KeyTemplate;
 use crate::ctxt::Ctxt;
 use crate::meta::{self, Slot};
 use crate::pattern::{validate_key, validate_word};
 
 /// The options `#[event(...)]` accepts, in the order the docs list them.
-const KEYS: &[&str] = &["domain", "action", "version", "codec", "reply", "crate"];
+const KEYS: &[&str] = &[
+    "domain", "action", "key", "version", "codec", "reply", "crate",
+];
 
 /// How the payload is encoded.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,6 +32,8 @@ pub(crate) struct EventAttr {
     pub(crate) domain: Option<LitStr>,
     /// The second word of the key.
     pub(crate) action: Option<LitStr>,
+    /// `key = "..."`, whose shape is valid, instead of `domain` and `action`.
+    pub(crate) key: Option<KeyTemplate>,
     /// Schema version, 1 by default.
     pub(crate) version: u32,
     /// The payload codec and the literal that chose it, if any.
@@ -41,6 +47,7 @@ pub(crate) struct EventAttr {
 struct Builder {
     domain: Slot<LitStr>,
     action: Slot<LitStr>,
+    key: Slot<LitStr>,
     version: Slot<u32>,
     codec: Slot<(CodecKind, Span)>,
     reply: Slot<Type>,
@@ -56,6 +63,7 @@ impl EventAttr {
         let mut b = Builder {
             domain: Slot::new("domain"),
             action: Slot::new("action"),
+            key: Slot::new("key"),
             version: Slot::new("version"),
             codec: Slot::new("codec"),
             reply: Slot::new("reply"),
@@ -73,9 +81,24 @@ impl EventAttr {
             None => cx.error_spanned_by(
                 ident,
                 format!(
-                    "`#[derive(Event)]` needs an `#[event(domain = \"...\", action = \"...\")]` attribute on `{ident}`"
+                    "`#[derive(Event)]` needs an `#[event(domain = \"...\", action = \"...\")]` (or \
+                     `#[event(key = \"...\")]`) attribute on `{ident}`"
                 ),
             ),
+            Some(_) if b.mentioned.contains(&"key") => {
+                if let Some(key) = b.key.get() {
+                    for given in [b.domain.get(), b.action.get()].into_iter().flatten() {
+                        cx.error_at(
+                            given.span(),
+                            format!(
+                                "`key = {:?}` names the whole key: give `key` or `domain` and \
+                                 `action`, not both",
+                                key.value()
+                            ),
+                        );
+                    }
+                }
+            }
             Some(attr) => {
                 for (slot, example) in [(&b.domain, "order"), (&b.action, "created")] {
                     if !b.mentioned.contains(&slot.name()) {
@@ -95,9 +118,14 @@ impl EventAttr {
         {
             cx.error_at(action.span(), reason);
         }
+        let key = b
+            .key
+            .into_inner()
+            .and_then(|lit| KeyTemplate::parse(cx, &lit));
         Self {
             domain: b.domain.into_inner(),
             action: b.action.into_inner(),
+            key,
             version: b.version.into_inner().unwrap_or(1),
             codec: b
                 .codec
@@ -125,6 +153,11 @@ impl Builder {
         } else if key.is_ident("action") {
             if let Some(lit) = word(cx, &meta, "action", "created")? {
                 self.action.set(cx, &key, lit);
+            }
+        } else if key.is_ident("key") {
+            let example = "session.{session_id}.code_updated";
+            if let Some(lit) = meta::string(cx, "key", example, &meta::value(&meta)?) {
+                self.key.set(cx, &key, lit);
             }
         } else if key.is_ident("version") {
             if let Some((version, span)) = meta::integer(cx, "version", 1, &meta::value(&meta)?) {

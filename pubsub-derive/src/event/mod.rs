@@ -3,6 +3,7 @@
 
 mod attr;
 mod expand;
+mod template;
 
 use proc_macro2::TokenStream;
 use syn::{Data, DeriveInput};
@@ -14,9 +15,10 @@ use attr::EventAttr;
 pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let attr = EventAttr::from_attrs(&cx, &input.ident, &input.attrs);
+    let params = resolve_params(&cx, input, &attr);
     check_shape(&cx, input);
     cx.check()?;
-    Ok(expand::impl_event(input, &attr))
+    Ok(expand::impl_event(input, &attr, &params))
 }
 
 /// The errors, plus a best-effort `Event` impl when the type can have one, so that uses of
@@ -27,10 +29,19 @@ pub(crate) fn fallback(input: &DeriveInput, error: syn::Error) -> TokenStream {
         // The errors were reported above; this pass only recovers the usable values.
         let cx = Ctxt::new();
         let attr = EventAttr::from_attrs(&cx, &input.ident, &input.attrs);
+        let params = resolve_params(&cx, input, &attr);
         drop(cx.check());
-        tokens.extend(expand::impl_event(input, &attr));
+        tokens.extend(expand::impl_event(input, &attr, &params));
     }
     tokens
+}
+
+/// The fields that fill the key's placeholders, in order (none for a constant key).
+fn resolve_params(cx: &Ctxt, input: &DeriveInput, attr: &EventAttr) -> Vec<template::Param> {
+    attr.key
+        .as_ref()
+        .map(|template| template.resolve(cx, input))
+        .unwrap_or_default()
 }
 
 /// Records an error for generic types and unions.

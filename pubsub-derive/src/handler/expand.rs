@@ -204,7 +204,8 @@ fn pattern_check(
 ) -> TokenStream {
     let span = lit.span();
     let message = format!(
-        "handler `{fn_name}`: pattern {:?} can never match the key of its event type `{}`",
+        "handler `{fn_name}`: pattern {:?} can never match the key of its event type `{}` \
+         (a `{{parameter}}` of a key is one word)",
         lit.value(),
         type_name(event_ty),
     );

@@ -203,6 +203,7 @@ pub(super) fn message_size(message: &Message) -> usize {
     message.body.len()
         + headers
         + m.key.len()
+        + text(&m.event_type)
         + m.content_type.len()
         + text(&m.correlation_id)
         + text(&m.causation_id)

@@ -18,6 +18,21 @@ pub struct StockReserved {
     pub order_id: String,
 }
 
+/// Code changed in one session: a key with a parameter.
+#[derive(Debug, Clone, Serialize, Deserialize, Event)]
+#[event(key = "session.{session_id}.code_updated")]
+pub struct CodeUpdated {
+    /// Which session: a word of the routing key.
+    pub session_id: u64,
+}
+
+/// One session's updates.
+#[handler("session.42.code_updated")]
+pub async fn watch_42(event: CodeUpdated, ctx: Context) -> Result<(), HandlerError> {
+    let _ = (event.session_id, ctx.key_param(CodeUpdated::SESSION_ID.name()));
+    Ok(())
+}
+
 /// Typed handler with a context.
 #[handler]
 pub async fn reserve_stock(event: OrderCreated, ctx: Context) -> Result<(), HandlerError> {
