@@ -57,6 +57,11 @@ else
 fi
 echo "broker OK: AMQP $amqp_hostport, stream $RABBITMQ_STREAM_HOST:$RABBITMQ_STREAM_PORT, $ctl_note"
 
+step "browser: chromium and chromedriver for the chat example's browser test (installed if missing)"
+scripts/browser.sh || { echo "scripts/browser.sh failed (see above)" >&2; exit 1; }
+# the browser tests fail instead of skipping when chromium is missing (tests/chat/browser.rs)
+export PUBSUB_REQUIRE_BROWSER=1
+
 step "cargo fmt --all --check"
 cargo fmt --all --check
 

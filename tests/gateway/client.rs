@@ -1,72 +1,21 @@
-//! The gateway's clients: a WebSocket (tokio-tungstenite), a server-sent-events stream and
-//! `/health` (plain HTTP/1.0 over a `TcpStream`: the server then ends the body by closing,
-//! so there is no chunked encoding to undo).
+//! The gateway's clients: its WebSocket (`/ws`), its server-sent-events stream and
+//! `/health` (see `support::web`).
 
-use std::time::{Duration, Instant};
-
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// How long a client waits for anything before the test fails.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A WebSocket client of the gateway at `address`.
-pub(crate) struct Socket(WebSocketStream<MaybeTlsStream<TcpStream>>);
+use crate::support::web::get;
+pub(crate) use crate::support::web::{Socket, health, health_until};
 
 impl Socket {
     /// Connects to `ws://{address}/ws`.
     pub(crate) async fn open(address: &str) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
-            .await
-            .unwrap_or_else(|e| panic!("connecting to ws://{address}/ws: {e}"));
-        Self(socket)
-    }
-
-    /// Sends `text` as a text frame.
-    pub(crate) async fn send(&mut self, text: &str) {
-        self.send_frame(Frame::text(text)).await;
-    }
-
-    /// Sends `frame`.
-    pub(crate) async fn send_frame(&mut self, frame: Frame) {
-        self.0
-            .send(frame)
-            .await
-            .expect("the socket takes the frame");
-    }
-
-    /// The next text frame, as JSON; panics on anything else (a close, the end, a binary
-    /// frame) and after [`PATIENCE`].
-    pub(crate) async fn next(&mut self) -> Value {
-        loop {
-            let frame = tokio::time::timeout(PATIENCE, self.0.next())
-                .await
-                .unwrap_or_else(|_| panic!("no frame in {PATIENCE:?}"));
-            match frame {
-                Some(Ok(Frame::Text(text))) => {
-                    return serde_json::from_str(text.as_str())
-                        .unwrap_or_else(|e| panic!("the frame {text:?} is no JSON: {e}"));
-                }
-                Some(Ok(Frame::Ping(_) | Frame::Pong(_))) => {}
-                other => panic!("expected a text frame, got {other:?}"),
-            }
-        }
+        Self::connect(&format!("ws://{address}/ws")).await
     }
 
     /// Sends `text` and returns the next frame, which must be its answer.
     pub(crate) async fn ask(&mut self, text: &str) -> Value {
         self.send(text).await;
         self.next().await
-    }
-
-    /// Closes the socket and waits for the server's close.
-    pub(crate) async fn close(mut self) {
-        self.0.close(None).await.expect("the close frame goes out");
-        while let Some(Ok(_)) = self.0.next().await {}
     }
 }
 
@@ -104,33 +53,6 @@ pub(crate) async fn events(address: &str, text: &str) -> Vec<(String, Value)> {
     events
 }
 
-/// `GET /health`: the status code and the body.
-pub(crate) async fn health(address: &str) -> (u16, Value) {
-    let (status, _, body) = get(address, "/health").await;
-    let body = serde_json::from_str(&body).unwrap_or_else(|e| panic!("/health: {body:?}: {e}"));
-    (status, body)
-}
-
-/// Polls `/health` until `done` holds for it (every 20 ms, for [`PATIENCE`] at most).
-pub(crate) async fn health_until(
-    address: &str,
-    what: &str,
-    done: impl Fn(u16, &Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let (status, body) = health(address).await;
-        if done(status, &body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/health is not {what} after {PATIENCE:?}: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The counts of a `/health` body: `(active_websockets, pending_requests)`.
 pub(crate) fn counts(health: &Value) -> (u64, u64) {
     let count = |name: &str| {
@@ -139,36 +61,4 @@ pub(crate) fn counts(health: &Value) -> (u64, u64) {
             .unwrap_or_else(|| panic!("/health without {name}: {health}"))
     };
     (count("active_websockets"), count("pending_requests"))
-}
-
-/// An HTTP/1.0 GET of `path`: status, headers (lower case) and body, read to the end.
-async fn get(address: &str, path: &str) -> (u16, String, String) {
-    let exchange = async {
-        let mut stream = TcpStream::connect(address)
-            .await
-            .expect("the gateway answers");
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("the request goes out");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("a UTF-8 response");
-        response
-    };
-    let response = tokio::time::timeout(PATIENCE, exchange)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path}: no complete answer in {PATIENCE:?}"));
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("GET {path}: no header end in {response:?}"));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
-    (status, head.to_lowercase(), body.to_owned())
 }

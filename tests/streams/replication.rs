@@ -1,23 +1,20 @@
 //! The replication example (`examples/replication`) over RabbitMQ Streams, run as the
-//! processes a user runs (the binary `cargo test` builds, see `support::process`): a
+//! processes a user runs (the binary `cargo test` builds, see `support::example`): a
 //! producer appends changes, a consumer is SIGKILLed mid-run and started again, and its
 //! output shows every change applied at least once, each failing one in the error stream
 //! with its reason and original offset, and `--reset-offset 0` replaying them all. Its
 //! streams are named under a prefix of this run's, and deleted at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use pubsub::streams::{StreamConfig, StreamTransport};
 
-use crate::support::{self, process::ExampleProcess};
+use crate::support::{self, example::Example};
 
 /// Changes the producer appends.
 const CHANGES: u64 = 40;
 /// Every 5th change is marked to fail.
 const FAIL_EVERY: u64 = 5;
-/// How long a step may take (a stream connection on a loaded machine included).
-const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one consumer run printed, by change number.
 #[derive(Debug, Default)]
@@ -73,7 +70,7 @@ fn fails(n: u64) -> bool {
 /// Runs the example to its end with `args`; what it printed, after checking it succeeded.
 async fn run_to_end(prefix: &str, args: &[&str]) -> String {
     let args: Vec<&str> = ["--prefix", prefix].iter().chain(args).copied().collect();
-    let example = ExampleProcess::start("replication", "streams", &args, &[]);
+    let example = Example::spawn("replication", "streams", &args, &[]);
     let (status, output) = tokio::task::spawn_blocking(move || example.finish())
         .await
         .expect("waited for the example");
@@ -134,9 +131,9 @@ async fn the_replication_example_killed_mid_run_applies_every_change_and_its_res
 
     // 50 ms a change: killed after 8 of 40, mid-run
     let args = ["--prefix", &prefix, "--consume", "--apply-ms", "50"];
-    let mut consumer = ExampleProcess::start("replication", "streams", &args, &[]);
+    let mut consumer = Example::spawn("replication", "streams", &args, &[]);
     for _ in 0..8 {
-        consumer.wait_for("  applied ", STEP_TIMEOUT).await;
+        consumer.wait_for("  applied ").await;
     }
     let killed = consumer.kill();
     assert!(!killed.contains("stopped;"), "killed mid-run: {killed}");

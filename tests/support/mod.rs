@@ -8,7 +8,8 @@
 //! - [`amqp_config`] and [`stream_config`]: the transports' configuration from there;
 //! - [`namespace`]: names no other test or run uses;
 //! - [`logs`]: what a piece of code logs;
-//! - [`process`]: an example run as a child process, its output read as it comes;
+//! - [`example`]: an example of this package run as a child process; [`web`]: its
+//!   WebSocket and HTTP clients;
 //! - [`proxy`]: a TCP proxy to the broker that a test cuts, closes or black-holes;
 //! - [`counted`]: a counted run (every event published, confirmed, handled, duplicated);
 //! - [`one_at_a_time`]: turns for the tests that change the broker's state or load it
@@ -19,9 +20,10 @@
 
 pub(crate) mod broker;
 pub(crate) mod counted;
+pub(crate) mod example;
 pub(crate) mod logs;
-pub(crate) mod process;
 pub(crate) mod proxy;
+pub(crate) mod web;
 
 /// `{prefix}-` and 12 random hex digits: a name (of a service, exchange, stream) no other
 /// test or run uses. `scripts/test.sh` removes what runs left behind by prefix (`conf`,

@@ -1,19 +1,22 @@
-//! An example as a child process: the binary `cargo test` builds beside the test's
-//! (`target/debug/examples/NAME`), started with options and a transport, its stdout read
-//! line by line as it comes, and SIGKILLed when dropped, so that a failing test leaves
-//! nothing running. What it printed is shown when the test fails.
+//! An example of this package as a child process: the binary `cargo test` builds beside
+//! the test's (`target/debug/examples/{name}`), started with options, waited for until it
+//! says it is ready, and SIGKILLed when dropped, so that a failing test leaves nothing
+//! running. What it printed is shown when the test fails.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+/// How long a start may take (an AMQP connection on a loaded machine included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `target/debug/examples/{name}`, or a panic saying how to build it.
-pub(crate) fn example_binary(name: &str) -> PathBuf {
-    // a test is target/debug/deps/<test>-<hash>
+fn binary(name: &str) -> PathBuf {
+    // this test is target/debug/deps/{test}-<hash>
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile = exe
         .parent()
@@ -25,16 +28,16 @@ pub(crate) fn example_binary(name: &str) -> PathBuf {
     assert!(
         example.is_file(),
         "{} is missing: `cargo test --workspace --all-features` builds it with the tests, \
-         a run filtered with `--test` does not: `cargo build --all-features --example {name}` \
-         first",
+         a run filtered with `--test {name}` does not: `cargo build --example {name}` \
+         first, with the tests' features",
         example.display()
     );
     assert_fresh(&example, name);
     example
 }
 
-/// Panics if a source the example was built from (as its dep-info file `NAME.d` lists
-/// them) changed since: a run filtered with `--test` does not rebuild it.
+/// Panics if a source the example was built from (as its dep-info file `{name}.d` lists
+/// them) changed since: a run filtered with `--test {name}` does not rebuild it.
 fn assert_fresh(example: &Path, name: &str) {
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let built = modified(example).expect("the example's modification time");
@@ -51,15 +54,15 @@ fn assert_fresh(example: &Path, name: &str) {
         let changed = modified(Path::new(source)).is_some_and(|m| m > built);
         assert!(
             !changed,
-            "{} is older than {source}: `cargo build --all-features --example {name}` \
-             (`cargo test --workspace --all-features` builds it)",
+            "{} is older than {source}: `cargo build --example {name}` with the tests' \
+             features (`cargo test --workspace --all-features` builds it)",
             example.display()
         );
     }
 }
 
 /// A running example.
-pub(crate) struct ExampleProcess {
+pub(crate) struct Example {
     child: Child,
     /// Its stdout lines, as they come.
     lines: mpsc::UnboundedReceiver<String>,
@@ -70,12 +73,13 @@ pub(crate) struct ExampleProcess {
     what: String,
 }
 
-impl ExampleProcess {
-    /// Starts example `name` with `args` on `transport` (`PUBSUB_TRANSPORT`: `memory`,
-    /// `amqp`, `streams`) and these environment variables; returns once it runs.
-    pub(crate) fn start(name: &str, transport: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+impl Example {
+    /// Starts the example `name` with `args` and `env` on `transport` (`memory`, `amqp`,
+    /// `streams`); returns once it runs (it may not be ready yet: see
+    /// [`wait_for`](Self::wait_for)).
+    pub(crate) fn spawn(name: &str, transport: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let what = format!("{name} example {}", args.join(" "));
-        let mut child = Command::new(example_binary(name))
+        let mut child = Command::new(binary(name))
             .args(args)
             .env("PUBSUB_TRANSPORT", transport)
             .envs(env.iter().copied())
@@ -101,10 +105,26 @@ impl ExampleProcess {
         }
     }
 
-    /// The next stdout line starting with `prefix`, the lines before it passed over;
-    /// panics if the process ends first or none comes within `timeout`.
-    pub(crate) async fn wait_for(&mut self, prefix: &str, timeout: Duration) -> String {
-        let found = tokio::time::timeout(timeout, async {
+    /// Starts the example `name` with `--port 0` added, waits until it prints
+    /// `{name} listening on http://{host:port}`, and returns it with its `host:port`.
+    pub(crate) async fn listening(
+        name: &str,
+        transport: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Self, String) {
+        let args: Vec<&str> = args.iter().copied().chain(["--port", "0"]).collect();
+        let mut example = Self::spawn(name, transport, &args, env);
+        let listening = format!("{name} listening on http://");
+        let line = example.wait_for(&listening).await;
+        let address = line[listening.len()..].trim().to_owned();
+        (example, address)
+    }
+
+    /// The next stdout line starting with `prefix`; panics if the process ends first or
+    /// none comes in [`START_TIMEOUT`].
+    pub(crate) async fn wait_for(&mut self, prefix: &str) -> String {
+        let found = tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = self.lines.recv().await {
                 if line.starts_with(prefix) {
                     return Some(line);
@@ -122,7 +142,10 @@ impl ExampleProcess {
                     self.what
                 )
             }
-            Err(_) => panic!("the {} printed no {prefix:?} in {timeout:?}", self.what),
+            Err(_) => panic!(
+                "the {} printed no {prefix:?} in {START_TIMEOUT:?}",
+                self.what
+            ),
         }
     }
 
@@ -133,7 +156,7 @@ impl ExampleProcess {
     }
 
     /// Waits for it to end on its own; its exit status and everything it printed.
-    pub(crate) fn finish(mut self) -> (ExitStatus, String) {
+    pub(crate) fn finish(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("its exit status");
         (status, self.collect())
     }
@@ -154,7 +177,7 @@ impl ExampleProcess {
     }
 }
 
-impl Drop for ExampleProcess {
+impl Drop for Example {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() {
