@@ -142,7 +142,9 @@ impl Chat {
     /// Reads the stream of `room` from the oldest message it keeps, then live.
     pub(crate) async fn replay(&self, room: &str) -> pubsub::Result<EventStream<ChatMessage>> {
         self.bus
-            .subscribe_to::<ChatMessage>(self.stream(room), StartAt::First)
+            .subscribe::<ChatMessage>()
+            .stream(self.stream(room))
+            .start_at(StartAt::First)
             .await
     }
 }

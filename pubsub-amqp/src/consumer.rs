@@ -390,17 +390,13 @@ impl Consumer for AmqpConsumer {
         }
     }
 
-    async fn close(self: Box<Self>) -> Result<(), TransportError> {
+    async fn close(mut self: Box<Self>) -> Result<(), TransportError> {
         // unsettled deliveries go back to the queue with the channel
-        let Self {
-            deliveries,
-            mode,
-            mut task,
-            ..
-        } = *self;
-        mode.send_replace(Mode::Close);
-        drop(deliveries);
-        match tokio::time::timeout(STOP_WAIT, &mut task).await {
+        self.mode.send_replace(Mode::Close);
+        self.deliveries.close();
+        while self.deliveries.try_recv().is_ok() {}
+        let task = &mut self.task;
+        match tokio::time::timeout(STOP_WAIT, &mut *task).await {
             Ok(ended) => {
                 ended.map_err(|e| TransportError::other(format!("the consuming task failed: {e}")))
             }
@@ -413,5 +409,13 @@ impl Consumer for AmqpConsumer {
                 })
             }
         }
+    }
+}
+
+impl Drop for AmqpConsumer {
+    /// Dropped without `close` (an event stream dropped by its reader): its task closes
+    /// the channel, and a live subscription's auto-delete queue goes with it.
+    fn drop(&mut self) {
+        self.mode.send_replace(Mode::Close);
     }
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
-use pubsub_core::transport::{Source, Subscription};
+use pubsub_core::transport::{LiveSource, Source, Subscription};
 
 use crate::config::QueueType;
 
@@ -115,6 +115,7 @@ pub(crate) async fn declare(
     let patterns: &[String] = match &subscription.source {
         Source::Queue(queue) => &queue.patterns,
         Source::DeadLetters => &[],
+        Source::Live(live) => return declare_live(channel, config, live).await,
         _ => {
             return Err(AmqpError::Unsupported(
                 "stream subscriptions: use the Streams transport",
@@ -149,6 +150,29 @@ pub(crate) async fn declare(
         Source::DeadLetters => dlq,
         _ => service.to_owned(),
     })
+}
+
+/// A live subscription's private queue: classic, exclusive to the consuming connection and
+/// auto-delete (the broker removes it when its consumer's channel closes), bound to the
+/// subscription's patterns; nothing is dead-lettered from it.
+async fn declare_live(
+    channel: &Channel,
+    config: &AmqpConfig,
+    live: &LiveSource,
+) -> Result<String, AmqpError> {
+    declare_events_exchange(channel, &config.exchange).await?;
+    let options = QueueDeclareOptions {
+        durable: false,
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    let args = BTreeMap::from([(ShortString::from("x-queue-type"), text("classic"))]);
+    queue(channel, &live.queue, options, FieldTable::from(args)).await?;
+    for pattern in &live.patterns {
+        bind(channel, &live.queue, &config.exchange, pattern).await?;
+    }
+    Ok(live.queue.clone())
 }
 
 /// The service queue's arguments: its type, dead-letter exchange and the user's extras.

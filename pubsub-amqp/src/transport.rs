@@ -217,6 +217,10 @@ impl Transport for AmqpTransport {
     /// bindings from the events exchange that none of its patterns asks for any more
     /// ([`AmqpConfig::remove_stale_bindings`]).
     async fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        // a live subscription's exclusive queue is declared by its consumer, on its connection
+        if matches!(subscription.source, Source::Live(_)) {
+            return Ok(());
+        }
         self.declare_queue(subscription).await?;
         self.remove_stale_bindings(subscription).await;
         Ok(())
@@ -230,6 +234,7 @@ impl Transport for AmqpTransport {
         let link = Arc::clone(self.consuming().await?);
         let source = match &subscription.source {
             Source::DeadLetters => topology::dead_letter_queue(&subscription.service),
+            Source::Live(live) => live.queue.clone(),
             _ => subscription.service.clone(),
         };
         let health = Arc::new(Mutex::new(ConsumerHealth::new(

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::key_word::KeyWord;
 use crate::pattern::MAX_LEN;
 
 /// Why an event's routing key could not be made from its fields: nothing was published.
@@ -91,6 +92,81 @@ impl<E, T: ?Sized> fmt::Debug for KeyParam<E, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("KeyParam").field(&self.name).finish()
     }
+}
+
+/// A value for a [`KeyParam<E, T>`]: a `T` itself, or for a `String` parameter a `&str`
+/// too, so that `.param(Said::ROOM, "lobby")` and `.param(CodeUpdated::SESSION_ID, 42)`
+/// both read as they should (the literal `42` takes the parameter's type).
+pub trait ParamValue<T: ?Sized> {
+    /// The value's text, as it appears in the routing key.
+    fn param_word(&self) -> Cow<'_, str>;
+}
+
+impl<T: KeyWord> ParamValue<T> for T {
+    fn param_word(&self) -> Cow<'_, str> {
+        self.key_word()
+    }
+}
+
+impl ParamValue<String> for &str {
+    fn param_word(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl ParamValue<String> for &String {
+    fn param_word(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.as_str())
+    }
+}
+
+/// The pattern of `template` with the placeholders named in `params` filled by their
+/// values and the others `*`: what a subscription to some parameters binds
+/// (`session.{session_id}.code_updated` with `session_id = 42`: `session.42.code_updated`).
+/// A parameter given twice takes its last value.
+pub(crate) fn narrow(
+    template: &'static str,
+    params: &[(&'static str, String)],
+) -> Result<String, KeyError> {
+    let mut pattern = String::with_capacity(template.len());
+    for (i, word) in template.split('.').enumerate() {
+        if i > 0 {
+            pattern.push('.');
+        }
+        let Some(param) = placeholder(word) else {
+            pattern.push_str(word);
+            continue;
+        };
+        match params.iter().rev().find(|(name, _)| *name == param) {
+            Some((_, value)) => {
+                check_value(value).map_err(|reason| KeyError {
+                    key_template: template,
+                    param,
+                    value: value.clone(),
+                    reason,
+                })?;
+                pattern.push_str(value);
+            }
+            None => pattern.push('*'),
+        }
+    }
+    if pattern.len() > MAX_LEN {
+        let (param, value) = params.last().cloned().unwrap_or_default();
+        return Err(KeyError {
+            key_template: template,
+            param,
+            value,
+            reason: "makes the key longer than 255 bytes, the AMQP limit",
+        });
+    }
+    Ok(pattern)
+}
+
+/// The value of the first placeholder of `template` in `key`: the partition key of an
+/// event with parameters on a super stream (all events of one entity in one partition).
+pub(crate) fn first_param<'k>(template: &str, key: &'k str) -> Option<&'k str> {
+    let name = template.split('.').find_map(placeholder)?;
+    param_of(template, key, name)
 }
 
 /// The name of the placeholder `word` is (`{session_id}` → `session_id`), if it is one.
@@ -211,6 +287,29 @@ mod tests {
         assert!(error.reason.contains("255 bytes"), "{error}");
         let longest_fitting = "u".repeat(255 - "session.42.code.".len());
         assert!(filled(&["42", &longest_fitting]).is_ok());
+    }
+
+    #[test]
+    fn narrowing_fills_the_given_params_and_stars_the_rest() {
+        let session = [("session_id", "42".to_owned())];
+        assert_eq!(narrow(TEMPLATE, &session).unwrap(), "session.42.code.*");
+        assert_eq!(narrow(TEMPLATE, &[]).unwrap(), "session.*.code.*");
+        let both = [
+            ("user", "ann".to_owned()),
+            ("session_id", "1".to_owned()),
+            ("session_id", "2".to_owned()),
+        ];
+        assert_eq!(narrow(TEMPLATE, &both).unwrap(), "session.2.code.ann");
+        let error = narrow(TEMPLATE, &[("user", "a.b".to_owned())]).unwrap_err();
+        assert_eq!((error.param, error.value.as_str()), ("user", "a.b"));
+        let long = [("user", "u".repeat(250))];
+        assert!(narrow(TEMPLATE, &long).unwrap_err().reason.contains("255"));
+    }
+
+    #[test]
+    fn the_first_param_is_the_partition_key() {
+        assert_eq!(first_param(TEMPLATE, "session.42.code.ann"), Some("42"));
+        assert_eq!(first_param("order.created", "order.created"), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod unassigned;
 pub mod __private;
 
 pub use builder::BusBuilder;
-pub use bus::{Bus, RequestCall, ShutdownSignal, StopSignal, shutdown_signal};
+pub use bus::{Bus, RequestCall, ShutdownSignal, StopSignal, SubscribeCall, shutdown_signal};
 pub use context::Context;
 pub use dispatch::Isolation;
 pub use error::{Error, Result};
@@ -84,7 +84,7 @@ pub use event::Event;
 pub use handler::Handler;
 pub use handler_error::{HandlerError, HandlerErrorKind, HandlerResultExt};
 pub use handler_input::RawEvent;
-pub use key_template::{KeyError, KeyParam};
+pub use key_template::{KeyError, KeyParam, ParamValue};
 pub use key_word::KeyWord;
 pub use memory::MemoryTransport;
 pub use metadata::{Message, Metadata};

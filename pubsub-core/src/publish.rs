@@ -108,7 +108,7 @@ impl PublishOptions {
     /// let chat = Bus::publisher("chat", MemoryTransport::stream_backed());
     /// let to_room = PublishOptions::new().to_stream("chat_room_1");
     /// chat.publish_with(&Said { text: "hi".into() }, to_room).await?;
-    /// let mut room = chat.subscribe_to::<Said>("chat_room_1", StartAt::First).await?;
+    /// let mut room = chat.subscribe::<Said>().stream("chat_room_1").start_at(StartAt::First).await?;
     /// let said = room.next().await.expect("one event")?;
     /// assert_eq!((said.event.text.as_str(), said.stream.as_str()), ("hi", "chat_room_1"));
     /// # Ok(())

@@ -14,6 +14,9 @@ mod sessions;
 // not in `support`: its event would be a domain of every binary's (streams read them all)
 #[path = "../support/pings.rs"]
 mod pings;
+// per-entity subscriptions, shared with the memory and Streams binaries
+#[path = "../support/desks.rs"]
+mod desks;
 
 mod bindings;
 mod broker;
@@ -28,3 +31,4 @@ mod requests;
 mod router;
 mod runtime_end;
 mod shared;
+mod subscriptions;

@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 // not in `support`: its event would be a domain of every binary's (streams read them all)
+#[path = "../support/desks.rs"]
+mod desks;
 #[path = "../support/pings.rs"]
 mod pings;
 
@@ -26,4 +28,5 @@ mod shutdown;
 mod stray_patterns;
 mod stream_offset;
 mod streams;
+mod subscriptions;
 mod transport;

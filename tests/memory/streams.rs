@@ -245,7 +245,11 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
     bad.metadata.id = pubsub::Uuid::now_v7();
     bus.publish_message(bad.clone()).await.unwrap();
     bus.publish(&Posted { n: 2 }).await.unwrap();
-    let mut posted = bus.subscribe::<Posted>(StartAt::First).await.unwrap();
+    let mut posted = bus
+        .subscribe::<Posted>()
+        .start_at(StartAt::First)
+        .await
+        .unwrap();
     assert_eq!(posted.stream(), "events.ledger");
     let first = item(&mut posted).await.unwrap();
     assert_eq!((first.event.n, first.offset), (1, Some(0)));
@@ -258,14 +262,28 @@ async fn an_event_stream_yields_its_type_passes_over_others_and_reports_bad_inpu
     let second = item(&mut posted).await.unwrap();
     assert_eq!((second.event.n, second.offset), (2, Some(3)));
     // from an absolute offset, and only what comes next
-    let mut from_three = bus.subscribe::<Posted>(StartAt::Offset(3)).await.unwrap();
+    let mut from_three = bus
+        .subscribe::<Posted>()
+        .start_at(StartAt::Offset(3))
+        .await
+        .unwrap();
     assert_eq!(item(&mut from_three).await.unwrap().event.n, 2);
-    let mut closed = bus.subscribe::<Closed>(StartAt::Next).await.unwrap();
+    let mut closed = bus
+        .subscribe::<Closed>()
+        .start_at(StartAt::Next)
+        .await
+        .unwrap();
     bus.publish(&Closed { day: 2 }).await.unwrap();
     assert_eq!(item(&mut closed).await.unwrap().event.day, 2);
     // on a queue transport there is no stream to read
     let queues = Bus::publisher("clerk", MemoryTransport::new());
-    assert!(queues.subscribe::<Posted>(StartAt::First).await.is_err());
+    assert!(
+        queues
+            .subscribe::<Posted>()
+            .start_at(StartAt::First)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -341,7 +359,12 @@ async fn a_super_stream_keeps_each_key_in_one_partition_and_an_offset_per_partit
         "only the new events: {seen:?}"
     );
     // iterating the super stream reads every partition
-    let mut all = h.bus().subscribe::<Posted>(StartAt::First).await.unwrap();
+    let mut all = h
+        .bus()
+        .subscribe::<Posted>()
+        .start_at(StartAt::First)
+        .await
+        .unwrap();
     let mut read = Vec::new();
     for _ in 0..36 {
         read.push(item(&mut all).await.unwrap().event.n);
@@ -506,7 +529,9 @@ async fn a_typed_event_published_to_a_named_stream_lands_there() {
         broker.stream_names()
     );
     let mut room = chat
-        .subscribe_to::<Posted>("ledger_room_1", StartAt::First)
+        .subscribe::<Posted>()
+        .stream("ledger_room_1")
+        .start_at(StartAt::First)
         .await
         .expect("reading the named stream");
     let read = room.next().await.expect("one event").expect("decodes");
@@ -568,7 +593,7 @@ async fn a_stored_offset_overrides_the_start_position_with_a_note_and_a_reset_mo
     );
 }
 
-/// A reader that only iterates a stream (`Bus::subscribe_to`) creates nothing but the
+/// A reader that only iterates a stream (`Bus::subscribe` with `.stream(..)`) creates nothing but the
 /// stream it reads: no error stream of its service, which it would never use.
 #[tokio::test]
 async fn an_anonymous_reader_creates_no_error_stream() {
@@ -576,7 +601,9 @@ async fn an_anonymous_reader_creates_no_error_stream() {
     let bus = Bus::publisher("reader", broker.clone());
     bus.publish(&Posted { n: 1 }).await.unwrap();
     let mut posted = bus
-        .subscribe_to::<Posted>("events.ledger", StartAt::First)
+        .subscribe::<Posted>()
+        .stream("events.ledger")
+        .start_at(StartAt::First)
         .await
         .unwrap();
     assert_eq!(item(&mut posted).await.unwrap().event.n, 1);

@@ -275,7 +275,9 @@ async fn a_typed_event_published_to_a_named_stream_reads_back_from_it() {
         .await
         .expect("published to the room");
     let mut events = chat
-        .subscribe_to::<Said>(&room, pubsub::stream::StartAt::First)
+        .subscribe::<Said>()
+        .stream(&room)
+        .start_at(pubsub::stream::StartAt::First)
         .await
         .expect("reading the room");
     let read = tokio::time::timeout(Duration::from_secs(10), events.next())

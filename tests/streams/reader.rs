@@ -14,7 +14,7 @@ struct Noted {
     n: u32,
 }
 
-/// `Bus::subscribe_to` reads the stream, and leaves no error stream of its service.
+/// `Bus::subscribe` with `.stream(..)` reads the stream, and leaves no error stream of its service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_to_creates_no_error_stream() {
     let Some(config) = support::stream_config() else {
@@ -32,7 +32,9 @@ async fn subscribe_to_creates_no_error_stream() {
     .await
     .expect("published");
     let mut events = bus
-        .subscribe_to::<Noted>(&stream, pubsub::stream::StartAt::First)
+        .subscribe::<Noted>()
+        .stream(&stream)
+        .start_at(pubsub::stream::StartAt::First)
         .await
         .expect("reading");
     let read = tokio::time::timeout(Duration::from_secs(10), events.next())

@@ -6,10 +6,12 @@ mod intake;
 mod request;
 mod run;
 mod signal;
+mod subscribe;
 
 pub(crate) use intake::Intake;
 pub use request::RequestCall;
 pub use signal::{ShutdownSignal, StopSignal, shutdown_signal};
+pub use subscribe::SubscribeCall;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

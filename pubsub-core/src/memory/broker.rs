@@ -11,7 +11,7 @@ use super::streams::StreamBroker;
 use super::sync::lock;
 use crate::metadata::Message;
 use crate::stream::{Retention, StreamNaming};
-use crate::transport::{Consumer, Destination, Subscription, TransportError};
+use crate::transport::{Consumer, Destination, Source, Subscription, TransportError};
 
 /// Which of the two brokers a transport reaches, as the RabbitMQ transports do: the queues
 /// (topic publishes go to the queues bound to their key, as on the AMQP transport), or the
@@ -67,7 +67,11 @@ impl Broker {
     }
 
     /// Declares what a subscription reads, on the broker that has it.
+    /// A live subscription's queue is made by its consumer alone, and goes with it.
     pub(super) fn declare(&self, subscription: &Subscription) -> Result<(), TransportError> {
+        if matches!(subscription.source, Source::Live(_)) {
+            return Ok(());
+        }
         match self.topics {
             Topics::Streams => self.streams.declare_subscription(subscription),
             Topics::Queues => self.queues.declare(subscription).map(drop),

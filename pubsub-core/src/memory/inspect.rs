@@ -147,6 +147,40 @@ impl MemoryTransport {
             .await
             .map_err(|_| Error::Timeout(timeout, "the in-memory broker did not become idle".into()))
     }
+
+    /// The names of the queues, sorted: the services' queues, and the private queues of the
+    /// live subscriptions open now ([`Bus::subscribe`](crate::Bus::subscribe)), which go
+    /// when their stream is dropped.
+    ///
+    /// ```
+    /// use pubsub::prelude::*;
+    /// # #[derive(Debug, Clone, Serialize, Deserialize, Event)]
+    /// # #[event(domain = "order", action = "created")]
+    /// # struct OrderCreated { id: u32 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> pubsub::Result<()> {
+    /// let transport = MemoryTransport::new();
+    /// let bus = Bus::publisher("shop", transport.clone());
+    /// let orders = bus.subscribe::<OrderCreated>().await?;
+    /// assert_eq!(transport.queue_names(), [orders.stream()]);
+    /// drop(orders);
+    /// assert!(transport.queue_names().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .broker
+            .queues
+            .topology()
+            .queues
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The names of the streams, sorted.
     pub fn stream_names(&self) -> Vec<String> {
         self.broker.streams.names()

@@ -9,15 +9,15 @@
 
 mod consumption;
 mod error_stream;
+mod event_stream;
 mod naming;
 mod partition;
 mod retention;
-mod subscribe;
 
 pub use consumption::StreamConsumption;
 pub use error_stream::ErrorStreamEntry;
+pub use event_stream::{EventStream, StreamedEvent};
 pub use naming::{DEFAULT_STREAM_PREFIX, StreamNaming, UnmappedPattern};
 pub use retention::Retention;
-pub use subscribe::{EventStream, StreamedEvent};
 
 pub use crate::transport::subscription::{StartAt, StoreOffsets};

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::partition::{partition_name, partition_of};
+use crate::key_template::first_param;
 use crate::metadata::Metadata;
 use crate::transport::TransportError;
 
@@ -34,9 +35,12 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 /// **Super streams**: [`super_stream`](Self::super_stream) makes a domain's stream a super
 /// stream of N partitions `{stream}-0` … `{stream}-(N-1)`. An event goes to the partition
 /// its partition key hashes to ([`PublishOptions::partition_key`](crate::PublishOptions::partition_key);
-/// without one, its correlation id, else its id), by RabbitMQ's hash routing (MurmurHash3,
-/// seed 104729, modulo N), so the events of one key stay in order in one partition. A
-/// service reads every partition, each with its own stored offset.
+/// without one, the value of its key's first parameter, else its correlation id, else its
+/// id: [`default_partition_key`](Self::default_partition_key)), by RabbitMQ's hash routing
+/// (MurmurHash3, seed 104729, modulo N), so the events of one key stay in order in one
+/// partition. A service reads every partition, each with its own stored offset; a
+/// subscription to one entity ([`Bus::subscribe`](crate::Bus::subscribe) with its first
+/// parameter) reads only that entity's partition.
 ///
 /// ```
 /// use pubsub::stream::StreamNaming;
@@ -106,8 +110,9 @@ impl StreamNaming {
     }
 
     /// Where a publish to `stream` is appended: `stream` itself, or for a super stream the
-    /// partition of `partition_key` (without one, of the message's conversation: its
-    /// correlation id, or its own id), so that one key's events stay in order.
+    /// partition of `partition_key` (without one, of
+    /// [`default_partition_key`](Self::default_partition_key)), so that one key's events
+    /// stay in order.
     ///
     /// # Errors
     /// A partition key for a stream that is not a super stream.
@@ -133,11 +138,32 @@ impl StreamNaming {
                 "stream {stream} is not a super stream, but the publish has a partition key \
                  (StreamNaming::super_stream makes it one)"
             ))),
-            (true, key) => {
-                let key = key.unwrap_or_else(|| metadata.correlation_or_id());
+            (true, Some(key)) => Ok(self.partition_for(&stream, &key).unwrap_or(stream)),
+            (true, None) => {
+                let key = Self::default_partition_key(metadata);
                 Ok(self.partition_for(&stream, &key).unwrap_or(stream))
             }
         }
+    }
+
+    /// What a message is partitioned by when its publisher named no partition key: for an
+    /// event whose key has parameters, the value of its first one (`42` for
+    /// `session.42.code_updated` of `session.{session_id}.code_updated`), so that the events
+    /// of one entity stay in order in one partition; else its conversation (correlation
+    /// id, or its own id).
+    ///
+    /// ```
+    /// use pubsub::{Metadata, stream::StreamNaming};
+    /// let mut metadata = Metadata::new("session.42.code_updated");
+    /// metadata.event_type = Some("session.{session_id}.code_updated".into());
+    /// assert_eq!(StreamNaming::default_partition_key(&metadata), "42");
+    /// ```
+    pub fn default_partition_key(metadata: &Metadata) -> String {
+        metadata
+            .event_type
+            .as_deref()
+            .and_then(|template| first_param(template, &metadata.key))
+            .map_or_else(|| metadata.correlation_or_id(), str::to_owned)
     }
 
     /// The prefix (without its dot).

@@ -40,6 +40,20 @@ pub enum Source {
     /// The service's dead-letter queue: what its handlers gave up on, each message with
     /// its reason and failed handlers, for a repair or alerting consumer.
     DeadLetters,
+    /// A private queue of this consumer alone, bound to patterns: the events published
+    /// while it exists, and nothing is dead-lettered. It is removed when the consumer is
+    /// dropped or closed ([`Bus::subscribe`](crate::Bus::subscribe) on a queue transport).
+    Live(LiveSource),
+}
+
+/// A consumer's private queue: on AMQP an exclusive, auto-delete classic queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LiveSource {
+    /// The queue's name, unique to this subscription (`{service}.live.{id}`).
+    pub queue: String,
+    /// Topic patterns the queue is bound with.
+    pub patterns: Vec<String>,
 }
 
 /// A service queue.
@@ -66,6 +80,11 @@ pub struct StreamSource {
     /// When the consumer stores its offset (named after the service); with
     /// [`StoreOffsets::Never`] it is anonymous: it neither reads nor stores one.
     pub store: StoreOffsets,
+    /// When not empty, only the messages whose routing key (the instance key, e.g.
+    /// `session.42.code_updated`) is one of these are delivered. A transport may ask the
+    /// broker to skip what cannot hold them (RabbitMQ's stream filtering, which is
+    /// probabilistic), and checks every message exactly before it delivers it.
+    pub only_keys: Vec<String>,
 }
 
 impl StreamSource {
@@ -78,7 +97,25 @@ impl StreamSource {
             single_active: false,
             super_stream: false,
             store: StoreOffsets::default(),
+            only_keys: Vec::new(),
         }
+    }
+
+    /// Delivers only the messages whose routing key is one of `keys` (see
+    /// [`only_keys`](Self::only_keys)).
+    #[must_use]
+    pub fn only_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether a message with routing key `key` passes [`only_keys`](Self::only_keys).
+    pub fn wants_key(&self, key: &str) -> bool {
+        self.only_keys.is_empty() || self.only_keys.iter().any(|k| k == key)
     }
 
     /// Where the consumer starts when it has no stored offset.
@@ -244,6 +281,41 @@ impl Subscription {
         }
     }
 
+    /// A private queue for `service`, bound to `patterns`, prefetch 100: a consumer of it
+    /// gets the events published while it exists, and the queue is removed when the
+    /// consumer is dropped or closed. Its name is `{service}.live.{id}`, unique.
+    ///
+    /// ```
+    /// use pubsub::transport::Subscription;
+    /// let live = Subscription::live("gateway", ["session.42.code_updated"]);
+    /// assert_eq!(live.patterns(), ["session.42.code_updated"]);
+    /// assert!(live.queue_name().is_some_and(|q| q.starts_with("gateway.live.")));
+    /// ```
+    pub fn live<I, S>(service: impl Into<String>, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let service = service.into();
+        let queue = format!("{service}.live.{}", uuid::Uuid::now_v7().simple());
+        Self {
+            service,
+            source: Source::Live(LiveSource {
+                queue,
+                patterns: patterns.into_iter().map(Into::into).collect(),
+            }),
+            prefetch: 100,
+        }
+    }
+
+    /// The name of a live subscription's private queue (`None` for any other).
+    pub fn queue_name(&self) -> Option<&str> {
+        match &self.source {
+            Source::Live(live) => Some(&live.queue),
+            _ => None,
+        }
+    }
+
     /// The stream `source` names, read by the consumer named after `service`; prefetch
     /// 100. A stream's name alone reads it from [`StartAt::Next`] when no offset is
     /// stored; a [`StreamSource`] says more.
@@ -266,14 +338,15 @@ impl Subscription {
     pub fn stream_source(&self) -> Option<&StreamSource> {
         match &self.source {
             Source::Stream(stream) => Some(stream),
-            Source::Queue(_) | Source::DeadLetters => None,
+            Source::Queue(_) | Source::DeadLetters | Source::Live(_) => None,
         }
     }
 
-    /// The patterns a queue subscription is bound with (empty for a stream).
+    /// The patterns a queue or live subscription is bound with (empty for a stream).
     pub fn patterns(&self) -> &[String] {
         match &self.source {
             Source::Queue(queue) => &queue.patterns,
+            Source::Live(live) => &live.patterns,
             Source::Stream(_) | Source::DeadLetters => &[],
         }
     }

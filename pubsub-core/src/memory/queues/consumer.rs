@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::TopologyCell;
 use super::queue::{Queue, Take};
 use crate::memory::connection::Connection;
 use crate::transport::TransportError;
@@ -14,6 +15,8 @@ pub(super) struct MemoryConsumer {
     pub(super) queue: Arc<Queue>,
     pub(super) id: u64,
     pub(super) connection: Arc<Connection>,
+    /// A live subscription's queue goes with its consumer.
+    pub(super) removes: Option<Arc<TopologyCell>>,
 }
 
 impl MemoryConsumer {
@@ -80,6 +83,9 @@ impl Consumer for MemoryConsumer {
 impl Drop for MemoryConsumer {
     fn drop(&mut self) {
         self.queue.remove_consumer(self.id);
+        if let Some(topology) = &self.removes {
+            topology.remove(&self.queue.name);
+        }
     }
 }
 

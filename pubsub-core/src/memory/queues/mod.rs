@@ -31,13 +31,52 @@ pub(super) struct QueueBroker {
     replies: Mutex<HashMap<String, Arc<ReplyInbox>>>,
     /// Replies no request waited for.
     dropped_replies: AtomicU64,
-    topology: RwLock<Arc<Topology>>,
-    /// Serialises topology changes.
-    declare: Mutex<()>,
+    /// Shared with the consumers of live queues, which remove theirs when dropped.
+    topology: Arc<TopologyCell>,
     signal: Arc<BrokerSignal>,
     /// Publishes no queue was bound for.
     unroutable: AtomicU64,
     next_consumer: AtomicU64,
+}
+
+/// The current topology, and the lock that serialises its changes.
+#[derive(Default)]
+pub(super) struct TopologyCell {
+    current: RwLock<Arc<Topology>>,
+    declare: Mutex<()>,
+}
+
+impl TopologyCell {
+    fn get(&self) -> Arc<Topology> {
+        Arc::clone(&read(&self.current))
+    }
+
+    /// Replaces the topology with `change` applied to its queues and bindings.
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut HashMap<String, Arc<Queue>>, &mut Vec<(Pattern, Arc<Queue>)>) -> T,
+    ) -> T {
+        let _serial = lock(&self.declare);
+        let current = self.get();
+        let mut queues = current.queues.clone();
+        let mut bindings = current.bindings.clone();
+        let changed = change(&mut queues, &mut bindings);
+        let router = Router::new(bindings.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+        *write(&self.current) = Arc::new(Topology {
+            queues,
+            bindings,
+            router,
+        });
+        changed
+    }
+
+    /// Removes the queue `name` and its bindings (a live queue whose consumer went).
+    pub(super) fn remove(&self, name: &str) {
+        self.change(|queues, bindings| {
+            queues.remove(name);
+            bindings.retain(|(_, queue)| queue.name != name);
+        });
+    }
 }
 
 /// The queues and bindings at one moment: replaced whole on every change, so that routing
@@ -59,7 +98,7 @@ impl QueueBroker {
     }
 
     pub(super) fn topology(&self) -> Arc<Topology> {
-        Arc::clone(&read(&self.topology))
+        self.topology.get()
     }
 
     pub(super) fn queue(&self, name: &str) -> Option<Arc<Queue>> {
@@ -129,14 +168,18 @@ impl QueueBroker {
     }
 
     /// Declares what `subscription` needs; returns the queue to consume: the service's
-    /// queue, or its dead-letter queue.
+    /// queue, its dead-letter queue, or a live subscription's private queue.
     pub(super) fn declare(
         &self,
         subscription: &Subscription,
     ) -> Result<Arc<Queue>, TransportError> {
-        let patterns: &[String] = match &subscription.source {
+        let patterns = match &subscription.source {
             Source::Queue(source) => &source.patterns,
-            Source::DeadLetters => &[],
+            Source::DeadLetters => &Vec::new(),
+            Source::Live(live) => {
+                let queue = Queue::live(live.queue.clone(), Arc::clone(&self.signal));
+                return self.declare_queue(&live.queue, &live.patterns, || queue);
+            }
             Source::Stream(_) => {
                 return Err(TransportError::Unsupported {
                     what: "stream subscriptions (use MemoryTransport::stream_backed())",
@@ -144,14 +187,18 @@ impl QueueBroker {
                 });
             }
         };
-        let queue = self.declare_service_queue(&subscription.service, patterns)?;
+        let service = &subscription.service;
+        let queue = self.declare_queue(service, patterns, || {
+            Queue::service(service.clone(), Arc::clone(&self.signal), self.max_length)
+        })?;
         match (&subscription.source, &queue.dead_letters) {
             (Source::DeadLetters, Some(dlq)) => Ok(Arc::clone(dlq)),
             _ => Ok(queue),
         }
     }
 
-    /// Consumes the queue `subscription` names, on `connection`.
+    /// Consumes the queue `subscription` names, on `connection`; a live subscription's
+    /// queue is removed when the consumer is dropped.
     pub(super) fn consume(
         &self,
         subscription: &Subscription,
@@ -161,10 +208,12 @@ impl QueueBroker {
         let id = self.next_consumer.fetch_add(1, Ordering::Relaxed);
         queue.add_consumer(id, usize::from(subscription.prefetch));
         connection.opened_consumer(&queue, id);
+        let live = matches!(subscription.source, Source::Live(_));
         Ok(Box::new(MemoryConsumer {
             queue,
             id,
             connection: Arc::clone(connection),
+            removes: live.then(|| Arc::clone(&self.topology)),
         }))
     }
 
@@ -176,10 +225,12 @@ impl QueueBroker {
             .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
     }
 
-    fn declare_service_queue(
+    /// Declares the queue `name` (made by `make` if new) bound to `patterns`.
+    fn declare_queue(
         &self,
-        service: &str,
+        name: &str,
         patterns: &[String],
+        make: impl FnOnce() -> Queue,
     ) -> Result<Arc<Queue>, TransportError> {
         let patterns = patterns
             .iter()
@@ -189,31 +240,21 @@ impl QueueBroker {
                 message: e.to_string(),
                 source: Some(Arc::new(e)),
             })?;
-        let _serial = lock(&self.declare);
-        let current = self.topology();
-        let mut queues = current.queues.clone();
-        let queue = Arc::clone(queues.entry(service.to_owned()).or_insert_with(|| {
-            Arc::new(Queue::service(
-                service.to_owned(),
-                Arc::clone(&self.signal),
-                self.max_length,
-            ))
-        }));
-        let mut bindings = current.bindings.clone();
-        for pattern in patterns {
-            let bound = bindings
-                .iter()
-                .any(|(p, q)| *p == pattern && Arc::ptr_eq(q, &queue));
-            if !bound {
-                bindings.push((pattern, Arc::clone(&queue)));
+        Ok(self.topology.change(|queues, bindings| {
+            let queue = Arc::clone(
+                queues
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Arc::new(make())),
+            );
+            for pattern in patterns {
+                let bound = bindings
+                    .iter()
+                    .any(|(p, q)| *p == pattern && Arc::ptr_eq(q, &queue));
+                if !bound {
+                    bindings.push((pattern, Arc::clone(&queue)));
+                }
             }
-        }
-        let router = Router::new(bindings.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
-        *write(&self.topology) = Arc::new(Topology {
-            queues,
-            bindings,
-            router,
-        });
-        Ok(queue)
+            queue
+        }))
     }
 }

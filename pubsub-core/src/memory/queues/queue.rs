@@ -138,6 +138,11 @@ impl Queue {
         Self::new(name, signal, max_length, Some(Arc::new(dlq)))
     }
 
+    /// A live subscription's private queue: no dead letters, no length limit.
+    pub(crate) fn live(name: String, signal: Arc<BrokerSignal>) -> Self {
+        Self::new(name, signal, None, None)
+    }
+
     fn new(
         name: String,
         signal: Arc<BrokerSignal>,

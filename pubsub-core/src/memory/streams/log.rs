@@ -50,6 +50,9 @@ struct Reader {
     in_flight: usize,
     /// Where it reads next ([`OffsetCommits::next`]) and what it stores.
     commits: OffsetCommits,
+    /// What it reads: the messages with these keys ([`StreamSource::only_keys`]); all
+    /// when empty. The others are passed over in the broker, as settled.
+    source: StreamSource,
 }
 
 /// What a reader gets from [`Log::read`].
@@ -148,6 +151,7 @@ impl Log {
                 prefetch: prefetch.max(1),
                 in_flight: 0,
                 commits: OffsetCommits::new(source.store, first),
+                source: source.clone(),
             },
         );
         drop(state);
@@ -161,7 +165,8 @@ impl Log {
 
     /// [`read`](Self::read) at `now`, as far as age retention is concerned.
     fn read_at(&self, id: u64, now: SystemTime) -> Read {
-        let mut state = self.lock_at(now);
+        let mut guard = self.lock_at(now);
+        let state = &mut *guard;
         let (first, end) = (state.entries.first(), state.end());
         let Some(reader) = state.readers.get_mut(&id) else {
             return Read::Cancelled;
@@ -182,17 +187,26 @@ impl Log {
             );
             offset = first;
         }
-        if offset >= end {
-            return Read::Wait;
-        }
-        reader.commits.admit(offset);
-        reader.in_flight += 1;
-        match state.entries.get(offset) {
-            Some(entry) => Read::Message {
-                message: Arc::clone(&entry.message),
-                offset,
-            },
-            None => Read::Wait,
+        loop {
+            if offset >= end {
+                return Read::Wait;
+            }
+            reader.commits.admit(offset);
+            let Some(entry) = state.entries.get(offset) else {
+                return Read::Wait;
+            };
+            if reader.source.wants_key(&entry.message.metadata.key) {
+                reader.in_flight += 1;
+                return Read::Message {
+                    message: Arc::clone(&entry.message),
+                    offset,
+                };
+            }
+            // filtered in the broker: passed over as if handled
+            if let Some(store) = reader.commits.settled(offset, Instant::now()) {
+                state.offsets.insert(reader.name.clone(), store);
+            }
+            offset += 1;
         }
     }
 

@@ -141,7 +141,7 @@ impl StreamBroker {
     fn declare<'s>(&self, subscription: &'s Subscription) -> Result<Declared<'s>, TransportError> {
         let source = match &subscription.source {
             Source::Stream(source) => source,
-            Source::Queue(_) | Source::DeadLetters => {
+            Source::Queue(_) | Source::DeadLetters | Source::Live(_) => {
                 return Err(TransportError::Unsupported {
                     what: "queues on a stream-backed broker (read the error stream as a stream instead of the dead-letter queue)",
                     transport: "memory-streams",
