@@ -194,6 +194,12 @@ pub struct ConsumerHealth {
     pub stuck_settlements: u64,
     /// When the oldest settlement under way started.
     pub oldest_settlement: Option<SystemTime>,
+    /// Messages the broker sent it (where the transport counts them: stream consumers).
+    pub received: u64,
+    /// Of those, how many it passed over because their key is not one its subscription
+    /// reads ([`StreamSource::only_keys`](crate::transport::StreamSource::only_keys)): what
+    /// the broker's probabilistic filter let through.
+    pub passed_over: u64,
 }
 
 impl ConsumerHealth {
@@ -208,6 +214,8 @@ impl ConsumerHealth {
             settling: 0,
             stuck_settlements: 0,
             oldest_settlement: None,
+            received: 0,
+            passed_over: 0,
         }
     }
 

@@ -107,6 +107,19 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
         .build()
 }
 
+/// The filter value of a stream message (RabbitMQ's stream filtering, 3.13+): its routing
+/// key, `x-event-key` or else `subject`, so that a reader of one entity
+/// ([`StreamSource::only_keys`](pubsub_core::transport::StreamSource::only_keys)) is sent
+/// only the chunks that may hold its key.
+pub(crate) fn filter_value(wire: &WireMessage) -> String {
+    let key = wire
+        .application_properties()
+        .and_then(|p| p.get(KEY))
+        .and_then(text);
+    key.or_else(|| wire.properties().and_then(|p| p.subject.clone()))
+        .unwrap_or_default()
+}
+
 /// The message read at `offset` of `stream`.
 pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Message {
     let properties = wire.properties();

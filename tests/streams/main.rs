@@ -11,6 +11,9 @@ mod support;
 // an event with a key parameter and its handlers (a domain of this binary's only)
 #[path = "../support/sessions.rs"]
 mod sessions;
+// per-entity subscriptions, shared with the memory and AMQP binaries
+#[path = "../support/desks.rs"]
+mod desks;
 
 mod broker;
 mod conformance;
@@ -23,3 +26,4 @@ mod publish;
 mod reader;
 mod replication;
 mod restart;
+mod subscriptions;

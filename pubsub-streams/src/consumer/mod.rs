@@ -286,6 +286,20 @@ impl Consumer for StreamConsumer {
                 &self.offsets.stream,
                 offset,
             ));
+            // the broker's filter is probabilistic: the exact check is here
+            let wanted = self.source.wants_key(&message.metadata.key);
+            {
+                let mut health = lock(&self.health);
+                health.received += 1;
+                health.passed_over += u64::from(!wanted);
+            }
+            if !wanted {
+                // passed over as handled, so that a named reader's offset moves on
+                if let Some(due) = self.offsets.settled(generation, offset) {
+                    Box::pin(self.offsets.store(Some(due))).await;
+                }
+                continue;
+            }
             let acker = Box::new(StreamAcker {
                 offsets: Arc::clone(&self.offsets),
                 generation,

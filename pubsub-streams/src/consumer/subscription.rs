@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pubsub_core::{stream::StoreOffsets, transport::StreamSource};
 use rabbitmq_stream_client::types::OffsetSpecification;
-use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle};
+use rabbitmq_stream_client::{Consumer as ClientConsumer, ConsumerHandle, FilterConfiguration};
 
 use super::offsets::Offsets;
 use crate::connection::bounded;
@@ -42,6 +42,14 @@ pub(super) async fn subscribe(
         .consumer()
         .offset(start.clone())
         .client_provided_name(service);
+    if !source.only_keys.is_empty() {
+        // the broker skips the chunks whose bloom filter holds none of the keys; the
+        // consumer checks each message exactly. Unfiltered chunks (from other clients)
+        // are read too, not to miss their messages. No post-filter: the client's counts
+        // offsets after filtering, which would give wrong ones.
+        let filter = FilterConfiguration::new(source.only_keys.clone(), true);
+        builder = builder.filter_input(Some(filter));
+    }
     if source.single_active && source.store != StoreOffsets::Never {
         // The client answers `Next` to the broker's activation unless told otherwise,
         // which would skip what came while this instance waited.

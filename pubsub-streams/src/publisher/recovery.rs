@@ -17,6 +17,7 @@ use rabbitmq_stream_client::{Dedup, Environment, OnClosed, Producer};
 use super::state::{Inner, Lost, State};
 use crate::config::StreamConfig;
 use crate::connection::{Backoff, bounded};
+use crate::convert;
 use crate::error::StreamsError;
 use crate::sync::lock;
 
@@ -61,6 +62,7 @@ pub(super) async fn build_producer(
             .batch_size(config.frame_messages())
             .client_provided_name(name)
             .on_closed(Box::new(on_closed))
+            .filter_value_extractor(convert::filter_value)
             .build(stream)
             .await
             .map_err(|e: ProducerCreateError| {
