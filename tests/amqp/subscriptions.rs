@@ -53,3 +53,13 @@ async fn a_hundred_desks_each_get_their_own_and_their_queues_go_with_them() {
     }
     bus.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_key_survives_retries_dead_letters_and_requests() {
+    let ns = support::namespace("conf-keys");
+    let Some(config) = support::amqp_config() else {
+        return;
+    };
+    let transport = AmqpTransport::new(config.exchange(format!("{ns}.events")));
+    desks::the_instance_key_survives_retries_dead_letters_and_requests(transport, &ns).await;
+}

@@ -200,3 +200,21 @@ async fn a_super_stream_keeps_an_entity_in_one_partition_and_its_reader_reads_on
         assert_eq!(next(&mut desk_7).await, Edited { desk: 7, n });
     }
 }
+
+#[tokio::test]
+async fn the_instance_key_survives_retries_dead_letters_and_requests_in_memory() {
+    desks::the_instance_key_survives_retries_dead_letters_and_requests(
+        MemoryTransport::new(),
+        "desks",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_instance_key_survives_retries_into_the_error_stream_in_memory() {
+    desks::the_instance_key_survives_retries_dead_letters_and_requests(
+        MemoryTransport::stream_backed(),
+        "desks",
+    )
+    .await;
+}

@@ -143,3 +143,18 @@ async fn a_reader_of_one_desk_among_fifty_is_sent_a_fraction_and_misses_none() {
         bus.close().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_key_survives_retries_into_the_error_stream() {
+    let Some(config) = support::stream_config() else {
+        return;
+    };
+    let run = Uuid::now_v7().simple().to_string();
+    let config = config.naming(StreamNaming::new(format!("keys-{run}")));
+    let service = format!("desks-{run}");
+    desks::the_instance_key_survives_retries_dead_letters_and_requests(
+        StreamTransport::new(config),
+        &service,
+    )
+    .await;
+}

@@ -88,3 +88,103 @@ pub(crate) async fn each_desk_gets_its_own(
     join_all(checking).await;
     streams
 }
+
+/// Asks which desk a request was routed to: a request with a key parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(key = "desk.{desk}.asked", reply = String)]
+pub(crate) struct Asked {
+    pub(crate) desk: u64,
+}
+
+/// A bus of `service` on `transport` whose handler of [`Edited`] always fails (transiently,
+/// so it is retried twice), recording the key and parameter each attempt saw, and whose
+/// responder answers [`Asked`] with the key it was routed by. Publishes an edit of desk
+/// 5 and asserts that every attempt saw `desk.5.edited`, and that the dead letter (the
+/// dead-letter queue, or on a stream transport the error stream) keeps that key with the
+/// template as its type. Where the transport has request/reply, asks desk 9 and asserts
+/// the responder saw `desk.9.asked`.
+pub(crate) async fn the_instance_key_survives_retries_dead_letters_and_requests(
+    transport: impl pubsub::transport::Transport + Clone,
+    service: &str,
+) {
+    use std::sync::{Arc, Mutex};
+
+    // (key, key_param("desk")) of each attempt
+    type Seen = Mutex<Vec<(String, Option<String>)>>;
+    let seen: Arc<Seen> = Arc::default();
+    let recorded = Arc::clone(&seen);
+    let flaky = pubsub::Handler::typed("flaky", move |_edit: Edited, ctx: Context| {
+        let key = (
+            ctx.key().to_owned(),
+            ctx.key_param("desk").map(str::to_owned),
+        );
+        recorded.lock().unwrap().push(key);
+        async { Err::<(), _>(HandlerError::new("the desk is busy")) }
+    });
+    let answering = pubsub::Handler::typed("answering", |_ask: Asked, ctx: Context| {
+        let key = ctx.key().to_owned();
+        async move { Ok::<_, HandlerError>(key) }
+    });
+    let bus = Bus::builder()
+        .service(service)
+        .transport(transport.clone())
+        .select_handlers(pubsub::HandlerSelection::None)
+        .handler(flaky)
+        .handler(answering)
+        .retry(pubsub::RetryPolicy::exponential(
+            2,
+            Duration::from_millis(10),
+        ))
+        .build()
+        .await
+        .expect("the bus builds");
+    let task = bus.spawn().await.expect("the bus runs");
+    bus.publish(&Edited { desk: 5, n: 1 }).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let dead = loop {
+        let dead = transport
+            .dead_letters(service)
+            .await
+            .expect("reading the dead letters");
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter after {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let metadata = &dead[0].message.metadata;
+    assert_eq!(metadata.key, "desk.5.edited", "the dead letter's key");
+    assert_eq!(
+        metadata.event_type.as_deref(),
+        Some(Edited::KEY),
+        "its type"
+    );
+    let attempts = seen.lock().unwrap().clone();
+    assert_eq!(
+        attempts.len(),
+        3,
+        "one attempt and two retries: {attempts:?}"
+    );
+    for (key, param) in attempts {
+        assert_eq!(
+            (key.as_str(), param.as_deref()),
+            ("desk.5.edited", Some("5"))
+        );
+    }
+
+    if transport.capabilities().request_reply {
+        let answer = bus
+            .request(&Asked { desk: 9 })
+            .timeout(PATIENCE)
+            .await
+            .expect("desk 9 answers");
+        assert_eq!(answer, "desk.9.asked");
+    }
+    bus.close().await.unwrap();
+    task.await.unwrap().unwrap();
+}
