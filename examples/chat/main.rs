@@ -15,8 +15,10 @@
 //! rooms that each reader filters by room. Why: a late joiner's replay reads only its
 //! room's messages, not every room's; retention is per room, so a busy room cannot push a
 //! quiet room's history out; and a room is deleted by deleting its stream. (The other
-//! design needs per-room keys on one stream, the key-parameters work, which has not landed
-//! yet.) The cost: one stream per room on the broker, created when someone first joins.
+//! design, one stream with a key per room, `#[event(key = "room.{room}.said")]` read with
+//! `bus.subscribe::<Said>().param(Said::ROOM, room)`, has the broker skip other rooms'
+//! chunks by stream filtering, but shares one retention.) The cost: one stream per room on
+//! the broker, created when someone first joins.
 //!
 //! **History.** A joiner reads its room's stream from the first message the stream still
 //! holds (`StartAt::First`); each room's stream keeps the last [`HISTORY_BYTES`] of
