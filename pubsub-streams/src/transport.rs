@@ -301,7 +301,7 @@ impl Transport for StreamTransport {
         let service = &subscription.service;
         session.ensure_stream(&source.stream).await?;
         if source.store != StoreOffsets::Never {
-            // an anonymous reader (`Bus::subscribe_to`) only reads: it dead-letters nothing,
+            // an anonymous reader (`Bus::subscribe`) only reads: it dead-letters nothing,
             // so it creates no error stream
             let errors = session.config.naming.error_stream(service);
             session.ensure_stream(&errors).await?;

@@ -16,7 +16,7 @@ struct Noted {
 
 /// `Bus::subscribe` with `.stream(..)` reads the stream, and leaves no error stream of its service.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribe_to_creates_no_error_stream() {
+async fn a_reader_of_a_named_stream_creates_no_error_stream() {
     let Some(config) = support::stream_config() else {
         return;
     };
