@@ -158,3 +158,62 @@ async fn the_instance_key_survives_retries_into_the_error_stream() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_super_stream_keeps_a_desk_in_one_partition_and_its_reader_reads_that_one() {
+    let Some(config) = support::stream_config() else {
+        return;
+    };
+    let run = Uuid::now_v7().simple().to_string();
+    let naming = StreamNaming::new(format!("parts-{run}")).super_stream("desk", 3);
+    let transport = StreamTransport::new(config.naming(naming.clone()));
+    let bus = Bus::publisher(format!("parts-{run}"), transport.clone());
+    for desk in 0..12 {
+        for n in 0..3 {
+            bus.publish(&Edited { desk, n }).await.unwrap();
+        }
+    }
+    let stream = naming.stream_of_domain("desk");
+    let partitions = naming.partitions(&stream).expect("a super stream");
+    let mut held: Vec<Vec<String>> = Vec::new();
+    for partition in &partitions {
+        let read = transport.read_all(partition).await.unwrap();
+        held.push(read.into_iter().map(|(_, m)| m.metadata.key).collect());
+    }
+    for desk in 0..12u64 {
+        let key = format!("desk.{desk}.edited");
+        let holding: Vec<&String> = partitions
+            .iter()
+            .zip(&held)
+            .filter(|(_, keys)| keys.contains(&key))
+            .map(|(partition, _)| partition)
+            .collect();
+        let expected = naming.partition_for(&stream, &desk.to_string());
+        assert_eq!(
+            holding,
+            [&expected.unwrap()],
+            "desk {desk}: partitioned by the desk"
+        );
+    }
+    assert!(
+        held.iter().filter(|keys| !keys.is_empty()).count() > 1,
+        "spread: {held:?}"
+    );
+    let mut desk_5 = bus
+        .subscribe::<Edited>()
+        .param(Edited::DESK, 5)
+        .start_at(StartAt::First)
+        .await
+        .unwrap();
+    assert_eq!(
+        Some(desk_5.stream().to_owned()),
+        naming.partition_for(&stream, "5")
+    );
+    for n in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(30), desk_5.next()).await;
+        let edit = next.expect("in time").expect("open").expect("decodes");
+        assert_eq!(edit.event, Edited { desk: 5, n });
+    }
+    drop(desk_5);
+    bus.close().await.unwrap();
+}
