@@ -9,7 +9,7 @@
 //! | body | the single data section |
 //! | id | property `message-id`, an AMQP `uuid` |
 //! | key (what routes) | property `subject`; application property `x-event-key` when the type differs |
-//! | event type (what decodes: the key template) | property `subject` |
+//! | event type (what decodes: the key template) | property `subject` (application property `x-event-type` when too long, see [`to_wire`]) |
 //! | content type | property `content-type` |
 //! | correlation, reply-to | properties `correlation-id` (a string), `reply-to` |
 //! | version | application property `x-event-version` (`uint`) |
@@ -43,6 +43,8 @@ const APP_ID: &str = "app-id";
 /// Application properties another client may set instead of the properties.
 const ID: &str = "x-event-id";
 const KEY: &str = "x-event-key";
+/// The event type, as application property, when the properties cannot carry `subject`.
+const TYPE: &str = "x-event-type";
 const CONTENT_TYPE: &str = "content-type";
 /// Names the 0.1 envelope used; a free header with them is not written either.
 const CORRELATION_ID: &str = "correlation-id";
@@ -53,8 +55,9 @@ const FOREIGN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5d0f_3a1e_9b27_4c61_a8e3_2f
 
 /// Application property names the envelope reads: a free header with one of them is not
 /// written (the envelope's value, or nothing, stands instead).
-const ENVELOPE: [&str; 9] = [
+const ENVELOPE: [&str; 10] = [
     HEADER_VERSION,
+    TYPE,
     TIMESTAMP,
     HEADER_CAUSATION_ID,
     APP_ID,
@@ -65,27 +68,68 @@ const ENVELOPE: [&str; 9] = [
     REPLY_TO,
 ];
 
+/// The most bytes the properties section may hold. rabbitmq-stream-client 0.11 encodes a
+/// longer one wrongly (a `list8` type code with a 4-byte size), and no client reads the
+/// message back; a long key (with a correlation id, from about 170 characters) gets there.
+const PROPERTIES_MAX: usize = 230;
+
+/// The size of the properties section's content with these texts: a UUID message id (17
+/// bytes), each text 2 bytes more than its length (5 past 255), and a byte for each of
+/// the 8 other fields, empty.
+fn properties_size(texts: [Option<&str>; 4]) -> usize {
+    let text = |t: Option<&str>| t.map_or(1, |t| t.len() + if t.len() <= 255 { 2 } else { 5 });
+    17 + 8 + texts.into_iter().map(text).sum::<usize>()
+}
+
 /// The stream message for `message`, with publishing id `publishing_id`. Built straight
 /// into the client's message: no intermediate map.
+///
+/// Subject, content type, correlation id and reply-to go in the standard properties,
+/// unless they would make that section too long for the client ([`PROPERTIES_MAX`]): then
+/// they are application properties (`x-event-type`, `content-type`, `correlation-id`,
+/// `reply-to`), which [`from_wire`] reads as well.
 pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
     let m = &message.metadata;
+    let subject = m.type_or_key();
+    let (correlation_id, reply_to) = (m.correlation_id.as_deref(), m.reply_to.as_deref());
+    let texts = [
+        Some(subject),
+        Some(m.content_type.as_str()),
+        correlation_id,
+        reply_to,
+    ];
+    let fits = properties_size(texts) <= PROPERTIES_MAX;
     let mut properties = WireMessage::builder()
         .body(message.body.to_vec())
         .properties()
-        .message_id(m.id)
-        .subject(m.type_or_key())
-        .content_type(m.content_type.as_str());
-    if let Some(correlation_id) = &m.correlation_id {
-        properties = properties.correlation_id(correlation_id.clone());
-    }
-    if let Some(reply_to) = &m.reply_to {
-        properties = properties.reply_to(reply_to.as_str());
+        .message_id(m.id);
+    if fits {
+        properties = properties
+            .subject(subject)
+            .content_type(m.content_type.as_str());
+        if let Some(correlation_id) = correlation_id {
+            properties = properties.correlation_id(correlation_id.to_owned());
+        }
+        if let Some(reply_to) = reply_to {
+            properties = properties.reply_to(reply_to);
+        }
     }
     let mut application = properties
         .message_builder()
         .application_properties()
         .insert(HEADER_VERSION, m.version)
         .insert(TIMESTAMP, m.timestamp_millis());
+    if !fits {
+        application = application
+            .insert(TYPE, subject)
+            .insert(CONTENT_TYPE, m.content_type.as_str());
+        if let Some(correlation_id) = correlation_id {
+            application = application.insert(CORRELATION_ID, correlation_id);
+        }
+        if let Some(reply_to) = reply_to {
+            application = application.insert(REPLY_TO, reply_to);
+        }
+    }
     if let Some(app_id) = &m.app_id {
         application = application.insert(APP_ID, app_id.as_str());
     }
@@ -112,11 +156,14 @@ pub(crate) fn to_wire(message: &Message, publishing_id: u64) -> WireMessage {
 /// ([`StreamSource::only_keys`](pubsub_core::transport::StreamSource::only_keys)) is sent
 /// only the chunks that may hold its key.
 pub(crate) fn filter_value(wire: &WireMessage) -> String {
-    let key = wire
-        .application_properties()
-        .and_then(|p| p.get(KEY))
-        .and_then(text);
-    key.or_else(|| wire.properties().and_then(|p| p.subject.clone()))
+    let application = |name| {
+        wire.application_properties()
+            .and_then(|p| p.get(name))
+            .and_then(text)
+    };
+    application(KEY)
+        .or_else(|| wire.properties().and_then(|p| p.subject.clone()))
+        .or_else(|| application(TYPE))
         .unwrap_or_default()
 }
 
@@ -130,7 +177,11 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
                 Ok(uuid) => *uuid,
                 Err(_) => Metadata::id_from_text(&id_text(id)),
             });
-    let subject = properties.and_then(|p| p.subject.clone());
+    let mut subject = properties.and_then(|p| p.subject.clone());
+    let mut correlation_id = properties
+        .and_then(|p| p.correlation_id.as_ref())
+        .map(id_text);
+    let mut reply_to = properties.and_then(|p| p.reply_to.clone());
     let mut key = None;
     let mut content_type = properties
         .and_then(|p| p.content_type.as_ref())
@@ -153,6 +204,9 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
             ID if id.is_none() => id = text(value).map(|t| Metadata::id_from_text(&t)),
             KEY => key = text(value),
             CONTENT_TYPE if content_type.is_none() => content_type = text(value),
+            TYPE if subject.is_none() => subject = text(value),
+            CORRELATION_ID if correlation_id.is_none() => correlation_id = text(value),
+            REPLY_TO if reply_to.is_none() => reply_to = text(value),
             _ => {
                 if let Some(value) = text(value) {
                     headers.insert(name.clone(), value);
@@ -177,10 +231,8 @@ pub(crate) fn from_wire(wire: &WireMessage, stream: &str, offset: u64) -> Messag
     if let Some(content_type) = content_type {
         metadata.content_type = content_type;
     }
-    metadata.correlation_id = properties
-        .and_then(|p| p.correlation_id.as_ref())
-        .map(id_text);
-    metadata.reply_to = properties.and_then(|p| p.reply_to.clone());
+    metadata.correlation_id = correlation_id;
+    metadata.reply_to = reply_to;
     metadata.causation_id = causation_id;
     metadata.app_id = app_id;
     metadata.headers = headers;
@@ -318,6 +370,29 @@ mod tests {
             Some(&SimpleValue::String("session.42.code_updated".into()))
         );
         assert_eq!(from_wire(&wire, "events.session", 0), message);
+    }
+
+    #[test]
+    fn a_long_key_moves_the_properties_it_would_overflow_to_application_properties() {
+        let key = format!("session.{}.code_updated", "s".repeat(200));
+        let mut message = Message::new(key.as_str(), Bytes::from_static(b"{}"));
+        message.metadata.timestamp = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        message.metadata.correlation_id = Some("c".repeat(36));
+        message.metadata.reply_to = Some("replies".into());
+        let wire = to_wire(&message, 1);
+        let properties = wire.properties().expect("properties");
+        assert_eq!(properties.subject, None);
+        let application = wire
+            .application_properties()
+            .expect("application properties");
+        assert_eq!(
+            application.get(TYPE),
+            Some(&SimpleValue::String(key.clone()))
+        );
+        assert_eq!(from_wire(&wire, "events.session", 0), message);
+        // a short one keeps the standard properties
+        let short = to_wire(&Message::new("order.created", Bytes::new()), 1);
+        assert!(short.properties().is_some_and(|p| p.subject.is_some()));
     }
 
     #[test]

@@ -66,3 +66,68 @@ async fn index_sees_every_session_and_watch_42_its_own() {
     }
     transport.close().await.unwrap();
 }
+
+/// An event type whose key has a parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
+#[event(key = "ledger.{account}.posted")]
+struct Posted {
+    account: String,
+}
+
+/// Long keys, correlation ids and reply addresses make the stream message's properties
+/// section long; each message reads back whole: a plain message with a key of 255 bytes
+/// (its subject), and events with a long key or a long correlation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_keys_and_conversations_read_back() {
+    let Some(config) = support::stream_config() else {
+        return;
+    };
+    let run = Uuid::now_v7().simple().to_string();
+    let config = config.naming(StreamNaming::new(format!("long-{run}")));
+    let transport = StreamTransport::new(config.clone());
+    let bus = Bus::publisher(format!("long-{run}"), transport.clone());
+    let stream = config.naming.stream_of_domain("ledger");
+    // a plain message: the key is the subject
+    let key = format!("ledger.{}", "k".repeat(255 - "ledger.".len()));
+    let mut plain = Message::new(key.as_str(), Bytes::from_static(br#"{"account":"x"}"#));
+    plain.metadata.correlation_id = Some(Uuid::now_v7().to_string());
+    plain.metadata.reply_to = Some("replies.ledger".into());
+    transport
+        .send(plain.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // events: a long key, and a long correlation id
+    let conversations = [Uuid::now_v7().to_string(), "c".repeat(220)];
+    let accounts = ["a".repeat(255 - "ledger..posted".len()), "short".to_owned()];
+    for (account, correlation_id) in accounts.iter().zip(&conversations) {
+        let options = pubsub::PublishOptions::new().correlation_id(correlation_id.clone());
+        let posted = Posted {
+            account: account.clone(),
+        };
+        bus.publish_with(&posted, options).await.unwrap();
+    }
+    let read = transport.read_all(&stream).await.unwrap();
+    assert_eq!(read.len(), 3, "{read:?}");
+    let (_, first) = &read[0];
+    assert_eq!(first.metadata.key, key);
+    assert_eq!(first.metadata.correlation_id, plain.metadata.correlation_id);
+    assert_eq!(first.metadata.reply_to, plain.metadata.reply_to);
+    for ((_, message), (account, correlation_id)) in
+        read[1..].iter().zip(accounts.iter().zip(&conversations))
+    {
+        assert_eq!(message.metadata.key, format!("ledger.{account}.posted"));
+        assert_eq!(message.metadata.event_type.as_deref(), Some(Posted::KEY));
+        assert_eq!(
+            message.metadata.correlation_id.as_ref(),
+            Some(correlation_id)
+        );
+        assert_eq!(
+            Posted::decode_message(message).expect("it decodes").account,
+            *account
+        );
+    }
+    transport.delete_stream(&stream).await.unwrap();
+    bus.close().await.unwrap();
+}
