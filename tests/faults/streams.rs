@@ -17,7 +17,6 @@ use pubsub::{
     stream::{StartAt, StreamConsumption, StreamNaming},
     transport::Transport,
 };
-use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::Message as WireMessage;
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -269,12 +268,7 @@ async fn poison_from_another_client_goes_to_the_error_stream() {
     let running = run.bus.spawn().await.expect("running the bus");
     let stream = run.stream();
     let c = &run.config;
-    let environment = Environment::builder()
-        .host(&c.host)
-        .port(c.port)
-        .build()
-        .await
-        .expect("a raw environment");
+    let environment = support::raw_stream_environment(c).await;
     let producer = environment
         .producer()
         .build(&stream)

@@ -22,6 +22,7 @@ mod key_params;
 mod offsets;
 mod outage;
 mod partitions;
+mod poison;
 mod publish;
 mod reader;
 mod replication;

@@ -8,7 +8,6 @@ use pubsub::{
     Message,
     transport::{Bytes, Destination, Outgoing, Transport},
 };
-use rabbitmq_stream_client::Environment;
 use rabbitmq_stream_client::types::OffsetSpecification;
 use std::time::Duration;
 
@@ -183,12 +182,7 @@ async fn large_messages_are_batched_under_the_frame_size_or_refused() {
     assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
     // read back by a plain client (read_all gives up on a stream whose last chunk takes
     // over 300 ms to arrive, and the client 0.11 takes about 500 ms to decode one of 1 MiB)
-    let environment = Environment::builder()
-        .host(&config.host)
-        .port(config.port)
-        .build()
-        .await
-        .expect("a raw environment");
+    let environment = support::raw_stream_environment(&config).await;
     let mut reader = environment
         .consumer()
         .offset(OffsetSpecification::First)

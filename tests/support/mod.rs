@@ -75,3 +75,17 @@ pub(crate) fn stream_config() -> Option<pubsub::streams::StreamConfig> {
     broker::stream_address()?;
     Some(pubsub::streams::StreamConfig::from_env().expect("the broker's configuration"))
 }
+
+/// A plain rabbitmq-stream-client environment on the broker of `config`: another client,
+/// as a program not using this framework would be.
+#[cfg(feature = "streams")]
+pub(crate) async fn raw_stream_environment(
+    config: &pubsub::streams::StreamConfig,
+) -> rabbitmq_stream_client::Environment {
+    rabbitmq_stream_client::Environment::builder()
+        .host(&config.host)
+        .port(config.port)
+        .build()
+        .await
+        .expect("a raw environment")
+}

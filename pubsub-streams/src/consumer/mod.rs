@@ -21,6 +21,7 @@
 mod acker;
 mod offsets;
 mod subscription;
+mod undecodable;
 
 use std::sync::{Arc, Mutex};
 
@@ -131,6 +132,42 @@ impl StreamConsumer {
         tracing::warn!(stream = %self.offsets.stream, consumer = %self.offsets.service, next, reason, "stream consumer lost its subscription; resubscribing");
     }
 
+    /// The client cannot decode the chunk holding the next offset (see [`undecodable`]):
+    /// the next subscription starts at the first offset after it that it can, and the
+    /// offsets skipped count as handled, so that a stored offset moves past them too.
+    async fn skip_undecodable(&mut self, error: &str) {
+        if let Some(current) = self.current.take() {
+            current.close().await;
+        }
+        let (from, generation) = {
+            let commits = self.offsets.commits();
+            (commits.commits.next(), commits.generation)
+        };
+        let o = &self.offsets;
+        let skip_to = undecodable::first_decodable_after(&o.session, &o.stream, from).await;
+        let Some(to) = skip_to else {
+            self.resume_at = OffsetSpecification::Offset(from);
+            self.set_state(ConsumerState::Recovering, Some(error.to_owned()));
+            return;
+        };
+        let mut due = None;
+        for offset in from..to {
+            if o.commits().commits.admit(offset) {
+                due = o.settled(generation, offset).or(due);
+            }
+        }
+        Box::pin(o.store(due)).await;
+        self.resume_at = OffsetSpecification::Offset(to);
+        let reason = format!(
+            "the stream client cannot decode offsets {from}..{to} of {} ({error}): a message \
+             with a properties section over 254 bytes, written by rabbitmq-stream-client 0.11? \
+             They are skipped",
+            o.stream
+        );
+        tracing::error!(stream = %o.stream, consumer = %o.service, from, to, "{reason}");
+        lock(&self.health).last_error = Some(reason);
+    }
+
     /// The stream was deleted (and perhaps re-created): the next subscription reads the
     /// new stream from its first offset.
     async fn lost_stream(&mut self, reason: &str) {
@@ -226,7 +263,14 @@ impl StreamConsumer {
 enum Woke {
     Closed,
     Check,
-    Next(Option<Result<rabbitmq_stream_client::types::Delivery, TransportError>>),
+    Next(
+        Option<
+            Result<
+                rabbitmq_stream_client::types::Delivery,
+                rabbitmq_stream_client::error::ConsumerDeliveryError,
+            >,
+        >,
+    ),
 }
 
 #[async_trait]
@@ -254,9 +298,7 @@ impl Consumer for StreamConsumer {
             // for (a watch and a timer registered) when none is
             let woke = tokio::select! {
                 biased;
-                next = current.inner.next() => Woke::Next(next.map(|next| next.map_err(|error| {
-                    TransportError::other(format!("reading {}: {error}", self.offsets.stream))
-                }))),
+                next = current.inner.next() => Woke::Next(next),
                 () = self.offsets.session.closed() => Woke::Closed,
                 _ = self.check.tick() => Woke::Check,
             };
@@ -270,7 +312,16 @@ impl Consumer for StreamConsumer {
                     Box::pin(self.lost_connection("the subscription's connection closed")).await;
                     continue;
                 }
-                Woke::Next(Some(Err(error))) => return Some(Err(error)),
+                Woke::Next(Some(Err(error))) if undecodable::is_undecodable(&error) => {
+                    Box::pin(self.skip_undecodable(&error.to_string())).await;
+                    continue;
+                }
+                Woke::Next(Some(Err(error))) => {
+                    let stream = &self.offsets.stream;
+                    return Some(Err(TransportError::other(format!(
+                        "reading {stream}: {error}"
+                    ))));
+                }
                 Woke::Next(Some(Ok(delivery))) => delivery,
             };
             let offset = delivery.offset();
