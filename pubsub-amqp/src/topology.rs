@@ -152,9 +152,15 @@ pub(crate) async fn declare(
     })
 }
 
+/// The most events a live subscription's queue holds unread: past it the oldest are
+/// dropped, so that a reader that stopped reading (a stuck WebSocket) cannot fill the
+/// broker's memory and block every publisher on the node.
+const LIVE_QUEUE_MAX_LENGTH: i64 = 10_000;
+
 /// A live subscription's private queue: classic, exclusive to the consuming connection and
 /// auto-delete (the broker removes it when its consumer's channel closes), bound to the
-/// subscription's patterns; nothing is dead-lettered from it.
+/// subscription's patterns, at most [`LIVE_QUEUE_MAX_LENGTH`] long (dropping the oldest);
+/// nothing is dead-lettered from it.
 async fn declare_live(
     channel: &Channel,
     config: &AmqpConfig,
@@ -167,7 +173,14 @@ async fn declare_live(
         auto_delete: true,
         ..QueueDeclareOptions::default()
     };
-    let args = BTreeMap::from([(ShortString::from("x-queue-type"), text("classic"))]);
+    let args = BTreeMap::from([
+        (ShortString::from("x-queue-type"), text("classic")),
+        (
+            ShortString::from("x-max-length"),
+            AMQPValue::LongLongInt(LIVE_QUEUE_MAX_LENGTH),
+        ),
+        (ShortString::from("x-overflow"), text("drop-head")),
+    ]);
     queue(channel, &live.queue, options, FieldTable::from(args)).await?;
     for pattern in &live.patterns {
         bind(channel, &live.queue, &config.exchange, pattern).await?;

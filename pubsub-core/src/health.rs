@@ -194,11 +194,13 @@ pub struct ConsumerHealth {
     pub stuck_settlements: u64,
     /// When the oldest settlement under way started.
     pub oldest_settlement: Option<SystemTime>,
-    /// Messages the broker sent it (where the transport counts them: stream consumers).
+    /// Messages the broker sent it, for a stream consumer of some keys only
+    /// ([`StreamSource::only_keys`](crate::transport::StreamSource::only_keys)) on the
+    /// RabbitMQ Streams transport; 0 elsewhere.
     pub received: u64,
-    /// Of those, how many it passed over because their key is not one its subscription
-    /// reads ([`StreamSource::only_keys`](crate::transport::StreamSource::only_keys)): what
-    /// the broker's probabilistic filter let through.
+    /// Of those, how many it passed over because their key is not one it reads: what the
+    /// broker's probabilistic filter let through, and chunks written without filter values
+    /// (by other clients).
     pub passed_over: u64,
 }
 

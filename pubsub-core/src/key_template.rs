@@ -94,13 +94,13 @@ impl<E, T: ?Sized> fmt::Debug for KeyParam<E, T> {
     }
 }
 
-/// A value for a [`KeyParam<E, T>`]: a `T` itself, or for a `String` parameter a `&str`
+/// A value for a [`KeyParam<E, T>`]: a `T` or a `&T`, and for a `String` parameter a `&str`
 /// too, so that `.param(Said::ROOM, "lobby")` and `.param(CodeUpdated::SESSION_ID, 42)`
 /// both read as they should (the literal `42` takes the parameter's type).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a value for a key parameter whose field is a `{T}`",
     label = "this key parameter's field is a `{T}`",
-    note = "pass a `{T}` (or, for a `String` parameter, a `&str`)"
+    note = "pass a `{T}` or a `&{T}` (for a `String` parameter, a `&str` too)"
 )]
 pub trait ParamValue<T: ?Sized> {
     /// The value's text, as it appears in the routing key.
@@ -119,9 +119,9 @@ impl ParamValue<String> for &str {
     }
 }
 
-impl ParamValue<String> for &String {
+impl<T: KeyWord> ParamValue<T> for &T {
     fn param_word(&self) -> Cow<'_, str> {
-        Cow::Borrowed(self.as_str())
+        (*self).key_word()
     }
 }
 

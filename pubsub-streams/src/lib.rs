@@ -1,6 +1,7 @@
 //! The RabbitMQ Streams transport of `pubsub`, on
 //! [rabbitmq-stream-client](https://docs.rs/rabbitmq-stream-client) 0.11, for RabbitMQ ≥ 3.11
-//! (stream protocol, port 5552).
+//! (stream protocol, port 5552); stream filtering, for readers of one entity, from 3.13 (on
+//! an older broker every chunk is read, and keys are checked on the client).
 //!
 //! - [`StreamConfig`]: where the broker is (`RABBITMQ_STREAM_HOST` or `RABBITMQ_HOST`,
 //!   `RABBITMQ_STREAM_PORT`, `RABBITMQ_USERNAME`, `RABBITMQ_PASSWORD`, `RABBITMQ_VHOST`;

@@ -356,7 +356,10 @@ impl Transport for StreamTransport {
                 Arc::clone(&health),
             )
             .await?;
-            lock(&self.session.consumers).push(health);
+            let mut healths = lock(&self.session.consumers);
+            // a consumer dropped by everyone else is gone (subscriptions come and go)
+            healths.retain(|c| Arc::strong_count(c) > 1);
+            healths.push(health);
             consumers.push(Box::new(consumer));
         }
         Ok(MergedConsumer::of(consumers))

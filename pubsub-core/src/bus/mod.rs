@@ -360,7 +360,7 @@ impl Bus {
 
     /// [`TransportError::Closed`](crate::transport::TransportError::Closed) once the bus
     /// was [closed](Self::close), whether or not its transport still is.
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.attached.load(Ordering::SeqCst) {
             Ok(())
         } else {

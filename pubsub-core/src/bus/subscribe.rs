@@ -30,8 +30,9 @@ const READ_AHEAD: u16 = 100;
 /// - **A stream-backed transport** (memory stream-backed, RabbitMQ Streams): an anonymous
 ///   reader of the stream of the event's domain, from [`start_at`](Self::start_at)
 ///   (history, then live). With every parameter named, the broker is asked for that
-///   entity's key only (RabbitMQ's stream filtering: it skips chunks that cannot hold it);
-///   of a super stream, only the partition of the first parameter's value is read.
+///   entity's key only (RabbitMQ's stream filtering: it skips chunks that cannot hold it).
+///   Of a super stream, every partition is read, so that events partitioned by another
+///   key (an explicit partition key, another client, older history) are not missed.
 ///
 /// Either way, only events of type `E` whose key matches reach the stream.
 ///
@@ -117,24 +118,17 @@ impl<'a, E: Event> SubscribeCall<'a, E> {
     }
 
     async fn open(self) -> Result<EventStream<E>> {
+        self.bus.check_open()?;
         let pattern = narrow(E::KEY, &self.params)?;
+        tracing::debug!(event = E::KEY, %pattern, start = ?self.start, "opening a subscription");
         let transport = self.bus.transport();
         let service = self.bus.service();
         let (subscription, source) = match transport.stream_naming() {
             Some(naming) => {
-                let mut stream = self
+                let stream = self
                     .stream
                     .unwrap_or_else(|| naming.stream_of_domain(E::DOMAIN));
-                let mut partitioned = naming.partitions(&stream).is_some();
-                // one entity's events are all in the partition of its first parameter
-                let first = E::KEY_PARAMS.first();
-                let entity = first.and_then(|p| self.params.iter().rev().find(|(n, _)| n == p));
-                if let (true, Some((_, value))) = (partitioned, entity)
-                    && let Some(partition) = naming.partition_for(&stream, value)
-                {
-                    stream = partition;
-                    partitioned = false;
-                }
+                let partitioned = naming.partitions(&stream).is_some();
                 let mut source = StreamSource::new(stream.clone())
                     .super_stream(partitioned)
                     .start_at(self.start)

@@ -41,12 +41,19 @@ impl Connection {
         }
     }
 
+    /// Notes a consumer opened on it, forgetting those gone meanwhile (a subscription
+    /// opened and dropped per WebSocket would otherwise pile up here).
     pub(super) fn opened_consumer(&self, queue: &Arc<Queue>, id: u64) {
-        lock(&self.consumers).push((Arc::clone(queue), id));
+        let mut consumers = lock(&self.consumers);
+        consumers.retain(|(queue, id)| queue.has_consumer(*id));
+        consumers.push((Arc::clone(queue), id));
     }
 
+    /// Notes a stream reader opened on it, forgetting those gone meanwhile.
     pub(super) fn opened_reader(&self, log: &Arc<Log>, id: u64) {
-        lock(&self.readers).push((Arc::clone(log), id));
+        let mut readers = lock(&self.readers);
+        readers.retain(|(log, id)| log.has_reader(*id));
+        readers.push((Arc::clone(log), id));
     }
 
     /// Closes the connection (once): its consumers end (woken to see it), their unsettled

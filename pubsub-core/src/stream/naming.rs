@@ -38,9 +38,8 @@ pub const DEFAULT_STREAM_PREFIX: &str = "events";
 /// without one, the value of its key's first parameter, else its correlation id, else its
 /// id: [`default_partition_key`](Self::default_partition_key)), by RabbitMQ's hash routing
 /// (MurmurHash3, seed 104729, modulo N), so the events of one key stay in order in one
-/// partition. A service reads every partition, each with its own stored offset; a
-/// subscription to one entity ([`Bus::subscribe`](crate::Bus::subscribe) with its first
-/// parameter) reads only that entity's partition.
+/// partition (for an event with key parameters, one entity's events rather than one
+/// conversation's). A service reads every partition, each with its own stored offset.
 ///
 /// ```
 /// use pubsub::stream::StreamNaming;

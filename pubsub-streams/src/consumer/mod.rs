@@ -339,7 +339,7 @@ impl Consumer for StreamConsumer {
             ));
             // the broker's filter is probabilistic: the exact check is here
             let wanted = self.source.wants_key(&message.metadata.key);
-            {
+            if !self.source.only_keys.is_empty() {
                 let mut health = lock(&self.health);
                 health.received += 1;
                 health.passed_over += u64::from(!wanted);

@@ -51,23 +51,31 @@ pub(super) async fn build_producer(
     lost: &Arc<Lost>,
     generation: u64,
 ) -> Result<Producer<Dedup>, StreamsError> {
-    let on_closed = OnLost {
-        lost: Arc::clone(lost),
-        generation,
-    };
-    bounded("build a producer", config.timeout, async {
+    // `name` first: the client's `name` drops a filter value extractor set before it
+    let builder = || {
         environment
             .producer()
             .name(name)
             .batch_size(config.frame_messages())
             .client_provided_name(name)
-            .on_closed(Box::new(on_closed))
+            .on_closed(Box::new(OnLost {
+                lost: Arc::clone(lost),
+                generation,
+            }))
+    };
+    bounded("build a producer", config.timeout, async {
+        let filtered = builder()
             .filter_value_extractor(convert::filter_value)
             .build(stream)
-            .await
-            .map_err(|e: ProducerCreateError| {
-                StreamsError::client(format!("build producer {name} on {stream}"), e)
-            })
+            .await;
+        let built = match filtered {
+            Err(ProducerCreateError::FilteringNotSupport) => {
+                tracing::warn!(stream, "this RabbitMQ has no stream filtering (3.13+): publishing without filter values, so readers of one entity are sent every chunk");
+                builder().build(stream).await
+            }
+            other => other,
+        };
+        built.map_err(|e| StreamsError::client(format!("build producer {name} on {stream}"), e))
     })
     .await
 }

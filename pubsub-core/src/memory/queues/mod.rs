@@ -217,12 +217,12 @@ impl QueueBroker {
         }))
     }
 
-    /// Whether no queue has work in flight.
+    /// Whether no queue has work in flight (what waits in a live subscription's queue is
+    /// its reader's).
     pub(super) fn is_idle(&self) -> bool {
-        self.topology()
-            .queues
-            .values()
-            .all(|q| !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy()))
+        self.topology().queues.values().all(|q| {
+            q.live || !q.is_busy() && q.dead_letters.as_ref().is_none_or(|dlq| !dlq.is_busy())
+        })
     }
 
     /// Declares the queue `name` (made by `make` if new) bound to `patterns`.

@@ -103,6 +103,9 @@ pub(crate) struct Queue {
     pub(crate) name: String,
     /// The dead-letter queue of a service queue (`None` for a dead-letter queue itself).
     pub(crate) dead_letters: Option<Arc<Queue>>,
+    /// A live subscription's private queue: what waits there is a reader's, not work the
+    /// broker's idleness waits for.
+    pub(crate) live: bool,
     state: Mutex<QueueState>,
     /// Woken on every change a consumer may be waiting for.
     pub(crate) changed: Notify,
@@ -140,7 +143,10 @@ impl Queue {
 
     /// A live subscription's private queue: no dead letters, no length limit.
     pub(crate) fn live(name: String, signal: Arc<BrokerSignal>) -> Self {
-        Self::new(name, signal, None, None)
+        Self {
+            live: true,
+            ..Self::new(name, signal, None, None)
+        }
     }
 
     fn new(
@@ -152,6 +158,7 @@ impl Queue {
         Self {
             name,
             dead_letters,
+            live: false,
             state: Mutex::new(QueueState {
                 max_length,
                 ..QueueState::default()
@@ -422,6 +429,11 @@ impl Queue {
         dlq.changed(true);
         self.changed(true);
         count
+    }
+
+    /// Whether consumer `id` is still attached.
+    pub(crate) fn has_consumer(&self, id: u64) -> bool {
+        self.lock().consumers.contains_key(&id)
     }
 
     /// Busy: unsettled deliveries, or ready messages that a consumer will take.

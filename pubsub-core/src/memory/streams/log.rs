@@ -272,6 +272,11 @@ impl Log {
         self.changed();
     }
 
+    /// Whether reader `id` is still attached.
+    pub(crate) fn has_reader(&self, id: u64) -> bool {
+        self.lock().readers.contains_key(&id)
+    }
+
     /// Busy: a reader holds deliveries, or an active one has messages left to read.
     pub(crate) fn is_busy(&self) -> bool {
         let state = self.lock();

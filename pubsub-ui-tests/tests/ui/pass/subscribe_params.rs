@@ -1,4 +1,5 @@
-//! `.param` takes the parameter's own type, and a `&str` for a `String` parameter.
+//! `.param` takes the parameter's own type or a reference to it, and a `&str` for a
+//! `String` parameter.
 use pubsub::prelude::*;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Event)]
@@ -11,6 +12,8 @@ struct Said {
 
 async fn join(bus: &Bus, room: &String) -> pubsub::Result<()> {
     let _literal = bus.subscribe::<Said>().param(Said::ROOM, "lobby").param(Said::USER, 7).await?;
+    let user = 7u32;
+    let _by_ref = bus.subscribe::<Said>().param(Said::USER, &user).await?;
     let _owned = bus.subscribe::<Said>().param(Said::ROOM, room.clone()).await?;
     let _borrowed = bus.subscribe::<Said>().param(Said::ROOM, room).await?;
     let _all = bus.subscribe::<Said>().await?;
