@@ -33,7 +33,7 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
-use pubsub_core::transport::{LiveSource, Source, Subscription};
+use pubsub_core::transport::{LIVE_QUEUE_MAX_LENGTH, LiveSource, Source, Subscription};
 
 use crate::config::QueueType;
 
@@ -152,11 +152,6 @@ pub(crate) async fn declare(
     })
 }
 
-/// The most events a live subscription's queue holds unread: past it the oldest are
-/// dropped, so that a reader that stopped reading (a stuck WebSocket) cannot fill the
-/// broker's memory and block every publisher on the node.
-const LIVE_QUEUE_MAX_LENGTH: i64 = 10_000;
-
 /// A live subscription's private queue: classic, exclusive to the consuming connection and
 /// auto-delete (the broker removes it when its consumer's channel closes), bound to the
 /// subscription's patterns, at most [`LIVE_QUEUE_MAX_LENGTH`] long (dropping the oldest);
@@ -177,7 +172,7 @@ async fn declare_live(
         (ShortString::from("x-queue-type"), text("classic")),
         (
             ShortString::from("x-max-length"),
-            AMQPValue::LongLongInt(LIVE_QUEUE_MAX_LENGTH),
+            AMQPValue::LongLongInt(i64::try_from(LIVE_QUEUE_MAX_LENGTH).unwrap_or(i64::MAX)),
         ),
         (ShortString::from("x-overflow"), text("drop-head")),
     ]);

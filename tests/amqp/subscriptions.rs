@@ -142,3 +142,17 @@ async fn a_subscription_comes_back_after_its_connection_is_cut() {
     reader.close().await.unwrap();
     writer.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_subscription_keeps_the_newest() {
+    let ns = support::namespace("conf-unread");
+    let Some(config) = support::amqp_config() else {
+        return;
+    };
+    let bus = Bus::publisher(
+        ns.clone(),
+        AmqpTransport::new(config.exchange(format!("{ns}.events"))),
+    );
+    desks::an_unread_subscription_keeps_the_newest(&bus).await;
+    bus.close().await.unwrap();
+}

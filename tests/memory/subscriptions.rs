@@ -228,3 +228,9 @@ async fn the_instance_key_survives_retries_into_the_error_stream_in_memory() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_unread_subscription_keeps_the_newest() {
+    let bus = Bus::publisher("desks", MemoryTransport::new());
+    desks::an_unread_subscription_keeps_the_newest(&bus).await;
+}

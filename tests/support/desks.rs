@@ -188,3 +188,41 @@ pub(crate) async fn the_instance_key_survives_retries_dead_letters_and_requests(
     bus.close().await.unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// A subscription nobody reads holds the first `prefetch` (100) edits delivered to it and
+/// at most `LIVE_QUEUE_MAX_LENGTH` more, dropping the oldest: after 10 110 edits, its
+/// reader gets edits 0 to 99, then 110 on (a queue transport).
+#[allow(
+    dead_code,
+    reason = "queue transports only: the Streams binary has no use for it"
+)]
+pub(crate) async fn an_unread_subscription_keeps_the_newest(bus: &Bus) {
+    use pubsub::transport::LIVE_QUEUE_MAX_LENGTH;
+    let total = LIVE_QUEUE_MAX_LENGTH as u64 + 110;
+    let mut desk_1 = bus
+        .subscribe::<Edited>()
+        .param(Edited::DESK, 1)
+        .await
+        .unwrap();
+    // handed over in order, confirmed together
+    let mut confirmations = Vec::new();
+    for n in 0..total {
+        let pending = bus.begin_publish(&Edited { desk: 1, n }).await;
+        confirmations.push(pending.expect("handing an edit over"));
+    }
+    for confirmed in join_all(confirmations).await {
+        confirmed.expect("publishing an edit");
+    }
+    let expected = (0..100).chain(110..total);
+    for (i, n) in expected.enumerate() {
+        let next = tokio::time::timeout(PATIENCE, desk_1.next()).await;
+        let edit = next
+            .unwrap_or_else(|_| panic!("edit {n} did not come"))
+            .expect("the stream goes on")
+            .expect("an edit that decodes");
+        assert_eq!(
+            edit.event.n, n,
+            "item {i}: the 10 oldest ready edits were dropped"
+        );
+    }
+}

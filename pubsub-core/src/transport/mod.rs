@@ -38,7 +38,9 @@ pub use merged::MergedConsumer;
 pub use offsets::{OffsetCommits, OffsetTracker};
 pub use outgoing::{Confirmation, Destination, Outgoing};
 pub use reconnect::{PROBE_EVERY, Reconnects};
-pub use subscription::{LiveSource, QueueSource, Source, StreamSource, Subscription};
+pub use subscription::{
+    LIVE_QUEUE_MAX_LENGTH, LiveSource, QueueSource, Source, StreamSource, Subscription,
+};
 pub use use_count::UseCount;
 // Service authors choose these when reading streams: their public home is `stream`.
 pub(crate) use subscription::{StartAt, StoreOffsets};

@@ -46,7 +46,14 @@ pub enum Source {
     Live(LiveSource),
 }
 
-/// A consumer's private queue: on AMQP an exclusive, auto-delete classic queue.
+/// The most events a live subscription's queue holds unread (ready, not yet delivered):
+/// past it the oldest are dropped, so that a reader that stopped reading (a stuck
+/// WebSocket) cannot fill the broker's memory (RabbitMQ's `x-max-length` with
+/// `x-overflow: drop-head`).
+pub const LIVE_QUEUE_MAX_LENGTH: usize = 10_000;
+
+/// A consumer's private queue: on AMQP an exclusive, auto-delete classic queue, holding at
+/// most [`LIVE_QUEUE_MAX_LENGTH`] events unread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LiveSource {

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::headers::{HEADER_ATTEMPTS, HEADER_DEATH_REASON, HEADER_FAILED_HANDLERS};
 use crate::memory::signal::BrokerSignal;
 use crate::metadata::Message;
-use crate::transport::{DeadLetteredMessage, Retry, Settlement};
+use crate::transport::{DeadLetteredMessage, LIVE_QUEUE_MAX_LENGTH, Retry, Settlement};
 
 /// A message waiting for a consumer.
 #[derive(Debug)]
@@ -141,7 +141,8 @@ impl Queue {
         Self::new(name, signal, max_length, Some(Arc::new(dlq)))
     }
 
-    /// A live subscription's private queue: no dead letters, no length limit.
+    /// A live subscription's private queue: no dead letters, at most
+    /// [`LIVE_QUEUE_MAX_LENGTH`] ready messages (dropping the oldest).
     pub(crate) fn live(name: String, signal: Arc<BrokerSignal>) -> Self {
         Self {
             live: true,
@@ -189,9 +190,17 @@ impl Queue {
         std::mem::take(&mut state.consumer_waiting)
     }
 
-    /// Appends a published message; `false` if the queue is full (reject-publish).
+    /// Appends a published message; `false` if the queue is full (reject-publish). A live
+    /// queue that is full drops its oldest ready message instead (drop-head).
     pub(crate) fn push(&self, message: Arc<Message>) -> bool {
+        let live = self.live;
         self.append(message, |state| {
+            if live {
+                if state.ready.len() >= LIVE_QUEUE_MAX_LENGTH {
+                    state.ready.pop_front();
+                }
+                return true;
+            }
             state.max_length.is_none_or(|max| state.ready.len() < max)
         })
     }
