@@ -121,7 +121,7 @@ mod amqp {
         let Some(Fixture {
             _one,
             _cleanup,
-            ns: _,
+            ns,
             config: _,
             transport,
             counts,
@@ -157,6 +157,21 @@ mod amqp {
                 killed.to_healthy
             ),
         );
+        if lost > 0 && broker::has_rabbitmqctl() {
+            // where the lost ones are, for whoever reads the failure: still queued
+            // (ready or unacked: a consumer that stopped taking them), or gone from the broker
+            let queues = broker::ctl(&[
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "consumers",
+            ]);
+            let ours: Vec<&str> = queues.lines().filter(|l| l.contains(&ns)).collect();
+            eprintln!("{name}: the broker's queues of {ns} now: {ours:?}");
+            eprintln!("{name}: bus health: {:?}", bus.health());
+        }
         assert_eq!(
             lost,
             0,
