@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use pubsub::Uuid;
 use pubsub::prelude::*;
@@ -103,11 +102,7 @@ async fn a_reader_of_one_desk_among_fifty_is_sent_a_fraction_and_misses_none() {
             .await
             .unwrap();
         for n in 0..PER {
-            let next = tokio::time::timeout(Duration::from_secs(30), desk_17.next()).await;
-            let edit = next
-                .unwrap_or_else(|_| panic!("edit {n} of desk 17 did not come"))
-                .expect("the stream goes on")
-                .expect("an edit that decodes");
+            let edit = desks::next_edit(&mut desk_17, &format!("edit {n} of desk 17")).await;
             assert_eq!(edit.event, Edited { desk: 17, n });
         }
         // the broker sends whole chunks: all of desk 17's were read once its last edit was
@@ -207,8 +202,7 @@ async fn a_super_stream_keeps_a_desk_in_one_partition_and_its_reader_gets_only_i
         .unwrap();
     assert_eq!(desk_5.stream(), stream, "every partition is read");
     for n in 0..3 {
-        let next = tokio::time::timeout(Duration::from_secs(30), desk_5.next()).await;
-        let edit = next.expect("in time").expect("open").expect("decodes");
+        let edit = desks::next_edit(&mut desk_5, &format!("edit {n} of desk 5")).await;
         assert_eq!(edit.event, Edited { desk: 5, n });
     }
     drop(desk_5);

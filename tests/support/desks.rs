@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use pubsub::prelude::*;
-use pubsub::stream::EventStream;
+use pubsub::stream::{EventStream, StreamedEvent};
 
 /// An edit of one desk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Event)]
@@ -23,6 +23,19 @@ pub(crate) const DESKS: u64 = 100;
 
 /// How long one stream may take to yield its next edit.
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The next edit `stream` yields, at most [`PATIENCE`] away; panics naming `what` if none
+/// comes, if the stream ends, or if it does not decode.
+pub(crate) async fn next_edit(
+    stream: &mut EventStream<Edited>,
+    what: &str,
+) -> StreamedEvent<Edited> {
+    tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not come"))
+        .expect("the stream goes on")
+        .expect("an edit that decodes")
+}
 
 /// Opens a subscription to each of the desks `base..base + DESKS` at once, then publishes
 /// `per` edits to each of them, interleaved, and as many to the desks after them that
@@ -54,11 +67,7 @@ pub(crate) async fn each_desk_gets_its_own(
         .zip(base..)
         .map(|(stream, desk)| async move {
             for n in 0..per {
-                let next = tokio::time::timeout(PATIENCE, stream.next()).await;
-                let edit = next
-                    .unwrap_or_else(|_| panic!("desk {desk}: edit {n} did not come"))
-                    .expect("the stream goes on")
-                    .expect("an edit that decodes");
+                let edit = next_edit(stream, &format!("desk {desk}: edit {n}")).await;
                 assert_eq!(edit.event, Edited { desk, n }, "desk {desk}'s stream");
                 assert_eq!(edit.metadata.key, format!("desk.{desk}.edited"));
             }
@@ -74,11 +83,7 @@ pub(crate) async fn each_desk_gets_its_own(
         .iter_mut()
         .zip(base..)
         .map(|(stream, desk)| async move {
-            let next = tokio::time::timeout(PATIENCE, stream.next()).await;
-            let edit = next
-                .unwrap_or_else(|_| panic!("desk {desk}: the marker did not come"))
-                .expect("the stream goes on")
-                .expect("an edit that decodes");
+            let edit = next_edit(stream, &format!("desk {desk}: the marker")).await;
             assert_eq!(
                 edit.event,
                 Edited { desk, n: u64::MAX },
@@ -215,11 +220,7 @@ pub(crate) async fn an_unread_subscription_keeps_the_newest(bus: &Bus) {
     }
     let expected = (0..100).chain(110..total);
     for (i, n) in expected.enumerate() {
-        let next = tokio::time::timeout(PATIENCE, desk_1.next()).await;
-        let edit = next
-            .unwrap_or_else(|_| panic!("edit {n} did not come"))
-            .expect("the stream goes on")
-            .expect("an edit that decodes");
+        let edit = next_edit(&mut desk_1, &format!("edit {n}")).await;
         assert_eq!(
             edit.event.n, n,
             "item {i}: the 10 oldest ready edits were dropped"
